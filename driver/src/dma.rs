@@ -1,0 +1,292 @@
+//! DMA memory: regions the device reads and writes, and who provides them.
+//!
+//! A [`DmaRegion`] is a span of memory pinned for the device, known by its
+//! virtual address (for the CPU) and its IO virtual address (for the device:
+//! a physical address from pagemap on sysfs, an IOVA under VFIO, the virtual
+//! address itself on the model). Word accesses to it are atomic, so that the
+//! device (or the model, on another thread) and the driver can share
+//! descriptors safely; ordering comes from explicit fences at the places the
+//! datasheet's ownership protocol requires them.
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Errors of DMA memory allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DmaError {
+    /// A size of zero, or one the allocator cannot satisfy in one piece.
+    BadSize {
+        /// The size asked for.
+        size: usize,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The operating system refused (mmap, mlock, open, ioctl …).
+    Os {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        err: String,
+    },
+    /// Physical addresses cannot be read (not root, or no pagemap).
+    NoPhysicalAddress(String),
+    /// No hugepages are reserved or hugetlbfs is not mounted.
+    NoHugepages(String),
+}
+
+impl fmt::Display for DmaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DmaError::BadSize { size, reason } => {
+                write!(f, "cannot allocate {size} bytes of DMA memory: {reason}")
+            }
+            DmaError::Os { what, err } => write!(f, "{what}: {err}"),
+            DmaError::NoPhysicalAddress(why) => write!(
+                f,
+                "cannot translate virtual to physical addresses ({why}); run as root (CAP_SYS_ADMIN) or use VFIO"
+            ),
+            DmaError::NoHugepages(why) => write!(
+                f,
+                "no 2 MiB hugepages available ({why}); run scripts/setup-hugepages.sh or reserve some in /sys/kernel/mm/hugepages"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DmaError {}
+
+/// Something that hands out DMA memory: hugepages, VFIO, or the model.
+pub trait DmaAllocator: Send + Sync {
+    /// Allocates `size` bytes of zeroed DMA memory, aligned to at least 4 KiB,
+    /// contiguous for the device.
+    fn alloc(&self, size: usize) -> Result<DmaRegion, DmaError>;
+}
+
+/// Releases a region's memory (munmap, VFIO unmap, model unregister …).
+pub trait DmaRelease: Send + Sync {
+    /// Called once, when the region is dropped.
+    fn release(&mut self, virt: NonNull<u8>, len: usize, iova: u64);
+}
+
+/// A span of DMA memory. Unmapped (by its [`DmaRelease`]) on drop.
+pub struct DmaRegion {
+    virt: NonNull<u8>,
+    len: usize,
+    iova: u64,
+    release: Box<dyn DmaRelease>,
+}
+
+// SAFETY: the region owns its memory; all access through `&DmaRegion` is by
+// atomic word operations or through the `unsafe` slice accessors, whose
+// callers promise exclusive ownership of the bytes they touch.
+unsafe impl Send for DmaRegion {}
+// SAFETY: as above.
+unsafe impl Sync for DmaRegion {}
+
+impl fmt::Debug for DmaRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DmaRegion")
+            .field("virt", &self.virt)
+            .field("len", &self.len)
+            .field("iova", &format_args!("{:#x}", self.iova))
+            .finish()
+    }
+}
+
+impl DmaRegion {
+    /// Wraps memory that an allocator has pinned and mapped for the device.
+    ///
+    /// # Safety
+    /// `virt..virt+len` must be valid, writable memory, aligned to 8 bytes,
+    /// exclusively owned by the returned region until `release` is called,
+    /// and `iova` must be the address at which the device sees `virt`.
+    pub unsafe fn from_raw_parts(virt: NonNull<u8>, len: usize, iova: u64, release: Box<dyn DmaRelease>) -> DmaRegion {
+        DmaRegion { virt, len, iova, release }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty region.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The device's address of the first byte.
+    pub fn iova(&self) -> u64 {
+        self.iova
+    }
+
+    /// The CPU's address of the first byte.
+    pub fn virt(&self) -> NonNull<u8> {
+        self.virt
+    }
+
+    /// Whether `[offset, offset+len)` lies inside the region.
+    pub fn contains(&self, offset: usize, len: usize) -> bool {
+        offset.checked_add(len).is_some_and(|end| end <= self.len)
+    }
+
+    fn word<T>(&self, offset: usize) -> *mut T {
+        let size = std::mem::size_of::<T>();
+        assert!(
+            offset % size == 0 && self.contains(offset, size),
+            "DMA word access at {offset:#x} (size {size}) outside a region of {:#x} bytes",
+            self.len
+        );
+        // In bounds by the assertion above.
+        self.virt.as_ptr().wrapping_add(offset).cast()
+    }
+
+    /// Atomically loads the aligned `u32` at `offset` (relaxed).
+    pub fn load_u32(&self, offset: usize) -> u32 {
+        // SAFETY: `word` checked bounds and alignment; the memory lives as
+        // long as `self`; all concurrent accesses to words are atomic.
+        unsafe { AtomicU32::from_ptr(self.word(offset)) }.load(Ordering::Relaxed)
+    }
+
+    /// Atomically stores the aligned `u32` at `offset` (relaxed).
+    pub fn store_u32(&self, offset: usize, value: u32) {
+        // SAFETY: as in `load_u32`.
+        unsafe { AtomicU32::from_ptr(self.word(offset)) }.store(value, Ordering::Relaxed)
+    }
+
+    /// Atomically loads the aligned `u64` at `offset` (relaxed).
+    pub fn load_u64(&self, offset: usize) -> u64 {
+        // SAFETY: as in `load_u32`.
+        unsafe { AtomicU64::from_ptr(self.word(offset)) }.load(Ordering::Relaxed)
+    }
+
+    /// Atomically stores the aligned `u64` at `offset` (relaxed).
+    pub fn store_u64(&self, offset: usize, value: u64) {
+        // SAFETY: as in `load_u32`.
+        unsafe { AtomicU64::from_ptr(self.word(offset)) }.store(value, Ordering::Relaxed)
+    }
+
+    /// Fills the whole region with `byte` (through word stores, so it is
+    /// safe while nobody else owns any of it).
+    pub fn fill(&mut self, byte: u8) {
+        // SAFETY: `&mut self` guarantees no other reference into the region.
+        unsafe { std::ptr::write_bytes(self.virt.as_ptr(), byte, self.len) }
+    }
+
+    /// Borrows `len` bytes at `offset`.
+    ///
+    /// # Safety
+    /// Nobody (CPU or device) may write these bytes while the slice lives.
+    pub unsafe fn slice(&self, offset: usize, len: usize) -> &[u8] {
+        assert!(self.contains(offset, len), "DMA slice {offset:#x}+{len} outside region of {:#x}", self.len);
+        // SAFETY: bounds checked; exclusivity promised by the caller.
+        unsafe { std::slice::from_raw_parts(self.virt.as_ptr().add(offset), len) }
+    }
+
+    /// Mutably borrows `len` bytes at `offset`.
+    ///
+    /// # Safety
+    /// Nobody else (CPU or device) may read or write these bytes while the
+    /// slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut(&self, offset: usize, len: usize) -> &mut [u8] {
+        assert!(self.contains(offset, len), "DMA slice {offset:#x}+{len} outside region of {:#x}", self.len);
+        // SAFETY: bounds checked; exclusivity promised by the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.virt.as_ptr().add(offset), len) }
+    }
+}
+
+impl Drop for DmaRegion {
+    fn drop(&mut self) {
+        self.release.release(self.virt, self.len, self.iova);
+    }
+}
+
+/// Page-aligned memory from the Rust allocator; the device address is the
+/// virtual address. Used by the model (through its own allocator, which also
+/// registers each region) and by tests.
+pub struct HeapDma;
+
+/// Alignment of heap DMA regions: a 4 KiB page, more than the 128 bytes the
+/// 82599 needs for rings.
+pub const HEAP_DMA_ALIGN: usize = 4096;
+
+struct HeapRelease;
+
+impl DmaRelease for HeapRelease {
+    fn release(&mut self, virt: NonNull<u8>, len: usize, _iova: u64) {
+        if let Ok(layout) = std::alloc::Layout::from_size_align(len, HEAP_DMA_ALIGN) {
+            // SAFETY: allocated in `HeapDma::alloc` with exactly this layout.
+            unsafe { std::alloc::dealloc(virt.as_ptr(), layout) }
+        }
+    }
+}
+
+impl HeapDma {
+    /// Allocates a zeroed region from the heap, with `release` run before the
+    /// memory is freed.
+    pub fn alloc_with(size: usize, mut release: Box<dyn DmaRelease>) -> Result<DmaRegion, DmaError> {
+        if size == 0 {
+            return Err(DmaError::BadSize { size, reason: "zero-sized region" });
+        }
+        let layout = std::alloc::Layout::from_size_align(size, HEAP_DMA_ALIGN)
+            .map_err(|_| DmaError::BadSize { size, reason: "size overflows the address space" })?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let virt = NonNull::new(ptr)
+            .ok_or(DmaError::Os { what: format!("allocating {size} bytes"), err: "out of memory".into() })?;
+        struct Chain(Box<dyn DmaRelease>);
+        impl DmaRelease for Chain {
+            fn release(&mut self, virt: NonNull<u8>, len: usize, iova: u64) {
+                self.0.release(virt, len, iova);
+                HeapRelease.release(virt, len, iova);
+            }
+        }
+        release = Box::new(Chain(release));
+        // SAFETY: freshly allocated, zeroed, page-aligned, owned by the region;
+        // the device address of heap memory is its virtual address.
+        Ok(unsafe { DmaRegion::from_raw_parts(virt, size, virt.as_ptr() as u64, release) })
+    }
+}
+
+impl DmaAllocator for HeapDma {
+    fn alloc(&self, size: usize) -> Result<DmaRegion, DmaError> {
+        struct Nothing;
+        impl DmaRelease for Nothing {
+            fn release(&mut self, _: NonNull<u8>, _: usize, _: u64) {}
+        }
+        HeapDma::alloc_with(size, Box::new(Nothing))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_region_is_zeroed_aligned_and_word_accessible() {
+        let mut r = HeapDma.alloc(8192).unwrap();
+        assert_eq!(r.virt().as_ptr() as usize % HEAP_DMA_ALIGN, 0);
+        assert_eq!(r.iova(), r.virt().as_ptr() as u64);
+        assert_eq!(r.load_u64(8184), 0);
+        r.store_u32(4, 0x1234_5678);
+        r.store_u64(16, u64::MAX);
+        assert_eq!(r.load_u32(4), 0x1234_5678);
+        assert_eq!(r.load_u64(16), u64::MAX);
+        r.fill(0xff);
+        assert_eq!(r.load_u32(0), u32::MAX);
+    }
+
+    #[test]
+    fn zero_size_is_refused() {
+        assert!(matches!(HeapDma.alloc(0), Err(DmaError::BadSize { .. })));
+    }
+
+    #[test]
+    #[should_panic(expected = "outside a region")]
+    fn word_access_out_of_bounds_panics() {
+        let r = HeapDma.alloc(4096).unwrap();
+        r.load_u32(4096);
+    }
+}

@@ -1,0 +1,2 @@
+//! Shared command-line handling for the ixtcp examples.
+#![forbid(unsafe_code)]

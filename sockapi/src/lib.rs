@@ -1,0 +1,3 @@
+//! ixtcp-sockapi: being built; see the issues.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

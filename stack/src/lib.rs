@@ -1,0 +1,3 @@
+//! ixtcp-stack: being built; see the issues.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
