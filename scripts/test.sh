@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, and every test of the workspace.
+# Tests that need root, /dev/net/tun or hugepages run when they can and skip
+# with a message when they cannot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked --no-fail-fast
