@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -427,11 +427,12 @@ impl PciDevice {
             return Ok(None);
         };
         let unbind = self.dir.join("driver").join("unbind");
-        fs::write(&unbind, self.address.to_string().as_bytes()).map_err(|err| PciError::Io {
-            what: "write to",
-            path: unbind,
-            err,
-        })?;
+        // Without `create`: a sysfs attribute exists or the kernel lacks it.
+        OpenOptions::new()
+            .write(true)
+            .open(&unbind)
+            .and_then(|mut f| f.write_all(self.address.to_string().as_bytes()))
+            .map_err(|err| PciError::Io { what: "write to", path: unbind, err })?;
         Ok(Some(driver))
     }
 
