@@ -36,6 +36,10 @@ pub trait BarMapping: Send + Sync {
     fn base(&self) -> NonNull<u8>;
     /// Length of the mapping in bytes.
     fn len(&self) -> usize;
+    /// True for an empty mapping (never a real BAR).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Volatile, bounds-checked access to a memory-mapped BAR0.
