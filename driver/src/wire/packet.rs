@@ -58,13 +58,7 @@ fn setsockopt<T>(fd: BorrowedFd<'_>, level: i32, name: i32, value: &T) -> io::Re
     // SAFETY: `value` points to a readable `T` of the length passed, which
     // is the option's expected type for every call in this file.
     let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
+        libc::setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t)
     };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
@@ -98,12 +92,8 @@ impl PacketWire {
             return Err(err("binding the AF_PACKET socket", io::Error::last_os_error()));
         }
 
-        let mreq = libc::packet_mreq {
-            mr_ifindex: ifindex,
-            mr_type: PACKET_MR_PROMISC,
-            mr_alen: 0,
-            mr_address: [0; 8],
-        };
+        let mreq =
+            libc::packet_mreq { mr_ifindex: ifindex, mr_type: PACKET_MR_PROMISC, mr_alen: 0, mr_address: [0; 8] };
         setsockopt(fd.as_fd(), libc::SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq)
             .map_err(|e| err("entering promiscuous mode", e))?;
         // Older kernels lack the option; `receive` skips outgoing frames anyway.

@@ -161,7 +161,9 @@ impl TapWire {
         req.set_flags(IFF_TAP | IFF_NO_PI);
         ioctl_ifreq(file.as_fd(), TUNSETIFF, &mut req).map_err(|e| {
             let fix = match e.raw_os_error() {
-                Some(libc::EBUSY) => " — the device is attached to another file already: close it or choose another name",
+                Some(libc::EBUSY) => {
+                    " — the device is attached to another file already: close it or choose another name"
+                }
                 Some(libc::EINVAL) => {
                     " — an interface of that name exists and is not a TAP without packet info \
                      (IFF_TAP|IFF_NO_PI): delete it or choose another name"
