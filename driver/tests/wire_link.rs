@@ -152,7 +152,7 @@ fn latency_is_added_after_the_last_bit_has_left() {
     assert_eq!(drain(&mut b).len(), 1);
     assert_eq!(b.next_arrival_ns(), None);
 
-    let (clock, mut a, mut b) = clocked(LinkConfig { latency: Duration::from_micros(1), ..LinkConfig::unlimited() });
+    let (clock, mut a, b) = clocked(LinkConfig { latency: Duration::from_micros(1), ..LinkConfig::unlimited() });
     clock.advance_to(50);
     a.transmit(&frame(0, 60)).unwrap();
     assert_eq!(b.next_arrival_ns(), Some(1_050));

@@ -367,7 +367,7 @@ impl Direction {
 
     fn receive(&mut self, now_ns: u64, buf: &mut Vec<u8>) -> bool {
         self.release_expired(now_ns);
-        if !self.in_flight.front().is_some_and(|f| f.arrival_ns <= now_ns) {
+        if self.in_flight.front().is_none_or(|f| f.arrival_ns > now_ns) {
             return false;
         }
         let Some(mut f) = self.in_flight.pop_front() else { return false };

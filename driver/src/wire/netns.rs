@@ -15,16 +15,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 static SERIAL: AtomicU32 = AtomicU32::new(0);
 
 /// Why the Linux kernel cannot be a peer here, or `None` when it can: the
-/// process is not root, `/dev/net/tun` or `ip` is missing. Kernel-peer tests
-/// print this and skip.
-pub fn kernel_peer_unavailable() -> Option<String> {
+/// process is not root, the `ip` command is missing, or (when `need_tun`)
+/// `/dev/net/tun` is missing. Kernel-peer tests print this and skip.
+pub fn kernel_peer_unavailable(need_tun: bool) -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     // "Uid:\treal\teffective\tsaved\tfs"
     let euid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().nth(1));
     if euid != Some("0") {
-        return Some("not running as root (network namespaces and TAP devices need it)".into());
+        return Some("not running as root (network namespaces, TAP devices and AF_PACKET need it)".into());
     }
-    if !Path::new("/dev/net/tun").exists() {
+    if need_tun && !Path::new("/dev/net/tun").exists() {
         return Some("/dev/net/tun is missing (modprobe tun)".into());
     }
     match Command::new("ip").arg("-V").output() {

@@ -12,7 +12,12 @@
 //! attached to it and keeps carrying frames. Moving a device takes it down,
 //! so bring it up afterwards, inside the namespace. Calls that name the
 //! interface ([`TapWire::set_up`]) act in the calling thread's namespace:
-//! wrap them in [`in_netns`].
+//! wrap them in [`in_netns`]. Deleting the namespace destroys the device
+//! even while the file is open (it does not return to the original
+//! namespace); writes then fail with EIO and reads find nothing.
+//!
+//! While the interface is down, writes fail with EIO rather than being
+//! dropped silently.
 #![allow(unsafe_code)]
 
 use super::{Wire, WireError};
@@ -141,6 +146,11 @@ impl TapWire {
     /// namespace, creating it if it does not exist. A device created here is
     /// removed when the `TapWire` is dropped; an existing persistent one
     /// (`ip tuntap add mode tap name <name>`) stays.
+    ///
+    /// Attaching gives the device its carrier. If it is already up, the
+    /// kernel activates its transmit queue a moment later (asynchronously,
+    /// within milliseconds), and frames the kernel sends in between are
+    /// dropped: protocols retry, and tests should too.
     pub fn open(name: &str) -> Result<TapWire, WireError> {
         check_ifname(name)?;
         let file = OpenOptions::new()
@@ -182,9 +192,8 @@ impl TapWire {
 
     /// The MAC address of the kernel's side of the TAP interface (the
     /// source of the frames the kernel sends, and the address it answers
-    /// ARP with). Asked through the TUN file itself; see the note on
-    /// namespaces in the tests: the kernel looks the name up in the
-    /// namespace the file was opened in, so ask before moving the device.
+    /// ARP with). Asked through the TUN file itself, so it works from any
+    /// namespace, also after the device has moved (verified on Linux 6.18).
     pub fn mac(&self) -> Result<[u8; 6], WireError> {
         let mut req = IfReq::named(&self.name);
         ioctl_ifreq(self.file.as_fd(), SIOCGIFHWADDR, &mut req)
@@ -228,7 +237,10 @@ impl Wire for TapWire {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(WireError::Busy),
             Err(e) => {
                 let fix = match e.raw_os_error() {
-                    Some(libc::EIO) => " — the interface is down: bring it up (set_up inside its namespace)",
+                    Some(libc::EIO) => {
+                        " — the interface is down (bring it up: set_up inside its namespace) \
+                         or gone (its namespace was deleted)"
+                    }
                     Some(libc::EINVAL) => " — a frame needs at least a 14-byte Ethernet header",
                     _ => hint(&e),
                 };
