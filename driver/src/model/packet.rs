@@ -1,0 +1,2 @@
+//! Frame parsing and checksums for the receive classifier and the transmit
+//! offloads.
