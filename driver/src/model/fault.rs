@@ -209,10 +209,9 @@ impl fmt::Display for ModelFault {
                 "register {} at BAR0 offset {offset:#x}: outside the 512 KiB BAR or not 4-byte aligned",
                 if write { "write" } else { "read" }
             ),
-            ModelFault::DmaOutOfBounds { addr, len, what, queue } => write!(
-                f,
-                "queue {queue}: DMA to {what} at {addr:#x}+{len} is outside every registered DMA region"
-            ),
+            ModelFault::DmaOutOfBounds { addr, len, what, queue } => {
+                write!(f, "queue {queue}: DMA to {what} at {addr:#x}+{len} is outside every registered DMA region")
+            }
             ModelFault::MisalignedRing { queue, rx, base } => {
                 write!(f, "{} queue {queue}: ring base {base:#x} is not 128-byte aligned", dir(rx))
             }
@@ -236,11 +235,9 @@ impl fmt::Display for ModelFault {
             ModelFault::EnabledWithoutBase { queue, rx } => {
                 write!(f, "{} queue {queue}: enabled with a ring base or length of zero", dir(rx))
             }
-            ModelFault::RingReprogrammedWhileEnabled { queue, rx, offset } => write!(
-                f,
-                "{} queue {queue}: ring register at {offset:#x} changed while the queue is enabled",
-                dir(rx)
-            ),
+            ModelFault::RingReprogrammedWhileEnabled { queue, rx, offset } => {
+                write!(f, "{} queue {queue}: ring register at {offset:#x} changed while the queue is enabled", dir(rx))
+            }
             ModelFault::UnknownDescriptorType { queue, dtyp } => {
                 if dtyp & 0x100 != 0 {
                     write!(f, "tx queue {queue}: descriptor without DEXT (legacy format is not supported)")

@@ -8,9 +8,9 @@
 
 use std::collections::VecDeque;
 
+use super::ModelConfig;
 use super::counters::Counters;
 use super::fault::ModelFault;
-use super::ModelConfig;
 use crate::regs;
 use crate::rss::{Reta, Toeplitz};
 use crate::wire::Wire;
