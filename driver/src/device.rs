@@ -524,6 +524,9 @@ fn program_ring<R: RegisterIo>(regs: &R, ring: &DmaRegion, bal: u32, bah: u32, l
     regs.write32(tail, 0);
 }
 
+/// An RX queue and the pool it refills from.
+type RxWithPool<R> = (RxQueue<R>, Arc<Mempool>);
+
 /// 4.6.7: the receive path, with receive disabled throughout. Returns each
 /// queue with its pool; the queues are not enabled yet.
 fn init_rx<R: RegisterIo>(
@@ -531,7 +534,7 @@ fn init_rx<R: RegisterIo>(
     dma: &dyn DmaAllocator,
     config: &DeviceConfig,
     shared: &Arc<QueueShared>,
-) -> Result<Vec<(RxQueue<R>, Arc<Mempool>)>, DriverError> {
+) -> Result<Vec<RxWithPool<R>>, DriverError> {
     // Receive off while the path is configured.
     regs.clear_bits(regs::RXCTRL, regs::rxctrl::RXEN);
     // 4.6.11.3: one traffic class, so the whole 512 KB receive packet
