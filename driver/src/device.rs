@@ -537,7 +537,7 @@ fn init_rx<R: RegisterIo>(
 ) -> Result<Vec<RxWithPool<R>>, DriverError> {
     // Receive off while the path is configured.
     regs.clear_bits(regs::RXCTRL, regs::rxctrl::RXEN);
-    // 4.6.11.3: one traffic class, so the whole 512 KB receive packet
+    // 8.2.3.8.9: one traffic class, so the whole 512 KB receive packet
     // buffer goes to PB 0 (size in KB at bits 19:10) and none to PB 1..7.
     // ixy gives PB 0 only 128 KB, which leaves three quarters unused.
     regs.write32(regs::RXPBSIZE(0), 512 << 10);
@@ -579,7 +579,7 @@ fn init_rx<R: RegisterIo>(
         let rx = RxQueue::new(QueueId(q), regs.clone(), ring, Arc::clone(&pool), Arc::clone(shared))?;
         queues.push((rx, pool));
     }
-    // 8.2.3.22.3: no-snoop disable, as ixy and Linux do.
+    // 8.2.3.1.3: CTRL_EXT.NS_DIS (no-snoop disable), as ixy does.
     regs.set_bits(regs::CTRL_EXT, regs::ctrl_ext::NS_DIS);
     init_rss(regs, config);
     Ok(queues)
@@ -613,7 +613,7 @@ fn init_tx<R: RegisterIo>(
 ) -> Result<Vec<TxQueue<R>>, DriverError> {
     // 8.2.3.22.8: append the CRC and pad short frames to the minimum size.
     regs.set_bits(regs::HLREG0, regs::hlreg0::TXCRCEN | regs::hlreg0::TXPADEN);
-    // 4.6.11.3: one traffic class, so the whole 160 KB transmit packet
+    // 8.2.3.9.13: one traffic class, so the whole 160 KB transmit packet
     // buffer goes to PB 0 (size in KB at bits 19:10; ixy gives it 40 KB).
     regs.write32(regs::TXPBSIZE(0), 160 << 10);
     for i in 1..8 {
@@ -622,8 +622,8 @@ fn init_tx<R: RegisterIo>(
     // 8.2.3.9.1: the largest total size of outstanding DMA read requests;
     // the field is 12 bits wide, 0xFFF is its maximum.
     regs.write32(regs::DTXMXSZRQ, 0xFFF);
-    // 4.6.11.3 / 8.2.3.9.15: MTQC may only change with the descriptor
-    // arbiter disabled; 0 = no DCB, no virtualisation, 64 queues in one pool.
+    // 8.2.3.9.15: MTQC may only change with the descriptor arbiter
+    // disabled; 0 = no DCB, no virtualisation, 64 queues in one pool.
     regs.set_bits(regs::RTTDCS, regs::rttdcs::ARBDIS);
     regs.write32(regs::MTQC, 0);
     regs.clear_bits(regs::RTTDCS, regs::rttdcs::ARBDIS);

@@ -331,7 +331,7 @@ impl<R: RegisterIo> RxQueue<R> {
 }
 
 impl<R: RegisterIo> Drop for RxQueue<R> {
-    /// Disables the queue, waits until the device confirms (4.6.7.1.2:
+    /// Disables the queue, waits until the device confirms (4.6.7.1:
     /// RXDCTL.ENABLE reads back 0 once the queue has stopped writing), and
     /// only then returns the ring's buffers to the pool and frees the ring.
     /// If the device never confirms, the ring and its buffers are leaked on
@@ -548,7 +548,7 @@ impl<R: RegisterIo> TxQueue<R> {
 
 impl<R: RegisterIo> Drop for TxQueue<R> {
     /// Lets the device finish what it was given (TDH reaches TDT), disables
-    /// the queue and waits for TXDCTL.ENABLE to read back 0 (4.6.8.2), and
+    /// the queue and waits for TXDCTL.ENABLE to read back 0 (4.6.8), and
     /// only then returns the in-flight buffers and frees the ring. If the
     /// device never confirms, ring and buffers are leaked on purpose, as for
     /// RX.

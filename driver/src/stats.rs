@@ -3,7 +3,7 @@
 //!
 //! The 82599's statistics registers (datasheet 8.2.3.23) clear when read, so
 //! every read must be added to a running total; reading one twice without
-//! adding would lose packets. [`StatsAccumulator`] is the only code that
+//! adding would lose packets. `StatsAccumulator` is the only code that
 //! reads them after init. It lives behind a mutex in the
 //! [`DeviceHandle`](crate::device::DeviceHandle): statistics are off the data
 //! path, so the lock costs nothing where it matters.
