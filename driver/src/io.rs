@@ -36,7 +36,7 @@ pub trait BarMapping: Send + Sync {
     fn base(&self) -> NonNull<u8>;
     /// Length of the mapping in bytes.
     fn len(&self) -> usize;
-    /// True for an empty mapping (never a real BAR).
+    /// True when the mapping is empty (never for a real BAR0).
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
