@@ -4,7 +4,7 @@
 //! The model is a register file plus the receive and transmit engines that
 //! the driver programs through it, in the shape of QEMU's igb model and
 //! rust-vmm's device models: [`ModelRegs`] implements
-//! [`RegisterIo`](crate::io::RegisterIo) by calling the model's read and
+//! [`RegisterIo`] by calling the model's read and
 //! write handlers, as an emulator traps MMIO. Descriptor rings and packet
 //! buffers live in DMA memory the driver allocates from [`ModelDma`], which
 //! registers every region in the model's IOMMU table; every DMA the model
