@@ -4,7 +4,7 @@
 //! The model is a register file plus the receive and transmit engines that
 //! the driver programs through it, in the shape of QEMU's igb model and
 //! rust-vmm's device models: [`ModelRegs`] implements
-//! [`RegisterIo`](crate::io::RegisterIo) by calling the model's read and
+//! [`RegisterIo`] by calling the model's read and
 //! write handlers, as an emulator traps MMIO. Descriptor rings and packet
 //! buffers live in DMA memory the driver allocates from [`ModelDma`], which
 //! registers every region in the model's IOMMU table; every DMA the model
@@ -30,6 +30,39 @@
 //! Whatever the datasheet forbids is a [`ModelFault`], never a panic: the
 //! model exists to catch driver bugs. A fault on a queue halts that queue
 //! until it is re-enabled or the device is reset.
+//!
+//! ## Choices where the datasheet leaves room
+//!
+//! - Reset values: SRRCTL has BSIZEPACKET = 2 (2 KiB), BSIZEHEADER = 4 and
+//!   the legacy descriptor type (the driver must select advanced
+//!   one-buffer, or enabling the queue faults); HLREG0.RXCRCSTRP resets to
+//!   1 and RDRXCTL.CRCSTRIP to 0, so the driver must set both alike before
+//!   RXCTRL.RXEN. LNK_RST alone only takes the link down.
+//! - A frame whose queue has no free descriptor: with SRRCTL.DROP_EN it is
+//!   dropped and counted in QPRDC(queue) and RNBC(0), not MPC; without
+//!   DROP_EN it waits in the packet buffer ([`ModelConfig::rx_fifo_frames`],
+//!   default 0) and is counted in MPC(0) when that is full.
+//! - RSS selects the queue only with MRQC.MRQE = RSS-only and RXCSUM.PCSD;
+//!   a packet with no selected hash field goes to queue 0 with RSS type 0.
+//! - A frame larger than one buffer spans descriptors; each carries its own
+//!   length, pkt_info and RSS field; EOP and the checksum status only the
+//!   last. All descriptors are checked before anything is written.
+//! - Transmit: PAYLEN (first data descriptor) must equal the packet length;
+//!   the offload flags come from the first data descriptor; context
+//!   descriptors are never written back; the longest packet is the longest
+//!   frame the receive side accepts. IFCS is not checked (the wire carries
+//!   no FCS either way).
+//! - Octet counters: see the `counters` module (low register first, no
+//!   octets lost; GORC/GOTC include the 4 CRC bytes, QBRC/QBTC do not).
+//!
+//! ## Not modelled
+//!
+//! Interrupts (EICR queue causes, MSI-X, IVAR, EITR), VLAN tags and
+//! filters, the multicast table array, VMDq, DCB, flow director, TSO, RSC,
+//! header split, IPv6 (no RSS hash and no checksum status for it), flow
+//! control, head write-back (faults), LinkSec/IPsec, the EEPROM and flash
+//! interfaces, PCI configuration space, and time (line rate is the wire's
+//! business).
 //!
 //! ## Threads
 //!

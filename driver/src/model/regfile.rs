@@ -16,6 +16,10 @@ pub(crate) mod off {
     pub(crate) const EICS: u32 = 0x00808;
     /// Max Frame Size (8.2.3.22.13): MFS in bits 31:16, used with JUMBOEN.
     pub(crate) const MAXFRS: u32 = 0x04268;
+    /// Tx Descriptor Completion Write Back Address Low (8.2.3.9.11).
+    pub(crate) const fn tdwbal(n: u32) -> u32 {
+        0x06038 + 0x40 * n
+    }
 }
 
 /// EEC: EEPROM present (bit 8), reported with ARD.
@@ -456,7 +460,19 @@ impl State {
                 let q32 = q as u32;
                 let at = [regs::TDBAL(q32), regs::TDBAH(q32), regs::TDLEN(q32), regs::TDH(q32), regs::TDT(q32)];
                 self.tx[q] = TxRing::default();
-                match self.validate_ring(io, qid, false, at) {
+                let ring = self.validate_ring(io, qid, false, at);
+                let ring = ring.filter(|_| {
+                    // 7.2.3.5.2: head write-back replaces DD write-back; the
+                    // model writes DD only, so a driver waiting on the head
+                    // copy would wait forever.
+                    let head_wb = self.reg(off::tdwbal(q32)) & 1 != 0;
+                    if head_wb {
+                        let what = "transmit head write-back (TDWBAL.Head_WB_En)";
+                        self.fault(ModelFault::Unsupported { queue: qid, rx: false, what });
+                    }
+                    !head_wb
+                });
+                match ring {
                     Some((base, entries)) => {
                         self.tx[q] = TxRing { enabled: true, base, entries, ..TxRing::default() };
                         self.set_reg(offset, value);

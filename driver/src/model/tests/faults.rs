@@ -345,3 +345,17 @@ fn faults_display_something_useful() {
     assert_eq!(f.to_string(), "queue 3: DMA to tx buffer at 0x1000+60 is outside every registered DMA region");
     assert!(ModelFault::UnknownDescriptorType { queue: 0, dtyp: 0x100 }.to_string().contains("legacy"));
 }
+
+#[test]
+fn head_write_back_is_unsupported() {
+    let rig = Rig::new();
+    rig.init();
+    let ring = rig.dma.alloc(1024).unwrap();
+    rig.wr(r::TDBAL(0), ring.iova() as u32);
+    rig.wr(r::TDBAH(0), (ring.iova() >> 32) as u32);
+    rig.wr(r::TDLEN(0), 1024);
+    rig.wr(crate::model::regfile::off::tdwbal(0), 0x1001);
+    rig.wr(r::TXDCTL(0), r::dctl::ENABLE);
+    assert!(matches!(rig.faults()[..], [ModelFault::Unsupported { queue: 0, rx: false, .. }]));
+    assert_eq!(rig.rd(r::TXDCTL(0)) & r::dctl::ENABLE, 0);
+}
