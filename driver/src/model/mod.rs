@@ -169,6 +169,16 @@ impl Model82599 {
         Model82599 { shared: Arc::new(shared) }
     }
 
+    /// Another device behind the same IOMMU domain as `other`: DMA memory
+    /// allocated through either model's [`dma`](Self::dma) is reachable by
+    /// both, as for the two ports of one adapter, or two devices that use
+    /// physical addresses. A forwarder that receives on one port and
+    /// transmits the same buffer on the other needs this.
+    pub fn new_sharing_dma(config: ModelConfig, other: &Model82599) -> Model82599 {
+        let shared = Shared { state: Mutex::new(State::new(config)), iommu: Arc::clone(&other.shared.iommu) };
+        Model82599 { shared: Arc::new(shared) }
+    }
+
     /// Register access for the driver.
     pub fn regs(&self) -> ModelRegs {
         ModelRegs { shared: Arc::clone(&self.shared) }
