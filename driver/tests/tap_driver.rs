@@ -89,7 +89,8 @@ fn driver_exchanges_frames_with_the_kernel_through_a_tap_device() {
     // Driver -> kernel: an ARP request for the kernel's address, sent by the
     // driver, is seen by the raw socket and answered by the kernel; the
     // answer comes back up through the model's RX path into rx_batch.
-    let request = Arp { op: ARP_REQUEST, sender_mac: mac, sender_ip: DRIVER_IP, target_mac: [0; 6], target_ip: KERNEL_IP };
+    let request =
+        Arp { op: ARP_REQUEST, sender_mac: mac, sender_ip: DRIVER_IP, target_mac: [0; 6], target_ip: KERNEL_IP };
     let frame = request.frame(BROADCAST);
     let mut seen_by_kernel_side = false;
     let mut answer = None;

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Instructions per packet of the driver (rx_batch, tx_batch, the mempool) and
+# of the model, counted by callgrind over a fixed workload
+# (driver/benches/callgrind.rs: 200 000 frames of 60 bytes in batches of 32,
+# tx_batch on one model, rx_batch on a linked one). Instruction counts are
+# repeatable on the same binary, unlike times on a shared machine.
+#
+# The split uses exclusive costs by function (code inlined into a function
+# counts for it): driver = ixtcp_driver::queue, ::mempool, ::dma and the
+# lock-free free list; model = ixtcp_driver::model and the in-memory wire.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "valgrind is missing: scripts/setup.sh installs it" >&2; exit 1; }
+cargo bench -p ixtcp-driver --bench callgrind --no-run 2>/dev/null
+bin=$(ls -t target/release/deps/callgrind-* | grep -v '\.d$' | head -1)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" "$bin" >/dev/null 2>"$out/log"
+callgrind_annotate --inclusive=no --auto=no --threshold=100 "$out/cg.out" 2>/dev/null >"$out/self"
+awk -v packets=200000 '
+  /PROGRAM TOTALS/ { gsub(",", "", $1); total = $1; next }
+  /^ *[0-9,]+ \(/ {
+    n = $1; gsub(",", "", n)
+    if ($0 ~ /RxQueue<R>::rx_batch/) rx += n
+    else if ($0 ~ /TxQueue<R>::tx_batch|TxQueue<R>::clean/) tx += n
+    else if ($0 ~ /ixtcp_driver::mempool|crossbeam_queue::|ixtcp_driver::dma::/) pool += n
+    else if ($0 ~ /ixtcp_driver::model|ixtcp_driver::wire/) model += n
+  }
+  END {
+    printf "instructions per packet (callgrind, %d packets of 60 bytes, batch 32)\n", packets
+    printf "  rx_batch                 %7.1f\n", rx / packets
+    printf "  tx_batch (with cleaning) %7.1f\n", tx / packets
+    printf "  mempool alloc/free       %7.1f\n", pool / packets
+    printf "  driver total             %7.1f\n", (rx + tx + pool) / packets
+    printf "  model (both ends)        %7.1f\n", model / packets
+    printf "  whole program            %7.1f   (also malloc/memcpy of the in-memory wire and the benchmark loop)\n", total / packets
+  }' "$out/self"
