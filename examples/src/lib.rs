@@ -10,8 +10,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod echo;
 pub mod frame;
+pub mod http;
+pub mod latency;
 pub mod nic;
+pub mod session;
 pub mod stats;
 
 use std::fmt;
