@@ -347,18 +347,17 @@ impl HttpServer {
             if !write_pending(stream, &r.bytes, &mut r.pos, tally)? {
                 return Ok(false);
             }
-            match &mut r.body {
-                None => {}
-                Some(BodyCursor::Memory(b, pos)) if !write_pending(stream, b, pos, tally)? => return Ok(false),
-                Some(BodyCursor::Memory(..)) => {}
+            let body_sent = match &mut r.body {
+                None => true,
+                Some(BodyCursor::Memory(b, pos)) => write_pending(stream, b, pos, tally)?,
                 Some(BodyCursor::File { file, remaining }) => loop {
                     if self.chunk_pos < self.chunk.len()
                         && !write_pending(stream, &self.chunk, &mut self.chunk_pos, tally)?
                     {
-                        return Ok(false);
+                        break false;
                     }
                     if *remaining == 0 {
-                        break;
+                        break true;
                     }
                     let want = (*remaining).min(64 * 1024) as usize;
                     self.chunk.resize(want, 0);
@@ -371,6 +370,9 @@ impl HttpServer {
                     self.chunk_pos = 0;
                     *remaining -= n as u64;
                 },
+            };
+            if !body_sent {
+                return Ok(false);
             }
             self.chunk.clear();
             self.chunk_pos = 0;
