@@ -13,8 +13,10 @@
 pub mod echo;
 pub mod frame;
 pub mod http;
+pub mod kernel;
 pub mod latency;
 pub mod nic;
+pub mod reactor;
 pub mod session;
 pub mod stats;
 
