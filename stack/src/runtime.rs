@@ -1,0 +1,1 @@
+//! Runtime: one pinned thread per stack core.
