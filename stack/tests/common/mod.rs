@@ -160,8 +160,9 @@ impl Pattern {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut table = vec![0u8; PATTERN_PERIOD + 65_536];
         rng.fill_bytes(&mut table[..PATTERN_PERIOD]);
-        let (head, tail) = table.split_at_mut(PATTERN_PERIOD);
-        tail.copy_from_slice(&head[..65_536]);
+        for i in PATTERN_PERIOD..table.len() {
+            table[i] = table[i % PATTERN_PERIOD];
+        }
         Pattern { table }
     }
 
