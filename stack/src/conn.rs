@@ -138,6 +138,9 @@ pub(crate) struct Conn {
     pub reason: Option<CloseReason>,
     /// `abort` was called: a Closed state is our doing.
     pub aborted: bool,
+    /// Acknowledgement number of the last segment we sent: our RCV.NXT as
+    /// the peer last heard it (see `StackCore::fix_stale_ack`).
+    pub sent_ack: Option<u32>,
 }
 
 impl Conn {
@@ -159,6 +162,7 @@ impl Conn {
             last_ready: Readiness::default(),
             reason: None,
             aborted: false,
+            sent_ack: None,
         }
     }
 
@@ -190,6 +194,7 @@ impl Conn {
         self.last_ready = Readiness::default();
         self.reason = None;
         self.aborted = false;
+        self.sent_ack = None;
         self.in_accept_queue = false;
         self.listener = None;
     }

@@ -136,6 +136,48 @@ fn instant_of(ns: u64) -> Instant {
     Instant::from_micros((ns / 1000) as i64)
 }
 
+/// Works around a smoltcp 0.14 stall (seen with loss in both directions).
+///
+/// After a retransmission timeout smoltcp rewinds its send sequence to
+/// SND.UNA, and the pure ACKs it then sends carry that old sequence
+/// number. The peer's smoltcp finds a zero-length segment below RCV.NXT
+/// "not acceptable" (RFC 9293 3.10.7.4) and drops it *with its ACK field*.
+/// When both ends time out at once, each one's ACKs are dropped by the
+/// other, and both retransmit forever. Linux never sends such a segment
+/// (its ACKs carry SND.NXT), so this only bites smoltcp against smoltcp.
+///
+/// The fix, applied before smoltcp sees a segment of a known connection: a
+/// segment without payload, SYN, FIN or RST whose sequence number lies more
+/// than one below the acknowledgement we last sent (our RCV.NXT as the
+/// peer knows it) gets that acknowledgement as its sequence number, and
+/// its checksum is recomputed, if it was valid to begin with. Its ACK then
+/// counts. Keep-alives (exactly one below) are left alone so they are still
+/// answered.
+fn fix_stale_ack(buf: &mut PacketBuf, our_ack: u32) {
+    use smoltcp::wire::{Ipv4Packet, TcpPacket};
+    let ip = buf.data();
+    let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(ip) else { return };
+    if h.flags & (ether::tcp_flags::SYN | ether::tcp_flags::FIN | ether::tcp_flags::RST) != 0
+        || h.flags & ether::tcp_flags::ACK == 0
+        || ether::tcp_payload_len(ip) != 0
+    {
+        return;
+    }
+    let (seq, _) = ether::tcp_seq_ack(ip);
+    let behind = our_ack.wrapping_sub(seq) as i32;
+    if behind <= 1 {
+        return;
+    }
+    let (src, dst) = (IpAddress::Ipv4(h.src), IpAddress::Ipv4(h.dst));
+    let Ok(mut ipp) = Ipv4Packet::new_checked(buf.data_mut()) else { return };
+    let Ok(mut tcp) = TcpPacket::new_checked(ipp.payload_mut()) else { return };
+    if !tcp.verify_checksum(&src, &dst) {
+        return;
+    }
+    tcp.set_seq_number(smoltcp::wire::TcpSeqNumber(our_ack as i32));
+    tcp.fill_checksum(&src, &dst);
+}
+
 /// The wheel tick (ms) at or after `t`.
 fn tick_ceil(t: Instant) -> u64 {
     (t.total_micros().max(0) as u64).div_ceil(1000)
@@ -276,6 +318,35 @@ impl<P: PacketIo> StackCore<P> {
             time_wait: self.tw.len(),
             timers: self.wheel.armed(),
         }
+    }
+
+    /// One line about every live connection, for debugging stalls.
+    #[doc(hidden)]
+    pub fn debug_conns(&mut self) -> Vec<String> {
+        let now = self.now;
+        let mut out = Vec::new();
+        for (i, c) in self.conns.iter().enumerate() {
+            if c.phase == Phase::Free {
+                continue;
+            }
+            let s = c.sock();
+            let at = self.iface.poll_at(now, &c.set);
+            out.push(format!(
+                "#{i} {:?} {} sendq {} recvq {} can_send {} can_recv {} poll_at {:?} (now {}) timer {:?} dirty {} ready {:?}",
+                c.phase,
+                s.state(),
+                s.send_queue(),
+                s.recv_queue(),
+                s.can_send(),
+                s.can_recv(),
+                at,
+                now,
+                self.wheel.deadline(i as u32),
+                c.dirty,
+                c.last_ready
+            ));
+        }
+        out
     }
 
     fn set_time(&mut self, now_ns: u64) {
@@ -421,11 +492,18 @@ impl<P: PacketIo> StackCore<P> {
     }
 
     /// Hands a segment to the connection's own socket set.
-    fn deliver(&mut self, idx: usize, buf: PacketBuf) {
+    fn deliver(&mut self, idx: usize, mut buf: PacketBuf) {
+        if let Some(ack) = self.conns[idx].sent_ack {
+            fix_stale_ack(&mut buf, ack);
+        }
         self.port.rx_current = Some(buf);
+        self.port.last_tx_ack = None;
         let conn = &mut self.conns[idx];
         self.iface.poll_ingress_single(self.now, &mut self.port, &mut conn.set);
         self.port.rx_current = None;
+        if let Some(a) = self.port.last_tx_ack.take() {
+            conn.sent_ack = Some(a);
+        }
         self.mark_dirty(idx);
         self.after(idx, Cause::Ingress);
     }
@@ -558,6 +636,11 @@ impl<P: PacketIo> StackCore<P> {
             _ => {
                 if !c.established {
                     c.established = true;
+                    // The connect timeout ends with the handshake.
+                    let idle = self.cfg.idle_timeout_ms;
+                    if c.phase == Phase::App {
+                        c.sock_mut().set_timeout((idle > 0).then(|| smoltcp::time::Duration::from_millis(idle)));
+                    }
                     if c.phase == Phase::Embryonic
                         && let Some(li) = c.listener
                         && let Some(l) = self.listeners.get_mut(li)
@@ -678,11 +761,15 @@ impl<P: PacketIo> StackCore<P> {
             // Send the ACK of the peer's FIN now, so the socket can go.
             c.sock_mut().set_ack_delay(None);
         }
+        self.port.last_tx_ack = None;
         while sent < burst && self.port.tx_room() > 0 {
             match self.iface.poll_egress(now, &mut self.port, &mut c.set) {
                 PollResult::None => break,
                 PollResult::SocketStateChanged => sent += 1,
             }
+        }
+        if let Some(a) = self.port.last_tx_ack.take() {
+            c.sent_ack = Some(a);
         }
         let at = self.iface.poll_at(now, &c.set);
         let owed = matches!(at, Some(t) if t <= now);

@@ -291,6 +291,24 @@ pub fn tcp_seq_ack(ip: &[u8]) -> (u32, u32) {
     (be32(ip, ihl + 4), be32(ip, ihl + 8))
 }
 
+/// The acknowledgement number of a TCP/IPv4 packet with ACK set (no
+/// checks beyond lengths: used on packets smoltcp built).
+pub fn tcp_ack_of(ip: &[u8]) -> Option<u32> {
+    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+    if ip.len() < ihl + 20 || ip[9] != IPPROTO_TCP || ip[ihl + 13] & tcp_flags::ACK == 0 {
+        return None;
+    }
+    Some(be32(ip, ihl + 8))
+}
+
+/// TCP payload length of a classified packet.
+pub fn tcp_payload_len(ip: &[u8]) -> usize {
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(be16(ip, 2));
+    let doff = usize::from(ip[ihl + 12] >> 4) * 4;
+    total.saturating_sub(ihl + doff)
+}
+
 /// The IPv4 destination of an IP packet built by smoltcp (no checks: we
 /// built it).
 pub fn ipv4_dst(ip: &[u8]) -> Option<Ipv4Addr> {

@@ -46,6 +46,9 @@ pub(crate) struct Port<P: PacketIo> {
     scratch: Vec<u8>,
     pub now: Instant,
     pub now_ms: u64,
+    /// Acknowledgement number of the last TCP segment sent (the core reads
+    /// it back around each per-connection smoltcp call).
+    pub last_tx_ack: Option<u32>,
 }
 
 /// Addressing of a port.
@@ -75,6 +78,7 @@ impl<P: PacketIo> Port<P> {
             scratch: vec![0; addr.mtu + ETH_HEADER_LEN],
             now: Instant::from_micros(0),
             now_ms: 0,
+            last_tx_ack: None,
         }
     }
 
@@ -104,6 +108,9 @@ impl<P: PacketIo> Port<P> {
     /// Ethernet header for the next hop, or parks it for ARP.
     pub fn send_ip(&mut self, mut buf: PacketBuf) {
         let Some(dst) = ether::ipv4_dst(buf.data()) else { return };
+        if let Some(ack) = ether::tcp_ack_of(buf.data()) {
+            self.last_tx_ack = Some(ack);
+        }
         let Some(hop) = self.next_hop(dst) else {
             self.stats.drop_no_route += 1;
             return;

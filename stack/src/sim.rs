@@ -237,6 +237,23 @@ pub struct SimLink {
     imp: SimImpairments,
     rng: ChaCha8Rng,
     dirs: [Direction; 2],
+    /// Print every frame (debugging).
+    pub trace: bool,
+}
+
+fn trace_frame(d: usize, frame: &[u8]) {
+    if frame.len() < ETH_HEADER_LEN + 40 || ether::ethertype(frame) != Some(ETHERTYPE_IPV4) {
+        return;
+    }
+    let ip = &frame[ETH_HEADER_LEN..];
+    if let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(ip) {
+        let (seq, ack) = ether::tcp_seq_ack(ip);
+        let ihl = usize::from(ip[0] & 15) * 4;
+        let doff = usize::from(ip[ihl + 12] >> 4) * 4;
+        let len = usize::from(u16::from_be_bytes([ip[2], ip[3]])) - ihl - doff;
+        let win = u16::from_be_bytes([ip[ihl + 14], ip[ihl + 15]]);
+        println!("{d} {}>{} flags {:02x} seq {seq} ack {ack} len {len} win {win}", h.src_port, h.dst_port, h.flags);
+    }
 }
 
 impl std::fmt::Debug for SimLink {
@@ -254,7 +271,7 @@ impl SimLink {
     /// A link with impairments drawn from `seed`.
     pub fn impaired(a: Arc<dyn SimPort>, b: Arc<dyn SimPort>, imp: SimImpairments, seed: u64) -> SimLink {
         let dir = || Direction { held: VecDeque::new(), spare: Vec::new(), counters: LinkCounters::default() };
-        SimLink { a, b, imp, rng: ChaCha8Rng::seed_from_u64(seed), dirs: [dir(), dir()] }
+        SimLink { a, b, imp, rng: ChaCha8Rng::seed_from_u64(seed), dirs: [dir(), dir()], trace: false }
     }
 
     /// Counters of the a→b (0) and b→a (1) directions.
@@ -273,7 +290,11 @@ impl SimLink {
         let clean = imp == SimImpairments::default();
         let (rng, dir) = (&mut self.rng, &mut self.dirs[d]);
         let mut moved = 0;
+        let trace = self.trace;
         from.pull(&mut |frame| {
+            if trace {
+                trace_frame(d, frame);
+            }
             moved += 1;
             dir.counters.frames += 1;
             if clean {
