@@ -36,6 +36,10 @@ pub trait BarMapping: Send + Sync {
     fn base(&self) -> NonNull<u8>;
     /// Length of the mapping in bytes.
     fn len(&self) -> usize;
+    /// True when the mapping is empty (never for a real BAR0).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Volatile, bounds-checked access to a memory-mapped BAR0.

@@ -41,6 +41,7 @@
 pub mod desc;
 pub mod device;
 pub mod dma;
+pub mod error;
 pub mod hugepage;
 pub mod io;
 pub mod mempool;

@@ -294,6 +294,9 @@ impl PacketBuf {
     }
 
     /// Gives up the handle without freeing the entry (the ring now owns it).
+    // Unused: the TX ring keeps whole `PacketBuf`s so that buffers from any
+    // pool return home; kept for rings that store bare indices.
+    #[allow(dead_code)]
     pub(crate) fn into_index(self) -> u32 {
         let index = self.index;
         std::mem::forget(self);

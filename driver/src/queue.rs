@@ -1,1 +1,812 @@
-//! TODO(owner): being written.
+//! Per-queue receive and transmit rings: `rx_batch` and `tx_batch`.
+//!
+//! Each ring is an array of 16-byte advanced descriptors in DMA memory
+//! (datasheet 7.1.6 for RX, 7.2.3.2 for TX), shared with the device under an
+//! ownership protocol: the device owns the descriptors from head to tail,
+//! software owns the rest. Software learns that the device is done with a
+//! descriptor from its DD bit, and hands descriptors over by writing the
+//! tail register. Everything here is safe code: descriptor words are read
+//! and written with atomic loads and stores through [`DmaRegion`], and
+//! ordering comes from explicit fences at the two points the protocol needs
+//! them (after seeing DD, before writing a tail).
+//!
+//! A [`QueuePair`] belongs to one core. Nothing in `rx_batch`/`tx_batch`
+//! takes a lock, allocates or makes a system call; the only shared state is
+//! the device's "stopped" flag, read once per batch.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::time::Duration;
+
+use crate::desc::{DESC_SIZE, field, rx_status, tx_cmd, tx_olinfo};
+use crate::dma::DmaRegion;
+use crate::error::DriverError;
+use crate::io::RegisterIo;
+use crate::mempool::{Mempool, PacketBuf};
+use crate::regs;
+use crate::stats::QueueStats;
+
+/// The index of a queue pair (RX queue `n` and TX queue `n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct QueueId(pub u16);
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "queue {}", self.0)
+    }
+}
+
+impl QueueId {
+    /// The index as a register index.
+    fn reg(self) -> u32 {
+        u32::from(self.0)
+    }
+}
+
+/// TX descriptors are reclaimed in groups of this many: `tx_batch` checks
+/// the DD bit of only the last descriptor of a group (the device completes
+/// descriptors in order, so DD there means the whole group is done) and
+/// frees the group's buffers together. One descriptor read per 32 packets
+/// instead of one per packet, as ixy measured; DPDK's `tx_free_thresh` is the
+/// same idea. Leftovers under a group stay in the ring until more traffic
+/// arrives or [`TxQueue::clean`] is called.
+pub const TX_CLEAN_BATCH: usize = 32;
+
+/// Smallest frame `tx_batch` accepts: an Ethernet header. The device pads
+/// shorter frames to 60 bytes (HLREG0.TXPADEN), but a frame without a
+/// header is a caller bug.
+pub const MIN_TX_FRAME: usize = 14;
+
+/// Largest frame `tx_batch` accepts, without FCS: 1514 bytes, the standard
+/// maximum. Jumbo frames (HLREG0.JUMBOEN) are not enabled.
+pub const MAX_TX_FRAME: usize = 1514;
+
+/// How long dropping a queue waits for the device to acknowledge the
+/// disable (and, for TX, to drain) before giving up.
+const DISABLE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// State the device handle shares with every queue.
+#[derive(Debug, Default)]
+pub(crate) struct QueueShared {
+    /// Set when the device is shut down: the queues are disabled and the
+    /// batch functions do nothing.
+    stopped: AtomicBool,
+}
+
+impl QueueShared {
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+}
+
+/// The queues of one core: RX and TX queue `id` and the mempool that feeds
+/// the RX ring (and from which the core should allocate what it sends).
+/// `Send`: move it to the core that owns it.
+pub struct QueuePair<R: RegisterIo> {
+    /// Which queue pair this is.
+    pub id: QueueId,
+    /// The receive queue.
+    pub rx: RxQueue<R>,
+    /// The transmit queue.
+    pub tx: TxQueue<R>,
+    /// The pool the receive ring takes its buffers from.
+    pub pool: Arc<Mempool>,
+}
+
+impl<R: RegisterIo> fmt::Debug for QueuePair<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueuePair").field("id", &self.id).field("rx", &self.rx).field("tx", &self.tx).finish()
+    }
+}
+
+/// Polls `offset` until `(value & mask) == want`, sleeping `interval`
+/// between reads, for at most `timeout`. The first read happens at once, so
+/// a bit that is already set (as on the model) costs no sleep.
+pub(crate) fn poll_register<R: RegisterIo>(
+    regs: &R,
+    offset: u32,
+    mask: u32,
+    want: u32,
+    timeout: Duration,
+    interval: Duration,
+) -> Result<(), Duration> {
+    let start = std::time::Instant::now();
+    loop {
+        if regs.read32(offset) & mask == want {
+            return Ok(());
+        }
+        let waited = start.elapsed();
+        if waited >= timeout {
+            return Err(waited);
+        }
+        std::thread::sleep(interval.min(timeout - waited));
+    }
+}
+
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// A receive queue: a ring of descriptors each holding one mempool entry.
+pub struct RxQueue<R: RegisterIo> {
+    id: QueueId,
+    regs: R,
+    ring: Arc<DmaRegion>,
+    pool: Arc<Mempool>,
+    /// The mempool entry each descriptor's `pkt_addr` points at. Every slot
+    /// always holds one: a descriptor whose frame is handed out is refilled
+    /// in the same step, or not handed out at all.
+    bufs: Vec<u32>,
+    /// Next descriptor to look at.
+    next: usize,
+    mask: usize,
+    buf_size: u32,
+    /// Inside a frame that spans descriptors: drop until its EOP.
+    discarding: bool,
+    shared: Arc<QueueShared>,
+    stats: QueueStats,
+}
+
+impl<R: RegisterIo> fmt::Debug for RxQueue<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RxQueue")
+            .field("id", &self.id)
+            .field("ring_size", &self.bufs.len())
+            .field("next", &self.next)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<R: RegisterIo> RxQueue<R> {
+    /// Takes a ring of `ring.len() / 16` descriptors and fills every one
+    /// with a fresh buffer from `pool` (`pkt_addr` = entry start, no headroom:
+    /// the device writes the frame at the address it is given).
+    /// `hdr_addr = 0` keeps DD clear (7.1.6.1: DD overlays bit 0 of
+    /// `hdr_addr`). The queue is not enabled yet.
+    pub(crate) fn new(
+        id: QueueId,
+        regs: R,
+        ring: DmaRegion,
+        pool: Arc<Mempool>,
+        shared: Arc<QueueShared>,
+    ) -> Result<RxQueue<R>, DriverError> {
+        let n = ring.len() / DESC_SIZE;
+        let mut bufs = Vec::with_capacity(n);
+        for slot in 0..n {
+            let Some(index) = pool.alloc_index() else {
+                for &index in &bufs {
+                    pool.free_index(index);
+                }
+                return Err(DriverError::Config {
+                    field: "mempool_entries",
+                    reason: format!("the pool of {id} ran dry filling an RX ring of {n} descriptors"),
+                });
+            };
+            ring.store_u64(slot * DESC_SIZE + field::RX_PKT_ADDR, pool.iova(index));
+            ring.store_u64(slot * DESC_SIZE + field::RX_HDR_ADDR, 0);
+            bufs.push(index);
+        }
+        let buf_size = pool.entry_size();
+        Ok(RxQueue {
+            id,
+            regs,
+            ring: Arc::new(ring),
+            pool,
+            bufs,
+            next: 0,
+            mask: n - 1,
+            buf_size,
+            discarding: false,
+            shared,
+            stats: QueueStats::default(),
+        })
+    }
+
+    /// Enables the queue and hands the ring to the device (4.6.7.1).
+    pub(crate) fn start(&mut self) -> Result<(), DriverError> {
+        let q = self.id.reg();
+        self.regs.set_bits(regs::RXDCTL(q), regs::dctl::ENABLE);
+        // 4.6.7.1: the enable takes effect only once RXDCTL.ENABLE reads back
+        // set; the tail may be bumped only after that.
+        poll_register(
+            &self.regs,
+            regs::RXDCTL(q),
+            regs::dctl::ENABLE,
+            regs::dctl::ENABLE,
+            Duration::from_secs(1),
+            POLL_INTERVAL,
+        )
+        .map_err(|waited| DriverError::Timeout { what: "RX queue enable", register: "RXDCTL", waited })?;
+        // Every descriptor holds a buffer, but RDT is N-1, not N (== 0):
+        // intentionally off by one, because RDT == RDH means "the device owns
+        // nothing". The device may fill N-1 descriptors; the last one is
+        // handed over by the first rx_batch.
+        // Release: the descriptor contents written in `new` must be visible
+        // to the device before it owns them.
+        fence(Ordering::Release);
+        self.regs.write32(regs::RDT(q), self.mask as u32);
+        Ok(())
+    }
+
+    /// Receives up to `max` frames, appending them to `out`; returns how many.
+    ///
+    /// Reads descriptors from the last position until one has DD clear.
+    /// Each received descriptor is refilled with a fresh buffer from the
+    /// pool before its frame is handed out; when the pool is empty the batch
+    /// stops there (counted in `mempool_empty`) and that frame stays in the
+    /// ring, to be delivered by a later call. Frames the device flags as
+    /// bad, or that span several descriptors, are dropped and counted in
+    /// `errors`; their descriptor is re-armed with the same buffer. The tail
+    /// register is written once per batch.
+    pub fn rx_batch(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        if max == 0 || self.shared.is_stopped() {
+            return 0;
+        }
+        let mut received = 0;
+        let mut consumed = 0;
+        let mut slot = self.next;
+        while received < max {
+            let desc = slot * DESC_SIZE;
+            let status = self.ring.load_u32(desc + field::RX_WB_STATUS_ERROR);
+            if status & rx_status::DD == 0 {
+                break;
+            }
+            // Acquire: pairs with the device's write of DD, which it makes
+            // after the rest of the write-back and the frame data (7.1.6.2).
+            fence(Ordering::Acquire);
+            let len = self.ring.load_u32(desc + field::RX_WB_LENGTH_VLAN) & 0xFFFF;
+            let eop = status & rx_status::EOP != 0;
+            let bad = status & rx_status::ERR_RXE != 0 || len == 0 || len > self.buf_size;
+            if self.discarding || !eop || bad {
+                // Drop the frame; the descriptor keeps its buffer. The
+                // write-back overwrote pkt_addr, so write it again.
+                // Count each dropped frame once, at its first descriptor.
+                self.stats.errors += u64::from(!self.discarding);
+                self.discarding = !eop;
+                self.rearm(desc, self.bufs[slot]);
+            } else {
+                let Some(fresh) = self.pool.alloc_index() else {
+                    // Pool empty: leave this descriptor as it is (DD set,
+                    // frame intact, not owned by the device because RDT is
+                    // behind it) and retry on the next call.
+                    self.stats.mempool_empty += 1;
+                    break;
+                };
+                let old = std::mem::replace(&mut self.bufs[slot], fresh);
+                self.rearm(desc, fresh);
+                // 7.1.6: the frame starts at pkt_addr, which is the entry
+                // start; `len` <= buf_size was checked above.
+                out.push(self.pool.wrap(old, 0, len as u16));
+                self.stats.bytes += u64::from(len);
+                received += 1;
+            }
+            consumed += 1;
+            slot = (slot + 1) & self.mask;
+        }
+        if consumed > 0 {
+            self.next = slot;
+            self.stats.packets += received as u64;
+            self.stats.batches += 1;
+            // Release: the refilled descriptors must be visible to the
+            // device before the tail write gives them to it.
+            fence(Ordering::Release);
+            // Intentionally off by one: RDT points at the last descriptor
+            // processed, never at `next`, so RDT == RDH only when the ring is
+            // empty (see `start`).
+            self.regs.write32(regs::RDT(self.id.reg()), ((slot + self.mask) & self.mask) as u32);
+        }
+        received
+    }
+
+    /// Points descriptor `desc` (byte offset) at entry `index` and clears
+    /// DD: `hdr_addr = 0` overwrites the write-back status dword (7.1.6.1).
+    fn rearm(&self, desc: usize, index: u32) {
+        self.ring.store_u64(desc + field::RX_PKT_ADDR, self.pool.iova(index));
+        self.ring.store_u64(desc + field::RX_HDR_ADDR, 0);
+    }
+
+    /// Software counters of this queue.
+    pub fn stats(&self) -> &QueueStats {
+        &self.stats
+    }
+
+    /// Which queue this is.
+    pub fn id(&self) -> QueueId {
+        self.id
+    }
+
+    /// Number of descriptors in the ring.
+    pub fn ring_size(&self) -> usize {
+        self.bufs.len()
+    }
+
+    /// The pool the ring refills from.
+    pub fn pool(&self) -> &Arc<Mempool> {
+        &self.pool
+    }
+}
+
+impl<R: RegisterIo> Drop for RxQueue<R> {
+    /// Disables the queue, waits until the device confirms (4.6.7.1:
+    /// RXDCTL.ENABLE reads back 0 once the queue has stopped writing), and
+    /// only then returns the ring's buffers to the pool and frees the ring.
+    /// If the device never confirms, the ring and its buffers are leaked on
+    /// purpose: a device still writing into freed memory is far worse.
+    fn drop(&mut self) {
+        let q = self.id.reg();
+        self.regs.clear_bits(regs::RXDCTL(q), regs::dctl::ENABLE);
+        let stopped = poll_register(&self.regs, regs::RXDCTL(q), regs::dctl::ENABLE, 0, DISABLE_TIMEOUT, POLL_INTERVAL);
+        if stopped.is_err() {
+            // Keep the ring and the pool's memory alive forever, and never
+            // return the ring's buffers: the device may still write them.
+            std::mem::forget(Arc::clone(&self.ring));
+            std::mem::forget(Arc::clone(&self.pool));
+            return;
+        }
+        for &index in &self.bufs {
+            self.pool.free_index(index);
+        }
+    }
+}
+
+/// A transmit queue: a ring of descriptors and, per descriptor, the buffer
+/// it sends until the device is done with it.
+pub struct TxQueue<R: RegisterIo> {
+    id: QueueId,
+    regs: R,
+    ring: Arc<DmaRegion>,
+    /// The buffer each in-flight descriptor sends. The whole `PacketBuf` is
+    /// kept (not just an index), so a buffer from any pool goes back to its
+    /// own pool when cleaned.
+    bufs: Vec<Option<PacketBuf>>,
+    /// Next descriptor to fill (mirrors TDT).
+    tail: usize,
+    /// Oldest descriptor not yet cleaned.
+    clean: usize,
+    mask: usize,
+    shared: Arc<QueueShared>,
+    stats: QueueStats,
+}
+
+impl<R: RegisterIo> fmt::Debug for TxQueue<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxQueue")
+            .field("id", &self.id)
+            .field("ring_size", &self.bufs.len())
+            .field("in_flight", &self.in_flight())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<R: RegisterIo> TxQueue<R> {
+    /// Takes a ring of `ring.len() / 16` descriptors. Their contents do not
+    /// matter: the device reads none before TDT moves past it.
+    pub(crate) fn new(id: QueueId, regs: R, ring: DmaRegion, shared: Arc<QueueShared>) -> TxQueue<R> {
+        let n = ring.len() / DESC_SIZE;
+        TxQueue {
+            id,
+            regs,
+            ring: Arc::new(ring),
+            bufs: (0..n).map(|_| None).collect(),
+            tail: 0,
+            clean: 0,
+            mask: n - 1,
+            shared,
+            stats: QueueStats::default(),
+        }
+    }
+
+    /// Enables the queue (4.6.8: TDH and TDT are 0 from init; ENABLE must
+    /// read back set before the queue is used).
+    pub(crate) fn start(&mut self) -> Result<(), DriverError> {
+        let q = self.id.reg();
+        self.regs.set_bits(regs::TXDCTL(q), regs::dctl::ENABLE);
+        poll_register(
+            &self.regs,
+            regs::TXDCTL(q),
+            regs::dctl::ENABLE,
+            regs::dctl::ENABLE,
+            Duration::from_secs(1),
+            POLL_INTERVAL,
+        )
+        .map_err(|waited| DriverError::Timeout { what: "TX queue enable", register: "TXDCTL", waited })
+    }
+
+    /// Sends as many buffers from the front of `bufs` as the ring has room
+    /// for, removing them from the vector; returns how many were queued.
+    ///
+    /// First reclaims finished descriptors in groups of [`TX_CLEAN_BATCH`].
+    /// Buffers that do not fit stay in `bufs`, in order, for the next call
+    /// (counted once in `ring_full`). A buffer whose length is outside
+    /// [`MIN_TX_FRAME`]..=[`MAX_TX_FRAME`] is removed and dropped (counted in
+    /// `errors`): leaving it at the front would block the queue forever.
+    /// Every descriptor asks for a status report (RS), so DD of any
+    /// descriptor tells that it and all before it are done. The tail
+    /// register is written once per batch.
+    pub fn tx_batch(&mut self, bufs: &mut Vec<PacketBuf>) -> usize {
+        if bufs.is_empty() || self.shared.is_stopped() {
+            return 0;
+        }
+        self.clean_groups();
+        let room = self.mask - self.in_flight();
+        let take = bufs.len().min(room);
+        if take < bufs.len() {
+            self.stats.ring_full += 1;
+        }
+        let mut sent = 0;
+        for buf in bufs.drain(..take) {
+            let len = buf.len();
+            if !(MIN_TX_FRAME..=MAX_TX_FRAME).contains(&len) {
+                self.stats.errors += 1;
+                continue;
+            }
+            let desc = self.tail * DESC_SIZE;
+            // 7.2.3.2.4: one advanced data descriptor per frame: EOP (the
+            // frame ends here), IFCS (append the CRC), RS (write DD back),
+            // DEXT + DTYP_DATA (advanced data format); PAYLEN is the whole
+            // frame without TSO. Writing olinfo_status also clears the DD bit
+            // left over from the descriptor's previous use.
+            let len32 = len as u32;
+            self.ring.store_u64(desc + field::TX_BUFFER_ADDR, buf.iova());
+            self.ring.store_u32(
+                desc + field::TX_CMD_TYPE_LEN,
+                tx_cmd::EOP | tx_cmd::IFCS | tx_cmd::RS | tx_cmd::DEXT | tx_cmd::DTYP_DATA | len32,
+            );
+            self.ring.store_u32(desc + field::TX_OLINFO_STATUS, len32 << tx_olinfo::PAYLEN_SHIFT);
+            self.bufs[self.tail] = Some(buf);
+            self.tail = (self.tail + 1) & self.mask;
+            self.stats.bytes += len as u64;
+            sent += 1;
+        }
+        if sent > 0 {
+            self.stats.packets += sent as u64;
+            self.stats.batches += 1;
+            // Release: the descriptors (and the frame data the caller wrote)
+            // must be visible to the device before the tail write hands them
+            // over.
+            fence(Ordering::Release);
+            self.regs.write32(regs::TDT(self.id.reg()), self.tail as u32);
+        }
+        sent
+    }
+
+    /// Whether the device has written DD back into descriptor `slot`.
+    fn done(&self, slot: usize) -> bool {
+        self.ring.load_u32(slot * DESC_SIZE + field::TX_OLINFO_STATUS) & tx_olinfo::DD != 0
+    }
+
+    /// Returns the buffers of `count` descriptors from `clean` on to their
+    /// pools.
+    fn release(&mut self, count: usize) {
+        for i in 0..count {
+            self.bufs[(self.clean + i) & self.mask] = None;
+        }
+        self.clean = (self.clean + count) & self.mask;
+        self.stats.cleaned += count as u64;
+    }
+
+    /// Reclaims whole groups of [`TX_CLEAN_BATCH`] finished descriptors.
+    fn clean_groups(&mut self) -> usize {
+        let mut cleaned = 0;
+        while self.in_flight() >= TX_CLEAN_BATCH {
+            if !self.done((self.clean + TX_CLEAN_BATCH - 1) & self.mask) {
+                break;
+            }
+            // Acquire: the device has finished reading these buffers before
+            // it wrote DD; only now may they be reused.
+            fence(Ordering::Acquire);
+            self.release(TX_CLEAN_BATCH);
+            cleaned += TX_CLEAN_BATCH;
+        }
+        cleaned
+    }
+
+    /// Reclaims every finished descriptor, one by one (also groups smaller
+    /// than [`TX_CLEAN_BATCH`]); returns how many. Call it when the queue
+    /// goes idle to get every buffer back.
+    pub fn clean(&mut self) -> usize {
+        let mut cleaned = self.clean_groups();
+        let mut count = 0;
+        while count < self.in_flight() && self.done((self.clean + count) & self.mask) {
+            count += 1;
+        }
+        if count > 0 {
+            // Acquire: as in `clean_groups`.
+            fence(Ordering::Acquire);
+            self.release(count);
+            cleaned += count;
+        }
+        cleaned
+    }
+
+    /// Descriptors handed to the device and not yet cleaned.
+    pub fn in_flight(&self) -> usize {
+        (self.tail + self.bufs.len() - self.clean) & self.mask
+    }
+
+    /// Software counters of this queue.
+    pub fn stats(&self) -> &QueueStats {
+        &self.stats
+    }
+
+    /// Which queue this is.
+    pub fn id(&self) -> QueueId {
+        self.id
+    }
+
+    /// Number of descriptors in the ring; at most `ring_size() - 1` are in
+    /// flight at once.
+    pub fn ring_size(&self) -> usize {
+        self.bufs.len()
+    }
+}
+
+impl<R: RegisterIo> Drop for TxQueue<R> {
+    /// Lets the device finish what it was given (TDH reaches TDT), disables
+    /// the queue and waits for TXDCTL.ENABLE to read back 0 (4.6.8), and
+    /// only then returns the in-flight buffers and frees the ring. If the
+    /// device never confirms, ring and buffers are leaked on purpose, as for
+    /// RX.
+    fn drop(&mut self) {
+        let q = self.id.reg();
+        if self.regs.read32(regs::TXDCTL(q)) & regs::dctl::ENABLE != 0 {
+            // Best effort: frames not sent within the timeout are discarded.
+            let _ = poll_register(&self.regs, regs::TDH(q), u32::MAX, self.tail as u32, DISABLE_TIMEOUT, POLL_INTERVAL);
+        }
+        self.regs.clear_bits(regs::TXDCTL(q), regs::dctl::ENABLE);
+        let stopped = poll_register(&self.regs, regs::TXDCTL(q), regs::dctl::ENABLE, 0, DISABLE_TIMEOUT, POLL_INTERVAL);
+        if stopped.is_err() {
+            std::mem::forget(Arc::clone(&self.ring));
+            std::mem::forget(std::mem::take(&mut self.bufs));
+            return;
+        }
+        self.bufs.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dma::{DmaAllocator, HeapDma};
+    use crate::io::{HeapBar, Mmio};
+
+    const N: usize = 64;
+
+    fn bar() -> Mmio {
+        Mmio::new(Arc::new(HeapBar::new(regs::BAR0_LEN)))
+    }
+
+    fn rx_queue(io: &Mmio, entries: u32) -> (RxQueue<Mmio>, Arc<Mempool>) {
+        let pool = Mempool::new(&HeapDma, entries, 2048).unwrap();
+        let ring = HeapDma.alloc(N * DESC_SIZE).unwrap();
+        let mut rx = RxQueue::new(QueueId(1), io.clone(), ring, Arc::clone(&pool), Arc::default()).unwrap();
+        rx.start().unwrap();
+        (rx, pool)
+    }
+
+    /// Plays the device: writes back descriptor `slot` with `len` bytes.
+    fn write_back(rx: &RxQueue<Mmio>, slot: usize, status: u32, len: u32) {
+        rx.ring.store_u32(slot * DESC_SIZE + field::RX_WB_LENGTH_VLAN, len);
+        fence(Ordering::Release);
+        rx.ring.store_u32(slot * DESC_SIZE + field::RX_WB_STATUS_ERROR, status);
+    }
+
+    const GOOD: u32 = rx_status::DD | rx_status::EOP;
+
+    #[test]
+    fn rx_start_arms_every_descriptor_and_sets_tail_one_behind() {
+        let io = bar();
+        let (rx, pool) = rx_queue(&io, 256);
+        assert_eq!(io.read32(regs::RDT(1)), (N - 1) as u32);
+        assert_eq!(pool.free_count(), 256 - N);
+        for slot in 0..N {
+            assert_eq!(rx.ring.load_u64(slot * DESC_SIZE + field::RX_PKT_ADDR), pool.iova(rx.bufs[slot]));
+            assert_eq!(rx.ring.load_u64(slot * DESC_SIZE + field::RX_HDR_ADDR), 0);
+        }
+        drop(rx);
+        assert_eq!(io.read32(regs::RXDCTL(1)) & regs::dctl::ENABLE, 0);
+        assert_eq!(pool.free_count(), 256);
+    }
+
+    #[test]
+    fn rx_batch_hands_out_frames_refills_and_writes_the_tail_once() {
+        let io = bar();
+        let (mut rx, pool) = rx_queue(&io, 256);
+        for slot in 0..3 {
+            write_back(&rx, slot, GOOD, 60 + slot as u32);
+        }
+        let mut out = Vec::new();
+        assert_eq!(rx.rx_batch(&mut out, 2), 2);
+        assert_eq!(io.read32(regs::RDT(1)), 1);
+        assert_eq!(rx.rx_batch(&mut out, 32), 1);
+        assert_eq!(io.read32(regs::RDT(1)), 2);
+        assert_eq!(rx.rx_batch(&mut out, 32), 0);
+        assert_eq!(out.iter().map(PacketBuf::len).collect::<Vec<_>>(), [60, 61, 62]);
+        assert!(out.iter().all(|b| b.headroom() == 0));
+        // Refilled: DD clear, a fresh buffer in each descriptor.
+        for slot in 0..3 {
+            assert_eq!(rx.ring.load_u32(slot * DESC_SIZE + field::RX_WB_STATUS_ERROR) & rx_status::DD, 0);
+            assert_eq!(rx.ring.load_u64(slot * DESC_SIZE + field::RX_PKT_ADDR), pool.iova(rx.bufs[slot]));
+        }
+        assert_eq!(rx.stats().packets, 3);
+        assert_eq!(rx.stats().bytes, 183);
+        assert_eq!(rx.stats().batches, 2);
+        drop(out);
+        drop(rx);
+        assert_eq!(pool.free_count(), 256);
+    }
+
+    #[test]
+    fn rx_wraps_around_the_ring() {
+        let io = bar();
+        let (mut rx, pool) = rx_queue(&io, 256);
+        let mut out = Vec::new();
+        for round in 0..3 * N {
+            write_back(&rx, round % N, GOOD, 100);
+            assert_eq!(rx.rx_batch(&mut out, 8), 1, "round {round}");
+            assert_eq!(io.read32(regs::RDT(1)), (round % N) as u32);
+            out.clear();
+        }
+        drop(rx);
+        assert_eq!(pool.free_count(), 256);
+    }
+
+    #[test]
+    fn rx_empty_pool_shortens_the_batch_and_keeps_the_frame() {
+        let io = bar();
+        // One spare buffer beyond the ring.
+        let (mut rx, pool) = rx_queue(&io, N as u32 + 1);
+        write_back(&rx, 0, GOOD, 70);
+        write_back(&rx, 1, GOOD, 71);
+        let mut out = Vec::new();
+        assert_eq!(rx.rx_batch(&mut out, 32), 1);
+        assert_eq!(rx.stats().mempool_empty, 1);
+        assert_eq!(io.read32(regs::RDT(1)), 0);
+        assert_eq!(rx.rx_batch(&mut out, 32), 0);
+        assert_eq!(rx.stats().mempool_empty, 2);
+        out.clear();
+        assert_eq!(rx.rx_batch(&mut out, 32), 1);
+        assert_eq!(out[0].len(), 71);
+        assert_eq!(io.read32(regs::RDT(1)), 1);
+        drop((out, rx));
+        assert_eq!(pool.free_count(), N + 1);
+    }
+
+    #[test]
+    fn rx_drops_errored_and_multi_descriptor_frames_counting_each_once() {
+        let io = bar();
+        let (mut rx, pool) = rx_queue(&io, 256);
+        write_back(&rx, 0, GOOD | rx_status::ERR_RXE, 60);
+        write_back(&rx, 1, rx_status::DD, 2048); // first of three
+        write_back(&rx, 2, rx_status::DD, 2048);
+        write_back(&rx, 3, GOOD, 100); // its last
+        write_back(&rx, 4, GOOD, 3000); // longer than the buffer
+        write_back(&rx, 5, GOOD, 64);
+        let mut out = Vec::new();
+        assert_eq!(rx.rx_batch(&mut out, 32), 1);
+        assert_eq!(out[0].len(), 64);
+        assert_eq!(rx.stats().errors, 3);
+        assert_eq!(io.read32(regs::RDT(1)), 5);
+        // Dropped frames' descriptors are re-armed with their own buffer.
+        for slot in 0..5 {
+            assert_eq!(rx.ring.load_u64(slot * DESC_SIZE + field::RX_PKT_ADDR), pool.iova(rx.bufs[slot]));
+            assert_eq!(rx.ring.load_u64(slot * DESC_SIZE + field::RX_HDR_ADDR), 0);
+        }
+        drop((out, rx));
+        assert_eq!(pool.free_count(), 256);
+    }
+
+    fn tx_queue(io: &Mmio) -> TxQueue<Mmio> {
+        let ring = HeapDma.alloc(N * DESC_SIZE).unwrap();
+        let mut tx = TxQueue::new(QueueId(2), io.clone(), ring, Arc::default());
+        tx.start().unwrap();
+        tx
+    }
+
+    fn frames(pool: &Arc<Mempool>, n: usize, len: usize) -> Vec<PacketBuf> {
+        (0..n)
+            .map(|_| {
+                let mut b = pool.alloc().unwrap();
+                assert!(b.set_len(len));
+                b
+            })
+            .collect()
+    }
+
+    /// Plays the device: completes every descriptor up to TDT.
+    fn complete_all(io: &Mmio, tx: &TxQueue<Mmio>) {
+        let tdt = io.read32(regs::TDT(2)) as usize;
+        let mut slot = io.read32(regs::TDH(2)) as usize;
+        while slot != tdt {
+            let off = slot * DESC_SIZE + field::TX_OLINFO_STATUS;
+            tx.ring.store_u32(off, tx.ring.load_u32(off) | tx_olinfo::DD);
+            slot = (slot + 1) % N;
+        }
+        io.write32(regs::TDH(2), tdt as u32);
+    }
+
+    #[test]
+    fn tx_batch_fills_descriptors_and_stops_at_a_full_ring() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 256, 2048).unwrap();
+        let mut tx = tx_queue(&io);
+        let mut bufs = frames(&pool, 100, 60);
+        let first_iova = bufs[0].iova();
+        assert_eq!(tx.tx_batch(&mut bufs), N - 1);
+        assert_eq!(bufs.len(), 100 - (N - 1));
+        assert_eq!(tx.stats().ring_full, 1);
+        assert_eq!(tx.in_flight(), N - 1);
+        assert_eq!(io.read32(regs::TDT(2)), (N - 1) as u32);
+        assert_eq!(tx.ring.load_u64(field::TX_BUFFER_ADDR), first_iova);
+        assert_eq!(tx.ring.load_u32(field::TX_CMD_TYPE_LEN), 0x2B30_0000 | 60);
+        assert_eq!(tx.ring.load_u32(field::TX_OLINFO_STATUS), 60 << 14);
+        // Nothing done yet: nothing to clean, still full.
+        assert_eq!(tx.tx_batch(&mut bufs), 0);
+        assert_eq!(tx.stats().ring_full, 2);
+        complete_all(&io, &tx);
+        // tx_batch cleans whole groups of 32 only: 63 in flight -> 32
+        // cleaned, 31 left, room for 32.
+        assert_eq!(tx.tx_batch(&mut bufs), 32);
+        assert_eq!(tx.stats().cleaned, 32);
+        complete_all(&io, &tx);
+        assert_eq!(tx.clean(), N - 1);
+        assert_eq!(tx.in_flight(), 0);
+        assert_eq!(tx.tx_batch(&mut bufs), 100 - (N - 1) - 32);
+        assert!(bufs.is_empty());
+        complete_all(&io, &tx);
+        drop(tx);
+        assert_eq!(pool.free_count(), 256);
+    }
+
+    #[test]
+    fn tx_refuses_bad_lengths_without_blocking() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 16, 2048).unwrap();
+        let mut tx = tx_queue(&io);
+        let mut bufs = frames(&pool, 1, 0);
+        bufs.extend(frames(&pool, 1, MAX_TX_FRAME + 1));
+        bufs.extend(frames(&pool, 1, MAX_TX_FRAME));
+        assert_eq!(tx.tx_batch(&mut bufs), 1);
+        assert!(bufs.is_empty());
+        assert_eq!(tx.stats().errors, 2);
+        assert_eq!(pool.free_count(), 15);
+        complete_all(&io, &tx);
+        drop(tx);
+        assert_eq!(pool.free_count(), 16);
+    }
+
+    #[test]
+    fn tx_keeps_buffers_of_other_pools_and_returns_them_home() {
+        let io = bar();
+        let a = Mempool::new(&HeapDma, 8, 2048).unwrap();
+        let b = Mempool::new(&HeapDma, 8, 2048).unwrap();
+        let mut tx = tx_queue(&io);
+        let mut bufs = frames(&a, 3, 60);
+        bufs.extend(frames(&b, 5, 60));
+        assert_eq!(tx.tx_batch(&mut bufs), 8);
+        assert_eq!((a.free_count(), b.free_count()), (5, 3));
+        complete_all(&io, &tx);
+        assert_eq!(tx.clean(), 8);
+        assert_eq!((a.free_count(), b.free_count()), (8, 8));
+    }
+
+    #[test]
+    fn stopped_queues_do_nothing() {
+        let io = bar();
+        let (mut rx, pool) = rx_queue(&io, 128);
+        write_back(&rx, 0, GOOD, 60);
+        rx.shared.stop();
+        let mut out = Vec::new();
+        assert_eq!(rx.rx_batch(&mut out, 32), 0);
+        let mut tx =
+            TxQueue::new(QueueId(2), io.clone(), HeapDma.alloc(N * DESC_SIZE).unwrap(), Arc::clone(&rx.shared));
+        let mut bufs = frames(&pool, 2, 60);
+        assert_eq!(tx.tx_batch(&mut bufs), 0);
+        assert_eq!(bufs.len(), 2);
+    }
+}

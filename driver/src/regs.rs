@@ -149,7 +149,8 @@ pub const fn TXDCTL(n: u32) -> u32 {
     TDBAL(n) + 0x28
 }
 /// Queue Packets Received Count (8.2.3.23.71), `i` in 0..16 (statistics
-/// register index, mapped 1:1 to queues by the reset value of RQSMR).
+/// register index; queues map to sets through [`RQSMR`]/[`TQSM`], whose
+/// reset value sends every queue to set 0, so the driver programs them 1:1).
 pub const fn QPRC(i: u32) -> u32 {
     0x01030 + 0x40 * i
 }
@@ -176,6 +177,19 @@ pub const fn QBTC_H(i: u32) -> u32 {
 /// Queue Packets Received Drop Count (8.2.3.23.75), `i` in 0..16.
 pub const fn QPRDC(i: u32) -> u32 {
     0x01430 + 0x40 * i
+}
+
+/// Receive Queue Statistic Mapping (datasheet 8.2.3.23), `i` in 0..32: the
+/// per-queue statistics set (0..16) of queues `4i..4i+4`, one nibble per
+/// byte (bits 3:0, 11:8, 19:16, 27:24). Reset value 0: every queue counts in
+/// set 0.
+pub const fn RQSMR(i: u32) -> u32 {
+    0x02300 + 4 * i
+}
+/// Transmit Queue Statistic Mapping (the 82599's location, datasheet
+/// 8.2.3.23), `i` in 0..32; same layout as [`RQSMR`].
+pub const fn TQSM(i: u32) -> u32 {
+    0x08600 + 4 * i
 }
 
 /// CTRL bits.

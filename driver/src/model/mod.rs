@@ -1,1 +1,290 @@
-//! TODO(owner): being written.
+//! A strict software model of the Intel 82599 10 GbE controller, for running
+//! the real driver on machines without the NIC.
+//!
+//! The model is a register file plus the receive and transmit engines that
+//! the driver programs through it, in the shape of QEMU's igb model and
+//! rust-vmm's device models: [`ModelRegs`] implements
+//! [`RegisterIo`] by calling the model's read and
+//! write handlers, as an emulator traps MMIO. Descriptor rings and packet
+//! buffers live in DMA memory the driver allocates from [`ModelDma`], which
+//! registers every region in the model's IOMMU table; every DMA the model
+//! performs is checked against that table.
+//!
+//! What the model covers (datasheet sections in the files):
+//!
+//! - reset (CTRL.RST/LNK_RST) to power-on values, EEPROM auto-read (EEC.ARD)
+//!   and DMA-init done (RDRXCTL.DMAIDONE), the MAC address in RAL(0)/RAH(0);
+//! - link up at 10 Gb/s a few LINKS polls after AUTOC.AN_RESTART;
+//! - interrupt cause and mask registers (EICR clear-on-read, EICS, EIMS,
+//!   EIMC), without raising interrupts;
+//! - receive: RXCTRL.RXEN, frame length checks, FCTRL/RAL/RAH filtering, RSS
+//!   (MRQC, RSSRK, RETA, RXCSUM.PCSD), advanced one-buffer descriptors with
+//!   write-back (also across several descriptors), IPv4/TCP/UDP checksum
+//!   status, a missed frame when a ring is full;
+//! - transmit: advanced data and context descriptors, multi-descriptor
+//!   packets, IPv4/TCP/UDP checksum insertion, padding, DD write-back on RS,
+//!   MAC loopback (HLREG0.LPBK);
+//! - clear-on-read statistics (GPRC, GPTC, GORC, GOTC, MPC, RLEC, per-queue
+//!   QPRC/QPTC/QBRC/QBTC/QPRDC …).
+//!
+//! Whatever the datasheet forbids is a [`ModelFault`], never a panic: the
+//! model exists to catch driver bugs. A fault on a queue halts that queue
+//! until it is re-enabled or the device is reset.
+//!
+//! ## Choices where the datasheet leaves room
+//!
+//! - Reset values: SRRCTL has BSIZEPACKET = 2 (2 KiB), BSIZEHEADER = 4 and
+//!   the legacy descriptor type (the driver must select advanced
+//!   one-buffer, or enabling the queue faults); HLREG0.RXCRCSTRP resets to
+//!   1 and RDRXCTL.CRCSTRIP to 0, so the driver must set both alike before
+//!   RXCTRL.RXEN. LNK_RST alone only takes the link down.
+//! - A frame whose queue has no free descriptor: with SRRCTL.DROP_EN it is
+//!   dropped and counted in QPRDC(queue) and RNBC(0), not MPC; without
+//!   DROP_EN it waits in the packet buffer ([`ModelConfig::rx_fifo_frames`],
+//!   default 0) and is counted in MPC(0) when that is full.
+//! - RSS selects the queue only with MRQC.MRQE = RSS-only and RXCSUM.PCSD;
+//!   a packet with no selected hash field goes to queue 0 with RSS type 0.
+//! - A frame larger than one buffer spans descriptors; each carries its own
+//!   length, pkt_info and RSS field; EOP and the checksum status only the
+//!   last. All descriptors are checked before anything is written.
+//! - Transmit: PAYLEN (first data descriptor) must equal the packet length;
+//!   the offload flags come from the first data descriptor; context
+//!   descriptors are never written back; the longest packet is the longest
+//!   frame the receive side accepts. IFCS is not checked (the wire carries
+//!   no FCS either way).
+//! - Octet counters: see the `counters` module (low register first, no
+//!   octets lost; GORC/GOTC include the 4 CRC bytes, QBRC/QBTC do not).
+//!
+//! ## Not modelled
+//!
+//! Interrupts (EICR queue causes, MSI-X, IVAR, EITR), VLAN tags and
+//! filters, the multicast table array, VMDq, DCB, flow director, TSO, RSC,
+//! header split, IPv6 (no RSS hash and no checksum status for it), flow
+//! control, head write-back (faults), LinkSec/IPsec, the EEPROM and flash
+//! interfaces, PCI configuration space, and time (line rate is the wire's
+//! business).
+//!
+//! ## Threads
+//!
+//! [`Model82599`], [`ModelRegs`] and [`ModelDma`] are cheap clones of one
+//! shared model, usable from any thread. All state sits behind one mutex (a
+//! simulator may lock; the driver's data path on hardware does not): each
+//! core writes its own tails through its `ModelRegs`, while another thread
+//! calls [`Model82599::pump`]. A TDT write transmits synchronously, on the
+//! writing thread; frames from the wire reach the rings only when someone
+//! pumps.
+
+mod counters;
+mod fault;
+mod iommu;
+mod packet;
+mod regfile;
+mod rx;
+mod state;
+mod tx;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+pub use fault::ModelFault;
+
+use crate::dma::{DmaAllocator, DmaError, DmaRegion, DmaRelease, HeapDma};
+use crate::io::RegisterIo;
+use crate::wire::Wire;
+use iommu::IommuTable;
+use state::State;
+
+/// The most frames one [`Model82599::pump`] call takes from the wire, so
+/// that a fast peer cannot keep a pump call (and the model's lock) forever.
+pub const PUMP_BATCH: usize = 4096;
+
+/// How the model is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// The MAC address in the "EEPROM", loaded into RAL(0)/RAH(0) at reset.
+    pub mac: [u8; 6],
+    /// The PCI device id reported to whoever asks (0x10FB: 82599ES SFI/SFP+).
+    pub device_id: u16,
+    /// LINKS reads after AUTOC.AN_RESTART that still report the link down.
+    pub link_up_after_polls: u32,
+    /// Frames the receive packet buffer holds while the head frame's queue
+    /// has no free descriptor and SRRCTL.DROP_EN is clear; a frame that
+    /// finds it full is missed (MPC). With DROP_EN set a frame without a
+    /// descriptor is dropped at once (QPRDC) whatever this says.
+    pub rx_fifo_frames: usize,
+}
+
+impl Default for ModelConfig {
+    /// A locally administered MAC (02:00:00:00:00:01), the 82599ES SFP+
+    /// device id, link up on the fourth LINKS read after AN restart, and no
+    /// buffering of frames without descriptors.
+    fn default() -> Self {
+        ModelConfig { mac: [0x02, 0, 0, 0, 0, 0x01], device_id: 0x10FB, link_up_after_polls: 3, rx_fifo_frames: 0 }
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Separate from `state` so that a region being dropped (on any thread)
+    /// only needs this lock. Lock order: `state`, then `iommu`.
+    iommu: Arc<Mutex<IommuTable>>,
+}
+
+/// A lock that a panic elsewhere poisoned still guards consistent data for
+/// the model's purposes (every handler leaves the state valid between
+/// statements that can panic, and none should); never propagate the poison.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    fn with<R>(&self, f: impl FnOnce(&mut State, &IommuTable) -> R) -> R {
+        let mut state = lock(&self.state);
+        let iommu = lock(&self.iommu);
+        f(&mut state, &iommu)
+    }
+}
+
+/// The software 82599: one port. Clones share the same device.
+#[derive(Clone)]
+pub struct Model82599 {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Model82599 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Model82599").field("mac", &self.mac()).field("resets", &self.reset_count()).finish()
+    }
+}
+
+impl Model82599 {
+    /// A powered-on device: registers at their reset values, EEPROM read,
+    /// link down until the driver restarts auto-negotiation, no wire.
+    pub fn new(config: ModelConfig) -> Model82599 {
+        let shared = Shared { state: Mutex::new(State::new(config)), iommu: Arc::default() };
+        Model82599 { shared: Arc::new(shared) }
+    }
+
+    /// Register access for the driver.
+    pub fn regs(&self) -> ModelRegs {
+        ModelRegs { shared: Arc::clone(&self.shared) }
+    }
+
+    /// DMA memory for the driver; every region is registered with the
+    /// model's IOMMU table until it is dropped.
+    pub fn dma(&self) -> ModelDma {
+        ModelDma { iommu: Arc::clone(&self.shared.iommu) }
+    }
+
+    /// Plugs the port into `wire`, replacing (and dropping) any previous one.
+    pub fn attach(&self, wire: Box<dyn Wire>) {
+        lock(&self.shared.state).attach(Some(wire));
+    }
+
+    /// Unplugs the port; what it transmits meanwhile is lost.
+    pub fn detach(&self) -> Option<Box<dyn Wire>> {
+        lock(&self.shared.state).attach(None)
+    }
+
+    /// Moves frames waiting on the wire into the receive rings (at most
+    /// [`PUMP_BATCH`]), and retries transmission that the wire refused as
+    /// busy. Returns the number of frames moved in either direction.
+    pub fn pump(&self) -> usize {
+        self.shared.with(|state, iommu| state.pump(iommu))
+    }
+
+    /// Every fault so far (oldest first).
+    pub fn faults(&self) -> Vec<ModelFault> {
+        lock(&self.shared.state).faults().to_vec()
+    }
+
+    /// Every fault so far, forgetting them.
+    pub fn take_faults(&self) -> Vec<ModelFault> {
+        lock(&self.shared.state).take_faults()
+    }
+
+    /// The MAC address in the model's EEPROM.
+    pub fn mac(&self) -> [u8; 6] {
+        lock(&self.shared.state).config().mac
+    }
+
+    /// The PCI device id the model presents.
+    pub fn device_id(&self) -> u16 {
+        lock(&self.shared.state).config().device_id
+    }
+
+    /// Global resets (CTRL.RST) since the model was made; the power-on reset
+    /// is not counted.
+    pub fn reset_count(&self) -> u64 {
+        lock(&self.shared.state).reset_count()
+    }
+
+    /// Number of DMA regions currently registered in the IOMMU table.
+    pub fn dma_regions(&self) -> usize {
+        lock(&self.shared.iommu).len()
+    }
+}
+
+/// The driver's view of BAR0 on the model: each access calls the model's
+/// register handlers.
+#[derive(Clone)]
+pub struct ModelRegs {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ModelRegs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ModelRegs")
+    }
+}
+
+impl RegisterIo for ModelRegs {
+    fn read32(&self, offset: u32) -> u32 {
+        self.shared.with(|state, iommu| state.read32(iommu, offset))
+    }
+
+    fn write32(&self, offset: u32, value: u32) {
+        self.shared.with(|state, iommu| state.write32(iommu, offset, value))
+    }
+}
+
+/// DMA memory from the heap, registered with the model like an IOMMU
+/// mapping (the device address is the virtual address, as with VFIO's
+/// identity mapping).
+#[derive(Clone)]
+pub struct ModelDma {
+    iommu: Arc<Mutex<IommuTable>>,
+}
+
+impl fmt::Debug for ModelDma {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ModelDma")
+    }
+}
+
+/// Unregisters a region from the model's table when the region is dropped
+/// (before its memory is freed: `HeapDma::alloc_with` runs this first).
+/// Holds the table weakly, so regions may outlive the model.
+struct Unmap {
+    iommu: Weak<Mutex<IommuTable>>,
+}
+
+impl DmaRelease for Unmap {
+    fn release(&mut self, _virt: NonNull<u8>, _len: usize, iova: u64) {
+        if let Some(table) = self.iommu.upgrade() {
+            lock(&table).unmap(iova);
+        }
+    }
+}
+
+impl DmaAllocator for ModelDma {
+    fn alloc(&self, size: usize) -> Result<DmaRegion, DmaError> {
+        let region = HeapDma::alloc_with(size, Box::new(Unmap { iommu: Arc::downgrade(&self.iommu) }))?;
+        lock(&self.iommu).map(region.iova(), region.virt(), region.len());
+        Ok(region)
+    }
+}

@@ -6,11 +6,32 @@
 //!
 //! - [`QueueWire`]: two ends joined by in-memory queues, no impairments;
 //!   the simplest cable, for unit tests.
-//! - `link`: the in-memory link between two models, optionally limited to
-//!   10 Gbit/s line rate, with seeded impairments.
-//! - `tap`: a TAP device, so the Linux kernel is the peer.
-//! - `packet`: an AF_PACKET socket on an existing interface (a veth).
-//! - `sink`: swallows and counts everything (for pktgen).
+//! - [`link`]: the in-memory link between two models, optionally limited to
+//!   10 Gbit/s line rate, with seeded impairments ([`impair`]).
+//! - [`tap`]: a TAP device, so the Linux kernel is the peer.
+//! - [`packet`]: an AF_PACKET socket on an existing interface (a veth).
+//! - [`sink`]: swallows and counts everything (for pktgen), or generates an
+//!   endless stream (for fwd).
+//! - [`netns`]: a network namespace that lives as long as a value, for tests
+//!   and examples with the kernel as a peer.
+//!
+//! All wires but the OS-facing ones read time only from a
+//! [`Clock`](crate::time::Clock) they are given, so they replay exactly
+//! under a virtual clock. Unsafe code is allowed in `tap` and `packet` only.
+
+pub mod impair;
+pub mod link;
+pub mod netns;
+pub mod packet;
+pub mod sink;
+pub mod tap;
+
+pub use impair::Impairments;
+pub use link::{Link, LinkConfig, LinkEnd, LinkStats};
+pub use netns::Netns;
+pub use packet::PacketWire;
+pub use sink::{GeneratorCounters, GeneratorWire, SinkCounters, SinkWire};
+pub use tap::{TapWire, in_netns};
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -1,0 +1,196 @@
+//! The model's IOMMU: the table of DMA regions the driver allocated through
+//! [`ModelDma`](super::ModelDma), and the only code in the model that touches
+//! their memory.
+//!
+//! Every DMA the model performs names a device address (IOVA) and a length;
+//! it goes through [`IommuTable`], which finds the one registered region that
+//! covers the whole access, or refuses (and the caller reports a
+//! `DmaOutOfBounds` fault). A region is unregistered by its `DmaRelease`
+//! before its memory is freed, under the same lock that every access holds,
+//! so an access never touches freed memory.
+//!
+//! All accesses are atomic (whole words for descriptor fields, and bytes or
+//! aligned words for packet data): the descriptor ownership protocol
+//! (7.1.9, 7.2.3.3) says who may touch which memory when, but atomics keep
+//! the model's side sound even if a buggy driver breaks that protocol.
+#![allow(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+/// One registered region.
+#[derive(Debug)]
+struct Mapping {
+    virt: NonNull<u8>,
+    len: usize,
+}
+
+/// Registered DMA regions, keyed by their first device address.
+#[derive(Debug, Default)]
+pub(crate) struct IommuTable {
+    regions: BTreeMap<u64, Mapping>,
+}
+
+// SAFETY: the table only stores pointers to DMA regions; it dereferences
+// them (atomically) only while the region is registered, and a region
+// unregisters itself under the table's lock before its memory is freed.
+unsafe impl Send for IommuTable {}
+
+impl IommuTable {
+    /// Registers `len` bytes at `virt` as visible to the device at `iova`.
+    pub(crate) fn map(&mut self, iova: u64, virt: NonNull<u8>, len: usize) {
+        self.regions.insert(iova, Mapping { virt, len });
+    }
+
+    /// Forgets the region that starts at `iova`.
+    pub(crate) fn unmap(&mut self, iova: u64) {
+        self.regions.remove(&iova);
+    }
+
+    /// Number of registered regions.
+    pub(crate) fn len(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// The CPU address of device address `addr`, if one region covers all
+    /// of `[addr, addr + len)` (an empty access must still start inside a
+    /// region).
+    fn translate(&self, addr: u64, len: usize) -> Option<*mut u8> {
+        let (&start, m) = self.regions.range(..=addr).next_back()?;
+        let offset = usize::try_from(addr - start).ok()?;
+        let end = offset.checked_add(len.max(1))?;
+        if end > m.len {
+            return None;
+        }
+        // In bounds of the region by the check above.
+        Some(m.virt.as_ptr().wrapping_add(offset))
+    }
+
+    /// Whether one registered region covers `[addr, addr + len)`.
+    pub(crate) fn contains(&self, addr: u64, len: usize) -> bool {
+        self.translate(addr, len).is_some()
+    }
+
+    fn word<T>(&self, addr: u64) -> Option<*mut T> {
+        let size = std::mem::size_of::<T>();
+        let p = self.translate(addr, size)?;
+        (p as usize % size == 0).then_some(p.cast())
+    }
+
+    /// Loads the aligned `u32` at device address `addr`.
+    pub(crate) fn load_u32(&self, addr: u64) -> Option<u32> {
+        let p = self.word::<u32>(addr)?;
+        // SAFETY: `word` checked that the 4 bytes lie in a registered region
+        // (alive while `self` is borrowed, see the module doc) and are
+        // aligned; the driver accesses descriptor words atomically too.
+        Some(unsafe { AtomicU32::from_ptr(p) }.load(Ordering::Relaxed))
+    }
+
+    /// Stores the aligned `u32` at device address `addr`.
+    pub(crate) fn store_u32(&self, addr: u64, value: u32) -> bool {
+        let Some(p) = self.word::<u32>(addr) else { return false };
+        // SAFETY: as in `load_u32`.
+        unsafe { AtomicU32::from_ptr(p) }.store(value, Ordering::Relaxed);
+        true
+    }
+
+    /// Loads the aligned `u64` at device address `addr`.
+    pub(crate) fn load_u64(&self, addr: u64) -> Option<u64> {
+        let p = self.word::<u64>(addr)?;
+        // SAFETY: as in `load_u32`.
+        Some(unsafe { AtomicU64::from_ptr(p) }.load(Ordering::Relaxed))
+    }
+
+    /// Stores the aligned `u64` at device address `addr`.
+    pub(crate) fn store_u64(&self, addr: u64, value: u64) -> bool {
+        let Some(p) = self.word::<u64>(addr) else { return false };
+        // SAFETY: as in `load_u32`.
+        unsafe { AtomicU64::from_ptr(p) }.store(value, Ordering::Relaxed);
+        true
+    }
+
+    /// Copies `data` to device address `addr` (a receive DMA write).
+    /// Returns false, writing nothing, if no region covers the range.
+    pub(crate) fn write(&self, addr: u64, data: &[u8]) -> bool {
+        let Some(base) = self.translate(addr, data.len()) else { return false };
+        let mut i = 0;
+        // Bytes up to an 8-byte boundary, then aligned words, then the rest.
+        while i < data.len() && (base as usize + i) % 8 != 0 {
+            // SAFETY: `base + i` is inside the registered range checked by
+            // `translate`; byte atomics have no alignment requirement.
+            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(data[i], Ordering::Relaxed);
+            i += 1;
+        }
+        while i + 8 <= data.len() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&data[i..i + 8]);
+            // SAFETY: inside the checked range and 8-byte aligned (the loop
+            // above reached an aligned address).
+            unsafe { AtomicU64::from_ptr(base.add(i).cast()) }.store(u64::from_ne_bytes(w), Ordering::Relaxed);
+            i += 8;
+        }
+        while i < data.len() {
+            // SAFETY: as for the leading bytes.
+            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(data[i], Ordering::Relaxed);
+            i += 1;
+        }
+        true
+    }
+
+    /// Appends `len` bytes from device address `addr` to `out` (a transmit
+    /// DMA read). Returns false, appending nothing, if no region covers the
+    /// range.
+    pub(crate) fn read_into(&self, addr: u64, len: usize, out: &mut Vec<u8>) -> bool {
+        let Some(base) = self.translate(addr, len) else { return false };
+        out.reserve(len);
+        let mut i = 0;
+        while i < len && (base as usize + i) % 8 != 0 {
+            // SAFETY: inside the range checked by `translate`.
+            out.push(unsafe { AtomicU8::from_ptr(base.add(i)) }.load(Ordering::Relaxed));
+            i += 1;
+        }
+        while i + 8 <= len {
+            // SAFETY: inside the checked range and 8-byte aligned.
+            let w = unsafe { AtomicU64::from_ptr(base.add(i).cast()) }.load(Ordering::Relaxed);
+            out.extend_from_slice(&w.to_ne_bytes());
+            i += 8;
+        }
+        while i < len {
+            // SAFETY: inside the range checked by `translate`.
+            out.push(unsafe { AtomicU8::from_ptr(base.add(i)) }.load(Ordering::Relaxed));
+            i += 1;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dma::{DmaAllocator, HeapDma};
+
+    #[test]
+    fn accesses_must_fall_inside_one_region() {
+        let r = HeapDma.alloc(4096).unwrap();
+        let mut t = IommuTable::default();
+        t.map(r.iova(), r.virt(), r.len());
+        let base = r.iova();
+        assert!(t.contains(base, 4096));
+        assert!(!t.contains(base, 4097));
+        assert!(!t.contains(base + 4096, 1));
+        assert!(!t.contains(base.wrapping_sub(1), 2));
+        assert!(t.store_u32(base + 8, 0xabcd));
+        assert_eq!(r.load_u32(8), 0xabcd);
+        assert_eq!(t.load_u32(base + 6), None, "misaligned word");
+        let data: Vec<u8> = (0..100).collect();
+        assert!(t.write(base + 3, &data));
+        let mut back = Vec::new();
+        assert!(t.read_into(base + 3, 100, &mut back));
+        assert_eq!(back, data);
+        assert!(!t.write(base + 4000, &data));
+        t.unmap(base);
+        assert!(!t.contains(base, 1));
+        assert_eq!(t.len(), 0);
+    }
+}

@@ -1,0 +1,298 @@
+//! Receive path (82599 datasheet 7.1): from a frame on the wire to a
+//! written-back descriptor.
+//!
+//! Per frame: the MAC checks the length (7.1.1), the L2 filters accept or
+//! drop it (FCTRL, RAL/RAH, 7.1.1.1), RSS picks the queue (7.1.2.8), and the
+//! DMA engine writes it into the buffers of the descriptors at RDH and
+//! writes the descriptors back (7.1.6.2), DD last. A frame whose queue has
+//! no free descriptor is dropped (SRRCTL.DROP_EN) or waits in the receive
+//! packet buffer, which holds `ModelConfig::rx_fifo_frames` frames; a frame
+//! that finds the packet buffer full is missed.
+
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{Ordering, fence};
+
+use super::PUMP_BATCH;
+use super::counters::Cast;
+use super::fault::ModelFault;
+use super::iommu::IommuTable;
+use super::packet::{ETH_HLEN, Ipv4, ipv4_header_ok, l4_checksum_ok, parse_ipv4};
+use super::regfile::owned;
+use super::state::{QUEUES, State};
+use crate::desc::{field, pkt_type, rss_type, rx_status};
+use crate::regs::{self, fctrl, hlreg0, mrqc, rxcsum, srrctl};
+
+/// Shortest frame (without FCS) the MAC passes on; shorter frames are padded
+/// with zeros first (TAP devices deliver runts that a real wire would have
+/// padded).
+const MIN_FRAME: usize = 60;
+
+/// Number of receive address (RAL/RAH) pairs.
+const RAR_ENTRIES: u32 = 128;
+
+/// What became of a frame offered to the DMA engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Written to the ring.
+    Done,
+    /// Dropped (and counted, or faulted).
+    Dropped,
+    /// Its queue has no free descriptor and DROP_EN is clear: it must wait.
+    Blocked,
+}
+
+/// What the classifier learned about a frame.
+#[derive(Debug, Clone, Copy)]
+struct Class {
+    queue: u16,
+    /// `pkt_info`: RSS type (3:0) and packet type (15:4).
+    pkt_info: u16,
+    /// The RSS field of the write-back: the hash with RXCSUM.PCSD, else the
+    /// IP identification (and a zero fragment checksum).
+    rss_field: u32,
+    /// Checksum status and error bits for the last descriptor.
+    csum_status: u32,
+}
+
+impl State {
+    /// Retries held transmissions, delivers frames waiting in the packet
+    /// buffer, then takes up to [`PUMP_BATCH`] frames from the wire. Returns
+    /// frames moved.
+    pub(crate) fn pump(&mut self, io: &IommuTable) -> usize {
+        let mut moved = 0;
+        for q in 0..QUEUES {
+            moved += self.transmit(io, q);
+        }
+        self.drain_rx_fifo(io);
+        let Some(mut wire) = self.wire.take() else { return moved };
+        let mut buf = std::mem::take(&mut self.rx_buf);
+        for _ in 0..PUMP_BATCH {
+            if !wire.receive(&mut buf) {
+                break;
+            }
+            moved += 1;
+            self.receive_frame(io, &buf);
+        }
+        self.rx_buf = buf;
+        // Nothing can attach another wire meanwhile: we hold the lock.
+        self.wire = Some(wire);
+        moved
+    }
+
+    /// One frame (without FCS) arriving at the MAC, from the wire or from
+    /// MAC loopback.
+    pub(crate) fn receive_frame(&mut self, io: &IommuTable, frame: &[u8]) {
+        // 8.2.3.8.10: with RXEN clear the receiver takes nothing in.
+        if self.reg(regs::RXCTRL) & regs::rxctrl::RXEN == 0 {
+            return;
+        }
+        if frame.len() < ETH_HLEN {
+            self.stats.undersize();
+            return;
+        }
+        if frame.len() > self.max_frame() {
+            self.stats.oversize();
+            return;
+        }
+        if !self.accept(frame) {
+            return;
+        }
+        let frame: Cow<'_, [u8]> = if frame.len() < MIN_FRAME {
+            let mut padded = frame.to_vec();
+            padded.resize(MIN_FRAME, 0);
+            Cow::Owned(padded)
+        } else {
+            Cow::Borrowed(frame)
+        };
+        // The packet buffer is a FIFO: while frames wait in it, a new one
+        // queues behind them whatever its queue.
+        if self.rx_fifo.is_empty() && self.deliver(io, &frame, true) != Delivery::Blocked {
+            return;
+        }
+        if self.rx_fifo.len() < self.config.rx_fifo_frames {
+            self.rx_fifo.push_back(frame.into_owned());
+        } else {
+            // 8.2.3.23.4: no room in the packet buffer.
+            self.stats.missed();
+        }
+    }
+
+    /// Delivers frames from the head of the packet buffer until one is
+    /// blocked.
+    pub(crate) fn drain_rx_fifo(&mut self, io: &IommuTable) {
+        while let Some(frame) = self.rx_fifo.pop_front() {
+            if self.deliver(io, &frame, false) == Delivery::Blocked {
+                self.rx_fifo.push_front(frame);
+                break;
+            }
+        }
+    }
+
+    /// The L2 filters (7.1.1.1): broadcast needs FCTRL.BAM, multicast
+    /// FCTRL.MPE (the multicast table array is not modelled), unicast a
+    /// valid RAL/RAH match or FCTRL.UPE.
+    fn accept(&self, frame: &[u8]) -> bool {
+        let f = self.reg(regs::FCTRL);
+        match Cast::of(frame) {
+            Cast::Broadcast => f & fctrl::BAM != 0,
+            Cast::Multicast => f & fctrl::MPE != 0,
+            Cast::Unicast => f & fctrl::UPE != 0 || self.rar_match(&frame[..6]),
+        }
+    }
+
+    fn rar_match(&self, dst: &[u8]) -> bool {
+        let ral = u32::from_le_bytes([dst[0], dst[1], dst[2], dst[3]]);
+        let rah = u32::from(u16::from_le_bytes([dst[4], dst[5]]));
+        (0..RAR_ENTRIES).any(|i| {
+            let h = self.reg(regs::RAH(i));
+            h & regs::rah::AV != 0 && h & 0xFFFF == rah && self.reg(regs::RAL(i)) == ral
+        })
+    }
+
+    /// Packet type, RSS and checksum status of a frame (7.1.2.8, 7.1.6.2,
+    /// 7.1.11).
+    fn classify(&mut self, frame: &[u8]) -> Class {
+        let ip = parse_ipv4(frame);
+        let mrqc_v = self.reg(regs::MRQC);
+        let pcsd = self.reg(regs::RXCSUM) & rxcsum::PCSD != 0;
+        // RSS decides the queue only in RSS-only mode, and only with PCSD
+        // (the datasheet requires PCSD with RSS; like QEMU's igb the model
+        // treats RSS as off without it). Other MRQE modes (VMDq, DCB) are
+        // not modelled and behave as no RSS.
+        let rss_on = mrqc_v & mrqc::MRQE_MASK == mrqc::RSSEN && pcsd;
+        let mut ptype = 0u16;
+        let mut csum_status = 0u32;
+        let (mut rtype, mut hash) = (rss_type::NONE, 0u32);
+        if let Some(ip) = &ip {
+            ptype |= pkt_type::IPV4;
+            csum_status |= rx_status::IPCS;
+            if !ipv4_header_ok(frame, ip) {
+                csum_status |= rx_status::ERR_IPE;
+            }
+            if let Some(l4) = ip.l4 {
+                ptype |= if l4.tcp { pkt_type::TCP } else { pkt_type::UDP };
+                if let Some(ok) = l4_checksum_ok(frame, ip) {
+                    csum_status |= rx_status::L4CS;
+                    if !l4.tcp {
+                        csum_status |= rx_status::UDPCS;
+                    }
+                    if !ok {
+                        csum_status |= rx_status::ERR_TCPE;
+                    }
+                }
+            }
+            if rss_on {
+                (rtype, hash) = self.rss_hash(mrqc_v, ip);
+            }
+        }
+        let queue = if rtype == rss_type::NONE { 0 } else { self.reta().queue(hash) };
+        let rss_field = match (&ip, pcsd) {
+            (_, true) => hash,
+            (Some(ip), false) => u32::from(ip.id),
+            (None, false) => 0,
+        };
+        Class { queue, pkt_info: rtype | ptype, rss_field, csum_status }
+    }
+
+    /// The RSS type and hash of an IPv4 packet under MRQC's field selection
+    /// (7.1.2.8.1): TCP or UDP 4-tuple when selected and the packet is not
+    /// a fragment, else the address pair when IPv4 is selected.
+    fn rss_hash(&mut self, mrqc_v: u32, ip: &Ipv4) -> (u16, u32) {
+        let (src, dst) = (Ipv4Addr::from(ip.src), Ipv4Addr::from(ip.dst));
+        if let Some(l4) = ip.l4 {
+            let (sel, t) =
+                if l4.tcp { (mrqc::IPV4_TCP, rss_type::TCP_IPV4) } else { (mrqc::IPV4_UDP, rss_type::UDP_IPV4) };
+            if mrqc_v & sel != 0 {
+                return (t, self.toeplitz().hash_ipv4_ports(src, dst, l4.src_port, l4.dst_port));
+            }
+        }
+        if mrqc_v & mrqc::IPV4 != 0 {
+            return (rss_type::IPV4, self.toeplitz().hash_ipv4(src, dst));
+        }
+        (rss_type::NONE, 0)
+    }
+
+    /// Writes a frame into its queue's ring (7.1.6). `first` is false when
+    /// the frame is retried from the packet buffer (RNBC counts it once).
+    fn deliver(&mut self, io: &IommuTable, frame: &[u8], first: bool) -> Delivery {
+        let class = self.classify(frame);
+        let q = usize::from(class.queue);
+        let ring = self.rx[q];
+        if !ring.enabled || ring.faulted {
+            // A queue that is off (or halted by a fault) drops its frames.
+            self.stats.queue_drop(class.queue);
+            return Delivery::Dropped;
+        }
+        let srr = self.reg(regs::SRRCTL(q as u32));
+        let bsizepkt = srr & srrctl::BSIZEPKT_MASK;
+        if bsizepkt == 0 || bsizepkt > 16 {
+            self.fault(ModelFault::BadBufferSize { queue: class.queue, bsizepkt });
+            return Delivery::Dropped;
+        }
+        let bsize = (bsizepkt << srrctl::BSIZEPKT_SHIFT) as usize;
+        // With CRC stripping off the FCS lands in host memory too.
+        let strip = self.reg(regs::HLREG0) & hlreg0::RXCRCSTRP != 0;
+        let data: Cow<'_, [u8]> = if strip {
+            Cow::Borrowed(frame)
+        } else {
+            let mut d = frame.to_vec();
+            d.extend_from_slice(&super::packet::ethernet_fcs(frame));
+            Cow::Owned(d)
+        };
+        let needed = data.len().div_ceil(bsize) as u32;
+        let (rdh, rdt) = (regs::RDH(q as u32), regs::RDT(q as u32));
+        let head = self.reg(rdh);
+        if owned(head, self.reg(rdt), ring.entries) < needed {
+            if first {
+                self.stats.no_buffer();
+            }
+            if srr & srrctl::DROP_EN != 0 {
+                self.stats.queue_drop(class.queue);
+                return Delivery::Dropped;
+            }
+            return Delivery::Blocked;
+        }
+        // Check every descriptor and buffer before writing anything, so a
+        // bad one never leaves half a packet in the ring. The descriptors'
+        // contents are visible: the driver wrote them before the RDT write
+        // that handed them over, and that write went through the model's
+        // lock.
+        let desc_at = |i: u32| ring.base + 16 * u64::from((head + i) % ring.entries);
+        for i in 0..needed {
+            let desc = desc_at(i);
+            let Some(pkt_addr) = io.load_u64(desc + field::RX_PKT_ADDR as u64) else {
+                let what = "rx descriptor ring";
+                self.fault(ModelFault::DmaOutOfBounds { addr: desc, len: 16, what, queue: class.queue });
+                return Delivery::Dropped;
+            };
+            // The device may write up to the full buffer size (SRRCTL), so
+            // all of it must be mapped.
+            if !io.contains(pkt_addr, bsize) {
+                let what = "rx packet buffer";
+                self.fault(ModelFault::DmaOutOfBounds { addr: pkt_addr, len: bsize, what, queue: class.queue });
+                return Delivery::Dropped;
+            }
+        }
+        for (i, chunk) in data.chunks(bsize).enumerate() {
+            let desc = desc_at(i as u32);
+            let pkt_addr = io.load_u64(desc).unwrap_or(0);
+            io.write(pkt_addr, chunk);
+            let last = i as u32 + 1 == needed;
+            let status = if last { rx_status::EOP | class.csum_status } else { 0 };
+            // 7.1.6.2 write-back, in the order QEMU's igb uses: every field
+            // with DD clear first, then DD behind a release fence, so a
+            // driver that sees DD (and fences acquire) sees the rest.
+            let info = u64::from(class.pkt_info) | u64::from(class.rss_field) << 32;
+            io.store_u64(desc + field::RX_WB_INFO as u64, info);
+            io.store_u32(desc + field::RX_WB_LENGTH_VLAN as u64, chunk.len() as u32);
+            io.store_u32(desc + field::RX_WB_STATUS_ERROR as u64, status);
+            // Release: the packet data and the fields above before DD.
+            fence(Ordering::Release);
+            io.store_u32(desc + field::RX_WB_STATUS_ERROR as u64, status | rx_status::DD);
+        }
+        self.set_reg(rdh, (head + needed) % ring.entries);
+        self.stats.received(class.queue, Cast::of(frame), frame.len(), data.len());
+        Delivery::Done
+    }
+}

@@ -1,0 +1,204 @@
+//! The model's state: the flat register file and what the engines keep
+//! beside it (queue snapshots, transmit contexts, the receive packet buffer,
+//! cached RSS tables, faults).
+//!
+//! The register file is the source of truth for everything software can
+//! read (heads, tails, control bits), as in QEMU's `mac[]` array; the ring
+//! structs hold only what hardware latches when a queue is enabled.
+
+use std::collections::VecDeque;
+
+use super::ModelConfig;
+use super::counters::Counters;
+use super::fault::ModelFault;
+use crate::regs;
+use crate::rss::{Reta, Toeplitz};
+use crate::wire::Wire;
+
+/// Queues per direction.
+pub(crate) const QUEUES: usize = regs::MAX_QUEUES as usize;
+
+/// Faults kept before further ones are only counted, so that a driver
+/// hammering a bad register cannot exhaust memory.
+const MAX_FAULTS: usize = 1 << 16;
+
+/// What a receive queue latched at enable time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RxRing {
+    /// RXDCTL.ENABLE took effect (the ring was valid).
+    pub enabled: bool,
+    /// A fault halted the queue.
+    pub faulted: bool,
+    /// Ring base device address.
+    pub base: u64,
+    /// Descriptors in the ring.
+    pub entries: u32,
+}
+
+/// A transmit context (7.2.3.2.3), as latched from a context descriptor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TxContext {
+    /// `vlan_macip_lens`.
+    pub vlan_macip_lens: u32,
+    /// `type_tucmd_mlhl`.
+    pub type_tucmd_mlhl: u32,
+    /// `mss_l4len_idx`.
+    pub mss_l4len_idx: u32,
+}
+
+/// The packet being gathered from data descriptors, up to its EOP.
+#[derive(Debug, Default)]
+pub(crate) struct TxPartial {
+    /// Bytes fetched so far.
+    pub data: Vec<u8>,
+    /// Whether a first data descriptor has been seen.
+    pub started: bool,
+    /// `olinfo_status` of the first data descriptor (offload requests,
+    /// context index, PAYLEN).
+    pub olinfo: u32,
+    /// Ring index of the first data descriptor (for fault reports).
+    pub first_index: u32,
+}
+
+/// What a transmit queue latched at enable time, and its engine state.
+#[derive(Debug, Default)]
+pub(crate) struct TxRing {
+    /// TXDCTL.ENABLE took effect.
+    pub enabled: bool,
+    /// A fault halted the queue.
+    pub faulted: bool,
+    /// Ring base device address.
+    pub base: u64,
+    /// Descriptors in the ring.
+    pub entries: u32,
+    /// The two context slots of the queue.
+    pub ctx: [Option<TxContext>; 2],
+    /// The packet being gathered.
+    pub partial: TxPartial,
+    /// A finished frame the wire refused as busy, held in the transmit
+    /// packet buffer until it goes out; nothing more is fetched meanwhile.
+    pub held: Option<Vec<u8>>,
+    /// Host bytes of the held frame, for QBTC.
+    pub held_host_bytes: usize,
+}
+
+/// Link state machine (LINKS, AUTOC.AN_RESTART).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Link {
+    /// AN_RESTART was written since the last reset.
+    pub restarted: bool,
+    /// LINKS reads since then.
+    pub polls: u32,
+    /// Link reported up.
+    pub up: bool,
+}
+
+/// RSS tables rebuilt only when RSSRK/RETA change.
+#[derive(Default)]
+pub(crate) struct RssCache {
+    /// Toeplitz tables for the current key, if built.
+    pub toeplitz: Option<Toeplitz>,
+    /// The redirection table, if rebuilt since the last RETA write.
+    pub reta: Option<Reta>,
+}
+
+/// Everything the model holds.
+pub(crate) struct State {
+    pub config: ModelConfig,
+    /// BAR0, one word per 4 bytes.
+    pub regs: Box<[u32]>,
+    pub rx: Vec<RxRing>,
+    pub tx: Vec<TxRing>,
+    pub stats: Counters,
+    pub link: Link,
+    pub rss: RssCache,
+    pub wire: Option<Box<dyn Wire>>,
+    faults: Vec<ModelFault>,
+    faults_dropped: u64,
+    reset_count: u64,
+    /// The receive packet buffer: frames waiting for a descriptor.
+    pub rx_fifo: VecDeque<Vec<u8>>,
+    /// Reused buffer for frames from the wire.
+    pub rx_buf: Vec<u8>,
+}
+
+impl State {
+    /// A device just powered on.
+    pub fn new(config: ModelConfig) -> State {
+        let mut s = State {
+            config,
+            regs: vec![0; regs::BAR0_LEN / 4].into_boxed_slice(),
+            rx: vec![RxRing::default(); QUEUES],
+            tx: (0..QUEUES).map(|_| TxRing::default()).collect(),
+            stats: Counters::default(),
+            link: Link::default(),
+            rss: RssCache::default(),
+            wire: None,
+            faults: Vec::new(),
+            faults_dropped: 0,
+            reset_count: 0,
+            rx_fifo: VecDeque::new(),
+            rx_buf: Vec::new(),
+        };
+        s.reset_to_power_on();
+        s
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn reset_count(&self) -> u64 {
+        self.reset_count
+    }
+
+    pub fn count_reset(&mut self) {
+        self.reset_count += 1;
+    }
+
+    pub fn faults(&self) -> &[ModelFault] {
+        &self.faults
+    }
+
+    pub fn take_faults(&mut self) -> Vec<ModelFault> {
+        std::mem::take(&mut self.faults)
+    }
+
+    /// Records `fault` and halts the queue it concerns.
+    pub fn fault(&mut self, fault: ModelFault) {
+        if let Some((q, rx)) = fault.queue() {
+            let q = usize::from(q);
+            if rx {
+                if let Some(r) = self.rx.get_mut(q) {
+                    r.faulted = true;
+                }
+            } else if let Some(t) = self.tx.get_mut(q) {
+                t.faulted = true;
+                t.held = None;
+                t.partial = TxPartial::default();
+            }
+        }
+        if self.faults.len() < MAX_FAULTS {
+            self.faults.push(fault);
+        } else {
+            self.faults_dropped += 1;
+        }
+    }
+
+    /// Replaces the wire.
+    pub fn attach(&mut self, wire: Option<Box<dyn Wire>>) -> Option<Box<dyn Wire>> {
+        std::mem::replace(&mut self.wire, wire)
+    }
+
+    /// The register at byte offset `offset` (already validated).
+    pub fn reg(&self, offset: u32) -> u32 {
+        self.regs.get((offset / 4) as usize).copied().unwrap_or(0)
+    }
+
+    /// Sets the register at byte offset `offset` (already validated).
+    pub fn set_reg(&mut self, offset: u32, value: u32) {
+        if let Some(r) = self.regs.get_mut((offset / 4) as usize) {
+            *r = value;
+        }
+    }
+}

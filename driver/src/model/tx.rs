@@ -1,0 +1,295 @@
+//! Transmit path (82599 datasheet 7.2): from descriptors between TDH and TDT
+//! to frames on the wire.
+//!
+//! A TDT write runs this synchronously (so does enabling a queue or
+//! DMATXCTL.TE, and `pump`, which retries a frame the wire refused as
+//! busy). Advanced context descriptors fill one of the queue's two context
+//! slots; advanced data descriptors are gathered up to EOP, then the
+//! checksum offloads the first data descriptor asked for are applied, short
+//! frames are padded (HLREG0.TXPADEN) and the frame goes to the wire, or
+//! back into the receive path with MAC loopback (HLREG0.LPBK).
+//!
+//! DD is written back into a data descriptor that has RS set once its
+//! buffer has been read. A frame the wire refuses as busy stays in the
+//! transmit packet buffer (its descriptors are done) and the queue fetches
+//! nothing more until it has gone out.
+
+use std::sync::atomic::{Ordering, fence};
+
+use super::counters::Cast;
+use super::fault::ModelFault;
+use super::iommu::IommuTable;
+use super::packet::{fold, sum16};
+use super::state::{State, TxContext, TxPartial};
+use crate::desc::{field, tx_cmd, tx_ctx, tx_olinfo};
+use crate::regs::{self, hlreg0};
+use crate::wire::WireError;
+
+/// Shortest frame without FCS after padding (64 bytes with FCS).
+const MIN_FRAME: usize = 60;
+
+/// What one descriptor did to the queue.
+enum Step {
+    /// Go on with the next descriptor.
+    Next,
+    /// A whole packet is ready.
+    Packet(Vec<u8>, usize),
+    /// A fault halted the queue.
+    Halt,
+}
+
+impl State {
+    /// Processes queue `q`'s descriptors from TDH to TDT; returns frames
+    /// sent.
+    pub(crate) fn transmit(&mut self, io: &IommuTable, q: usize) -> usize {
+        if self.reg(regs::DMATXCTL) & regs::dmatxctl::TE == 0 {
+            return 0;
+        }
+        let mut sent = 0;
+        loop {
+            let ring = &mut self.tx[q];
+            if !ring.enabled || ring.faulted {
+                return sent;
+            }
+            if let Some(frame) = ring.held.take() {
+                let host_bytes = ring.held_host_bytes;
+                match self.emit(io, q, frame, host_bytes) {
+                    Ok(()) => sent += 1,
+                    Err(frame) => {
+                        self.tx[q].held = Some(frame);
+                        return sent;
+                    }
+                }
+                continue;
+            }
+            let (base, entries) = (ring.base, ring.entries);
+            let (tdh, tdt) = (regs::TDH(q as u32), regs::TDT(q as u32));
+            let head = self.reg(tdh);
+            if head == self.reg(tdt) {
+                return sent;
+            }
+            let step = self.step(io, q, base + 16 * u64::from(head), head);
+            if matches!(step, Step::Halt) {
+                return sent;
+            }
+            self.set_reg(tdh, (head + 1) % entries);
+            if let Step::Packet(frame, host_bytes) = step {
+                // The held slot is empty here: a packet is only finished
+                // when nothing is held.
+                self.tx[q].held = Some(frame);
+                self.tx[q].held_host_bytes = host_bytes;
+            }
+        }
+    }
+
+    /// Processes the descriptor at device address `desc`, ring index `index`.
+    fn step(&mut self, io: &IommuTable, q: usize, desc: u64, index: u32) -> Step {
+        let queue = q as u16;
+        // The descriptor is visible: the driver wrote it before the TDT
+        // write that handed it over, and that write went through the lock.
+        let words = (
+            io.load_u64(desc + field::TX_BUFFER_ADDR as u64),
+            io.load_u32(desc + field::TX_CMD_TYPE_LEN as u64),
+            io.load_u32(desc + field::TX_OLINFO_STATUS as u64),
+        );
+        let (Some(addr), Some(cmd), Some(olinfo)) = words else {
+            self.fault(ModelFault::DmaOutOfBounds { addr: desc, len: 16, what: "tx descriptor ring", queue });
+            return Step::Halt;
+        };
+        let dtyp = (cmd & tx_cmd::DTYP_MASK) >> 20;
+        if cmd & tx_cmd::DEXT == 0 {
+            // Legacy descriptors (7.2.3.2.2) are not supported.
+            self.fault(ModelFault::UnknownDescriptorType { queue, dtyp: 0x100 | dtyp });
+            return Step::Halt;
+        }
+        let bad = |reason| ModelFault::BadTxDescriptor { queue, index, reason };
+        match cmd & tx_cmd::DTYP_MASK {
+            tx_cmd::DTYP_CTXT => {
+                // 7.2.3.2.3: a context descriptor; `addr` holds
+                // vlan_macip_lens (low word), `olinfo` mss_l4len_idx.
+                if self.tx[q].partial.started {
+                    self.fault(bad("context descriptor between the data descriptors of one packet"));
+                    return Step::Halt;
+                }
+                let idx = ((olinfo >> tx_olinfo::IDX_SHIFT) & 0x7) as usize;
+                let Some(slot) = self.tx[q].ctx.get_mut(idx) else {
+                    self.fault(bad("context index (IDX) above 1: the 82599 has two contexts per queue"));
+                    return Step::Halt;
+                };
+                *slot = Some(TxContext { vlan_macip_lens: addr as u32, type_tucmd_mlhl: cmd, mss_l4len_idx: olinfo });
+                Step::Next
+            }
+            tx_cmd::DTYP_DATA => self.data_descriptor(io, q, desc, index, addr, cmd, olinfo),
+            _ => {
+                self.fault(ModelFault::UnknownDescriptorType { queue, dtyp });
+                Step::Halt
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn data_descriptor(
+        &mut self,
+        io: &IommuTable,
+        q: usize,
+        desc: u64,
+        index: u32,
+        addr: u64,
+        cmd: u32,
+        olinfo: u32,
+    ) -> Step {
+        let queue = q as u16;
+        if cmd & tx_cmd::TSE != 0 {
+            self.fault(ModelFault::Unsupported { queue, rx: false, what: "TCP segmentation offload (DCMD.TSE)" });
+            return Step::Halt;
+        }
+        if cmd & tx_cmd::VLE != 0 {
+            self.fault(ModelFault::Unsupported { queue, rx: false, what: "VLAN tag insertion (DCMD.VLE)" });
+            return Step::Halt;
+        }
+        let len = (cmd & tx_cmd::DTALEN_MASK) as usize;
+        if len == 0 {
+            self.fault(ModelFault::BadTxDescriptor { queue, index, reason: "zero-length data buffer (DTALEN 0)" });
+            return Step::Halt;
+        }
+        let max = self.max_frame();
+        let partial = &mut self.tx[q].partial;
+        if !partial.started {
+            // The first data descriptor of a packet carries PAYLEN and the
+            // offload requests (7.2.3.2.4).
+            *partial = TxPartial { data: Vec::new(), started: true, olinfo, first_index: index };
+        }
+        let so_far = partial.data.len() + len;
+        if so_far > max {
+            self.fault(ModelFault::TxPacketTooLong { queue, len: so_far, max });
+            return Step::Halt;
+        }
+        if !io.read_into(addr, len, &mut partial.data) {
+            self.fault(ModelFault::DmaOutOfBounds { addr, len, what: "tx buffer", queue });
+            return Step::Halt;
+        }
+        if cmd & tx_cmd::RS != 0 {
+            // Release: the buffer has been read before DD tells the driver
+            // it may reuse it. The write-back format has only the status
+            // word (DD) in bytes 12..16.
+            fence(Ordering::Release);
+            io.store_u32(desc + field::TX_OLINFO_STATUS as u64, tx_olinfo::DD);
+        }
+        if cmd & tx_cmd::EOP == 0 {
+            return Step::Next;
+        }
+        let partial = std::mem::take(&mut self.tx[q].partial);
+        self.finish(q, partial)
+    }
+
+    /// Checks PAYLEN, applies the offloads and pads a gathered packet.
+    fn finish(&mut self, q: usize, partial: TxPartial) -> Step {
+        let queue = q as u16;
+        let index = partial.first_index;
+        let mut frame = partial.data;
+        let host_bytes = frame.len();
+        let paylen = (partial.olinfo >> tx_olinfo::PAYLEN_SHIFT) as usize;
+        if paylen != frame.len() {
+            // 7.2.3.2.4: without TSO, PAYLEN is the whole packet's length.
+            let reason = "PAYLEN differs from the bytes in the packet's data descriptors";
+            self.fault(ModelFault::BadTxDescriptor { queue, index, reason });
+            return Step::Halt;
+        }
+        let popts = partial.olinfo & (tx_olinfo::IXSM | tx_olinfo::TXSM);
+        if popts != 0 {
+            let idx = ((partial.olinfo >> tx_olinfo::IDX_SHIFT) & 0x7) as usize;
+            let ctx = self.tx[q].ctx.get(idx).copied().flatten();
+            let result = match ctx {
+                None => Err(OffloadError::Bad("checksum offload (IXSM/TXSM) without a context descriptor in slot IDX")),
+                Some(ctx) => apply_offloads(&mut frame, &ctx, popts),
+            };
+            match result {
+                Ok(()) => {}
+                Err(OffloadError::Bad(reason)) => {
+                    self.fault(ModelFault::BadTxDescriptor { queue, index, reason });
+                    return Step::Halt;
+                }
+                Err(OffloadError::Unsupported(what)) => {
+                    self.fault(ModelFault::Unsupported { queue, rx: false, what });
+                    return Step::Halt;
+                }
+            }
+        }
+        if self.reg(regs::HLREG0) & hlreg0::TXPADEN != 0 && frame.len() < MIN_FRAME {
+            frame.resize(MIN_FRAME, 0);
+        }
+        Step::Packet(frame, host_bytes)
+    }
+
+    /// Puts a finished frame on the wire (or into the receive path with MAC
+    /// loopback). Gives the frame back if the wire is busy.
+    fn emit(&mut self, io: &IommuTable, q: usize, frame: Vec<u8>, host_bytes: usize) -> Result<(), Vec<u8>> {
+        let cast = Cast::of(&frame);
+        if self.reg(regs::HLREG0) & hlreg0::LPBK != 0 {
+            self.stats.transmitted(q as u16, cast, frame.len(), host_bytes);
+            self.receive_frame(io, &frame);
+            return Ok(());
+        }
+        let result = match self.wire.as_mut() {
+            Some(wire) => wire.transmit(&frame),
+            // No cable: the frame leaves the MAC and is lost.
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => self.stats.transmitted(q as u16, cast, frame.len(), host_bytes),
+            Err(WireError::Busy) => return Err(frame),
+            // The wire dropped it (too long for it, or its OS side failed):
+            // as a frame lost on the line, not counted as sent.
+            Err(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Why an offload could not be applied.
+enum OffloadError {
+    /// The driver broke a rule.
+    Bad(&'static str),
+    /// The model does not implement it.
+    Unsupported(&'static str),
+}
+
+/// Applies the IPv4 header (IXSM) and TCP/UDP (TXSM) checksum insertion of
+/// 7.2.4 with the lengths from the context. Software has zeroed the IPv4
+/// checksum and put the pseudo-header sum into the L4 checksum field; the
+/// device sums over the header (IXSM) or from the L4 header to the end of
+/// the packet (TXSM) and stores the complement.
+fn apply_offloads(frame: &mut [u8], ctx: &TxContext, popts: u32) -> Result<(), OffloadError> {
+    let maclen = ((ctx.vlan_macip_lens >> tx_ctx::MACLEN_SHIFT) & 0x7F) as usize;
+    let iplen = (ctx.vlan_macip_lens & tx_ctx::IPLEN_MASK) as usize;
+    let tucmd = ctx.type_tucmd_mlhl;
+    if popts & tx_olinfo::IXSM != 0 {
+        if tucmd & tx_ctx::TUCMD_IPV4 == 0 {
+            return Err(OffloadError::Bad("IXSM with a context for IPv6 (TUCMD.IPV4 clear)"));
+        }
+        if iplen < 20 || maclen + iplen > frame.len() {
+            return Err(OffloadError::Bad("IPv4 header (MACLEN, IPLEN) outside the packet"));
+        }
+        let sum = !fold(sum16(&frame[maclen..maclen + iplen], 0));
+        frame[maclen + 10..maclen + 12].copy_from_slice(&sum.to_be_bytes());
+    }
+    if popts & tx_olinfo::TXSM != 0 {
+        let l4 = maclen + iplen;
+        let (csum_at, udp) = match tucmd & tx_ctx::TUCMD_L4T_MASK {
+            0 => (l4 + 6, true),
+            tx_ctx::TUCMD_L4T_TCP => (l4 + 16, false),
+            t if t == 2 << 11 => return Err(OffloadError::Unsupported("SCTP CRC offload (L4T = SCTP)")),
+            _ => return Err(OffloadError::Bad("reserved L4T value in the context")),
+        };
+        if iplen == 0 || csum_at + 2 > frame.len() {
+            return Err(OffloadError::Bad("L4 header (MACLEN, IPLEN) outside the packet"));
+        }
+        let mut sum = !fold(sum16(&frame[l4..], 0));
+        if udp && sum == 0 {
+            // UDP sends a computed zero as all ones (RFC 768).
+            sum = 0xFFFF;
+        }
+        frame[csum_at..csum_at + 2].copy_from_slice(&sum.to_be_bytes());
+    }
+    Ok(())
+}

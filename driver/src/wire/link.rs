@@ -1,0 +1,544 @@
+//! The in-memory link between two models: a cable with a line rate, a
+//! latency, a transmit backlog limit and seeded impairments.
+//!
+//! # Time
+//!
+//! The link reads time from the [`Clock`] it is given: a
+//! [`VirtualClock`](crate::time::VirtualClock) in deterministic tests, the
+//! monotonic clock in examples. A frame leaves the sender when the wire is
+//! free, occupies it for its wire time, and is delivered to the other end
+//! once the clock reaches its arrival time, `departure end + latency`.
+//! [`LinkEnd::next_arrival_ns`] tells a virtual-time loop when to advance
+//! the clock to.
+//!
+//! # Line rate
+//!
+//! Wire time counts what an Ethernet frame really occupies: the preamble and
+//! start-of-frame delimiter (8 bytes), the frame padded to the 60-byte
+//! minimum, the FCS (4 bytes) and the inter-frame gap (12 bytes). A 60-byte
+//! frame takes 84 bytes, 67.2 ns at 10 Gbit/s: 14 880 952 frames per second;
+//! a 1514-byte frame takes 1538 bytes: 812 743 frames per second. Departure
+//! times are kept exactly (as rationals), so no rounding accumulates.
+//!
+//! # Threads
+//!
+//! The two ends may live on different threads. Each direction is one
+//! `Mutex`-protected queue, touched by its sender and its receiver only;
+//! this is the simulator, not the data path.
+
+use super::impair::{Fate, Impairer, Impairments, REORDER_MAX_HOLD, flip_bit};
+use super::{Wire, WireError};
+use crate::time::Clock;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// Preamble and start-of-frame delimiter, in bytes.
+pub const PREAMBLE_SFD_LEN: usize = 8;
+/// Minimum inter-frame gap, in bytes.
+pub const INTER_FRAME_GAP_LEN: usize = 12;
+/// Frame check sequence, in bytes (not part of the frames a wire carries).
+pub const FCS_LEN: usize = 4;
+/// Shortest frame without FCS; shorter frames are padded on the wire.
+pub const MIN_FRAME_LEN: usize = 60;
+/// Longest standard frame without FCS (1500-byte MTU, no VLAN tag).
+pub const MAX_FRAME_LEN: usize = 1514;
+/// 10 Gbit/s.
+pub const TEN_GIGABIT: u64 = 10_000_000_000;
+
+/// Bytes of wire time a frame of `frame_len` bytes (without FCS) occupies:
+/// padded to 60, plus preamble/SFD, FCS and inter-frame gap.
+pub const fn wire_bytes(frame_len: usize) -> u64 {
+    let padded = if frame_len < MIN_FRAME_LEN { MIN_FRAME_LEN } else { frame_len };
+    (padded + PREAMBLE_SFD_LEN + FCS_LEN + INTER_FRAME_GAP_LEN) as u64
+}
+
+fn saturating_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Transmit pacing for one sender: when the wire is free again, and whether
+/// the backlog of frames waiting for it has grown too long.
+///
+/// Times are kept in units of `1 / rate_bps` nanoseconds, so that a frame's
+/// wire time (`bits × 10^9` of those units) is an exact integer and
+/// back-to-back frames never accumulate rounding.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    rate_bps: Option<u64>,
+    max_backlog_ns: u64,
+    /// When the last booked frame's last bit leaves, in 1/rate ns.
+    busy_until: u128,
+}
+
+impl Pacer {
+    /// A pacer for `rate_bps` (`None` or `Some(0)`: unlimited, never busy)
+    /// that refuses frames while more than `max_backlog` of wire time is
+    /// queued ahead of them.
+    pub fn new(rate_bps: Option<u64>, max_backlog: Duration) -> Pacer {
+        Pacer { rate_bps: rate_bps.filter(|&r| r > 0), max_backlog_ns: saturating_ns(max_backlog), busy_until: 0 }
+    }
+
+    /// The line rate, `None` when unlimited.
+    pub fn rate_bps(&self) -> Option<u64> {
+        self.rate_bps
+    }
+
+    /// Wire time already queued ahead of a frame offered at `now_ns`, in
+    /// nanoseconds (rounded up).
+    pub fn backlog_ns(&self, now_ns: u64) -> u64 {
+        match self.rate_bps {
+            None => 0,
+            Some(rate) => {
+                let now = u128::from(now_ns) * u128::from(rate);
+                let ns = self.busy_until.saturating_sub(now).div_ceil(u128::from(rate));
+                u64::try_from(ns).unwrap_or(u64::MAX)
+            }
+        }
+    }
+
+    /// The earliest time at which [`try_book`](Pacer::try_book) accepts a
+    /// frame again.
+    pub fn ready_at_ns(&self) -> u64 {
+        match self.rate_bps {
+            None => 0,
+            Some(rate) => {
+                let rate = u128::from(rate);
+                let limit = u128::from(self.max_backlog_ns) * rate;
+                u64::try_from(self.busy_until.saturating_sub(limit).div_ceil(rate)).unwrap_or(u64::MAX)
+            }
+        }
+    }
+
+    /// Books the wire for a frame of `frame_len` bytes offered at `now_ns`
+    /// and returns the time its last bit has left (rounded up to a whole
+    /// nanosecond). `Err(WireError::Busy)` when the wire time queued ahead
+    /// of it exceeds the maximum backlog; nothing is booked then.
+    pub fn try_book(&mut self, now_ns: u64, frame_len: usize) -> Result<u64, WireError> {
+        let Some(rate) = self.rate_bps else { return Ok(now_ns) };
+        let rate = u128::from(rate);
+        let now = u128::from(now_ns) * rate;
+        let start = self.busy_until.max(now);
+        if start - now > u128::from(self.max_backlog_ns) * rate {
+            return Err(WireError::Busy);
+        }
+        self.busy_until = start + u128::from(wire_bytes(frame_len)) * 8 * 1_000_000_000;
+        Ok(u64::try_from(self.busy_until.div_ceil(rate)).unwrap_or(u64::MAX))
+    }
+}
+
+/// How a [`Link`] behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkConfig {
+    /// Line rate in bits per second; `None` is unlimited (frames take no
+    /// wire time). `Some(0)` is treated as `None`.
+    pub rate_bps: Option<u64>,
+    /// Propagation delay added to every frame after its last bit has left.
+    pub latency: Duration,
+    /// Transmit refuses with [`WireError::Busy`] while more than this much
+    /// wire time is queued ahead of the offered frame, like a NIC whose
+    /// transmit FIFO is full. Irrelevant when the rate is unlimited.
+    pub max_backlog: Duration,
+    /// Seeded loss, duplication, reordering and corruption.
+    pub impairments: Impairments,
+    /// Longest frame (without FCS) the link carries; longer ones are refused
+    /// with [`WireError::TooLong`].
+    pub max_frame: usize,
+}
+
+impl LinkConfig {
+    /// 10 Gbit/s line rate, 1 µs latency, a backlog of 131 072 ns (the
+    /// 82599's 160 KiB transmit packet buffer at line rate), no
+    /// impairments, standard 1514-byte frames.
+    pub const fn ten_gig() -> LinkConfig {
+        LinkConfig {
+            rate_bps: Some(TEN_GIGABIT),
+            latency: Duration::from_micros(1),
+            max_backlog: Duration::from_nanos(131_072),
+            impairments: Impairments::none(),
+            max_frame: MAX_FRAME_LEN,
+        }
+    }
+
+    /// Unlimited rate, no latency, no impairments, standard 1514-byte frames:
+    /// what is sent is deliverable at once, in order.
+    pub const fn unlimited() -> LinkConfig {
+        LinkConfig {
+            rate_bps: None,
+            latency: Duration::ZERO,
+            max_backlog: Duration::from_nanos(131_072),
+            impairments: Impairments::none(),
+            max_frame: MAX_FRAME_LEN,
+        }
+    }
+
+    /// The same link with these impairments.
+    pub const fn with_impairments(mut self, impairments: Impairments) -> LinkConfig {
+        self.impairments = impairments;
+        self
+    }
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig::unlimited()
+    }
+}
+
+/// Counters of one direction of a link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Frames accepted for transmission.
+    pub sent_frames: u64,
+    /// Bytes (frame lengths, without FCS) accepted for transmission.
+    pub sent_bytes: u64,
+    /// Frames taken by the receiving end (duplicates count twice).
+    pub delivered_frames: u64,
+    /// Bytes taken by the receiving end.
+    pub delivered_bytes: u64,
+    /// Frames lost on the wire.
+    pub dropped: u64,
+    /// Frames delivered an extra time.
+    pub duplicated: u64,
+    /// Frames held back and overtaken.
+    pub reordered: u64,
+    /// Frames with one bit flipped.
+    pub corrupted: u64,
+    /// Transmissions refused because the backlog was full.
+    pub busy: u64,
+}
+
+impl fmt::Display for LinkStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sent {} frames/{} B, delivered {} frames/{} B, dropped {}, duplicated {}, reordered {}, corrupted {}, busy {}",
+            self.sent_frames,
+            self.sent_bytes,
+            self.delivered_frames,
+            self.delivered_bytes,
+            self.dropped,
+            self.duplicated,
+            self.reordered,
+            self.corrupted,
+            self.busy
+        )
+    }
+}
+
+#[derive(Debug)]
+struct InFlight {
+    arrival_ns: u64,
+    frame: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Held {
+    frame: Vec<u8>,
+    /// Later frames still to overtake this one.
+    remaining: u32,
+    /// Delivered at this time if not enough frames overtake it.
+    deadline_ns: u64,
+}
+
+/// Spare buffers kept per direction so steady traffic does not allocate.
+const SPARE_BUFFERS: usize = 1024;
+
+/// One direction of the link: the sender's pacing and impairments, the
+/// frames in flight towards the receiver.
+#[derive(Debug)]
+struct Direction {
+    pacer: Pacer,
+    latency_ns: u64,
+    max_frame: usize,
+    impairer: Option<Impairer>,
+    /// Ordered by arrival time (see `push`).
+    in_flight: VecDeque<InFlight>,
+    /// Reordered frames, in the order they were held (so also by deadline).
+    held: VecDeque<Held>,
+    stats: LinkStats,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Direction {
+    fn new(config: &LinkConfig, index: u64) -> Direction {
+        let imp = &config.impairments;
+        Direction {
+            pacer: Pacer::new(config.rate_bps, config.max_backlog),
+            latency_ns: saturating_ns(config.latency),
+            max_frame: config.max_frame,
+            impairer: (!imp.is_none()).then(|| Impairer::new(imp, index)),
+            in_flight: VecDeque::new(),
+            held: VecDeque::new(),
+            stats: LinkStats::default(),
+            spare: Vec::new(),
+        }
+    }
+
+    fn copy_of(&mut self, frame: &[u8]) -> Vec<u8> {
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(frame);
+        buf
+    }
+
+    fn transmit(&mut self, now_ns: u64, frame: &[u8]) -> Result<(), WireError> {
+        if frame.len() > self.max_frame {
+            return Err(WireError::TooLong { len: frame.len(), max: self.max_frame });
+        }
+        let end_ns = match self.pacer.try_book(now_ns, frame.len()) {
+            Ok(end) => end,
+            Err(e) => {
+                self.stats.busy += 1;
+                return Err(e);
+            }
+        };
+        self.stats.sent_frames += 1;
+        self.stats.sent_bytes += frame.len() as u64;
+        let arrival_ns = end_ns.saturating_add(self.latency_ns);
+
+        let fate = match self.impairer.as_mut() {
+            Some(imp) => imp.decide(frame.len()),
+            None => Fate::default(),
+        };
+        if fate.lost {
+            self.stats.dropped += 1;
+            return Ok(());
+        }
+        let mut buf = self.copy_of(frame);
+        if let Some(at) = fate.corrupt_at {
+            flip_bit(&mut buf, at);
+            self.stats.corrupted += 1;
+        }
+        if fate.duplicated {
+            let copy = self.copy_of(&buf);
+            self.push(arrival_ns, copy);
+            self.stats.duplicated += 1;
+        }
+        match fate.overtaken_by {
+            Some(remaining) => {
+                let deadline_ns = arrival_ns.saturating_add(saturating_ns(REORDER_MAX_HOLD));
+                self.held.push_back(Held { frame: buf, remaining, deadline_ns });
+                self.stats.reordered += 1;
+            }
+            None => self.push(arrival_ns, buf),
+        }
+        Ok(())
+    }
+
+    /// Appends a frame arriving at `arrival_ns` and lets held frames go.
+    ///
+    /// Invariant: every frame in `in_flight` arrives no later than every
+    /// held frame's deadline. Arrival times of pushed frames never decrease
+    /// (departures are paced in order, the latency is fixed), and a held
+    /// frame's deadline lies after its own arrival, so releasing the held
+    /// frames whose deadline has passed before pushing keeps `in_flight`
+    /// sorted.
+    fn push(&mut self, arrival_ns: u64, frame: Vec<u8>) {
+        while self.held.front().is_some_and(|h| h.deadline_ns < arrival_ns) {
+            if let Some(h) = self.held.pop_front() {
+                self.in_flight.push_back(InFlight { arrival_ns: h.deadline_ns, frame: h.frame });
+            }
+        }
+        self.in_flight.push_back(InFlight { arrival_ns, frame });
+        let mut i = 0;
+        while i < self.held.len() {
+            let h = &mut self.held[i];
+            h.remaining = h.remaining.saturating_sub(1);
+            if h.remaining == 0 {
+                if let Some(h) = self.held.remove(i) {
+                    self.in_flight.push_back(InFlight { arrival_ns, frame: h.frame });
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Held frames whose deadline has come join the frames in flight.
+    fn release_expired(&mut self, now_ns: u64) {
+        while self.held.front().is_some_and(|h| h.deadline_ns <= now_ns) {
+            if let Some(h) = self.held.pop_front() {
+                self.in_flight.push_back(InFlight { arrival_ns: h.deadline_ns, frame: h.frame });
+            }
+        }
+    }
+
+    fn receive(&mut self, now_ns: u64, buf: &mut Vec<u8>) -> bool {
+        self.release_expired(now_ns);
+        if self.in_flight.front().is_none_or(|f| f.arrival_ns > now_ns) {
+            return false;
+        }
+        let Some(mut f) = self.in_flight.pop_front() else { return false };
+        std::mem::swap(buf, &mut f.frame);
+        self.stats.delivered_frames += 1;
+        self.stats.delivered_bytes += buf.len() as u64;
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(f.frame);
+        }
+        true
+    }
+
+    fn next_arrival_ns(&self) -> Option<u64> {
+        // By the invariant of `push`, frames in flight come before held ones.
+        self.in_flight.front().map(|f| f.arrival_ns).or_else(|| self.held.front().map(|h| h.deadline_ns))
+    }
+}
+
+type Shared = Arc<Mutex<Direction>>;
+
+fn lock(d: &Shared) -> MutexGuard<'_, Direction> {
+    // A panic on the other end's thread leaves the queue itself intact.
+    d.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The in-memory link; [`Link::pair`] makes its two ends.
+#[derive(Debug)]
+pub struct Link;
+
+impl Link {
+    /// The two ends of a link configured by `config`, reading time from
+    /// `clock`. End `.0` sends on direction 0 (its impairments use stream 0
+    /// of the seed), end `.1` on direction 1.
+    pub fn pair(config: LinkConfig, clock: Arc<dyn Clock>) -> (LinkEnd, LinkEnd) {
+        let a: Shared = Arc::new(Mutex::new(Direction::new(&config, 0)));
+        let b: Shared = Arc::new(Mutex::new(Direction::new(&config, 1)));
+        (
+            LinkEnd { tx: Arc::clone(&a), rx: Arc::clone(&b), clock: Arc::clone(&clock), config },
+            LinkEnd { tx: b, rx: a, clock, config },
+        )
+    }
+}
+
+/// One end of a [`Link`].
+pub struct LinkEnd {
+    tx: Shared,
+    rx: Shared,
+    clock: Arc<dyn Clock>,
+    config: LinkConfig,
+}
+
+impl fmt::Debug for LinkEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkEnd").field("config", &self.config).field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl LinkEnd {
+    /// Counters of the direction this end transmits on (its frames towards
+    /// the other end).
+    pub fn stats(&self) -> LinkStats {
+        lock(&self.tx).stats
+    }
+
+    /// Counters of the direction this end receives from.
+    pub fn incoming_stats(&self) -> LinkStats {
+        lock(&self.rx).stats
+    }
+
+    /// When the next frame towards this end becomes deliverable (it may be
+    /// now or in the past), or `None` when nothing is in flight towards it.
+    /// A virtual-time loop advances the clock straight to the smallest of
+    /// these over all ends.
+    pub fn next_arrival_ns(&self) -> Option<u64> {
+        lock(&self.rx).next_arrival_ns()
+    }
+
+    /// The earliest time at which [`transmit`](Wire::transmit) accepts a
+    /// frame again (in the past when it accepts now).
+    pub fn transmit_ready_ns(&self) -> u64 {
+        lock(&self.tx).pacer.ready_at_ns()
+    }
+
+    /// Wire time queued on this end's transmit side at the clock's present
+    /// time.
+    pub fn backlog(&self) -> Duration {
+        Duration::from_nanos(lock(&self.tx).pacer.backlog_ns(self.clock.now_ns()))
+    }
+
+    /// Frames in flight towards this end, deliverable or not.
+    pub fn pending(&self) -> usize {
+        let d = lock(&self.rx);
+        d.in_flight.len() + d.held.len()
+    }
+
+    /// The link's configuration.
+    pub fn config(&self) -> &LinkConfig {
+        &self.config
+    }
+}
+
+impl Wire for LinkEnd {
+    fn transmit(&mut self, frame: &[u8]) -> Result<(), WireError> {
+        let now = self.clock.now_ns();
+        lock(&self.tx).transmit(now, frame)
+    }
+
+    fn receive(&mut self, buf: &mut Vec<u8>) -> bool {
+        let now = self.clock.now_ns();
+        lock(&self.rx).receive(now, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::VirtualClock;
+
+    #[test]
+    fn wire_bytes_pads_and_adds_overhead() {
+        assert_eq!(wire_bytes(0), 84);
+        assert_eq!(wire_bytes(60), 84);
+        assert_eq!(wire_bytes(61), 85);
+        assert_eq!(wire_bytes(1514), 1538);
+    }
+
+    #[test]
+    fn pacer_is_exact_over_many_frames() {
+        let mut p = Pacer::new(Some(TEN_GIGABIT), Duration::from_secs(1));
+        let mut end = 0;
+        for _ in 0..1000 {
+            end = p.try_book(0, 60).unwrap_or(0);
+        }
+        // 1000 × 67.2 ns, no drift.
+        assert_eq!(end, 67_200);
+        assert_eq!(p.backlog_ns(0), 67_200);
+        assert_eq!(p.backlog_ns(67_200), 0);
+    }
+
+    #[test]
+    fn pacer_refuses_only_beyond_the_backlog_and_reports_when_ready() {
+        let mut p = Pacer::new(Some(TEN_GIGABIT), Duration::from_nanos(100));
+        assert_eq!(p.try_book(0, 60), Ok(68)); // 67.2 rounded up
+        assert_eq!(p.try_book(0, 60), Ok(135)); // 134.4, backlog ahead 67.2
+        assert_eq!(p.try_book(0, 60), Err(WireError::Busy)); // 134.4 ahead > 100
+        assert_eq!(p.ready_at_ns(), 35); // 134.4 - 100 = 34.4
+        assert_eq!(p.try_book(34, 60), Err(WireError::Busy));
+        assert_eq!(p.try_book(35, 60), Ok(202)); // 201.6
+    }
+
+    #[test]
+    fn unlimited_pacer_never_waits() {
+        let mut p = Pacer::new(None, Duration::ZERO);
+        assert_eq!(p.try_book(5, 1514), Ok(5));
+        assert_eq!(p.ready_at_ns(), 0);
+        assert_eq!(Pacer::new(Some(0), Duration::ZERO).rate_bps(), None);
+    }
+
+    #[test]
+    fn reordered_frame_is_released_after_the_hold_on_a_quiet_link() {
+        let clock = VirtualClock::new();
+        let imp = Impairments { reorder: 1.0, seed: 3, ..Impairments::none() };
+        let (mut a, mut b) = Link::pair(LinkConfig::unlimited().with_impairments(imp), Arc::new(clock.clone()));
+        a.transmit(&[1; 60]).unwrap_or(());
+        let mut buf = Vec::new();
+        assert!(!b.receive(&mut buf));
+        let hold = saturating_ns(REORDER_MAX_HOLD);
+        assert_eq!(b.next_arrival_ns(), Some(hold));
+        clock.advance_to(hold);
+        assert!(b.receive(&mut buf));
+        assert_eq!(buf, [1; 60]);
+        assert_eq!(a.stats().reordered, 1);
+    }
+}
