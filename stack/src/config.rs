@@ -248,6 +248,19 @@ impl StackConfig {
         u32::from(addr) & m == u32::from(self.ip) & m
     }
 
+    /// The driver configuration this stack configuration implies (queues,
+    /// rings, mempool, MAC; the symmetric RSS key and a round-robin table).
+    pub fn device_config(&self) -> ixtcp_driver::device::DeviceConfig {
+        ixtcp_driver::device::DeviceConfig {
+            num_queues: self.cores,
+            rx_ring_size: self.rx_ring_size,
+            tx_ring_size: self.tx_ring_size,
+            mempool_entries: self.mempool_size,
+            mac: self.mac.map(|m| m.0),
+            ..ixtcp_driver::device::DeviceConfig::default()
+        }
+    }
+
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.ip.is_unspecified() || self.ip.is_broadcast() || self.ip.is_multicast() || self.ip.is_loopback() {
@@ -269,9 +282,9 @@ impl StackConfig {
         }
         in_range("cores", self.cores, 1, 16)?;
         for (field, ring) in [("rx_ring_size", self.rx_ring_size), ("tx_ring_size", self.tx_ring_size)] {
-            // 82599: ring length in multiples of 8 descriptors (128 bytes).
-            if !(64..=4096).contains(&ring) || ring % 8 != 0 {
-                return Err(invalid(field, format!("{ring} must be a multiple of 8 in 64..=4096")));
+            // The driver indexes rings with a mask: a power of two.
+            if !(64..=4096).contains(&ring) || !ring.is_power_of_two() {
+                return Err(invalid(field, format!("{ring} must be a power of two in 64..=4096")));
             }
         }
         let rings = u32::from(self.rx_ring_size) + u32::from(self.tx_ring_size);

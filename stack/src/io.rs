@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use ixtcp_driver::device::QueuePair;
+use ixtcp_driver::io::RegisterIo;
 use ixtcp_driver::mempool::{Mempool, PacketBuf};
 
 /// Batch receive and transmit of whole Ethernet frames for one core.
@@ -38,5 +40,25 @@ impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
     }
     fn pool(&self) -> &Arc<Mempool> {
         (**self).pool()
+    }
+}
+
+/// The driver's queue pair: RX queue, TX queue and the mempool that feeds
+/// them, owned by one core.
+impl<R: RegisterIo> PacketIo for QueuePair<R> {
+    #[inline]
+    fn rx_batch(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        self.rx.rx_batch(out, max)
+    }
+    #[inline]
+    fn tx_batch(&mut self, batch: &mut Vec<PacketBuf>) -> usize {
+        self.tx.tx_batch(batch)
+    }
+    #[inline]
+    fn alloc(&mut self) -> Option<PacketBuf> {
+        self.pool.alloc()
+    }
+    fn pool(&self) -> &Arc<Mempool> {
+        &self.pool
     }
 }

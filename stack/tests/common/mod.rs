@@ -232,7 +232,7 @@ impl BulkApp {
     }
 
     /// Moves data on every connection of `core` that an event named.
-    pub fn service(&mut self, core_idx: usize, core: &mut Core, ids: &[ConnId]) {
+    pub fn service<P: ixtcp_stack::PacketIo>(&mut self, core_idx: usize, core: &mut StackCore<P>, ids: &[ConnId]) {
         for &id in ids {
             let Some(s) = self.streams[core_idx].get_mut(&id) else { continue };
             if s.closed {
