@@ -123,3 +123,65 @@ fn explicit_bind_to_a_port_of_another_core_is_refused() {
     w.core(0, 0).connect(remote, Some(own)).unwrap();
     assert!(matches!(w.core(0, 0).connect(remote, Some(own)), Err(StackError::AddrInUse(_))));
 }
+
+#[test]
+fn pcap_file_holds_arp_and_tcp_frames_as_on_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.pcap");
+    let mut ca = base_config(A, 1);
+    ca.pcap = Some(path.clone());
+    let cfg = std::sync::Arc::new(ca);
+    let (nic, ios) = ixtcp_stack::sim::SimNic::new(mac(1), 1, 4096, 8192).unwrap();
+    let cores = ixtcp_stack::runtime::build_cores(
+        cfg,
+        nic.mac(),
+        &ixtcp_stack::RssView::symmetric(1, 0),
+        ios,
+        0,
+        Some(5),
+    )
+    .unwrap();
+    let table = ixtcp_stack::NeighborTable::new(16, 1000);
+    let a = Host { nic, cores, table };
+    let mut w = World::pair(a, Host::new(base_config(B, 1), mac(2), 6), SimImpairments::default(), 5);
+    w.core(1, 0).listen(80, None).unwrap();
+    w.core(0, 0).connect(SocketAddrV4::new(B, 80), None).unwrap();
+    for _ in 0..50 {
+        w.step(&mut |_, c| {
+            let _ = events(c);
+        });
+    }
+    drop(w);
+    let b = std::fs::read(&path).unwrap();
+    let u32_at = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    assert_eq!(u32_at(0), 0xa1b2_c3d4);
+    assert_eq!(u32_at(20), 1, "link type Ethernet");
+    let (mut at, mut arp, mut syn, mut synack) = (24, 0, 0, 0);
+    while at + 16 <= b.len() {
+        let len = u32_at(at + 8) as usize;
+        let f = &b[at + 16..at + 16 + len];
+        match u16::from_be_bytes([f[12], f[13]]) {
+            0x0806 => arp += 1,
+            0x0800 => {
+                let flags = f[14 + 20 + 13];
+                if flags & 0x12 == 0x02 {
+                    syn += 1;
+                }
+                if flags & 0x12 == 0x12 {
+                    synack += 1;
+                }
+            }
+            t => panic!("unexpected ethertype {t:#x}"),
+        }
+        at += 16 + len;
+    }
+    assert_eq!(at, b.len(), "records must tile the file");
+    // Our gratuitous ARP, our request for B and B's reply at least.
+    assert!(arp >= 3, "arp {arp}");
+    assert_eq!((syn, synack), (1, 1));
+    if let Ok(out) = std::process::Command::new("tshark").arg("-r").arg(&path).output() {
+        assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("ARP") && text.contains("TCP"), "{text}");
+    }
+}
