@@ -242,7 +242,7 @@ impl<P: PacketIo> StackCore<P> {
             free,
             flows: FlowTable::with_capacity(max, hash_key),
             tw: TimeWaitTable::new(cfg.time_wait_max, cfg.time_wait_ms, (hash_key.1, hash_key.0)),
-            wheel: TimerWheel::new(if cfg.preallocate { max } else { 0 }, now_ns / 1_000_000),
+            wheel: TimerWheel::new(max, now_ns / 1_000_000),
             dirty: VecDeque::with_capacity(max + 1),
             listeners: Listeners::default(),
             events: Vec::with_capacity(max * 2 + 64),

@@ -21,7 +21,7 @@
 //! after a (rare) update and nothing otherwise, since read-only cache lines
 //! stay shared between cores.
 //!
-//! [`Resolver`] is the per-core half: the bounded queue of packets waiting
+//! `Resolver` is the per-core half: the bounded queue of packets waiting
 //! for an answer and the rate limit on requests.
 
 use std::collections::VecDeque;

@@ -289,3 +289,58 @@ fn backlog_overflow_is_counted_and_established_connections_keep_moving() {
     assert!(s.drop_backlog_full >= 192, "seed {seed}: {s:?}");
     assert_eq!(s.conns_opened_passive, 2 + 8, "only the backlog's worth were taken: {s:?}");
 }
+
+#[test]
+fn time_wait_answers_retransmitted_fins_over_a_lossy_wire() {
+    // The server closes first, so it holds TIME_WAIT (as a tuple only).
+    // With 10% loss some of its last ACKs are lost; the client, in
+    // LAST-ACK, retransmits its FIN, and the TIME_WAIT table must answer
+    // so that every connection still ends cleanly on both sides.
+    let seed = seed_from_env(11);
+    let imp = SimImpairments { loss: 0.10, ..SimImpairments::default() };
+    let cfg = |ip| StackConfig { time_wait_ms: 60_000, ..base_config(ip, 1) };
+    let mut w = World::pair(Host::new(cfg(A), mac(1), seed), Host::new(cfg(B), mac(2), seed + 1), imp, seed);
+    w.core(1, 0).listen(80, None).unwrap();
+    let total = 300usize;
+    let (mut opened, mut done) = (0usize, 0usize);
+    let end = w.now_ns + 3_600_000_000_000;
+    while w.now_ns < end && (done < total || w.hosts[0].stats().conns_open > 0 || w.hosts[1].stats().conns_open > 0) {
+        w.step(&mut |h, c| {
+            let evs: Vec<Event> = c.drain_events().collect();
+            if h == 1 {
+                while let Some(id) = c.accept(80) {
+                    let _ = c.send(id, b"bye");
+                    c.close(id).unwrap();
+                }
+                return;
+            }
+            while opened < total && opened < done + 20 {
+                c.connect(SocketAddrV4::new(B, 80), None).unwrap();
+                opened += 1;
+            }
+            for e in evs {
+                if let Event::Conn { id, .. } = e {
+                    let mut b = [0u8; 8];
+                    loop {
+                        match c.recv(id, &mut b) {
+                            Ok(0) => {
+                                c.close(id).unwrap();
+                                done += 1;
+                                break;
+                            }
+                            Ok(_) => {}
+                            Err(StackError::WouldBlock | StackError::StaleHandle) => break,
+                            Err(e) => panic!("seed {seed}: {e}"),
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let (a, b) = (w.hosts[0].stats(), w.hosts[1].stats());
+    assert_eq!(done, total, "seed {seed}: {a:?} {b:?}");
+    assert_eq!((a.conns_closed, b.conns_closed), (total as u64, total as u64), "seed {seed}: {a:?} {b:?}");
+    assert_eq!((a.conns_reset, b.conns_reset), (0, 0), "seed {seed}");
+    assert!(b.time_wait_acks > 0, "seed {seed}: no FIN was retransmitted into TIME_WAIT: {b:?}");
+    assert!(w.hosts.iter().all(Host::all_free));
+}
