@@ -11,7 +11,10 @@
 //! connection's [`Readiness`]. After a `READABLE` event, read until
 //! [`StackError::WouldBlock`]; after `WRITABLE`, write until it. An
 //! `Acceptable` event comes once until the accept queue has been drained
-//! (accept until `None`).
+//! (accept until `None`). A connection handed out by `accept` may already
+//! hold data: look at its [`StackCore::readiness`] once, as events only
+//! report later changes. Events may be spurious (the state moved on since);
+//! an operation's `WouldBlock` is the truth.
 
 use std::net::SocketAddrV4;
 use std::sync::Arc;

@@ -100,6 +100,9 @@ fn bulk(cores: u16, conns: usize, bytes: usize, seed: u64) {
         assert!(host.all_free(), "host {h}: sockets left behind");
         assert_eq!(host.nic.missed().iter().sum::<u64>(), 0, "host {h}: RX ring overflowed");
     }
+    if std::env::var("IXTCP_DEBUG").is_ok() {
+        println!("A {:?}\nB {:?}", stats[0], stats[1]);
+    }
     println!(
         "cores {cores}: {} steps, {} virtual ms, frames A→B {} B→A {}",
         w.steps,
