@@ -265,8 +265,8 @@ impl Net {
     }
 
     fn port_free(&self, addr: SocketAddrV4) -> bool {
-        let conn_port = self.ports.contains_key(&addr)
-            || self.ports.keys().any(|a| a.port() == addr.port() && (a.ip().is_unspecified() || addr.ip().is_unspecified()));
+        // Client ends always hold a concrete local address (the host's).
+        let conn_port = self.ports.contains_key(&addr);
         let listener = self.hosts.iter().filter(|h| h.ip == *addr.ip()).any(|h| h.listeners.iter().any(|(_, l)| l.addr.port() == addr.port()));
         !conn_port && !listener
     }
@@ -574,7 +574,7 @@ impl Engine for TestEngine {
             let port = if addr.port() == 0 { net.ephemeral(me, ip)? } else { addr.port() };
             let h = net.hosts.get(me).ok_or(EngineError::InvalidHandle)?;
             let mine = h.listeners.iter().any(|(_, l)| l.addr.port() == port);
-            if mine || net.ports.keys().any(|a| a.port() == port && (*a.ip() == ip || a.ip().is_unspecified())) {
+            if mine || net.ports.contains_key(&SocketAddrV4::new(ip, port)) {
                 return Err(EngineError::AddrInUse);
             }
             let l = Listener { addr: SocketAddrV4::new(ip, port), backlog, queue: VecDeque::new() };
