@@ -197,7 +197,12 @@ impl Context {
         Context::with_link(core, Link::Inline(Box::new(StackSide::new(engine))), stop)
     }
 
-    pub(crate) fn threaded(core: usize, jobs: Sender<Vec<Job>>, events: Receiver<Vec<Key>>, stop: StopHandle) -> Context {
+    pub(crate) fn threaded(
+        core: usize,
+        jobs: Sender<Vec<Job>>,
+        events: Receiver<Vec<Key>>,
+        stop: StopHandle,
+    ) -> Context {
         Context::with_link(core, Link::Threaded { jobs, events }, stop)
     }
 

@@ -285,7 +285,13 @@ impl Epoll {
     ///
     /// Errors: `InvalidInput` for a socket of another context, `NotConnected`
     /// for a closed one, `AlreadyExists` if it is already registered here.
-    pub fn add<S: Source + ?Sized>(&self, source: &S, token: Token, interest: Interest, trigger: Trigger) -> io::Result<()> {
+    pub fn add<S: Source + ?Sized>(
+        &self,
+        source: &S,
+        token: Token,
+        interest: Interest,
+        trigger: Trigger,
+    ) -> io::Result<()> {
         let id = source.source_id();
         self.check(id)?;
         let mut guard = self.ctx.state()?;

@@ -551,7 +551,10 @@ impl TcpListener {
         let key = ctx
             .state()?
             .socks
-            .insert(Sock { kind: SockKind::Listener { id: placeholder, shared: Arc::clone(&shared) }, regs: Vec::new() })
+            .insert(Sock {
+                kind: SockKind::Listener { id: placeholder, shared: Arc::clone(&shared) },
+                regs: Vec::new(),
+            })
             .ok_or_else(table_full)?;
         let q = Arc::clone(&shared);
         match ctx.call(|reply| Job::Listen { key, addr, backlog, shared: q, reply }) {
@@ -591,9 +594,7 @@ impl TcpListener {
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         loop {
             match self.try_accept() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking.get() => {
-                    self.ctx.block_once()?
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking.get() => self.ctx.block_once()?,
                 r => return r,
             }
         }

@@ -146,15 +146,14 @@ impl<E: Engine + Send + 'static> Runtime<E> {
             for (core, engine) in engines.into_iter().enumerate() {
                 let app_stop = stop.clone();
                 let spawned = match mode {
-                    Mode::Inline => std::thread::Builder::new().name(format!("ixtcp-app-{core}")).spawn_scoped(
-                        s,
-                        move || {
+                    Mode::Inline => {
+                        std::thread::Builder::new().name(format!("ixtcp-app-{core}")).spawn_scoped(s, move || {
                             let ctx = Context::inline_core(core, engine, app_stop);
                             let r = app(&ctx);
                             ctx.finish(linger);
                             r
-                        },
-                    ),
+                        })
+                    }
                     Mode::Threaded => {
                         let (jobs_tx, jobs_rx) = unbounded();
                         let (events_tx, events_rx) = unbounded();

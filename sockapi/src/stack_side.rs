@@ -157,8 +157,13 @@ impl<E: Engine> StackSide<E> {
                 }
             },
             Job::Adopt { conn, key } => {
+                // Whatever happened before adoption was not reported (there was
+                // no key to report it to): report the socket once now.
+                let batch = self.batch;
                 if let Some(c) = self.conn_mut(conn) {
                     c.key = Some(key);
+                    c.notified = batch;
+                    out.push(key);
                 }
                 self.sync(conn, out);
             }
@@ -209,7 +214,7 @@ impl<E: Engine> StackSide<E> {
 
     fn close_listener(&mut self, id: ListenerId) {
         let Some(entry) = self.listeners.get_mut(id.index as usize) else { return };
-        if !entry.as_ref().is_some_and(|l| l.id == id) {
+        if entry.as_ref().is_none_or(|l| l.id != id) {
             return;
         }
         let Some(l) = entry.take() else { return };
@@ -238,7 +243,8 @@ impl<E: Engine> StackSide<E> {
             while q.queue.len() < q.backlog {
                 match self.engine.accept(id) {
                     Ok(conn) => {
-                        let buf = Arc::new(Mutex::new(ConnBuf::new(crate::shared::DEFAULT_BUF, crate::shared::DEFAULT_BUF)));
+                        let buf =
+                            Arc::new(Mutex::new(ConnBuf::new(crate::shared::DEFAULT_BUF, crate::shared::DEFAULT_BUF)));
                         q.queue.push_back(Accepted { conn, buf: Arc::clone(&buf) });
                         accepted.push((conn, buf));
                     }

@@ -219,7 +219,9 @@ fn listener_id(k: Key) -> ListenerId {
 fn hash4(a: SocketAddrV4, b: SocketAddrV4) -> usize {
     // FNV-1a over both endpoints: deterministic spreading over cores.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in a.ip().octets().into_iter().chain(a.port().to_be_bytes()).chain(b.ip().octets()).chain(b.port().to_be_bytes()) {
+    for byte in
+        a.ip().octets().into_iter().chain(a.port().to_be_bytes()).chain(b.ip().octets()).chain(b.port().to_be_bytes())
+    {
         h ^= u64::from(byte);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -267,7 +269,11 @@ impl Net {
     fn port_free(&self, addr: SocketAddrV4) -> bool {
         // Client ends always hold a concrete local address (the host's).
         let conn_port = self.ports.contains_key(&addr);
-        let listener = self.hosts.iter().filter(|h| h.ip == *addr.ip()).any(|h| h.listeners.iter().any(|(_, l)| l.addr.port() == addr.port()));
+        let listener = self
+            .hosts
+            .iter()
+            .filter(|h| h.ip == *addr.ip())
+            .any(|h| h.listeners.iter().any(|(_, l)| l.addr.port() == addr.port()));
         !conn_port && !listener
     }
 
@@ -411,7 +417,8 @@ impl Net {
             self.gc(k);
             return;
         }
-        let pick = if candidates.is_empty() { None } else { candidates.get(hash4(src, dst) % candidates.len()).copied() };
+        let pick =
+            if candidates.is_empty() { None } else { candidates.get(hash4(src, dst) % candidates.len()).copied() };
         let room = pick.and_then(|(h, lk)| {
             let l = self.hosts.get(h)?.listeners.get(lk)?;
             (l.queue.len() < l.backlog).then_some((h, lk))
@@ -558,7 +565,11 @@ impl Engine for TestEngine {
 
     fn connections(&self) -> usize {
         self.with(|net, me| {
-            net.conns.iter().flat_map(|(_, c)| c.ends.iter()).filter(|e| e.engine == me && !(e.released && e.terminal())).count()
+            net.conns
+                .iter()
+                .flat_map(|(_, c)| c.ends.iter())
+                .filter(|e| e.engine == me && !(e.released && e.terminal()))
+                .count()
         })
     }
 

@@ -148,11 +148,13 @@ fn writable_edge_after_buffer_was_full(mode: Mode) {
         assert!(wait_token(&ep, Token(1)).is_writable(), "writable once connected");
         // Fill everything: app buffer, engine send buffer, peer receive buffer.
         let mut written = 0;
-        settle(env.ctx, "buffers full", || loop {
-            match (&c).write(&[7; 1000]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break written > 4096 && !is_writable_now(&c),
-                Err(e) => panic!("{e}"),
+        settle(env.ctx, "buffers full", || {
+            loop {
+                match (&c).write(&[7; 1000]) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break written > 4096 && !is_writable_now(&c),
+                    Err(e) => panic!("{e}"),
+                }
             }
         });
         poll_tokens(&ep);
