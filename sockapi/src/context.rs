@@ -65,15 +65,18 @@ pub(crate) struct Sock {
 }
 
 impl Sock {
-    pub fn readiness(&self) -> Readiness {
+    /// Readiness now, with the change counters (readable, writable) that
+    /// edge-triggered registrations compare against their last report.
+    pub fn readiness(&self) -> (Readiness, [u64; 2]) {
         match &self.kind {
-            SockKind::Stream { buf, .. } => lock(buf).readiness(),
+            SockKind::Stream { buf, .. } => {
+                let b = lock(buf);
+                (b.readiness(), [b.rseq, b.wseq])
+            }
             SockKind::Listener { shared, .. } => {
-                if lock(shared).queue.is_empty() {
-                    Readiness::EMPTY
-                } else {
-                    Readiness::READABLE
-                }
+                let q = lock(shared);
+                let r = if q.queue.is_empty() { Readiness::EMPTY } else { Readiness::READABLE };
+                (r, [q.seq, 0])
             }
         }
     }
@@ -391,7 +394,7 @@ impl Context {
         if inline {
             let deadline = Instant::now() + linger;
             loop {
-                if self.drive(Block::No).is_err() {
+                if self.drive(Block::Until(Some(deadline))).is_err() {
                     break;
                 }
                 let busy = match &*self.inner.link.borrow() {

@@ -218,6 +218,18 @@ pub(crate) struct Reg {
     pub armed: bool,
     /// An entry for this registration is in the epoll's ready queue.
     pub queued: bool,
+    /// Change counters at the last edge-triggered report; `None` after
+    /// `add`/`modify`, so a socket that is ready then is reported once.
+    pub seen: Option<[u64; 2]>,
+}
+
+impl Reg {
+    /// True if a counter of the registration's interest moved since its
+    /// last edge-triggered report.
+    fn changed(&self, now: [u64; 2]) -> bool {
+        let Some(seen) = self.seen else { return true };
+        (self.interest.is_readable() && now[0] != seen[0]) || (self.interest.is_writable() && now[1] != seen[1])
+    }
 }
 
 /// Which readiness bits a registration reports.
@@ -305,8 +317,8 @@ impl Epoll {
         if sock.regs.iter().any(|r| r.epoll == self.key) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "socket already registered with this epoll"));
         }
-        sock.regs.push(Reg { epoll: self.key, seq, token, interest, trigger, armed: true, queued: false });
-        if !filter(sock.readiness(), interest).is_empty() {
+        sock.regs.push(Reg { epoll: self.key, seq, token, interest, trigger, armed: true, queued: false, seen: None });
+        if !filter(sock.readiness().0, interest).is_empty() {
             st.notify(id.key);
         }
         Ok(())
@@ -326,12 +338,13 @@ impl Epoll {
         let mut guard = self.ctx.state()?;
         let st = &mut *guard;
         let sock = st.socks.get_mut(id.key).ok_or_else(crate::net::closed)?;
-        let ready = sock.readiness();
+        let (ready, _) = sock.readiness();
         let reg = sock.regs.iter_mut().find(|r| r.epoll == self.key).ok_or_else(not_registered)?;
         reg.token = token;
         reg.interest = interest;
         reg.trigger = trigger;
         reg.armed = true;
+        reg.seen = None;
         if !filter(ready, interest).is_empty() {
             st.notify(id.key);
         }
@@ -392,12 +405,18 @@ impl Epoll {
             }
             let Some((key, seq)) = ready.pop_front() else { break };
             let Some(sock) = st.socks.get_mut(key) else { continue };
-            let now = sock.readiness();
+            let (now, counters) = sock.readiness();
             let Some(reg) = sock.regs.iter_mut().find(|r| r.epoll == self.key && r.seq == seq) else { continue };
             let r = filter(now, reg.interest);
-            if r.is_empty() || !reg.armed {
+            if r.is_empty() || !reg.armed || (reg.trigger.edge && !reg.changed(counters)) {
+                // Not ready; or, edge-triggered, nothing new since the last
+                // report (the notification that queued it was already
+                // covered by an earlier event).
                 reg.queued = false;
                 continue;
+            }
+            if reg.trigger.edge {
+                reg.seen = Some(counters);
             }
             events.list.push(Event { token: reg.token, ready: r });
             if reg.trigger.oneshot {

@@ -274,10 +274,15 @@ impl TcpStream {
         }
         if matches!(how, Shutdown::Write | Shutdown::Both) {
             b.write_shut = true;
+            // Writable now (writes fail at once), and maybe hung up: a change
+            // for every interest.
+            b.wseq = b.wseq.wrapping_add(1);
+            b.rseq = b.rseq.wrapping_add(1);
         }
         if matches!(how, Shutdown::Read | Shutdown::Both) {
             b.read_shut = true;
             b.rx.clear();
+            b.rseq = b.rseq.wrapping_add(1);
         }
         b.sync_queued = true;
         drop(b);
@@ -409,6 +414,7 @@ impl TcpStream {
             }
             if send {
                 b.tx_cap = size;
+                b.wseq = b.wseq.wrapping_add(1);
             } else {
                 b.rx_cap = size;
             }

@@ -56,6 +56,12 @@ pub(crate) struct ConnBuf {
     pub engine_has_more: bool,
     /// The application closed or aborted its handle.
     pub app_closed: bool,
+    /// Bumped on every change that may make the socket readable (data, FIN,
+    /// failure), by whichever side made it; edge-triggered epolls report a
+    /// socket only when this moved since their last report.
+    pub rseq: u64,
+    /// Same for writable (room freed, connected, failure, write shutdown).
+    pub wseq: u64,
     pub local: Option<SocketAddrV4>,
     pub peer: Option<SocketAddrV4>,
 }
@@ -76,6 +82,8 @@ impl ConnBuf {
             sync_queued: false,
             engine_has_more: false,
             app_closed: false,
+            rseq: 0,
+            wseq: 0,
             local: None,
             peer: None,
         }
@@ -126,11 +134,13 @@ pub(crate) struct ListenBuf {
     pub more_queued: bool,
     /// The application closed the listener.
     pub closed: bool,
+    /// Bumped when the stack queues connections (see `ConnBuf::rseq`).
+    pub seq: u64,
 }
 
 impl ListenBuf {
     pub fn new(backlog: usize) -> ListenBuf {
-        ListenBuf { queue: VecDeque::new(), backlog, more: false, more_queued: false, closed: false }
+        ListenBuf { queue: VecDeque::new(), backlog, more: false, more_queued: false, closed: false, seq: 0 }
     }
 }
 

@@ -252,6 +252,9 @@ impl<E: Engine> StackSide<E> {
                 }
             }
             q.more = q.queue.len() >= q.backlog;
+            if !accepted.is_empty() {
+                q.seq = q.seq.wrapping_add(1);
+            }
         }
         let batch = self.batch;
         if let Some(Some(l)) = self.listeners.get_mut(id.index as usize) {
@@ -291,7 +294,8 @@ impl<E: Engine> StackSide<E> {
         }
         let mut b = lock(&c.buf);
         b.sync_queued = false;
-        let mut notify = false;
+        // Which directions changed (for edge-triggered epolls).
+        let (mut rx, mut tx) = (false, false);
 
         match engine.state(id) {
             Ok(st) => {
@@ -299,14 +303,14 @@ impl<E: Engine> StackSide<E> {
                     if b.failed.is_none() {
                         b.failed = Some(f);
                         b.error = Some(f);
-                        notify = true;
+                        (rx, tx) = (true, true);
                     }
                 }
                 if st.ready.contains(Readiness::CONNECTED) && !b.established {
                     b.established = true;
                     b.local = engine.local_addr(id).ok();
                     b.peer = engine.peer_addr(id).ok();
-                    notify = true;
+                    tx = true;
                 }
             }
             Err(_) => {
@@ -314,7 +318,7 @@ impl<E: Engine> StackSide<E> {
                 if b.failed.is_none() {
                     b.failed = Some(crate::engine::Failure::Reset);
                     b.error = b.failed;
-                    notify = true;
+                    (rx, tx) = (true, true);
                 }
             }
         }
@@ -331,14 +335,14 @@ impl<E: Engine> StackSide<E> {
                     Err(EngineError::Failed(f)) => {
                         b.failed = Some(f);
                         b.error = Some(f);
-                        notify = true;
+                        (rx, tx) = (true, true);
                         break;
                     }
                     Err(_) => break,
                 }
             }
             if was_full && b.tx.len() < b.tx_cap {
-                notify = true;
+                tx = true;
             }
             if b.tx.is_empty() && b.write_shut && !c.fin_sent {
                 c.fin_sent = engine.shutdown_write(id).is_ok();
@@ -357,24 +361,32 @@ impl<E: Engine> StackSide<E> {
                 match engine.recv(id, &mut scratch[..want]) {
                     Ok(0) => {
                         b.peer_fin = true;
-                        notify = true;
+                        rx = true;
                     }
                     Ok(n) => {
                         if !b.read_shut {
                             b.rx.extend(&scratch[..n]);
-                            notify = true;
+                            rx = true;
                         }
                     }
                     Err(EngineError::Failed(f)) => {
                         b.failed = Some(f);
                         b.error = Some(f);
-                        notify = true;
+                        (rx, tx) = (true, true);
                         break;
                     }
                     Err(_) => break,
                 }
             }
         }
+
+        if rx {
+            b.rseq = b.rseq.wrapping_add(1);
+        }
+        if tx {
+            b.wseq = b.wseq.wrapping_add(1);
+        }
+        let notify = rx || tx;
 
         if c.released && (b.failed.is_some() || b.tx.is_empty()) {
             drop(b);
