@@ -268,8 +268,22 @@ impl Context {
         res.map_err(io::Error::from)
     }
 
-    /// Hand the queued jobs to the stack now: applied at once inline, sent
-    /// as one batch threaded.
+    /// Hand the jobs queued by earlier calls (writes, closes, …) to the
+    /// stack now instead of at the next [`Epoll::wait`](crate::Epoll::wait)
+    /// or blocking call: threaded, as one batch to the stack thread; inline,
+    /// applied at once (they leave at the next egress). For applications
+    /// that do long work between waits.
+    ///
+    /// ```
+    /// use ixtcp_sockapi::{Context, testing::TestNet};
+    /// let ctx = Context::inline(TestNet::new().engine([10, 0, 0, 1].into()));
+    /// ctx.flush()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn flush(&self) -> io::Result<()> {
+        self.flush_jobs()
+    }
+
     fn flush_jobs(&self) -> io::Result<()> {
         let mut link = self.inner.link.try_borrow_mut().map_err(|_| busy())?;
         let mut jobs = std::mem::take(&mut self.state()?.jobs);
