@@ -1,0 +1,398 @@
+//! Stack configuration: a plain struct with defaults, loadable from TOML,
+//! validated so that every error names the field to fix.
+//!
+//! ```toml
+//! ip = "10.0.0.1"
+//! prefix_len = 24
+//! gateway = "10.0.0.254"
+//! cores = 2
+//! socket_rx_buffer = 65536
+//! time_wait_ms = 1000
+//! [[static_neighbors]]
+//! ip = "10.0.0.254"
+//! mac = "02:00:00:00:00:fe"
+//! ```
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ether::MacAddr;
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Congestion control run by every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Congestion {
+    /// TCP Reno (RFC 5681): slow start, congestion avoidance, fast recovery.
+    #[default]
+    Reno,
+    /// None: the window is the peer's receive window only.
+    None,
+}
+
+/// A neighbour known in advance: never expires, never overwritten by ARP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticNeighbor {
+    /// The neighbour's IPv4 address.
+    pub ip: Ipv4Addr,
+    /// Its MAC address.
+    pub mac: MacAddr,
+}
+
+/// Configuration of one host's stack (all cores).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StackConfig {
+    /// Our IPv4 address.
+    pub ip: Ipv4Addr,
+    /// Prefix length of our subnet (1..=32).
+    pub prefix_len: u8,
+    /// Next hop for destinations outside the subnet; none: off-subnet
+    /// destinations are unreachable.
+    pub gateway: Option<Ipv4Addr>,
+    /// Our MAC address; none: the NIC's.
+    pub mac: Option<MacAddr>,
+    /// Number of cores, one queue pair each (1..=16, the 82599's RSS limit).
+    pub cores: u16,
+    /// Receive descriptors per queue.
+    pub rx_ring_size: u16,
+    /// Transmit descriptors per queue.
+    pub tx_ring_size: u16,
+    /// Packet buffers per core's mempool.
+    pub mempool_size: u32,
+    /// Most frames taken from the RX ring per loop iteration.
+    pub rx_burst: usize,
+    /// IP MTU.
+    pub mtu: usize,
+    /// Receive buffer of each connection, bytes.
+    pub socket_rx_buffer: usize,
+    /// Send buffer of each connection, bytes.
+    pub socket_tx_buffer: usize,
+    /// Most connections (sockets) per core, including those in SYN-RECEIVED.
+    pub max_connections: usize,
+    /// Build every socket and its buffers at start, so that no connection
+    /// ever allocates; otherwise sockets are built on first use and reused.
+    pub preallocate: bool,
+    /// Default listen backlog: connections in SYN-RECEIVED plus those
+    /// established and not yet accepted, per core.
+    pub backlog: usize,
+    /// How long a closed 4-tuple stays in TIME_WAIT, ms (0: not kept).
+    pub time_wait_ms: u64,
+    /// Capacity of the TIME_WAIT table per core; when full the oldest
+    /// entry is dropped early (and counted).
+    pub time_wait_max: usize,
+    /// Neighbours known in advance.
+    pub static_neighbors: Vec<StaticNeighbor>,
+    /// Capacity of the shared neighbour table (rounded up to a power of two).
+    pub neighbor_capacity: usize,
+    /// Neighbours learned by ARP are asked again after this long, ms.
+    pub neighbor_ttl_ms: u64,
+    /// Packets per core that may wait for ARP resolution; more are dropped.
+    pub arp_pending_max: usize,
+    /// A packet waiting for resolution longer than this is dropped, ms.
+    pub arp_pending_timeout_ms: u64,
+    /// Interval between ARP requests for the same address, ms.
+    pub arp_retry_ms: u64,
+    /// Disable Nagle's algorithm.
+    pub nodelay: bool,
+    /// Delayed-ACK timeout, ms (0: ACK at once).
+    pub ack_delay_ms: u64,
+    /// Congestion control.
+    pub congestion: Congestion,
+    /// First local port for active opens.
+    pub ephemeral_first: u16,
+    /// Last local port for active opens.
+    pub ephemeral_last: u16,
+    /// Give up an active open that gets no answer for this long, ms.
+    pub connect_timeout_ms: u64,
+    /// Abort a connection that hears nothing for this long, ms (0: never).
+    pub idle_timeout_ms: u64,
+    /// Send keep-alives after this much silence, ms (0: never).
+    pub keepalive_ms: u64,
+    /// A connection closed by the application but not by the peer (stuck in
+    /// FIN-WAIT-2) is aborted after this long, ms.
+    pub orphan_timeout_ms: u64,
+    /// Most segments one connection may send per loop iteration before the
+    /// others get their turn.
+    pub egress_burst: usize,
+    /// Write an Ethernet-level capture of every core to this file
+    /// (`FILE` for one core, `FILE.N` for core N otherwise).
+    pub pcap: Option<PathBuf>,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            ip: Ipv4Addr::UNSPECIFIED,
+            prefix_len: 24,
+            gateway: None,
+            mac: None,
+            cores: 1,
+            rx_ring_size: 512,
+            tx_ring_size: 512,
+            mempool_size: 4096,
+            rx_burst: 64,
+            mtu: 1500,
+            socket_rx_buffer: 64 * 1024,
+            socket_tx_buffer: 64 * 1024,
+            max_connections: 1024,
+            preallocate: false,
+            backlog: 128,
+            time_wait_ms: 2_000,
+            time_wait_max: 16_384,
+            static_neighbors: Vec::new(),
+            neighbor_capacity: 1024,
+            neighbor_ttl_ms: 300_000,
+            arp_pending_max: 256,
+            arp_pending_timeout_ms: 3_000,
+            arp_retry_ms: 500,
+            nodelay: true,
+            ack_delay_ms: 0,
+            congestion: Congestion::Reno,
+            ephemeral_first: 32_768,
+            ephemeral_last: 60_999,
+            connect_timeout_ms: 20_000,
+            idle_timeout_ms: 0,
+            keepalive_ms: 0,
+            orphan_timeout_ms: 60_000,
+            egress_burst: 32,
+            pcap: None,
+        }
+    }
+}
+
+/// A configuration error: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A field has a value the stack cannot use.
+    Invalid {
+        /// The field's name, as in the TOML file.
+        field: &'static str,
+        /// What is wrong and what would be right.
+        problem: String,
+    },
+    /// The TOML text could not be read into the struct (the message names
+    /// the key and line).
+    Parse(String),
+    /// The file could not be read.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        error: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Invalid { field, problem } => write!(f, "config field `{field}`: {problem}"),
+            ConfigError::Parse(m) => write!(f, "config: {m}"),
+            ConfigError::Io { path, error } => write!(f, "config file {}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field, problem: problem.into() }
+}
+
+fn in_range<T: PartialOrd + fmt::Display + Copy>(field: &'static str, v: T, lo: T, hi: T) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(invalid(field, format!("{v} is outside {lo}..={hi}")));
+    }
+    Ok(())
+}
+
+impl StackConfig {
+    /// A default configuration for address `ip/prefix_len`.
+    pub fn new(ip: Ipv4Addr, prefix_len: u8) -> StackConfig {
+        StackConfig { ip, prefix_len, ..StackConfig::default() }
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml_str(text: &str) -> Result<StackConfig, ConfigError> {
+        let cfg: StackConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<StackConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Io { path: path.to_path_buf(), error: e.to_string() })?;
+        StackConfig::from_toml_str(&text)
+    }
+
+    /// The subnet mask as an address.
+    pub fn netmask(&self) -> Ipv4Addr {
+        let bits = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+        Ipv4Addr::from(bits)
+    }
+
+    /// True if `addr` is on our subnet (reachable without the gateway).
+    pub fn on_subnet(&self, addr: Ipv4Addr) -> bool {
+        let m = u32::from(self.netmask());
+        u32::from(addr) & m == u32::from(self.ip) & m
+    }
+
+    /// The driver configuration this stack configuration implies (queues,
+    /// rings, mempool, MAC; the symmetric RSS key and a round-robin table).
+    pub fn device_config(&self) -> ixtcp_driver::device::DeviceConfig {
+        ixtcp_driver::device::DeviceConfig {
+            num_queues: self.cores,
+            rx_ring_size: self.rx_ring_size,
+            tx_ring_size: self.tx_ring_size,
+            mempool_entries: self.mempool_size,
+            mac: self.mac.map(|m| m.0),
+            ..ixtcp_driver::device::DeviceConfig::default()
+        }
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.ip.is_unspecified() || self.ip.is_broadcast() || self.ip.is_multicast() || self.ip.is_loopback() {
+            return Err(invalid("ip", format!("{} is not a usable unicast host address", self.ip)));
+        }
+        in_range("prefix_len", self.prefix_len, 1, 32)?;
+        if let Some(gw) = self.gateway {
+            if gw == self.ip {
+                return Err(invalid("gateway", "is our own address"));
+            }
+            if !self.on_subnet(gw) {
+                return Err(invalid("gateway", format!("{gw} is not on our subnet {}/{}", self.ip, self.prefix_len)));
+            }
+        }
+        if let Some(mac) = self.mac
+            && !mac.is_unicast()
+        {
+            return Err(invalid("mac", format!("{mac} is not a unicast address")));
+        }
+        in_range("cores", self.cores, 1, 16)?;
+        for (field, ring) in [("rx_ring_size", self.rx_ring_size), ("tx_ring_size", self.tx_ring_size)] {
+            // The driver indexes rings with a mask: a power of two.
+            if !(64..=4096).contains(&ring) || !ring.is_power_of_two() {
+                return Err(invalid(field, format!("{ring} must be a power of two in 64..=4096")));
+            }
+        }
+        let rings = u32::from(self.rx_ring_size) + u32::from(self.tx_ring_size);
+        if self.mempool_size < rings + 64 {
+            return Err(invalid(
+                "mempool_size",
+                format!(
+                    "{} buffers cannot fill both rings ({rings}) and leave room to build packets",
+                    self.mempool_size
+                ),
+            ));
+        }
+        in_range("rx_burst", self.rx_burst, 1, 1024)?;
+        in_range("mtu", self.mtu, 576, 1500)?;
+        in_range("socket_rx_buffer", self.socket_rx_buffer, 1024, 1 << 30)?;
+        in_range("socket_tx_buffer", self.socket_tx_buffer, 1024, 1 << 30)?;
+        in_range("max_connections", self.max_connections, 1, 1 << 22)?;
+        in_range("backlog", self.backlog, 1, 1 << 22)?;
+        in_range("time_wait_ms", self.time_wait_ms, 0, 600_000)?;
+        in_range("time_wait_max", self.time_wait_max, 1, 1 << 24)?;
+        in_range("neighbor_capacity", self.neighbor_capacity, 16, 1 << 20)?;
+        if self.static_neighbors.len() > self.neighbor_capacity / 2 {
+            return Err(invalid("static_neighbors", "more entries than half of neighbor_capacity"));
+        }
+        for n in &self.static_neighbors {
+            if !n.mac.is_unicast() {
+                return Err(invalid("static_neighbors", format!("{} for {} is not unicast", n.mac, n.ip)));
+            }
+        }
+        in_range("neighbor_ttl_ms", self.neighbor_ttl_ms, 1_000, 86_400_000)?;
+        in_range("arp_pending_max", self.arp_pending_max, 0, 65_536)?;
+        in_range("arp_pending_timeout_ms", self.arp_pending_timeout_ms, 1, 60_000)?;
+        in_range("arp_retry_ms", self.arp_retry_ms, 1, 60_000)?;
+        in_range("ack_delay_ms", self.ack_delay_ms, 0, 500)?;
+        if self.ephemeral_first == 0 || self.ephemeral_first > self.ephemeral_last {
+            return Err(invalid("ephemeral_first", "must be non-zero and not above ephemeral_last"));
+        }
+        if u32::from(self.ephemeral_last - self.ephemeral_first) + 1 < 16 * u32::from(self.cores) {
+            return Err(invalid("ephemeral_last", "the ephemeral range is too small to give every core ports"));
+        }
+        in_range("connect_timeout_ms", self.connect_timeout_ms, 100, 600_000)?;
+        in_range("egress_burst", self.egress_burst, 1, 4096)?;
+        in_range("orphan_timeout_ms", self.orphan_timeout_ms, 1, 3_600_000)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_with_all_kinds_of_fields_loads() {
+        let cfg = StackConfig::from_toml_str(
+            r#"
+            ip = "10.0.0.1"
+            prefix_len = 16
+            gateway = "10.0.255.254"
+            mac = "02:00:00:00:00:01"
+            cores = 4
+            socket_rx_buffer = 8192
+            congestion = "none"
+            time_wait_ms = 0
+            [[static_neighbors]]
+            ip = "10.0.255.254"
+            mac = "02:00:00:00:00:fe"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.cores, 4);
+        assert_eq!(cfg.netmask(), Ipv4Addr::new(255, 255, 0, 0));
+        assert!(cfg.on_subnet(Ipv4Addr::new(10, 0, 9, 9)));
+        assert!(!cfg.on_subnet(Ipv4Addr::new(10, 1, 0, 1)));
+        assert_eq!(cfg.static_neighbors[0].mac.to_string(), "02:00:00:00:00:fe");
+        assert_eq!(cfg.congestion, Congestion::None);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = StackConfig::new(Ipv4Addr::new(10, 0, 0, 1), 24);
+        let cases: Vec<(&str, StackConfig)> = vec![
+            ("ip", StackConfig { ip: Ipv4Addr::UNSPECIFIED, ..base.clone() }),
+            ("prefix_len", StackConfig { prefix_len: 33, ..base.clone() }),
+            ("gateway", StackConfig { gateway: Some(Ipv4Addr::new(192, 168, 0, 1)), ..base.clone() }),
+            ("cores", StackConfig { cores: 17, ..base.clone() }),
+            ("rx_ring_size", StackConfig { rx_ring_size: 100, ..base.clone() }),
+            ("mempool_size", StackConfig { mempool_size: 100, ..base.clone() }),
+            ("socket_tx_buffer", StackConfig { socket_tx_buffer: 10, ..base.clone() }),
+            ("ephemeral_first", StackConfig { ephemeral_first: 5000, ephemeral_last: 4000, ..base.clone() }),
+            ("mac", StackConfig { mac: Some(MacAddr::BROADCAST), ..base.clone() }),
+        ];
+        for (field, cfg) in cases {
+            let err = cfg.validate().unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { field: f, .. } if f == field), "{field}: {err}");
+            assert!(err.to_string().contains(field));
+        }
+        base.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_errors_name_the_key() {
+        let err = StackConfig::from_toml_str("ip = \"10.0.0.1\"\nbacklog = \"many\"\n").unwrap_err();
+        assert!(err.to_string().contains("backlog"), "{err}");
+        let err = StackConfig::from_toml_str("ip = \"10.0.0.1\"\nbaklog = 5\n").unwrap_err();
+        assert!(err.to_string().contains("baklog"), "{err}");
+        let err = StackConfig::from_toml_str("ip = \"10.0.0.1\"\nmac = \"nope\"\n").unwrap_err();
+        assert!(err.to_string().contains("mac") || err.to_string().contains("nope"), "{err}");
+        let err = StackConfig::from_file(Path::new("/nonexistent/ixtcp.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Io { .. }));
+    }
+}

@@ -1,0 +1,258 @@
+//! Connections: a slab of slots, each owning one smoltcp socket in its own
+//! one-socket `SocketSet`, reused for connection after connection.
+//!
+//! A slot's socket is built once (at start, or the first time the slot is
+//! used) with buffers of the configured sizes and never leaves its set: a
+//! reused socket keeps its buffers, and `listen`/`connect` reset its state.
+//! Handles given to the application carry a generation, so a handle to a
+//! connection that has ended and whose slot was reused is refused, never
+//! confused with the new one.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use smoltcp::iface::{SocketHandle, SocketSet, SocketStorage};
+use smoltcp::socket::tcp::{self, State};
+use smoltcp::time::Duration;
+use smoltcp::wire::IpListenEndpoint;
+
+use crate::config::{Congestion, StackConfig};
+use crate::flow::FlowKey;
+
+/// Handle of a connection on one core: slot index and generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    /// Slot in the core's connection slab.
+    pub index: u32,
+    /// Bumped every time the slot is freed.
+    pub generation: u32,
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}", self.index, self.generation)
+    }
+}
+
+/// Readiness of a connection, as bits (mio/epoll vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Readiness(pub u8);
+
+impl Readiness {
+    /// Data to read, or end of stream (a read returns 0).
+    pub const READABLE: Readiness = Readiness(1);
+    /// Room in the send buffer.
+    pub const WRITABLE: Readiness = Readiness(2);
+    /// The peer closed its side (read will return 0 when drained).
+    pub const READ_CLOSED: Readiness = Readiness(4);
+    /// The connection is over (both sides closed, or reset).
+    pub const HUP: Readiness = Readiness(8);
+    /// Ended abnormally (refused, reset, timed out): see `CloseReason`.
+    pub const ERROR: Readiness = Readiness(16);
+    /// The handshake completed.
+    pub const CONNECTED: Readiness = Readiness(32);
+
+    /// True if every bit of `o` is set.
+    pub fn contains(self, o: Readiness) -> bool {
+        self.0 & o.0 == o.0
+    }
+
+    /// True if no bit is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::ops::BitOr for Readiness {
+    type Output = Readiness;
+    fn bitor(self, o: Readiness) -> Readiness {
+        Readiness(self.0 | o.0)
+    }
+}
+
+impl std::ops::BitOrAssign for Readiness {
+    fn bitor_assign(&mut self, o: Readiness) {
+        self.0 |= o.0;
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// FIN both ways.
+    Normal,
+    /// The peer answered our SYN with RST.
+    Refused,
+    /// The peer reset the connection, or we aborted it.
+    Reset,
+    /// No answer in time (connect or idle timeout).
+    TimedOut,
+}
+
+/// Something the application should look at, produced during a loop
+/// iteration. Readiness events are edge-triggered: one per change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A connection's readiness changed to `ready`.
+    Conn {
+        /// The connection.
+        id: ConnId,
+        /// Its readiness now.
+        ready: Readiness,
+    },
+    /// A listener has a connection to accept.
+    Acceptable {
+        /// The listening port.
+        port: u16,
+    },
+}
+
+/// Who owns a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// In the free pool.
+    Free,
+    /// Opened by a listener, not yet accepted: the stack owns it.
+    Embryonic,
+    /// Held by the application.
+    App,
+    /// Released by the application (closed); the stack frees it when TCP is
+    /// done with it.
+    Orphan,
+}
+
+/// One connection slot.
+pub(crate) struct Conn {
+    pub set: SocketSet<'static>,
+    pub handle: SocketHandle,
+    pub generation: u32,
+    pub phase: Phase,
+    pub key: Option<FlowKey>,
+    /// Listener slot while this connection counts against its backlog.
+    pub listener: Option<usize>,
+    pub in_accept_queue: bool,
+    pub dirty: bool,
+    pub established: bool,
+    pub last_state: State,
+    pub last_ready: Readiness,
+    pub reason: Option<CloseReason>,
+    /// `abort` was called: a Closed state is our doing.
+    pub aborted: bool,
+    /// Acknowledgement number of the last segment we sent: our RCV.NXT as
+    /// the peer last heard it (see `StackCore::fix_stale_ack`).
+    pub sent_ack: Option<u32>,
+}
+
+impl Conn {
+    pub fn new(rx: usize, tx: usize) -> Conn {
+        let mut set = SocketSet::new(vec![SocketStorage::EMPTY]);
+        let sock = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; rx]), tcp::SocketBuffer::new(vec![0; tx]));
+        let handle = set.add(sock);
+        Conn {
+            set,
+            handle,
+            generation: 0,
+            phase: Phase::Free,
+            key: None,
+            listener: None,
+            in_accept_queue: false,
+            dirty: false,
+            established: false,
+            last_state: State::Closed,
+            last_ready: Readiness::default(),
+            reason: None,
+            aborted: false,
+            sent_ack: None,
+        }
+    }
+
+    pub fn sock(&self) -> &tcp::Socket<'static> {
+        self.set.get::<tcp::Socket>(self.handle)
+    }
+
+    pub fn sock_mut(&mut self) -> &mut tcp::Socket<'static> {
+        self.set.get_mut::<tcp::Socket>(self.handle)
+    }
+
+    pub fn id(&self, index: u32) -> ConnId {
+        ConnId { index, generation: self.generation }
+    }
+
+    /// Applies per-connection options before `listen`/`connect` (which
+    /// reset the TCP state but not these).
+    pub fn configure(&mut self, cfg: &StackConfig) {
+        let s = self.sock_mut();
+        s.set_nagle_enabled(!cfg.nodelay);
+        s.set_ack_delay((cfg.ack_delay_ms > 0).then(|| Duration::from_millis(cfg.ack_delay_ms)));
+        s.set_congestion_control(match cfg.congestion {
+            Congestion::Reno => tcp::CongestionControl::Reno,
+            Congestion::None => tcp::CongestionControl::None,
+        });
+        s.set_timeout((cfg.idle_timeout_ms > 0).then(|| Duration::from_millis(cfg.idle_timeout_ms)));
+        s.set_keep_alive((cfg.keepalive_ms > 0).then(|| Duration::from_millis(cfg.keepalive_ms)));
+        self.established = false;
+        self.last_ready = Readiness::default();
+        self.reason = None;
+        self.aborted = false;
+        self.sent_ack = None;
+        self.in_accept_queue = false;
+        self.listener = None;
+    }
+
+    /// Puts the socket back to CLOSED with no tuple and empty buffers,
+    /// without sending anything.
+    pub fn hard_reset(&mut self) {
+        let s = self.sock_mut();
+        if s.state() == State::Listen {
+            s.close();
+        } else if s.listen(IpListenEndpoint { addr: None, port: 1 }).is_ok() {
+            // `listen` resets every TCP variable and clears the buffers;
+            // `close` from LISTEN goes to CLOSED without a segment.
+            s.close();
+        } else {
+            // Still synchronized: abort, and never egress it again (it is
+            // about to be freed), so no RST leaves.
+            s.abort();
+            if s.listen(IpListenEndpoint { addr: None, port: 1 }).is_ok() {
+                s.close();
+            }
+        }
+        self.last_state = State::Closed;
+    }
+
+    /// Readiness as the application sees it.
+    pub fn readiness(&self) -> Readiness {
+        let s = self.sock();
+        let mut r = Readiness::default();
+        if self.established {
+            r |= Readiness::CONNECTED;
+        }
+        if s.can_recv() {
+            r |= Readiness::READABLE;
+        }
+        if s.can_send() {
+            r |= Readiness::WRITABLE;
+        }
+        let st = s.state();
+        let peer_closed = self.established && !s.may_recv() && !matches!(st, State::SynSent | State::SynReceived);
+        if peer_closed {
+            r |= Readiness::READ_CLOSED | Readiness::READABLE;
+        }
+        if matches!(st, State::Closed | State::TimeWait) && (self.established || self.reason.is_some()) {
+            r |= Readiness::HUP | Readiness::READABLE;
+        }
+        if matches!(self.reason, Some(CloseReason::Refused | CloseReason::Reset | CloseReason::TimedOut)) {
+            r |= Readiness::ERROR | Readiness::HUP;
+        }
+        r
+    }
+
+    /// The local and remote endpoints, if connected.
+    pub fn endpoints(&self) -> Option<((Ipv4Addr, u16), (Ipv4Addr, u16))> {
+        let s = self.sock();
+        let (l, r) = (s.local_endpoint()?, s.remote_endpoint()?);
+        let smoltcp::wire::IpAddress::Ipv4(la) = l.addr;
+        let smoltcp::wire::IpAddress::Ipv4(ra) = r.addr;
+        Some(((la, l.port), (ra, r.port)))
+    }
+}

@@ -1,0 +1,825 @@
+//! The stack core: one value per queue pair, driven one loop iteration at a
+//! time by [`StackCore::poll`] (or [`StackCore::poll_with`], which runs the
+//! application's work between ingress and egress).
+//!
+//! One iteration:
+//! 1. **ingress**: one `rx_batch`; per frame: ARP is answered here; a TCP
+//!    segment is looked up in the flow table and handed to smoltcp with
+//!    *that connection's* one-socket set (`poll_ingress_single`); a SYN for a
+//!    listening port gets a socket from the free pool first; a segment for a
+//!    TIME_WAIT tuple is answered from the TIME_WAIT table; anything else
+//!    goes to smoltcp with an empty set, which answers RST.
+//! 2. **application** (`poll_with`'s closure): accept, connect, send,
+//!    receive, close; reads the events produced by ingress.
+//! 3. **timers**: the wheel fires connections whose `poll_at` has come.
+//! 4. **egress**: `poll_egress` only for dirty connections (touched by
+//!    ingress, the application or a timer), then each one's next `poll_at`
+//!    is put in the wheel.
+//! 5. TIME_WAIT expiry, packets waiting for ARP, and one `tx_batch`.
+//!
+//! Nothing in an iteration allocates once the core has its sockets
+//! (`preallocate`, or after the first `max_connections` were built), and
+//! nothing takes a lock: the only state shared with other cores is the
+//! neighbour table, read lock-free.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ixtcp_driver::mempool::PacketBuf;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use smoltcp::iface::{Config, Interface, PollResult, SocketSet};
+use smoltcp::socket::tcp::State;
+use smoltcp::time::Instant;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+use crate::config::StackConfig;
+use crate::conn::{CloseReason, Conn, ConnId, Event, Phase};
+use crate::error::StackError;
+use crate::ether::{self, ETH_HEADER_LEN, ETHERTYPE_ARP, Ipv4Class, MacAddr, TcpHeader};
+use crate::flow::{FlowKey, FlowTable};
+use crate::io::PacketIo;
+use crate::listen::Listeners;
+use crate::neighbor::{NeighborTable, Resolver};
+use crate::pcap::PcapFile;
+use crate::phy::{Port, PortAddr, frame_kind};
+use crate::rss::{PortPicker, RssView};
+use crate::stats::CoreStats;
+use crate::timer::TimerWheel;
+use crate::timewait::{TimeWaitAction, TimeWaitTable};
+
+/// Everything a core is built from besides the configuration.
+pub struct CoreSetup<P: PacketIo> {
+    /// Core (and queue) index.
+    pub index: u16,
+    /// Its queue pair.
+    pub io: P,
+    /// The MAC to send from (the NIC's unless configured).
+    pub mac: MacAddr,
+    /// The host's neighbour table, shared by all its cores.
+    pub neighbors: Arc<NeighborTable>,
+    /// The NIC's RSS setup as seen from this core.
+    pub rss: RssView,
+    /// Fixed seed for deterministic tests; `None` (production): every random
+    /// value, smoltcp's `random_seed` first, comes from the OS.
+    pub seed: Option<u64>,
+    /// Capture file, if any.
+    pub pcap: Option<PcapFile>,
+}
+
+/// What one iteration did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// Frames received.
+    pub received: usize,
+    /// Frames handed to the TX queue.
+    pub sent: usize,
+    /// Events waiting for the application.
+    pub events: usize,
+}
+
+/// A count of the core's sockets, for tests and leak checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketCensus {
+    /// Socket slots built.
+    pub slots: usize,
+    /// Slots in the free pool.
+    pub free: usize,
+    /// Sockets in any state but CLOSED.
+    pub not_closed: usize,
+    /// Entries in the flow table.
+    pub flows: usize,
+    /// Entries in the TIME_WAIT table.
+    pub time_wait: usize,
+    /// Armed timers.
+    pub timers: usize,
+}
+
+/// Where a post-processing check comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    Ingress,
+    App,
+    /// After egress; `owed`: the socket still has something to send now.
+    Egress {
+        owed: bool,
+    },
+}
+
+/// One core's TCP/IP stack. See the module docs for the loop.
+pub struct StackCore<P: PacketIo> {
+    pub(crate) cfg: Arc<StackConfig>,
+    pub(crate) index: u16,
+    pub(crate) ip: Ipv4Addr,
+    pub(crate) rss: RssView,
+    pub(crate) iface: Interface,
+    pub(crate) port: Port<P>,
+    pub(crate) conns: Vec<Conn>,
+    pub(crate) free: Vec<u32>,
+    pub(crate) flows: FlowTable<u32>,
+    pub(crate) tw: TimeWaitTable,
+    pub(crate) wheel: TimerWheel,
+    pub(crate) dirty: VecDeque<u32>,
+    pub(crate) listeners: Listeners,
+    pub(crate) events: Vec<Event>,
+    pub(crate) events_overflowed: bool,
+    empty_set: SocketSet<'static>,
+    rx_batch: Vec<PacketBuf>,
+    pub(crate) picker: PortPicker,
+    pub(crate) now: Instant,
+    pub(crate) now_ns: u64,
+    pub(crate) shutting_down: bool,
+}
+
+fn instant_of(ns: u64) -> Instant {
+    Instant::from_micros((ns / 1000) as i64)
+}
+
+/// Works around a smoltcp 0.14 stall (seen with loss in both directions).
+///
+/// After a retransmission timeout smoltcp rewinds its send sequence to
+/// SND.UNA, and the pure ACKs it then sends carry that old sequence
+/// number. The peer's smoltcp finds a zero-length segment below RCV.NXT
+/// "not acceptable" (RFC 9293 3.10.7.4) and drops it *with its ACK field*.
+/// When both ends time out at once, each one's ACKs are dropped by the
+/// other, and both retransmit forever. Linux never sends such a segment
+/// (its ACKs carry SND.NXT), so this only bites smoltcp against smoltcp.
+///
+/// The fix, applied before smoltcp sees a segment of a known connection: a
+/// segment without payload, SYN, FIN or RST whose sequence number lies more
+/// than one below the acknowledgement we last sent (our RCV.NXT as the
+/// peer knows it) gets that acknowledgement as its sequence number, and
+/// its checksum is recomputed, if it was valid to begin with. Its ACK then
+/// counts. Keep-alives (exactly one below) are left alone so they are still
+/// answered.
+///
+/// Only segments at most [`STALE_ACK_WINDOW`] behind are mended: a rewind
+/// never goes back further than the data in flight, which a receive window
+/// bounds, and a blind attacker must still guess a sequence number that
+/// close to be heard (the same odds as guessing one inside the window).
+fn fix_stale_ack(buf: &mut PacketBuf, our_ack: u32) {
+    use smoltcp::wire::{Ipv4Packet, TcpPacket};
+    let ip = buf.data();
+    let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(ip) else { return };
+    if h.flags & (ether::tcp_flags::SYN | ether::tcp_flags::FIN | ether::tcp_flags::RST) != 0
+        || h.flags & ether::tcp_flags::ACK == 0
+        || ether::tcp_payload_len(ip) != 0
+    {
+        return;
+    }
+    let (seq, _) = ether::tcp_seq_ack(ip);
+    let behind = our_ack.wrapping_sub(seq) as i32;
+    if behind <= 1 || behind > STALE_ACK_WINDOW {
+        return;
+    }
+    let (src, dst) = (IpAddress::Ipv4(h.src), IpAddress::Ipv4(h.dst));
+    let Ok(mut ipp) = Ipv4Packet::new_checked(buf.data_mut()) else { return };
+    let Ok(mut tcp) = TcpPacket::new_checked(ipp.payload_mut()) else { return };
+    if !tcp.verify_checksum(&src, &dst) {
+        return;
+    }
+    tcp.set_seq_number(smoltcp::wire::TcpSeqNumber(our_ack as i32));
+    tcp.fill_checksum(&src, &dst);
+}
+
+/// How far behind our last acknowledgement a pure ACK may be and still be
+/// mended by [`fix_stale_ack`]: the largest window smoltcp advertises with
+/// the default scale (1 MiB).
+const STALE_ACK_WINDOW: i32 = 1 << 20;
+
+/// The wheel tick (ms) at or after `t`.
+fn tick_ceil(t: Instant) -> u64 {
+    (t.total_micros().max(0) as u64).div_ceil(1000)
+}
+
+impl<P: PacketIo> StackCore<P> {
+    /// Builds a core. `now_ns` is the injected clock's current reading.
+    pub fn new(cfg: Arc<StackConfig>, setup: CoreSetup<P>, now_ns: u64) -> Result<StackCore<P>, StackError> {
+        cfg.validate()?;
+        let mut rng = match setup.seed {
+            Some(s) => ChaCha8Rng::seed_from_u64(s ^ (u64::from(setup.index) << 48)),
+            None => {
+                let s = getrandom::u64().map_err(|e| StackError::Device(format!("getrandom: {e}")))?;
+                ChaCha8Rng::seed_from_u64(s)
+            }
+        };
+        let random_seed = match setup.seed {
+            Some(_) => rng.next_u64(),
+            None => getrandom::u64().map_err(|e| StackError::Device(format!("getrandom: {e}")))?,
+        };
+        let hash_key = (rng.next_u64(), rng.next_u64());
+        let resolver = Resolver::new(
+            Arc::clone(&setup.neighbors),
+            cfg.arp_pending_max,
+            cfg.arp_pending_timeout_ms,
+            cfg.arp_retry_ms,
+        );
+        let addr = PortAddr {
+            mac: cfg.mac.unwrap_or(setup.mac),
+            ip: cfg.ip,
+            netmask: cfg.netmask(),
+            gateway: cfg.gateway,
+            mtu: cfg.mtu,
+        };
+        let tx_cap = usize::from(cfg.tx_ring_size);
+        let mut port = Port::new(setup.io, addr, resolver, tx_cap, setup.pcap);
+        let now = instant_of(now_ns);
+        let mut icfg = Config::new(HardwareAddress::Ip);
+        icfg.random_seed = random_seed;
+        let mut iface = Interface::new(icfg, &mut port, now);
+        iface.update_ip_addrs(|a| {
+            // Cannot fail: a fresh interface has room for one address.
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.ip), cfg.prefix_len));
+        });
+        let max = cfg.max_connections;
+        let mut conns = Vec::with_capacity(max);
+        let mut free = Vec::with_capacity(max);
+        if cfg.preallocate {
+            for i in 0..max {
+                conns.push(Conn::new(cfg.socket_rx_buffer, cfg.socket_tx_buffer));
+                free.push((max - 1 - i) as u32);
+            }
+        }
+        let picker = PortPicker::new(cfg.ephemeral_first, cfg.ephemeral_last, rng.next_u32() as u16);
+        let mut core = StackCore {
+            index: setup.index,
+            ip: cfg.ip,
+            rss: setup.rss,
+            iface,
+            port,
+            conns,
+            free,
+            flows: FlowTable::with_capacity(max, hash_key),
+            tw: TimeWaitTable::new(cfg.time_wait_max, cfg.time_wait_ms, (hash_key.1, hash_key.0)),
+            wheel: TimerWheel::new(max, now_ns / 1_000_000),
+            dirty: VecDeque::with_capacity(max + 1),
+            listeners: Listeners::default(),
+            events: Vec::with_capacity(max * 2 + 64),
+            events_overflowed: false,
+            empty_set: SocketSet::new(Vec::new()),
+            rx_batch: Vec::with_capacity(cfg.rx_burst),
+            picker,
+            now,
+            now_ns,
+            shutting_down: false,
+            cfg,
+        };
+        core.set_time(now_ns);
+        for n in &core.cfg.static_neighbors {
+            core.port.resolver.table.insert_static(n.ip, n.mac).map_err(|e| {
+                StackError::Config(crate::config::ConfigError::Invalid {
+                    field: "static_neighbors",
+                    problem: e.to_string(),
+                })
+            })?;
+        }
+        if core.index == 0 {
+            core.port.announce();
+        }
+        Ok(core)
+    }
+
+    /// This core's index.
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    /// Our MAC.
+    pub fn mac(&self) -> MacAddr {
+        self.port.mac
+    }
+
+    /// Our IPv4 address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StackConfig {
+        &self.cfg
+    }
+
+    /// A copy of the counters.
+    pub fn stats(&self) -> CoreStats {
+        let mut s = self.port.stats;
+        s.time_wait = self.tw.len() as u64;
+        s.time_wait_evicted = self.tw.evicted();
+        s
+    }
+
+    /// The queue pair (for its pool or driver statistics).
+    pub fn io(&self) -> &P {
+        &self.port.io
+    }
+
+    /// Gives the queue pair back (after shutdown).
+    pub fn into_io(self) -> P {
+        self.port.io
+    }
+
+    /// Counts sockets by state.
+    pub fn socket_census(&self) -> SocketCensus {
+        SocketCensus {
+            slots: self.conns.len(),
+            free: self.free.len(),
+            not_closed: self.conns.iter().filter(|c| c.sock().state() != State::Closed).count(),
+            flows: self.flows.len(),
+            time_wait: self.tw.len(),
+            timers: self.wheel.armed(),
+        }
+    }
+
+    /// One line about every live connection, for debugging stalls.
+    #[doc(hidden)]
+    pub fn debug_conns(&mut self) -> Vec<String> {
+        let now = self.now;
+        let mut out = Vec::new();
+        for (i, c) in self.conns.iter().enumerate() {
+            if c.phase == Phase::Free {
+                continue;
+            }
+            let s = c.sock();
+            let at = self.iface.poll_at(now, &c.set);
+            out.push(format!(
+                "#{i} {:?} {} sendq {} recvq {} can_send {} can_recv {} poll_at {:?} (now {}) timer {:?} dirty {} ready {:?}",
+                c.phase,
+                s.state(),
+                s.send_queue(),
+                s.recv_queue(),
+                s.can_send(),
+                s.can_recv(),
+                at,
+                now,
+                self.wheel.deadline(i as u32),
+                c.dirty,
+                c.last_ready
+            ));
+        }
+        out
+    }
+
+    fn set_time(&mut self, now_ns: u64) {
+        self.now_ns = now_ns.max(self.now_ns);
+        self.now = instant_of(self.now_ns);
+        self.port.now = self.now;
+        self.port.now_ms = self.now_ns / 1_000_000;
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.now_ns / 1_000_000
+    }
+
+    /// One loop iteration without application work in the middle.
+    pub fn poll(&mut self, now_ns: u64) -> PollOutcome {
+        self.poll_with(now_ns, |_| ()).0
+    }
+
+    /// One loop iteration, with `app` run between ingress and egress so
+    /// that what it sends leaves together with the ACKs ingress owes.
+    pub fn poll_with<R>(&mut self, now_ns: u64, app: impl FnOnce(&mut Self) -> R) -> (PollOutcome, R) {
+        let received = self.ingress(now_ns);
+        let r = app(self);
+        let sent = self.egress();
+        (PollOutcome { received, sent, events: self.events.len() }, r)
+    }
+
+    /// When the core next has work without new packets: `Some(now)` if it
+    /// has work now, `None` if only a packet can wake it.
+    pub fn next_wakeup_ns(&self) -> Option<u64> {
+        if !self.dirty.is_empty() || !self.port.tx.is_empty() {
+            return Some(self.now_ns);
+        }
+        let ms = [
+            self.wheel.next_tick(),
+            self.tw.next_expiry_ms(),
+            self.port
+                .resolver
+                .pending
+                .front()
+                .map(|p| p.since_ms + self.cfg.arp_retry_ms.min(self.cfg.arp_pending_timeout_ms)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        Some((ms * 1_000_000).max(self.now_ns))
+    }
+
+    /// Step 1: receive one batch and process every frame.
+    pub fn ingress(&mut self, now_ns: u64) -> usize {
+        self.set_time(now_ns);
+        self.port.stats.polls += 1;
+        let mut batch = std::mem::take(&mut self.rx_batch);
+        let n = self.port.io.rx_batch(&mut batch, self.cfg.rx_burst);
+        for buf in batch.drain(..) {
+            self.ingress_frame(buf);
+        }
+        self.rx_batch = batch;
+        n
+    }
+
+    fn ingress_frame(&mut self, mut buf: PacketBuf) {
+        self.port.stats.rx_packets += 1;
+        self.port.stats.rx_bytes += buf.len() as u64;
+        if let Some(p) = self.port.pcap.as_mut() {
+            p.record(self.now, buf.data());
+        }
+        match frame_kind(buf.data()) {
+            Some(ETHERTYPE_ARP) => self.port.handle_arp(buf),
+            Some(_) => {
+                // Zero copy: the IP packet starts where the header ended.
+                if !buf.trim_front(ETH_HEADER_LEN) {
+                    self.port.stats.drop_malformed += 1;
+                    return;
+                }
+                match ether::classify_ipv4(buf.data()) {
+                    Err(_) => self.port.stats.drop_malformed += 1,
+                    Ok(Ipv4Class::Other { .. }) => self.port.stats.drop_not_ours += 1,
+                    Ok(Ipv4Class::Tcp(h)) if h.dst != self.ip => self.port.stats.drop_not_ours += 1,
+                    Ok(Ipv4Class::Tcp(h)) => self.ingress_tcp(h, buf),
+                }
+            }
+            None => self.port.stats.drop_not_ours += 1,
+        }
+    }
+
+    fn ingress_tcp(&mut self, h: TcpHeader, buf: PacketBuf) {
+        let key = FlowKey { remote_ip: h.src, remote_port: h.src_port, local_port: h.dst_port };
+        if let Some(idx) = self.flows.get(&key) {
+            self.port.stats.rx_tcp_flow += 1;
+            self.deliver(idx as usize, buf);
+            return;
+        }
+        let buf = if self.tw.contains(&key) {
+            match self.time_wait_segment(key, h, buf) {
+                Some(b) => b,
+                None => return,
+            }
+        } else {
+            buf
+        };
+        if h.is_syn_only()
+            && !self.shutting_down
+            && let Some(li) = self.listeners.find(h.dst_port)
+        {
+            self.open_passive(key, li, buf);
+            return;
+        }
+        self.stray(h, buf);
+    }
+
+    /// A segment for a tuple in TIME_WAIT. Returns the buffer if it is a SYN
+    /// that may open a new connection.
+    fn time_wait_segment(&mut self, key: FlowKey, h: TcpHeader, buf: PacketBuf) -> Option<PacketBuf> {
+        self.port.stats.rx_time_wait += 1;
+        match TimeWaitTable::classify(buf.data()) {
+            TimeWaitAction::Ack { seq, ack } => {
+                drop(buf);
+                let ip = self.ip;
+                self.port.build_ip(TimeWaitTable::ACK_LEN, |b| TimeWaitTable::emit_ack(b, ip, &key, seq, ack));
+                self.port.stats.time_wait_acks += 1;
+                None
+            }
+            TimeWaitAction::Syn => {
+                self.tw.remove(&key);
+                if self.listeners.find(h.dst_port).is_some() {
+                    self.port.stats.time_wait_reused += 1;
+                }
+                Some(buf)
+            }
+            TimeWaitAction::Ignore => None,
+        }
+    }
+
+    fn stray(&mut self, h: TcpHeader, buf: PacketBuf) {
+        self.port.stats.rx_stray += 1;
+        if !self.rss.is_ours(h.src, h.src_port, h.dst, h.dst_port) {
+            self.port.stats.rx_misdirected += 1;
+        }
+        self.port.rx_current = Some(buf);
+        self.iface.poll_ingress_single(self.now, &mut self.port, &mut self.empty_set);
+        self.port.rx_current = None;
+    }
+
+    /// Hands a segment to the connection's own socket set.
+    fn deliver(&mut self, idx: usize, mut buf: PacketBuf) {
+        if let Some(ack) = self.conns[idx].sent_ack {
+            fix_stale_ack(&mut buf, ack);
+        }
+        self.port.rx_current = Some(buf);
+        self.port.last_tx_ack = None;
+        let conn = &mut self.conns[idx];
+        self.iface.poll_ingress_single(self.now, &mut self.port, &mut conn.set);
+        self.port.rx_current = None;
+        if let Some(a) = self.port.last_tx_ack.take() {
+            conn.sent_ack = Some(a);
+        }
+        self.mark_dirty(idx);
+        self.after(idx, Cause::Ingress);
+    }
+
+    fn open_passive(&mut self, key: FlowKey, li: usize, buf: PacketBuf) {
+        let Some(l) = self.listeners.get_mut(li) else { return };
+        if l.pending >= l.backlog {
+            self.port.stats.drop_backlog_full += 1;
+            return;
+        }
+        let Some(idx) = self.take_conn() else {
+            self.port.stats.drop_no_socket += 1;
+            return;
+        };
+        let cfg = Arc::clone(&self.cfg);
+        let ip = self.ip;
+        let c = &mut self.conns[idx];
+        c.configure(&cfg);
+        if c.sock_mut()
+            .listen(smoltcp::wire::IpListenEndpoint { addr: Some(IpAddress::Ipv4(ip)), port: key.local_port })
+            .is_err()
+        {
+            self.free_slot(idx);
+            return;
+        }
+        c.phase = Phase::Embryonic;
+        c.listener = Some(li);
+        c.key = Some(key);
+        c.last_state = State::Listen;
+        if let Some(l) = self.listeners.get_mut(li) {
+            l.pending += 1;
+        }
+        self.flows.insert(key, idx as u32);
+        self.port.stats.conns_open += 1;
+        self.deliver(idx, buf);
+        if self.conns[idx].phase != Phase::Free {
+            self.port.stats.rx_syn_accepted += 1;
+            self.port.stats.conns_opened_passive += 1;
+        }
+    }
+
+    /// A slot from the free pool, building a socket if the pool is empty
+    /// and the core is below `max_connections`.
+    pub(crate) fn take_conn(&mut self) -> Option<usize> {
+        if let Some(i) = self.free.pop() {
+            return Some(i as usize);
+        }
+        if self.conns.len() < self.cfg.max_connections {
+            self.conns.push(Conn::new(self.cfg.socket_rx_buffer, self.cfg.socket_tx_buffer));
+            self.wheel.ensure_capacity(self.conns.len());
+            return Some(self.conns.len() - 1);
+        }
+        None
+    }
+
+    pub(crate) fn mark_dirty(&mut self, idx: usize) {
+        let c = &mut self.conns[idx];
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push_back(idx as u32);
+        }
+    }
+
+    /// Looks at a connection after something happened to it: hands it to
+    /// its listener's accept queue, records how it ended, moves it to
+    /// TIME_WAIT, frees it, and reports readiness changes.
+    pub(crate) fn after(&mut self, idx: usize, cause: Cause) {
+        let c = &mut self.conns[idx];
+        if c.phase == Phase::Free {
+            return;
+        }
+        let st = c.sock().state();
+        let prev = c.last_state;
+        c.last_state = st;
+        match st {
+            State::Listen => {
+                // A SYN smoltcp refused (bad checksum), or an RST in
+                // SYN-RECEIVED that sent the socket back to LISTEN.
+                self.free_slot(idx);
+                return;
+            }
+            State::SynSent | State::SynReceived => {}
+            State::Closed => {
+                if prev != State::Closed && c.reason.is_none() {
+                    let reason = match prev {
+                        State::LastAck | State::Closing | State::TimeWait => CloseReason::Normal,
+                        _ if c.aborted => CloseReason::Reset,
+                        State::SynSent if cause == Cause::Ingress => CloseReason::Refused,
+                        _ if cause == Cause::Ingress => CloseReason::Reset,
+                        _ => CloseReason::TimedOut,
+                    };
+                    c.reason = Some(reason);
+                    let s = &mut self.port.stats;
+                    match reason {
+                        CloseReason::Normal => s.conns_closed += 1,
+                        CloseReason::Refused => s.conns_refused += 1,
+                        CloseReason::Reset | CloseReason::TimedOut => s.conns_reset += 1,
+                    }
+                }
+                // The tuple is free for reuse at once.
+                if let Some(k) = c.key.take() {
+                    self.flows.remove(&k);
+                }
+                match c.phase {
+                    Phase::Embryonic | Phase::Orphan => {
+                        // An aborted socket still owes its RST: free it
+                        // only once egress has sent it.
+                        if !c.aborted || matches!(cause, Cause::Egress { owed: false }) {
+                            self.free_slot(idx);
+                        }
+                        return;
+                    }
+                    Phase::App | Phase::Free => {}
+                }
+            }
+            State::TimeWait => {
+                if c.phase == Phase::Orphan && matches!(cause, Cause::Egress { owed: false }) {
+                    if let Some(k) = c.key.take() {
+                        self.flows.remove(&k);
+                        self.tw.insert(k, self.now_ns / 1_000_000);
+                    }
+                    self.port.stats.conns_closed += 1;
+                    self.free_slot(idx);
+                    return;
+                }
+                if c.phase == Phase::Orphan {
+                    self.mark_dirty(idx);
+                }
+            }
+            _ => {
+                if !c.established {
+                    c.established = true;
+                    // The connect timeout ends with the handshake.
+                    let idle = self.cfg.idle_timeout_ms;
+                    if c.phase == Phase::App {
+                        c.sock_mut().set_timeout((idle > 0).then(|| smoltcp::time::Duration::from_millis(idle)));
+                    }
+                    if c.phase == Phase::Embryonic
+                        && let Some(li) = c.listener
+                        && let Some(l) = self.listeners.get_mut(li)
+                    {
+                        l.accept_queue.push_back(idx as u32);
+                        c.in_accept_queue = true;
+                        if !l.announced {
+                            l.announced = true;
+                            let port = l.port;
+                            self.push_event(Event::Acceptable { port });
+                        }
+                    }
+                }
+            }
+        }
+        let c = &mut self.conns[idx];
+        match c.phase {
+            Phase::App => {
+                let r = c.readiness();
+                if r != c.last_ready {
+                    c.last_ready = r;
+                    if cause != Cause::App {
+                        let id = c.id(idx as u32);
+                        self.push_event(Event::Conn { id, ready: r });
+                    }
+                }
+            }
+            Phase::Orphan => {
+                // Nobody will read: discard what arrives so the window
+                // stays open while our FIN is on its way.
+                let s = c.sock_mut();
+                while let Ok(n) = s.recv(|b| (b.len(), b.len())) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn push_event(&mut self, e: Event) {
+        if self.events.len() < self.events.capacity() {
+            self.events.push(e);
+        } else {
+            self.events_overflowed = true;
+        }
+    }
+
+    /// Returns a slot to the free pool: out of the flow table, the wheel and
+    /// its listener's count; socket reset without sending anything.
+    pub(crate) fn free_slot(&mut self, idx: usize) {
+        self.release_from_listener(idx);
+        let c = &mut self.conns[idx];
+        if c.phase == Phase::Free {
+            return;
+        }
+        if let Some(k) = c.key.take() {
+            self.flows.remove(&k);
+        }
+        c.hard_reset();
+        c.generation = c.generation.wrapping_add(1);
+        c.phase = Phase::Free;
+        self.wheel.cancel(idx as u32);
+        self.free.push(idx as u32);
+        self.port.stats.conns_open = self.port.stats.conns_open.saturating_sub(1);
+    }
+
+    pub(crate) fn release_from_listener(&mut self, idx: usize) {
+        let c = &mut self.conns[idx];
+        let Some(li) = c.listener.take() else { return };
+        let queued = std::mem::take(&mut c.in_accept_queue);
+        if let Some(l) = self.listeners.get_mut(li) {
+            l.pending = l.pending.saturating_sub(1);
+            if queued && let Some(pos) = l.accept_queue.iter().position(|&i| i as usize == idx) {
+                l.accept_queue.remove(pos);
+            }
+        }
+    }
+
+    /// Steps 3–5: timers, egress for dirty connections, TIME_WAIT expiry,
+    /// packets waiting for ARP, one `tx_batch`. Returns frames sent.
+    pub fn egress(&mut self) -> usize {
+        let tick = self.now_ns / 1_000_000;
+        {
+            let (conns, dirty, stats) = (&mut self.conns, &mut self.dirty, &mut self.port.stats);
+            self.wheel.advance(tick, |id| {
+                stats.timers_fired += 1;
+                let c = &mut conns[id as usize];
+                if !c.dirty {
+                    c.dirty = true;
+                    dirty.push_back(id);
+                }
+            });
+        }
+        for _ in 0..self.dirty.len() {
+            if self.port.tx_room() == 0 {
+                break;
+            }
+            let Some(idx) = self.dirty.pop_front() else { break };
+            let idx = idx as usize;
+            self.conns[idx].dirty = false;
+            if self.conns[idx].phase != Phase::Free {
+                self.egress_conn(idx);
+            }
+        }
+        self.tw.expire(self.now_ms());
+        self.port.service_pending();
+        self.port.flush()
+    }
+
+    fn egress_conn(&mut self, idx: usize) {
+        let burst = self.cfg.egress_burst;
+        let now = self.now;
+        let mut sent = 0;
+        let c = &mut self.conns[idx];
+        if c.sock().state() == State::TimeWait {
+            // Send the ACK of the peer's FIN now, so the socket can go.
+            c.sock_mut().set_ack_delay(None);
+        }
+        self.port.last_tx_ack = None;
+        while sent < burst && self.port.tx_room() > 0 {
+            match self.iface.poll_egress(now, &mut self.port, &mut c.set) {
+                PollResult::None => break,
+                PollResult::SocketStateChanged => sent += 1,
+            }
+        }
+        if let Some(a) = self.port.last_tx_ack.take() {
+            c.sent_ack = Some(a);
+        }
+        let at = self.iface.poll_at(now, &c.set);
+        let owed = matches!(at, Some(t) if t <= now);
+        let tick = self.now_ns / 1_000_000;
+        match at {
+            Some(t) if t <= now => {
+                if sent >= burst || self.port.tx_room() == 0 {
+                    // More to send: its turn comes again next iteration.
+                    self.mark_dirty(idx);
+                } else {
+                    // smoltcp says "now" but sent nothing more: look again
+                    // next tick rather than spin.
+                    self.wheel.arm(idx as u32, tick + 1);
+                }
+            }
+            Some(t) => self.wheel.arm(idx as u32, tick_ceil(t)),
+            None => self.wheel.cancel(idx as u32),
+        }
+        self.after(idx, Cause::Egress { owed });
+    }
+
+    /// Takes the events produced since the last call.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events_overflowed = false;
+        self.events.drain(..)
+    }
+
+    /// True if events were lost because the application did not drain
+    /// them (it should then re-check every connection it holds).
+    pub fn events_overflowed(&self) -> bool {
+        self.events_overflowed
+    }
+
+    /// The handle's slot, if the handle is current and held by the
+    /// application.
+    pub(crate) fn slot_of(&self, id: ConnId) -> Result<usize, StackError> {
+        let idx = id.index as usize;
+        match self.conns.get(idx) {
+            Some(c) if c.generation == id.generation && c.phase == Phase::App => Ok(idx),
+            _ => Err(StackError::StaleHandle),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Per-core counters: plain integers owned and written by the core's
+//! thread only, read by others through a copy ([`CoreStats`] is `Copy`) or
+//! through a [`StatsMirror`] that the runtime refreshes now and then.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! core_stats {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Counters of one stack core. Gauges say so; everything else only
+        /// grows.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct CoreStats {
+            $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        impl CoreStats {
+            /// `(name, value)` of every counter, for printing.
+            pub fn fields(&self) -> Vec<(&'static str, u64)> {
+                vec![$( (stringify!($name), self.$name), )*]
+            }
+
+            /// Field-wise sum (gauges add up to the host's total too).
+            pub fn add(&mut self, o: &CoreStats) {
+                $( self.$name += o.$name; )*
+            }
+        }
+
+        /// An atomically readable copy of a core's counters, for other
+        /// threads; the core publishes into it from its loop.
+        #[derive(Debug, Default)]
+        pub struct StatsMirror {
+            $( $name: AtomicU64, )*
+        }
+
+        impl StatsMirror {
+            /// Stores a copy (relaxed: each counter is read on its own).
+            pub fn publish(&self, s: &CoreStats) {
+                $( self.$name.store(s.$name, Ordering::Relaxed); )*
+            }
+
+            /// Loads the last published copy.
+            pub fn load(&self) -> CoreStats {
+                CoreStats { $( $name: self.$name.load(Ordering::Relaxed), )* }
+            }
+        }
+    };
+}
+
+core_stats! {
+    /// Frames received from the RX queue.
+    rx_packets,
+    /// Bytes of those frames.
+    rx_bytes,
+    /// Frames the TX queue took.
+    tx_packets,
+    /// Bytes of those frames.
+    tx_bytes,
+    /// TCP segments handed to smoltcp for a known connection.
+    rx_tcp_flow,
+    /// SYNs that opened a connection on a listener.
+    rx_syn_accepted,
+    /// Segments for no connection, listener or TIME_WAIT entry (answered
+    /// with RST by smoltcp unless they were RSTs).
+    rx_stray,
+    /// Strays whose 4-tuple RSS would have sent to another core: a
+    /// misdirected reply (must stay zero).
+    rx_misdirected,
+    /// Segments that hit a TIME_WAIT entry.
+    rx_time_wait,
+    /// ARP frames received.
+    rx_arp,
+    /// Frames dropped: truncated, bad headers, IPv4 fragments.
+    drop_malformed,
+    /// Frames dropped: not IPv4/ARP, IPv4 not TCP, or not for our address.
+    drop_not_ours,
+    /// Frames dropped because the TX batch (ring) was full.
+    drop_ring_full,
+    /// Packets not built because the mempool was empty.
+    drop_mempool_empty,
+    /// SYNs dropped because the listener's backlog was full.
+    drop_backlog_full,
+    /// SYNs dropped because the core had no free socket.
+    drop_no_socket,
+    /// Packets dropped waiting for ARP (queue full or timed out).
+    drop_no_neighbor,
+    /// Packets dropped with no route (off-subnet and no gateway).
+    drop_no_route,
+    /// Times the TX ring could not take the whole batch.
+    tx_ring_full,
+    /// ARP requests sent.
+    arp_requests,
+    /// ARP replies sent.
+    arp_replies,
+    /// Neighbours added or changed from ARP input.
+    arp_learned,
+    /// Packets that waited for ARP and were then sent.
+    arp_resolved_sent,
+    /// Gauge: connections with a socket (any state but TIME_WAIT).
+    conns_open,
+    /// Connections opened by `connect`.
+    conns_opened_active,
+    /// Connections opened by a listener.
+    conns_opened_passive,
+    /// Connections that ended with FIN on both sides.
+    conns_closed,
+    /// Connections that ended by RST (received or sent) or timeout.
+    conns_reset,
+    /// Active opens answered by RST (connection refused).
+    conns_refused,
+    /// Gauge: entries in the TIME_WAIT table.
+    time_wait,
+    /// TIME_WAIT entries dropped early because the table was full.
+    time_wait_evicted,
+    /// TIME_WAIT entries replaced by a new SYN for the same 4-tuple.
+    time_wait_reused,
+    /// ACKs crafted for retransmitted FINs in TIME_WAIT.
+    time_wait_acks,
+    /// Loop iterations.
+    polls,
+    /// Timer expiries handled.
+    timers_fired,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_round_trips_and_sum_adds() {
+        let mut s = CoreStats { rx_packets: 3, drop_backlog_full: 2, ..CoreStats::default() };
+        let m = StatsMirror::default();
+        m.publish(&s);
+        assert_eq!(m.load(), s);
+        let t = s;
+        s.add(&t);
+        assert_eq!(s.rx_packets, 6);
+        assert!(s.fields().iter().any(|&(n, v)| n == "drop_backlog_full" && v == 4));
+    }
+}

@@ -1,0 +1,255 @@
+//! Two stacks over two linked 82599 models (the driver's own code on the
+//! model's registers and DMA), with a virtual clock driving the link.
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{BulkApp, Pattern};
+use ixtcp_driver::device::{Device, DeviceHandle, QueuePair};
+use ixtcp_driver::model::{Model82599, ModelConfig, ModelRegs};
+use ixtcp_driver::time::{Clock, VirtualClock};
+use ixtcp_driver::wire::impair::Impairments;
+use ixtcp_driver::wire::link::{Link, LinkConfig};
+use ixtcp_stack::{ConnId, CoreSetup, CoreStats, Event, MacAddr, NeighborTable, RssView, StackConfig, StackCore};
+
+type Core = StackCore<QueuePair<ModelRegs>>;
+
+const IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)];
+
+struct ModelHost {
+    model: Model82599,
+    handle: Option<DeviceHandle<ModelRegs>>,
+    cores: Vec<Core>,
+}
+
+fn config(ip: Ipv4Addr, cores: u16) -> StackConfig {
+    StackConfig {
+        cores,
+        rx_ring_size: 1024,
+        tx_ring_size: 512,
+        rx_burst: 256,
+        mempool_size: 4096,
+        ..StackConfig::new(ip, 24)
+    }
+}
+
+fn start_stack(model: &Model82599, cfg: StackConfig, seed: u64, now_ns: u64) -> (DeviceHandle<ModelRegs>, Vec<Core>) {
+    let cfg = Arc::new(cfg);
+    let mut dc = cfg.device_config();
+    dc.link_timeout = Duration::from_secs(1);
+    let dev = Device::init(model.regs(), &model.dma(), dc)
+        .unwrap_or_else(|e| panic!("init: {e}; faults {:?}", model.faults()));
+    let mac = MacAddr(dev.mac());
+    let reta = dev.config().effective_reta();
+    let key = dev.config().rss_key;
+    let (handle, queues) = dev.into_queues();
+    let table = NeighborTable::new(cfg.neighbor_capacity, cfg.neighbor_ttl_ms);
+    let rss = RssView { toeplitz: Arc::new(ixtcp_driver::rss::Toeplitz::new(&key)), reta, queue: 0 };
+    let cores = queues
+        .into_iter()
+        .enumerate()
+        .map(|(i, io)| {
+            let setup = CoreSetup {
+                index: i as u16,
+                io,
+                mac,
+                neighbors: Arc::clone(&table),
+                rss: rss.for_queue(i as u16),
+                seed: Some(seed),
+                pcap: None,
+            };
+            StackCore::new(Arc::clone(&cfg), setup, now_ns).unwrap()
+        })
+        .collect();
+    (handle, cores)
+}
+
+struct ModelWorld {
+    clock: VirtualClock,
+    hosts: Vec<ModelHost>,
+    steps: u64,
+}
+
+impl ModelWorld {
+    fn new(cores: u16, link: LinkConfig, seed: u64, tweak: impl Fn(&mut StackConfig)) -> ModelWorld {
+        let clock = VirtualClock::new();
+        clock.advance(Duration::from_millis(1));
+        let (ea, eb) = Link::pair(link, Arc::new(clock.clone()) as Arc<dyn Clock>);
+        let mut hosts = Vec::new();
+        for (i, end) in [ea, eb].into_iter().enumerate() {
+            let model = Model82599::new(ModelConfig { mac: [2, 0, 0, 0, 0, i as u8 + 1], ..ModelConfig::default() });
+            model.attach(Box::new(end));
+            let mut cfg = config(IPS[i], cores);
+            tweak(&mut cfg);
+            let (handle, cores) = start_stack(&model, cfg, seed + i as u64, clock.now_ns());
+            hosts.push(ModelHost { model, handle: Some(handle), cores });
+        }
+        ModelWorld { clock, hosts, steps: 0 }
+    }
+
+    fn core(&mut self, h: usize, c: usize) -> &mut Core {
+        &mut self.hosts[h].cores[c]
+    }
+
+    fn step(&mut self, app: &mut dyn FnMut(usize, &mut Core)) {
+        self.steps += 1;
+        let now = self.clock.now_ns();
+        let mut work = 0;
+        for (h, host) in self.hosts.iter_mut().enumerate() {
+            for core in host.cores.iter_mut() {
+                let (out, ()) = core.poll_with(now, |c| app(h, c));
+                work += out.received + out.sent;
+            }
+        }
+        for host in &self.hosts {
+            loop {
+                let n = host.model.pump();
+                work += n;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        if work == 0 {
+            let next = self
+                .hosts
+                .iter()
+                .flat_map(|h| h.cores.iter())
+                .filter_map(|c| c.next_wakeup_ns())
+                .min()
+                .unwrap_or(now + 1_000_000);
+            self.clock.advance_to(next.max(now + 1_000));
+        } else {
+            self.clock.advance(Duration::from_micros(5));
+        }
+    }
+
+    fn stats(&self, h: usize) -> CoreStats {
+        let mut s = CoreStats::default();
+        for c in &self.hosts[h].cores {
+            s.add(&c.stats());
+        }
+        s
+    }
+}
+
+/// Opens `conns` connections (alternating sides and cores), moves `bytes`
+/// each way on each, verifies every byte.
+fn bulk_over_models(w: &mut ModelWorld, conns: usize, bytes: usize, seed: u64, max_virtual_ns: u64) -> [BulkApp; 2] {
+    let cores = w.hosts[0].cores.len();
+    let pattern = Arc::new(Pattern::new(seed));
+    let mut apps = [BulkApp::new(Arc::clone(&pattern), bytes, cores), BulkApp::new(pattern, bytes, cores)];
+    for h in 0..2 {
+        for c in 0..cores {
+            // Already listening after a first round: fine.
+            let _ = w.core(h, c).listen(5000, None);
+        }
+    }
+    let mut to_open: Vec<(usize, usize)> = (0..conns).map(|i| (i % 2, (i / 2) % cores)).collect();
+    let end = w.clock.now_ns() + max_virtual_ns;
+    while w.clock.now_ns() < end && apps[0].finished + apps[1].finished < 2 * conns {
+        w.step(&mut |h, c| {
+            let ci = usize::from(c.index());
+            let mut ids: Vec<ConnId> = c
+                .drain_events()
+                .filter_map(|e| match e {
+                    Event::Conn { id, .. } => Some(id),
+                    _ => None,
+                })
+                .collect();
+            while let Some(id) = c.accept(5000) {
+                let (_, r) = c.endpoints(id).unwrap();
+                apps[h].add(ci, id, r.port(), false);
+                ids.push(id);
+            }
+            to_open.retain(|&(oh, oc)| {
+                if (oh, oc) != (h, ci) {
+                    return true;
+                }
+                let id = c.connect(SocketAddrV4::new(IPS[1 - h], 5000), None).unwrap();
+                let (l, _) = c.endpoints(id).unwrap();
+                apps[h].add(ci, id, l.port(), true);
+                false
+            });
+            apps[h].service(ci, c, &ids);
+        });
+    }
+    apps
+}
+
+fn seed_from_env(default: u64) -> u64 {
+    std::env::var("IXTCP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+#[test]
+fn models_carry_a_thousand_connections_one_mib_each_way_on_two_cores() {
+    let seed = seed_from_env(21);
+    let mut w = ModelWorld::new(2, LinkConfig::unlimited(), seed, |c| {
+        c.socket_rx_buffer = 16 * 1024;
+        c.socket_tx_buffer = 16 * 1024;
+        c.max_connections = 1000;
+        c.backlog = 1000;
+        c.preallocate = true;
+    });
+    let apps = bulk_over_models(&mut w, 1000, 1 << 20, seed, 600_000_000_000);
+    for app in &apps {
+        assert!(app.errors.is_empty(), "seed {seed}: {:?}", &app.errors[..app.errors.len().min(5)]);
+    }
+    assert_eq!(apps[0].finished + apps[1].finished, 2000, "seed {seed}: A {:?} B {:?}", w.stats(0), w.stats(1));
+    for h in 0..2 {
+        for (i, c) in w.hosts[h].cores.iter().enumerate() {
+            let s = c.stats();
+            assert_eq!(s.rx_misdirected, 0, "host {h} core {i}: {s:?}");
+            assert!(s.conns_opened_active > 0 && s.conns_opened_passive > 0, "host {h} core {i}: {s:?}");
+        }
+        assert_eq!(w.hosts[h].model.faults(), vec![], "model faults");
+    }
+    println!("models: {} steps, {} virtual ms", w.steps, w.clock.now_ns() / 1_000_000);
+}
+
+#[test]
+fn models_deliver_ten_mib_intact_over_an_impaired_link() {
+    let seed = seed_from_env(0x5eed_0002);
+    let imp = Impairments { loss: 0.02, duplicate: 0.01, reorder: 0.02, corrupt: 0.01, seed };
+    let mut w = ModelWorld::new(1, LinkConfig::unlimited().with_impairments(imp), seed, |c| {
+        c.socket_rx_buffer = 256 * 1024;
+        c.socket_tx_buffer = 256 * 1024;
+    });
+    let apps = bulk_over_models(&mut w, 1, 10 << 20, seed, 3_600_000_000_000);
+    let report = format!("seed {seed} (replay: IXTCP_SEED={seed}); A {:?}; B {:?}", w.stats(0), w.stats(1));
+    for app in &apps {
+        assert!(app.errors.is_empty(), "{:?}; {report}", app.errors);
+    }
+    assert_eq!(apps[0].finished + apps[1].finished, 2, "{report}");
+    println!("{report}; virtual {} s", w.clock.now_ns() / 1_000_000_000);
+}
+
+#[test]
+fn a_crashed_stack_restarts_on_a_cleanly_reinitialised_device() {
+    let seed = seed_from_env(23);
+    let mut w = ModelWorld::new(2, LinkConfig::unlimited(), seed, |_| {});
+    let apps = bulk_over_models(&mut w, 4, 64 * 1024, seed, 30_000_000_000);
+    assert_eq!(apps[0].finished + apps[1].finished, 8);
+    // Crash host 1 mid-connection: open connections, then drop the stack
+    // and the queues without any shutdown.
+    let _ = w.core(0, 0).connect(SocketAddrV4::new(IPS[1], 5000), None).unwrap();
+    for _ in 0..20 {
+        w.step(&mut |_, c| {
+            let _ = c.drain_events().count();
+        });
+    }
+    let crashed = std::mem::take(&mut w.hosts[1].cores);
+    drop(crashed);
+    drop(w.hosts[1].handle.take());
+    // Restart: the driver resets and re-initialises the device.
+    let now = w.clock.now_ns();
+    let (handle, cores) = start_stack(&w.hosts[1].model, config(IPS[1], 2), seed + 100, now);
+    w.hosts[1].handle = Some(handle);
+    w.hosts[1].cores = cores;
+    assert!(w.hosts[1].model.reset_count() >= 2, "init must reset the device");
+    let apps = bulk_over_models(&mut w, 4, 64 * 1024, seed + 1, 60_000_000_000);
+    assert_eq!(apps[0].finished + apps[1].finished, 8, "after restart: A {:?} B {:?}", w.stats(0), w.stats(1));
+    assert_eq!(w.hosts[1].model.faults(), vec![], "model faults");
+}
