@@ -47,9 +47,12 @@ pub fn first_difference(expected: &[u8], got: &[u8]) -> Option<usize> {
 }
 
 /// Echoes every byte back.
+///
+/// The buffer starts small and doubles (up to [`EchoServer::BUFFER`]) when
+/// a read fills it, so ten thousand idle connections cost little memory.
 #[derive(Debug)]
 pub struct EchoServer {
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
     start: usize,
     end: usize,
 }
@@ -61,12 +64,14 @@ impl Default for EchoServer {
 }
 
 impl EchoServer {
-    /// Bytes read per call, and the most held while the peer is not reading.
+    /// Most bytes read per call, and the most held while the peer is not
+    /// reading.
     pub const BUFFER: usize = 16 * 1024;
+    const FIRST_BUFFER: usize = 1024;
 
     /// A new session.
     pub fn new() -> EchoServer {
-        EchoServer { buf: vec![0; Self::BUFFER].into_boxed_slice(), start: 0, end: 0 }
+        EchoServer { buf: Vec::new(), start: 0, end: 0 }
     }
 }
 
@@ -80,11 +85,17 @@ impl Session for EchoServer {
                     Err(_) => return Step::Close,
                 }
             }
+            if self.buf.is_empty() {
+                self.buf.resize(Self::FIRST_BUFFER, 0);
+            }
             match read_some(stream, &mut self.buf, tally) {
                 Ok(Some(0)) | Err(_) => return Step::Close,
                 Ok(Some(n)) => {
                     self.start = 0;
                     self.end = n;
+                    if n == self.buf.len() && n < Self::BUFFER {
+                        self.buf.resize(n * 2, 0);
+                    }
                 }
                 Ok(None) => return Step::Wait,
             }

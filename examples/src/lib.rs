@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod echo;
 pub mod frame;
 pub mod http;
@@ -17,6 +18,7 @@ pub mod kernel;
 pub mod latency;
 pub mod nic;
 pub mod reactor;
+pub mod report;
 pub mod session;
 pub mod stats;
 
