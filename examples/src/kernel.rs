@@ -20,6 +20,7 @@ use crate::reactor::{LISTENER, Reactor, Ready};
 pub struct Kernel {
     poll: Poll,
     events: Events,
+    busy: bool,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -29,9 +30,17 @@ impl std::fmt::Debug for Kernel {
 }
 
 impl Kernel {
-    /// A new epoll instance.
+    /// A new epoll instance that sleeps in `epoll_wait` until an event.
     pub fn new() -> io::Result<Kernel> {
-        Ok(Kernel { poll: Poll::new()?, events: Events::with_capacity(1024) })
+        Ok(Kernel { poll: Poll::new()?, events: Events::with_capacity(1024), busy: false })
+    }
+
+    /// A new epoll instance that never sleeps: `epoll_wait` with a zero
+    /// timeout, in a loop, as a poll-mode stack spins its cores. On a
+    /// virtual machine a sleeping core can take a millisecond to wake, so
+    /// this is the kernel at its best for request/response loads.
+    pub fn busy_polling() -> io::Result<Kernel> {
+        Ok(Kernel { busy: true, ..Kernel::new()? })
     }
 }
 
@@ -107,6 +116,7 @@ impl Reactor for Kernel {
     }
 
     fn wait(&mut self, out: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()> {
+        let timeout = if self.busy { Some(Duration::ZERO) } else { timeout };
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
