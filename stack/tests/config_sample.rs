@@ -20,7 +20,7 @@ fn the_documented_sample_names_every_key() {
     let defaults = StackConfig::default();
     let fields = format!("{defaults:?}");
     let keys: Vec<&str> = fields
-        .split(|c: char| c == '{' || c == ',')
+        .split(['{', ','])
         .filter_map(|part| part.trim().split_once(':').map(|(k, _)| k.trim()))
         .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
         .collect();
