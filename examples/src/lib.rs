@@ -21,6 +21,7 @@ pub mod nic;
 pub mod reactor;
 pub mod report;
 pub mod session;
+pub mod sockets;
 pub mod stats;
 
 use std::fmt;

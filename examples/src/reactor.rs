@@ -72,6 +72,8 @@ pub struct Gauge {
     pub failures: AtomicU64,
     /// Connections open now.
     pub open: AtomicU64,
+    /// Set by [`serve`] once it listens.
+    pub listening: AtomicBool,
 }
 
 impl Gauge {
@@ -164,6 +166,7 @@ pub fn serve<R: Reactor, S: Session>(
     gauge: &Gauge,
 ) -> io::Result<()> {
     let listener = reactor.listen(addr)?;
+    gauge.listening.store(true, Ordering::Release);
     let mut conns: Slots<R::Stream, S> = Slots::new();
     let mut ready = Vec::with_capacity(1024);
     let mut accept_errors = 0u64;
@@ -219,7 +222,20 @@ pub fn serve<R: Reactor, S: Session>(
         }
     }
     gauge.publish(tally, 0);
+    gauge.listening.store(false, Ordering::Release);
     Ok(())
+}
+
+/// Waits until every gauge says its server listens (or `limit` passes).
+pub fn wait_listening(gauges: &[Arc<Gauge>], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while !gauges.iter().all(|g| g.listening.load(Ordering::Acquire)) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
 }
 
 /// What a client loop opens connections for.
