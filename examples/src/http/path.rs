@@ -56,7 +56,9 @@ pub struct Resolved {
 pub fn resolve(target: &str) -> Result<Resolved, PathError> {
     let mut rest = target;
     for scheme in ["http://", "https://"] {
-        if rest.len() >= scheme.len() && rest[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // Compare bytes: slicing the str at the scheme's length could cut a
+        // multi-byte character in two (the fuzzer found `GET /abcdeт`).
+        if rest.as_bytes().get(..scheme.len()).is_some_and(|b| b.eq_ignore_ascii_case(scheme.as_bytes())) {
             let after = &rest[scheme.len()..];
             rest = after.find('/').map_or("/", |i| &after[i..]);
             break;
@@ -129,6 +131,15 @@ mod tests {
     fn ok(t: &str) -> (String, bool) {
         let r = resolve(t).unwrap_or_else(|e| panic!("{t}: {e}"));
         (r.path, r.directory)
+    }
+
+    #[test]
+    fn non_ascii_targets_do_not_panic() {
+        // Regression: the scheme check sliced the target at byte 7, inside
+        // the two-byte 'т' (found by fuzz/http_request).
+        assert_eq!(ok("/abcdeт"), ("abcdeт".into(), false));
+        assert_eq!(ok("/тттт"), ("тттт".into(), false));
+        assert_eq!(ok("http://hoт/x"), ("x".into(), false));
     }
 
     #[test]
