@@ -107,6 +107,11 @@ impl<E: Engine> StackSide<E> {
 
     /// Apply a batch of jobs, in order.
     pub fn apply(&mut self, jobs: &mut Vec<Job>, out: &mut Vec<Key>) {
+        // The keys this call produces reach the application as a batch of
+        // their own (inline, `Context::flush` dispatches them at once), so
+        // notifications made before must not suppress these: a connection
+        // synced again after the application drained it has news.
+        self.batch += 1;
         for job in jobs.drain(..) {
             self.apply_one(job, out);
         }
