@@ -169,10 +169,13 @@
 mod context;
 pub mod engine;
 mod epoll;
+pub mod host;
 mod net;
+pub mod nic;
 mod runtime;
 mod shared;
 mod slab;
+pub mod stack;
 mod stack_side;
 pub mod testing;
 
