@@ -59,6 +59,8 @@ const DEFAULT_SERVER: SocketAddrV4 = SocketAddrV4::new(std::net::Ipv4Addr::new(1
 
 fn main() {
     let args = Args::parse();
+    // Catch Ctrl-C from the start, so that it always stops cleanly.
+    ixtcp_examples::interrupted();
     if let Err(e) = run(&args) {
         exit_with(&e);
     }

@@ -48,6 +48,8 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    // Catch Ctrl-C from the start, so that it always stops cleanly.
+    ixtcp_examples::interrupted();
     if let Err(e) = run(&args) {
         exit_with(&e);
     }
