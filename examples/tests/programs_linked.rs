@@ -81,7 +81,7 @@ fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(u16, Vec<u
 }
 
 fn connect(ctx: &Context) -> Result<TcpStream, String> {
-    let mut s = TcpStream::connect(ctx, SocketAddr::V4(SERVER)).map_err(|e| format!("connect: {e}"))?;
+    let s = TcpStream::connect(ctx, SocketAddr::V4(SERVER)).map_err(|e| format!("connect: {e}"))?;
     // Blocking: the first write waits for the handshake.
     s.set_nonblocking(false);
     Ok(s)
