@@ -1,8 +1,8 @@
 //! 64-byte echo on one core, threaded vs inline runtime, over the in-memory
 //! test engine: measures sockapi's own overhead (jobs, events, buffers,
 //! epoll), not TCP. Run: `cargo run --release -p ixtcp-sockapi --example echo_bench [conns] [secs]`.
-//! The same workload over two linked 82599 models and the real stack comes
-//! with the integration (it only supplies other engines).
+//! The same workload over two linked 82599 models and the real stack:
+//! `echo_models`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;

@@ -21,6 +21,9 @@ both_runtimes!(
     epoll_misuse,
     random_call_sequences
 );
+on_models!(stream_use_after_close, listener_use_after_close, epoll_misuse, random_call_sequences,);
+// Not on the models: `handles_of_another_context` connects from a test
+// engine's host to this one, which the models' link does not reach.
 
 fn stream_use_after_close(mode: Mode) {
     one_core(mode, TestConfig::default(), |env| {

@@ -29,6 +29,28 @@ both_runtimes!(
     blocking_read_write_accept,
     options_round_trip,
 );
+on_models!(
+    accept_connect_read_write,
+    addresses_of_both_ends,
+    connect_refused,
+    connect_unknown_host_times_out,
+    bind_and_connect_address_errors,
+    read_and_write_would_block,
+    vectored_read_and_write,
+    half_close,
+    shutdown_read,
+    close_sends_pending_data_then_fin,
+    close_with_unread_data_resets,
+    abort_resets_peer,
+    close_listener_resets_unaccepted,
+    backlog_holds_connections_until_accepted,
+    options_round_trip,
+);
+// Not on the models: `blocking_read_write_accept` listens on core 0 only and
+// connects from core 1; with real RSS the SYN reaches the server core that
+// the tuple hashes to (core 1, by the symmetric key), which has no listener
+// and answers RST, so the connect is refused for ever. Real servers listen
+// on every core (see `echo_across_four_cores`).
 
 fn accept_connect_read_write(mode: Mode) {
     one_core(mode, TestConfig::default(), |env| {
@@ -37,7 +59,7 @@ fn accept_connect_read_write(mode: Mode) {
         assert_eq!(read_n(env.ctx, &server, 7), b"request");
         write_all(env.ctx, &server, b"response");
         assert_eq!(read_n(env.ctx, &client, 8), b"response");
-        assert_eq!(env.net.stats().established, 1);
+        assert_eq!(env.stats().established, 1);
     });
 }
 
@@ -75,7 +97,7 @@ fn connect_refused(mode: Mode) {
         assert_kind((&s).read(&mut [0; 8]), ErrorKind::NotConnected);
         assert_kind((&s).write(b"x"), ErrorKind::NotConnected);
         assert_kind(s.peer_addr(), ErrorKind::NotConnected);
-        assert_eq!(env.net.stats().refused, 1);
+        assert_eq!(env.stats().refused, 1);
 
         // Without take_error, the first read reports it.
         let s = TcpStream::connect(env.ctx, addr(9)).unwrap();
@@ -100,7 +122,11 @@ fn connect_unknown_host_times_out(mode: Mode) {
             err.is_some()
         });
         assert_eq!(err.unwrap().kind(), ErrorKind::TimedOut);
-        assert!(env.net.stats().syns_dropped >= 3);
+        if env.backend == Backend::TestEngine {
+            // The real stack holds SYNs for an unresolved neighbour and drops
+            // them on the ARP timeout, so there is no count per retry.
+            assert!(env.stats().syns_dropped >= 3);
+        }
     });
 }
 
@@ -175,8 +201,11 @@ fn half_close(mode: Mode) {
         assert_eq!(read_n(env.ctx, &c, 5), b"reply");
         s.shutdown(Shutdown::Write).unwrap();
         assert_eq!(read_to_eof(env.ctx, &c), b"");
-        assert_eq!(env.net.stats().resets, 0);
-        assert_eq!(env.net.stats().fins, 2);
+        assert_eq!(env.stats().resets, 0);
+        if env.backend == Backend::TestEngine {
+            // The real stack counts closed connections, not FIN segments.
+            assert_eq!(env.stats().fins, 2);
+        }
     });
 }
 
@@ -203,7 +232,7 @@ fn close_sends_pending_data_then_fin(mode: Mode) {
         let got = read_to_eof(env.ctx, &s);
         assert_eq!(got.len(), data.len());
         assert!(got == data);
-        assert_eq!(env.net.stats().resets, 0);
+        assert_eq!(env.stats().resets, 0);
     });
 }
 
@@ -221,7 +250,7 @@ fn close_with_unread_data_resets(mode: Mode) {
         assert_eq!(err.unwrap().kind(), ErrorKind::ConnectionReset);
         assert_kind((&c).write(b"x"), ErrorKind::BrokenPipe);
         assert_eq!((&c).read(&mut [0; 4]).unwrap(), 0);
-        assert!(env.net.stats().resets >= 1);
+        assert!(env.stats().resets >= 1);
     });
 }
 
@@ -266,7 +295,7 @@ fn backlog_holds_connections_until_accepted(mode: Mode) {
     one_core(mode, TestConfig { syn_retries: 1_000_000, ..TestConfig::default() }, |env| {
         let l = TcpListener::bind_with_backlog(env.ctx, addr(80), 2).unwrap();
         let clients: Vec<TcpStream> = (0..6).map(|_| TcpStream::connect(env.ctx, addr(80)).unwrap()).collect();
-        settle(env.ctx, "backlog fills", || env.net.stats().syns_dropped > 0);
+        settle(env.ctx, "backlog fills", || env.stats().syns_dropped > 0);
         let connected = clients.iter().filter(|c| c.peer_addr().is_ok()).count();
         assert!(connected < 6, "backlog 2 (engine) + 2 (accept queue) cannot hold 6");
         let mut accepted = Vec::new();

@@ -1,8 +1,14 @@
 //! Helpers shared by the suites: run a test body on either runtime over the
-//! test engine, drive the stack until a condition holds, and a macro that
-//! makes one `#[test]` per runtime.
+//! test engine or over the real stack on two linked 82599 models
+//! ([`models`]), drive the stack until a condition holds, and macros that
+//! make one `#[test]` per runtime ([`both_runtimes!`]) and per runtime on
+//! the models ([`on_models!`]).
 
 #![allow(dead_code)]
+
+pub mod models;
+
+use std::cell::Cell;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -18,11 +24,48 @@ pub const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 /// it happened, and fail only if it took longer than this.
 pub const SOON: Duration = Duration::from_secs(10);
 
-/// What a test body gets.
+/// Which engine the suite's bodies run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The in-memory test engine.
+    TestEngine,
+    /// The real stack on two linked 82599 models ([`models::PairEngine`]).
+    Models,
+}
+
+thread_local! {
+    static BACKEND: Cell<Backend> = const { Cell::new(Backend::TestEngine) };
+}
+
+/// Runs `f` with the suite's helpers building engines of `backend`.
+pub fn with_backend<R>(backend: Backend, f: impl FnOnce() -> R) -> R {
+    BACKEND.with(|b| b.set(backend));
+    f()
+}
+
+/// The backend of the calling test.
+pub fn backend() -> Backend {
+    BACKEND.with(|b| b.get())
+}
+
+/// What a test body gets. `net` is always a test network (for foreign
+/// contexts); its traffic counters are [`Env::stats`].
 pub struct Env<'a> {
     pub ctx: &'a Context,
     pub net: &'a TestNet,
     pub mode: Mode,
+    pub backend: Backend,
+    models: Option<&'a models::PairStats>,
+}
+
+impl Env<'_> {
+    /// Traffic counters of whichever engine runs the test.
+    pub fn stats(&self) -> ixtcp_sockapi::testing::TestStats {
+        match self.models {
+            Some(m) => m.test_stats(),
+            None => self.net.stats(),
+        }
+    }
 }
 
 /// `IP:port`.
@@ -32,25 +75,26 @@ pub fn addr(port: u16) -> SocketAddr {
 
 /// Run `body` on one core of host `IP`, in `mode`, over a fresh network.
 pub fn one_core<R: Send>(mode: Mode, cfg: TestConfig, body: impl Fn(&Env) -> R + Sync) -> R {
-    let net = TestNet::with_config(cfg);
-    let rt = Runtime::builder()
-        .mode(mode)
-        .linger(Duration::from_millis(200))
-        .build(1, |_| Ok(net.engine(IP)))
-        .expect("build runtime");
-    let mut out = rt.run(|ctx| body(&Env { ctx, net: &net, mode })).expect("run");
-    out.pop().expect("one result")
+    cores(mode, cfg, 1, body).pop().expect("one result")
 }
 
 /// Run `body` on `cores` cores of host `IP`.
 pub fn cores<R: Send>(mode: Mode, cfg: TestConfig, cores: usize, body: impl Fn(&Env) -> R + Sync) -> Vec<R> {
-    let net = TestNet::with_config(cfg);
-    let rt = Runtime::builder()
-        .mode(mode)
-        .linger(Duration::from_millis(200))
-        .build(cores, |_| Ok(net.engine(IP)))
-        .expect("build runtime");
-    rt.run(|ctx| body(&Env { ctx, net: &net, mode })).expect("run")
+    let net = TestNet::with_config(cfg.clone());
+    let builder = Runtime::builder().mode(mode).linger(Duration::from_millis(200));
+    match backend() {
+        Backend::TestEngine => {
+            let rt = builder.build(cores, |_| Ok(net.engine(IP))).expect("build runtime");
+            rt.run(|ctx| body(&Env { ctx, net: &net, mode, backend: Backend::TestEngine, models: None })).expect("run")
+        }
+        Backend::Models => {
+            let (engines, stats) = models::pair_engines(cores as u16, &cfg);
+            let mut engines: Vec<Option<models::PairEngine>> = engines.into_iter().map(Some).collect();
+            let rt = builder.build(cores, |i| Ok(engines[i].take().expect("engine"))).expect("build runtime");
+            rt.run(|ctx| body(&Env { ctx, net: &net, mode, backend: Backend::Models, models: Some(&stats) }))
+                .expect("run")
+        }
+    }
 }
 
 /// Drive the context's stack until `cond` holds; panics after [`SOON`].
@@ -167,6 +211,24 @@ macro_rules! both_runtimes {
         }
         mod threaded {
             $( #[test] fn $name() { super::$name(ixtcp_sockapi::Mode::Threaded) } )*
+        }
+    };
+}
+
+/// One `#[test]` per runtime for each named `fn(Mode)`, over the real stack
+/// on two linked 82599 models.
+#[macro_export]
+macro_rules! on_models {
+    ($($name:ident),* $(,)?) => {
+        mod models_inline {
+            $( #[test] fn $name() {
+                super::common::with_backend(super::common::Backend::Models, || super::$name(ixtcp_sockapi::Mode::Inline))
+            } )*
+        }
+        mod models_threaded {
+            $( #[test] fn $name() {
+                super::common::with_backend(super::common::Backend::Models, || super::$name(ixtcp_sockapi::Mode::Threaded))
+            } )*
         }
     };
 }
