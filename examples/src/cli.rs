@@ -1,7 +1,7 @@
 //! The flags every ixtcp program takes, in one place:
 //! `--nic`, `--ip ADDR/PREFIX`, `--gateway`, `--cores`, `--config FILE`
 //! (the stack's TOML; flags given on the command line override it),
-//! `--pcap FILE` and `--stats`.
+//! `--pcap FILE`, `--stats` and `--threaded`.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use ixtcp_driver::pci;
+use ixtcp_sockapi::Mode;
+use ixtcp_sockapi::host::HostConfig;
 use ixtcp_stack::StackConfig;
 
 use crate::{ExampleError, NicArgs, NicSpec};
@@ -64,6 +66,10 @@ pub struct StackArgs {
     /// Print per-core statistics once a second.
     #[arg(long)]
     pub stats: bool,
+    /// A stack thread and an application thread per core (mTCP's model)
+    /// instead of both on one thread (run to completion, the default).
+    #[arg(long)]
+    pub threaded: bool,
     /// Where PCI devices are found (for tests against a fake tree).
     #[arg(long, default_value = pci::SYSFS_PCI_DEVICES, hide = true)]
     pub sysfs_root: PathBuf,
@@ -98,6 +104,24 @@ impl StackArgs {
             cfg.pcap = Some(p.clone());
         }
         cfg.validate().map_err(|e| ExampleError::Other(e.to_string()))?;
+        Ok(cfg)
+    }
+
+    /// The sockapi runtime these flags ask for.
+    pub fn mode(&self) -> Mode {
+        if self.threaded { Mode::Threaded } else { Mode::Inline }
+    }
+
+    /// The host these flags describe: [`stack_config`](Self::stack_config)
+    /// on `--nic` in [`mode`](Self::mode). A model naps briefly when idle
+    /// (it shares the machine with its peer); hardware polls without pause.
+    pub fn host_config(&self, default_ip: IpPrefix) -> Result<HostConfig, ExampleError> {
+        let stack = self.stack_config(default_ip)?;
+        let mut cfg = match self.nic {
+            NicSpec::Pci(_) | NicSpec::Vfio(_) => HostConfig::new(stack, self.nic.clone(), self.mode()),
+            _ => HostConfig { nic: self.nic.clone(), ..HostConfig::model(stack, self.mode()) },
+        };
+        cfg.open.sysfs_root = self.sysfs_root.clone();
         Ok(cfg)
     }
 

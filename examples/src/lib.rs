@@ -18,6 +18,7 @@ pub mod http;
 pub mod kernel;
 pub mod latency;
 pub mod nic;
+pub mod program;
 pub mod reactor;
 pub mod report;
 pub mod session;

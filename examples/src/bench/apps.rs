@@ -158,9 +158,15 @@ pub fn client_part<R: Reactor>(
     Ok(tally)
 }
 
-/// Opens `n` idle connections to `server` through `reactor` and waits until
-/// all are established (or `limit` passes); returns them, to be closed by
-/// the caller when the workload is over.
+/// Connections of [`open_idle`] in their handshake at once: a burst of
+/// thousands of SYNs would overrun the peer's receive ring and backlog and
+/// leave the dropped ones to the (slow) SYN retransmission.
+pub const IDLE_OPEN_WINDOW: usize = 256;
+
+/// Opens `n` idle connections to `server` through `reactor`, at most
+/// [`IDLE_OPEN_WINDOW`] connecting at once, and waits until all are
+/// established (or `limit` passes); returns them, to be closed by the
+/// caller when the workload is over.
 pub fn open_idle<R: Reactor>(
     reactor: &mut R,
     server: SocketAddrV4,
@@ -168,34 +174,37 @@ pub fn open_idle<R: Reactor>(
     limit: Duration,
 ) -> io::Result<Vec<R::Stream>> {
     let mut idle = Vec::with_capacity(n);
-    let mut pending: Vec<R::Stream> = Vec::with_capacity(n);
-    for _ in 0..n {
-        pending.push(reactor.connect(server)?);
-    }
+    let mut pending: Vec<R::Stream> = Vec::with_capacity(IDLE_OPEN_WINDOW);
     let deadline = Instant::now() + limit;
     let mut events = Vec::new();
-    while !pending.is_empty() {
+    while idle.len() < n {
+        while pending.len() < IDLE_OPEN_WINDOW && idle.len() + pending.len() < n {
+            pending.push(reactor.connect(server)?);
+        }
         let mut still = Vec::with_capacity(pending.len());
         for s in pending {
             match reactor.connected(&s) {
                 Ok(true) => idle.push(s),
                 Ok(false) => still.push(s),
-                Err(e) => return Err(io::Error::new(e.kind(), format!("opening idle connections: {e}"))),
+                Err(e) => {
+                    let ok = idle.len();
+                    return Err(io::Error::new(e.kind(), format!("opening idle connection {}: {e}", ok + 1)));
+                }
             }
         }
         pending = still;
-        if pending.is_empty() {
+        if idle.len() == n {
             break;
         }
         if Instant::now() > deadline {
-            let (ok, left) = (idle.len(), pending.len());
+            let (ok, left) = (idle.len(), n - idle.len());
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("{ok} idle connections established, {left} still connecting after {limit:?}"),
+                format!("{ok} idle connections established, {left} not after {limit:?}"),
             ));
         }
         events.clear();
-        reactor.wait(&mut events, Some(Duration::from_millis(5)))?;
+        reactor.wait(&mut events, Some(Duration::from_millis(1)))?;
     }
     Ok(idle)
 }

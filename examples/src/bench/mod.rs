@@ -6,6 +6,8 @@
 //! - [`Workload`]: what is measured and in which unit.
 //! - [`apps`]: the server and client side of each workload over any
 //!   [`Reactor`](crate::reactor::Reactor).
+//! - [`ixtcp_side`]: the ixtcp run (two hosts over linked models, one
+//!   inline stack core per core of the split, pinned).
 //! - [`kernel_side`]: the kernel run (threads pinned to the split's cores).
 //! - [`Report`]: the table, JSON and SVG.
 //!
@@ -13,6 +15,7 @@
 //! cores (the client side has as many cores or fewer).
 
 pub mod apps;
+pub mod ixtcp_side;
 pub mod kernel_side;
 pub mod plot;
 

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use ixtcp_examples::bench::ixtcp_side;
 use ixtcp_examples::bench::kernel_side::{self, IdleGuard};
 use ixtcp_examples::bench::{Params, Report, Row, Split, Workload, machine, plot};
 use ixtcp_examples::kernel::raise_fd_limit;
@@ -139,8 +140,19 @@ fn main() {
             Row { workload: w, title: w.title(&params), unit: w.unit(), ixtcp: None, kernel: None, notes: Vec::new() };
         if run_ixtcp {
             progress.step += 1;
-            progress.show(&format!("ixtcp:  {}", row.title), 0.0);
-            row.notes.push("ixtcp: the ixtcp side is not wired to the stack yet".into());
+            let label = format!("ixtcp:  {}", row.title);
+            progress.show(&label, 0.0);
+            match ixtcp_side::run(w, &split, &params, &mut |f| progress.show(&label, f)) {
+                Ok((m, tallies)) => {
+                    if m.failures > 0 {
+                        let first: Vec<String> =
+                            tallies.iter().flat_map(|t| t.first_failures.clone()).take(3).collect();
+                        row.notes.push(format!("ixtcp: {} failures, first: {}", m.failures, first.join("; ")));
+                    }
+                    row.ixtcp = Some(m);
+                }
+                Err(e) => row.notes.push(format!("ixtcp: failed: {e}")),
+            }
         }
         if run_kernel {
             progress.step += 1;

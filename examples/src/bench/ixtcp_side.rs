@@ -1,0 +1,181 @@
+//! ixtcp's run of a workload: two hosts in this process over two linked
+//! 82599 models ([`LinkedHosts`]), the server host with one stack core per
+//! server core of the split and the client host with one per client core,
+//! both in sockapi's inline runtime (application and stack on one thread
+//! per core, pinned to the split's core). Each core runs the same
+//! [`server_part`] / [`client_part`] as the kernel side, over
+//! [`Sockets`].
+//!
+//! Order of a run: servers listen; each client core opens its share of the
+//! idle connections (idle workload) and then starts its loop; the calling
+//! thread waits out the warm-up and measures; it stops the clients, the
+//! last client to finish stops the servers, and both hosts linger until
+//! their connections are closed.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ixtcp_sockapi::Mode;
+use ixtcp_sockapi::host::{HostConfig, LinkedHosts};
+use ixtcp_stack::StackConfig;
+
+use super::apps::{client_part, open_idle, server_part, share};
+use super::kernel_side::{measured, pin, wait_open};
+use super::{Measured, Params, Split, Workload, measure};
+use crate::reactor::{Gauge, Until, wait_listening};
+use crate::session::Tally;
+use crate::sockets::Sockets;
+
+/// The server host's address.
+pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The client host's address.
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// The port every workload is served on.
+pub const PORT: u16 = 8000;
+
+/// Send and receive buffer of each connection in the idle workload: ten
+/// thousand idle connections with the default 64 KiB each way would hold
+/// over a gigabyte per host for nothing (the kernel sizes its buffers on
+/// demand; the stack's slots have fixed buffers).
+pub const IDLE_SOCKET_BUFFER: usize = 16 * 1024;
+
+/// The stack configurations of both hosts for `w`.
+pub fn host_configs(w: Workload, split: &Split, params: &Params) -> (HostConfig, HostConfig) {
+    let shared_cpu = split.server.iter().any(|c| split.client.contains(c));
+    let make = |ip: Ipv4Addr, cores: usize| {
+        let mut stack = StackConfig::new(ip, 24);
+        stack.cores = u16::try_from(cores.clamp(1, 16)).unwrap_or(1);
+        // Room for the active connections, the idle ones and those still
+        // closing, on any one core (RSS spreads them unevenly).
+        let idle = if w == Workload::EchoIdle { params.idle } else { 0 };
+        stack.max_connections = (idle + 4 * params.conns + 1024).max(stack.max_connections);
+        stack.backlog = 4096;
+        if w == Workload::EchoIdle {
+            stack.socket_rx_buffer = IDLE_SOCKET_BUFFER;
+            stack.socket_tx_buffer = IDLE_SOCKET_BUFFER;
+        }
+        let mut cfg = HostConfig::model(stack, Mode::Inline);
+        // Poll without pausing when each side has CPUs of its own, as on
+        // hardware; nap when idle when both share one.
+        if !shared_cpu {
+            cfg.idle_wait = None;
+        }
+        cfg.stats_every = 1024;
+        cfg
+    };
+    (make(SERVER_IP, split.server.len()), make(CLIENT_IP, split.client.len()))
+}
+
+/// Runs `w` on ixtcp; returns the measured figures and the client tallies.
+pub fn run(
+    w: Workload,
+    split: &Split,
+    params: &Params,
+    progress: &mut dyn FnMut(f64),
+) -> io::Result<(Measured, Vec<Tally>)> {
+    let (server_cfg, client_cfg) = host_configs(w, split, params);
+    let hosts = LinkedHosts::start(server_cfg, client_cfg)?;
+    let addr = SocketAddrV4::new(SERVER_IP, PORT);
+    let client_stop = Arc::new(AtomicBool::new(false));
+    let server_stop = Arc::new(AtomicBool::new(false));
+    let client_until = Until::flag(Arc::clone(&client_stop));
+    let server_until = Until::flag(Arc::clone(&server_stop));
+    let server_gauges: Vec<Arc<Gauge>> = split.server.iter().map(|_| Arc::default()).collect();
+    let client_gauges: Vec<Arc<Gauge>> = split.client.iter().map(|_| Arc::default()).collect();
+    // Client cores that have started their loop, and that have finished it.
+    let started = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    let clients = split.client.len();
+
+    let server_app = |ctx: &ixtcp_sockapi::Context| -> io::Result<Tally> {
+        let core = ctx.core();
+        pin(split.server.get(core).copied().unwrap_or(0));
+        let gauge = server_gauges.get(core).ok_or_else(|| io::Error::other("no gauge for a server core"))?;
+        let mut r = Sockets::new(ctx)?;
+        server_part(w, &mut r, addr, &server_until, gauge)
+    };
+    let client_app = |ctx: &ixtcp_sockapi::Context| -> io::Result<Tally> {
+        let index = ctx.core();
+        pin(split.client.get(index).copied().unwrap_or(0));
+        let result = (|| {
+            let gauge = client_gauges.get(index).ok_or_else(|| io::Error::other("no gauge for a client core"))?;
+            let mut r = Sockets::new(ctx)?;
+            if !wait_listening(&server_gauges, Duration::from_secs(10)) {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "the ixtcp server never listened"));
+            }
+            let idle = if w == Workload::EchoIdle {
+                let idle = open_idle(&mut r, addr, share(params.idle, index, clients), Duration::from_secs(60))?;
+                wait_open(&server_gauges, params.idle, Duration::from_secs(60))?;
+                idle
+            } else {
+                Vec::new()
+            };
+            started.fetch_add(1, Ordering::AcqRel);
+            let tally = client_part(w, &mut r, addr, params, (index, clients), &client_until, gauge);
+            for s in idle {
+                let _ = s.close();
+            }
+            tally
+        })();
+        // The last client core out stops the servers, so that no server
+        // closes a connection in the middle of a transaction.
+        if finished.fetch_add(1, Ordering::AcqRel) + 1 == clients {
+            server_stop.store(true, Ordering::Relaxed);
+        }
+        result
+    };
+
+    std::thread::scope(|s| {
+        let running = s.spawn(|| hosts.run(server_app, client_app));
+        // Wait until every client core runs its loop (or the run ended early).
+        let limit = Instant::now() + Duration::from_secs(130);
+        let mut ready = true;
+        while started.load(Ordering::Acquire) < clients {
+            if running.is_finished() || Instant::now() > limit {
+                ready = false;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let figures = ready.then(|| measure(w, &client_gauges, params, split.server.len(), progress));
+        client_stop.store(true, Ordering::Relaxed);
+        let joined = running.join().map_err(|_| io::Error::other("an ixtcp host thread panicked"))?;
+        let (servers, clients) = joined.map_err(|e| io::Error::new(e.kind(), format!("ixtcp hosts: {e}")))?;
+        for srv in servers {
+            srv.map_err(|e| io::Error::new(e.kind(), format!("ixtcp server: {e}")))?;
+        }
+        let tallies = clients
+            .into_iter()
+            .collect::<io::Result<Vec<Tally>>>()
+            .map_err(|e| io::Error::new(e.kind(), format!("ixtcp client: {e}")))?;
+        let (total, per_core) =
+            figures.ok_or_else(|| io::Error::other("the ixtcp clients never started (timed out)"))?;
+        Ok((measured(total, per_core, &tallies, w), tallies))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_workload_runs_on_ixtcp() {
+        let params = Params {
+            warmup: Duration::from_millis(50),
+            measure: Duration::from_millis(200),
+            conns: 4,
+            size: 64,
+            idle: 50,
+        };
+        let split = Split::halves(std::thread::available_parallelism().map_or(1, |n| n.get()), None);
+        for w in Workload::ALL {
+            let (m, tallies) = run(w, &split, &params, &mut |_| {}).unwrap();
+            let failures: Vec<_> = tallies.iter().flat_map(|t| t.first_failures.clone()).collect();
+            assert_eq!(m.failures, 0, "{w:?}: {failures:?}");
+            assert!(m.total > 0.0, "{w:?}");
+        }
+    }
+}

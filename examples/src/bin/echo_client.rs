@@ -1,0 +1,140 @@
+//! echo_client: keeps C connections to an echo server busy with B-byte
+//! messages, verifies every echoed byte, prints transactions per second
+//! per core every second and a summary with p50/p99/p99.9 latency at exit.
+//!
+//! ```text
+//! cargo run --release -p ixtcp-examples --bin echo_client -- --seconds 5            # no NIC: in-process server on a linked model
+//! sudo target/release/echo_client --nic tap:ixtcp0 --ip 10.0.0.1/24 --server 10.0.0.2:7 --conns 64 --seconds 10
+//! sudo target/release/echo_client --nic pci:0000:03:00.0 --ip 10.1.0.2/24 --cores 4 --server 10.1.0.1:7 --new-conn
+//! ```
+//!
+//! With `--nic model` (the default) the server runs in this process: an
+//! echo server host at the `--server` address (default 10.0.0.1:7) on a
+//! second 82599 model linked to ours. Exit status 1 when a transaction
+//! failed (a byte differed, a connection was refused or reset).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ixtcp_examples::cli::{IpPrefix, StackArgs};
+use ixtcp_examples::program::{
+    EchoLoad, StackTicker, load_echo, parse_seconds, peer_config, pin_core, pins, run_linked, same_subnet, serve_echo,
+    stack_summary, tallies, until_interrupted,
+};
+use ixtcp_examples::reactor::Gauge;
+use ixtcp_examples::report::{Ticker, Unit, summary};
+use ixtcp_examples::{ExampleError, NicSpec, exit_with};
+use ixtcp_sockapi::host::{Host, LinkedHosts};
+
+#[derive(Debug, Parser)]
+#[command(about = "Echo load generator over ixtcp: every echoed byte verified")]
+struct Args {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The echo server (default with --nic model: 10.0.0.1:7, served in this process).
+    #[arg(long, value_name = "ADDR:PORT")]
+    server: Option<SocketAddrV4>,
+    /// Connections, spread over the cores.
+    #[arg(long, value_name = "C", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    conns: u32,
+    /// Message size in bytes.
+    #[arg(long, value_name = "B", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    size: u32,
+    /// Run this long (Ctrl-C stops earlier).
+    #[arg(long, value_name = "S", default_value = "10", value_parser = parse_seconds)]
+    seconds: f64,
+    /// A new connection per transaction instead of persistent connections.
+    #[arg(long)]
+    new_conn: bool,
+    /// Seed of the message contents.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+const DEFAULT_SERVER: SocketAddrV4 = SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 1), 7);
+
+fn main() {
+    let args = Args::parse();
+    // Catch Ctrl-C from the start, so that it always stops cleanly.
+    ixtcp_examples::interrupted();
+    if let Err(e) = run(&args) {
+        exit_with(&e);
+    }
+}
+
+fn run(args: &Args) -> Result<(), ExampleError> {
+    let model = args.stack.nic == NicSpec::Model;
+    let server = match args.server {
+        Some(s) => s,
+        None if model => DEFAULT_SERVER,
+        None => {
+            return Err(ExampleError::Other(format!("--server ADDR:PORT is required with --nic {}", args.stack.nic)));
+        }
+    };
+    let ours = args.stack.host_config(IpPrefix { addr: [10, 0, 0, 2].into(), prefix: 24 })?;
+    let cores = usize::from(ours.stack.cores);
+    let load = EchoLoad {
+        server,
+        conns: args.conns as usize,
+        size: args.size as usize,
+        new_conn: args.new_conn,
+        seed: args.seed,
+    };
+    let until = until_interrupted(Some(args.seconds));
+    let gauges: Vec<Arc<Gauge>> = (0..cores).map(|_| Arc::default()).collect();
+    // The rate is over the time the load ran, not the start-up and linger.
+    let started = Instant::now();
+    let ended = AtomicU64::new(0);
+    let mode = if args.new_conn { "a new connection per transaction" } else { "persistent connections" };
+    eprintln!(
+        "echo_client: {} on {} ({} cores), {} connections to {server}, {} B messages, {mode}, {:.0} s",
+        ours.stack.ip, args.stack.nic, cores, load.conns, load.size, args.seconds
+    );
+    let app = |ctx: &ixtcp_sockapi::Context| {
+        if pins(&args.stack.nic) {
+            pin_core(ctx.core());
+        }
+        let gauge = &gauges[ctx.core() % gauges.len()];
+        let result = load_echo(ctx, &load, (ctx.core(), cores), &until, gauge);
+        ended.fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        result
+    };
+    let (results, stats) = if model {
+        let peer = peer_config(&ours, *server.ip());
+        same_subnet(&ours, *server.ip()).map_err(ExampleError::Other)?;
+        eprintln!("--nic model: the echo server runs in this process at {server} on a linked 82599 model");
+        let hosts = LinkedHosts::start(peer, ours).map_err(|e| ExampleError::Other(format!("starting hosts: {e}")))?;
+        let stats = hosts.client.stats();
+        let _stack_ticker = args.stack.stats.then(|| StackTicker::start("echo_client", stats.clone()));
+        let _ticker = Ticker::start("echo_client", gauges.clone(), Unit::Transactions);
+        let server_gauges = vec![Arc::new(Gauge::default())];
+        let (srv, cli) =
+            run_linked(hosts, &server_gauges, |ctx, until| serve_echo(ctx, server, until, &server_gauges[0]), app)
+                .map_err(|e| ExampleError::Other(e.to_string()))?;
+        if let (_, Some(e)) = tallies(srv) {
+            eprintln!("the in-process server failed: {e}");
+        }
+        (cli, stats)
+    } else {
+        let host = Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {}: {e}", args.stack.nic)))?;
+        let stats = host.stats();
+        let _stack_ticker = args.stack.stats.then(|| StackTicker::start("echo_client", stats.clone()));
+        let _ticker = Ticker::start("echo_client", gauges.clone(), Unit::Transactions);
+        (host.run(app).map_err(|e| ExampleError::Other(e.to_string()))?, stats)
+    };
+    let elapsed = Duration::from_nanos(ended.load(Ordering::Relaxed));
+    let (tallies, error) = tallies(results);
+    print!("{}", summary("echo_client", &tallies, elapsed, Unit::Transactions));
+    print!("{}", stack_summary("echo_client", &stats));
+    if let Some(e) = error {
+        return Err(ExampleError::Other(e.to_string()));
+    }
+    if tallies.iter().any(|t| t.total_failures() > 0) {
+        return Err(ExampleError::Other("some transactions failed (see above)".into()));
+    }
+    Ok(())
+}
