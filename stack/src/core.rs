@@ -429,7 +429,8 @@ impl<P: PacketIo> StackCore<P> {
                     Ok(Ipv4Class::Tcp(h)) => self.ingress_tcp(h, buf),
                 }
             }
-            None => self.port.stats.drop_not_ours += 1,
+            None if buf.len() < ETH_HEADER_LEN => self.port.stats.drop_malformed += 1,
+            None => self.port.stats.drop_ethertype += 1,
         }
     }
 
@@ -499,8 +500,10 @@ impl<P: PacketIo> StackCore<P> {
         self.port.rx_current = Some(buf);
         self.port.last_tx_ack = None;
         let conn = &mut self.conns[idx];
+        self.port.snd_max = Some(conn.snd_max);
         self.iface.poll_ingress_single(self.now, &mut self.port, &mut conn.set);
         self.port.rx_current = None;
+        conn.snd_max = self.port.snd_max.take().flatten();
         if let Some(a) = self.port.last_tx_ack.take() {
             conn.sent_ack = Some(a);
         }
@@ -762,12 +765,14 @@ impl<P: PacketIo> StackCore<P> {
             c.sock_mut().set_ack_delay(None);
         }
         self.port.last_tx_ack = None;
+        self.port.snd_max = Some(c.snd_max);
         while sent < burst && self.port.tx_room() > 0 {
             match self.iface.poll_egress(now, &mut self.port, &mut c.set) {
                 PollResult::None => break,
                 PollResult::SocketStateChanged => sent += 1,
             }
         }
+        c.snd_max = self.port.snd_max.take().flatten();
         if let Some(a) = self.port.last_tx_ack.take() {
             c.sent_ack = Some(a);
         }

@@ -71,8 +71,10 @@ core_stats! {
     rx_arp,
     /// Frames dropped: truncated, bad headers, IPv4 fragments.
     drop_malformed,
-    /// Frames dropped: not IPv4/ARP, IPv4 not TCP, or not for our address.
+    /// Frames dropped: IPv4 but not TCP, or not for our address.
     drop_not_ours,
+    /// Frames dropped: neither IPv4 nor ARP (IPv6, VLAN-tagged, LLDP, junk).
+    drop_ethertype,
     /// Frames dropped because the TX batch (ring) was full.
     drop_ring_full,
     /// Packets not built because the mempool was empty.
@@ -91,6 +93,8 @@ core_stats! {
     arp_requests,
     /// ARP replies sent.
     arp_replies,
+    /// ARP frames claiming our own address from another MAC: ignored.
+    arp_spoofed,
     /// Neighbours added or changed from ARP input.
     arp_learned,
     /// Packets that waited for ARP and were then sent.
@@ -115,6 +119,10 @@ core_stats! {
     time_wait_reused,
     /// ACKs crafted for retransmitted FINs in TIME_WAIT.
     time_wait_acks,
+    /// TCP segments sent again: their sequence space (payload, SYN or FIN)
+    /// had been sent before on the same connection (timeouts, fast
+    /// retransmits). Counted when smoltcp builds them.
+    tcp_retransmits,
     /// Loop iterations.
     polls,
     /// Timer expiries handled.
