@@ -24,7 +24,7 @@ use smoltcp::time::Instant;
 
 use crate::ether::{self, Arp, ArpOp, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, MacAddr};
 use crate::io::PacketIo;
-use crate::neighbor::Resolver;
+use crate::neighbor::{Ask, Resolver};
 use crate::pcap::PcapFile;
 use crate::stats::CoreStats;
 
@@ -159,7 +159,11 @@ impl<P: PacketIo> Port<P> {
 
     /// Sends an ARP request for `ip` unless one went out recently.
     pub fn ask(&mut self, ip: Ipv4Addr) {
-        if self.resolver.should_ask(ip, self.now_ms) {
+        let decision = self.resolver.should_ask(ip, self.now_ms);
+        if decision == Ask::OverBudget {
+            self.stats.arp_requests_suppressed += 1;
+        }
+        if decision == Ask::Send {
             let req = Arp {
                 op: ArpOp::Request,
                 sender_mac: self.mac,

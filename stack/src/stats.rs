@@ -87,10 +87,16 @@ core_stats! {
     drop_no_neighbor,
     /// Packets dropped with no route (off-subnet and no gateway).
     drop_no_route,
+    /// `send` calls cut short or refused because the connection's send
+    /// buffer was full (the peer reads slowly or its window is closed).
+    send_buffer_full,
     /// Times the TX ring could not take the whole batch.
     tx_ring_full,
     /// ARP requests sent.
     arp_requests,
+    /// ARP requests not sent because the core's budget per retry
+    /// interval was spent (many unresolved addresses at once).
+    arp_requests_suppressed,
     /// ARP replies sent.
     arp_replies,
     /// ARP frames claiming our own address from another MAC: ignored.
