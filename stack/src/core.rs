@@ -532,6 +532,10 @@ impl<P: PacketIo> StackCore<P> {
             self.free_slot(idx);
             return;
         }
+        // SYN-RECEIVED ends within the handshake timeout: smoltcp would
+        // otherwise retransmit the SYN-ACK to a spoofed source forever, and
+        // a SYN flood would hold the backlog full for good.
+        c.sock_mut().set_timeout(Some(smoltcp::time::Duration::from_millis(cfg.connect_timeout_ms)));
         c.phase = Phase::Embryonic;
         c.listener = Some(li);
         c.key = Some(key);
@@ -641,7 +645,7 @@ impl<P: PacketIo> StackCore<P> {
                     c.established = true;
                     // The connect timeout ends with the handshake.
                     let idle = self.cfg.idle_timeout_ms;
-                    if c.phase == Phase::App {
+                    if matches!(c.phase, Phase::App | Phase::Embryonic) {
                         c.sock_mut().set_timeout((idle > 0).then(|| smoltcp::time::Duration::from_millis(idle)));
                     }
                     if c.phase == Phase::Embryonic
