@@ -178,6 +178,21 @@ fn fix_stale_ack(buf: &mut PacketBuf, our_ack: u32) {
     tcp.fill_checksum(&src, &dst);
 }
 
+/// RFC 5961 3.2 for a synchronized connection: an RST resets it only when
+/// its sequence number is exactly RCV.NXT (here: the acknowledgement we
+/// last sent, `our_ack`). smoltcp accepts an RST anywhere in the receive
+/// window, which gives a blind attacker odds of window/2^32 per guess
+/// instead of 1/2^32. Such an RST is dropped without the challenge ACK
+/// the RFC asks for; a peer that really reset answers our next segment
+/// with an RST at exactly our acknowledgement, which is accepted.
+fn rst_out_of_place(ip: &[u8], our_ack: u32, state: State) -> bool {
+    let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(ip) else { return false };
+    if h.flags & ether::tcp_flags::RST == 0 || matches!(state, State::Listen | State::SynSent | State::SynReceived) {
+        return false;
+    }
+    ether::tcp_seq_ack(ip).0 != our_ack
+}
+
 /// The wheel tick (ms) at or after `t`.
 fn tick_ceil(t: Instant) -> u64 {
     (t.total_micros().max(0) as u64).div_ceil(1000)
@@ -495,6 +510,10 @@ impl<P: PacketIo> StackCore<P> {
     /// Hands a segment to the connection's own socket set.
     fn deliver(&mut self, idx: usize, mut buf: PacketBuf) {
         if let Some(ack) = self.conns[idx].sent_ack {
+            if rst_out_of_place(buf.data(), ack, self.conns[idx].sock().state()) {
+                self.port.stats.drop_rst_out_of_place += 1;
+                return;
+            }
             fix_stale_ack(&mut buf, ack);
         }
         self.port.rx_current = Some(buf);

@@ -79,6 +79,9 @@ core_stats! {
     drop_ring_full,
     /// Packets not built because the mempool was empty.
     drop_mempool_empty,
+    /// RSTs for a synchronized connection whose sequence number was not
+    /// exactly RCV.NXT (RFC 5961 3.2): dropped, the connection lives on.
+    drop_rst_out_of_place,
     /// SYNs dropped because the listener's backlog was full.
     drop_backlog_full,
     /// SYNs dropped because the core had no free socket.
