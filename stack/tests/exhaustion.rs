@@ -12,7 +12,7 @@ use common::model::{IPS, ModelCore, ModelWorld, model_config};
 use common::{BulkApp, Pattern};
 use ixtcp_driver::mempool::PacketBuf;
 use ixtcp_driver::wire::link::LinkConfig;
-use ixtcp_stack::{ConnId, Event, StackConfig, StackError};
+use ixtcp_stack::{ConnId, StackConfig, StackError};
 
 const SERVER: usize = 0;
 const PORT: u16 = 5000;
