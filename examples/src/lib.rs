@@ -10,8 +10,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bench;
+pub mod cli;
+pub mod echo;
 pub mod frame;
+pub mod http;
+pub mod kernel;
+pub mod latency;
 pub mod nic;
+pub mod reactor;
+pub mod report;
+pub mod session;
+pub mod sockets;
 pub mod stats;
 
 use std::fmt;

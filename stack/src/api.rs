@@ -215,6 +215,38 @@ impl<P: PacketIo> StackCore<P> {
         r
     }
 
+    /// Disables (`true`) or enables Nagle's algorithm on one connection
+    /// (the configured `nodelay` is every new connection's default).
+    pub fn set_nodelay(&mut self, id: ConnId, nodelay: bool) -> Result<(), StackError> {
+        let idx = self.slot_of(id)?;
+        self.conns[idx].sock_mut().set_nagle_enabled(!nodelay);
+        Ok(())
+    }
+
+    /// Whether Nagle's algorithm is off on this connection.
+    pub fn nodelay(&self, id: ConnId) -> Result<bool, StackError> {
+        Ok(!self.conns[self.slot_of(id)?].sock().nagle_enabled())
+    }
+
+    /// Sends keep-alives on one connection after `interval_ms` of silence
+    /// (`None`: never); the configured `keepalive_ms` is the default. A zero
+    /// interval is refused, as it would flood the peer.
+    pub fn set_keepalive(&mut self, id: ConnId, interval_ms: Option<u64>) -> Result<(), StackError> {
+        let idx = self.slot_of(id)?;
+        if interval_ms == Some(0) {
+            return Err(StackError::InvalidOption("keep-alive interval 0"));
+        }
+        self.conns[idx].sock_mut().set_keep_alive(interval_ms.map(Duration::from_millis));
+        // The socket's next timer may now be earlier.
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
+    /// The keep-alive interval of this connection, ms.
+    pub fn keepalive(&self, id: ConnId) -> Result<Option<u64>, StackError> {
+        Ok(self.conns[self.slot_of(id)?].sock().keep_alive().map(|d| d.total_millis()))
+    }
+
     /// Bytes waiting to be read.
     pub fn recv_queue(&self, id: ConnId) -> Result<usize, StackError> {
         Ok(self.conns[self.slot_of(id)?].sock().recv_queue())

@@ -153,6 +153,11 @@ fn instant_of(ns: u64) -> Instant {
 /// its checksum is recomputed, if it was valid to begin with. Its ACK then
 /// counts. Keep-alives (exactly one below) are left alone so they are still
 /// answered.
+///
+/// Only segments at most [`STALE_ACK_WINDOW`] behind are mended: a rewind
+/// never goes back further than the data in flight, which a receive window
+/// bounds, and a blind attacker must still guess a sequence number that
+/// close to be heard (the same odds as guessing one inside the window).
 fn fix_stale_ack(buf: &mut PacketBuf, our_ack: u32) {
     use smoltcp::wire::{Ipv4Packet, TcpPacket};
     let ip = buf.data();
@@ -165,7 +170,7 @@ fn fix_stale_ack(buf: &mut PacketBuf, our_ack: u32) {
     }
     let (seq, _) = ether::tcp_seq_ack(ip);
     let behind = our_ack.wrapping_sub(seq) as i32;
-    if behind <= 1 {
+    if behind <= 1 || behind > STALE_ACK_WINDOW {
         return;
     }
     let (src, dst) = (IpAddress::Ipv4(h.src), IpAddress::Ipv4(h.dst));
@@ -192,6 +197,11 @@ fn rst_out_of_place(ip: &[u8], our_ack: u32, state: State) -> bool {
     }
     ether::tcp_seq_ack(ip).0 != our_ack
 }
+
+/// How far behind our last acknowledgement a pure ACK may be and still be
+/// mended by [`fix_stale_ack`]: the largest window smoltcp advertises with
+/// the default scale (1 MiB).
+const STALE_ACK_WINDOW: i32 = 1 << 20;
 
 /// The wheel tick (ms) at or after `t`.
 fn tick_ceil(t: Instant) -> u64 {

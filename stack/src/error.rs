@@ -51,6 +51,8 @@ pub enum StackError {
     NotListening(u16),
     /// The core is shutting down.
     ShuttingDown,
+    /// A per-connection option value that makes no sense.
+    InvalidOption(&'static str),
     /// The device or runtime failed.
     Device(String),
 }
@@ -92,6 +94,7 @@ impl fmt::Display for StackError {
             StackError::InvalidPort(p) => write!(f, "port {p} is zero or already listening"),
             StackError::NotListening(p) => write!(f, "nothing listens on port {p}"),
             StackError::ShuttingDown => write!(f, "the stack core is shutting down"),
+            StackError::InvalidOption(what) => write!(f, "invalid option: {what}"),
             StackError::Device(m) => write!(f, "device: {m}"),
         }
     }

@@ -184,9 +184,25 @@ fn seed_from_env(default: u64) -> u64 {
 }
 
 #[test]
+fn models_carry_a_thousand_connections_one_mib_each_way_on_one_core() {
+    thousand_connections_over_models(1);
+}
+
+#[test]
 fn models_carry_a_thousand_connections_one_mib_each_way_on_two_cores() {
+    thousand_connections_over_models(2);
+}
+
+#[test]
+fn models_carry_a_thousand_connections_one_mib_each_way_on_four_cores() {
+    thousand_connections_over_models(4);
+}
+
+/// 1 000 connections per host (half opened by each side), 1 MiB each way,
+/// every byte verified, every segment on the core that owns its TCB.
+fn thousand_connections_over_models(cores: u16) {
     let seed = seed_from_env(21);
-    let mut w = ModelWorld::new(2, LinkConfig::unlimited(), seed, |c| {
+    let mut w = ModelWorld::new(cores, LinkConfig::unlimited(), seed, |c| {
         c.socket_rx_buffer = 16 * 1024;
         c.socket_tx_buffer = 16 * 1024;
         c.max_connections = 1000;
@@ -206,7 +222,7 @@ fn models_carry_a_thousand_connections_one_mib_each_way_on_two_cores() {
         }
         assert_eq!(w.hosts[h].model.faults(), vec![], "model faults");
     }
-    println!("models: {} steps, {} virtual ms", w.steps, w.clock.now_ns() / 1_000_000);
+    println!("models, {cores} core(s): {} steps, {} virtual ms", w.steps, w.clock.now_ns() / 1_000_000);
 }
 
 #[test]

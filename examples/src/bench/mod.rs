@@ -1,0 +1,337 @@
+//! The per-core benchmark: the same workloads on ixtcp (two linked 82599
+//! models in one process) and on Linux kernel sockets (loopback), with the
+//! same application code, the same core split and the same durations, in
+//! one run; the ratio is the figure that counts.
+//!
+//! - [`Workload`]: what is measured and in which unit.
+//! - [`apps`]: the server and client side of each workload over any
+//!   [`Reactor`](crate::reactor::Reactor).
+//! - [`kernel_side`]: the kernel run (threads pinned to the split's cores).
+//! - [`Report`]: the table, JSON and SVG.
+//!
+//! Per-core figures are the aggregate rate divided by the number of server
+//! cores (the client side has as many cores or fewer).
+
+pub mod apps;
+pub mod kernel_side;
+pub mod plot;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::reactor::Gauge;
+use crate::report::si;
+
+/// A benchmark workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// 64-byte echo over 64 persistent connections.
+    EchoPersistent,
+    /// 64-byte echo, a new connection per transaction.
+    EchoNewConn,
+    /// HTTP GET of a small file over keep-alive connections.
+    HttpKeepAlive,
+    /// HTTP GET of a small file, a new connection per request.
+    HttpNewConn,
+    /// One-way bulk transfer.
+    Bulk,
+    /// 64-byte echo over 64 connections while 10 000 idle ones are open.
+    EchoIdle,
+}
+
+impl Workload {
+    /// Every workload, in table order.
+    pub const ALL: [Workload; 6] = [
+        Workload::EchoPersistent,
+        Workload::EchoNewConn,
+        Workload::HttpKeepAlive,
+        Workload::HttpNewConn,
+        Workload::Bulk,
+        Workload::EchoIdle,
+    ];
+
+    /// A description for the table.
+    pub fn title(self, p: &Params) -> String {
+        match self {
+            Workload::EchoPersistent => format!("echo {} B, {} persistent conns", p.size, p.conns),
+            Workload::EchoNewConn => format!("echo {} B, new conn per transaction", p.size),
+            Workload::HttpKeepAlive => format!("HTTP keep-alive, {} B file", crate::http::site::BUILTIN_PAGE.len()),
+            Workload::HttpNewConn => "HTTP new conn per request".to_string(),
+            Workload::Bulk => "bulk transfer".to_string(),
+            Workload::EchoIdle => format!("echo {} B, {} conns + {} idle", p.size, p.conns, p.idle),
+        }
+    }
+
+    /// The unit of the figure.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Workload::Bulk => "Gbit/s",
+            Workload::HttpKeepAlive | Workload::HttpNewConn => "requests/s",
+            _ => "transactions/s",
+        }
+    }
+
+    /// The figure from a gauge delta over `secs`.
+    fn figure(self, transactions: u64, bytes_in: u64, secs: f64) -> f64 {
+        match self {
+            Workload::Bulk => bytes_in as f64 * 8.0 / secs / 1e9,
+            _ => transactions as f64 / secs,
+        }
+    }
+}
+
+/// Durations and sizes of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Params {
+    /// Time before measuring starts.
+    pub warmup: Duration,
+    /// Time measured.
+    pub measure: Duration,
+    /// Active connections per workload (spread over the client cores).
+    pub conns: usize,
+    /// Echo message size.
+    pub size: usize,
+    /// Idle connections in the idle workload.
+    pub idle: usize,
+}
+
+impl Params {
+    /// The default run: every workload in well under a minute per stack.
+    pub fn full() -> Params {
+        Params {
+            warmup: Duration::from_millis(1000),
+            measure: Duration::from_secs(3),
+            conns: 64,
+            size: 64,
+            idle: 10_000,
+        }
+    }
+
+    /// `--quick`, for CI: short phases and 1 000 idle connections.
+    pub fn quick() -> Params {
+        Params { warmup: Duration::from_millis(200), measure: Duration::from_millis(600), idle: 1000, ..Params::full() }
+    }
+}
+
+/// Which cores serve and which load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Split {
+    /// Cores of the server side.
+    pub server: Vec<usize>,
+    /// Cores of the client side.
+    pub client: Vec<usize>,
+}
+
+impl Split {
+    /// Half the machine each (the server gets the odd one out); on a
+    /// one-core machine both sides share core 0.
+    pub fn halves(total: usize, server_cores: Option<usize>) -> Split {
+        let total = total.max(1);
+        if total == 1 {
+            return Split { server: vec![0], client: vec![0] };
+        }
+        let s = server_cores.unwrap_or(total.div_ceil(2)).clamp(1, total - 1);
+        Split { server: (0..s).collect(), client: (s..total).collect() }
+    }
+}
+
+/// One stack's result for one workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    /// Aggregate rate in the workload's unit.
+    pub total: f64,
+    /// Per server core.
+    pub per_core: f64,
+    /// Failures counted by the clients during the whole run.
+    pub failures: u64,
+    /// Median latency, µs (none for bulk).
+    pub p50_us: Option<f64>,
+    /// 99th percentile latency, µs.
+    pub p99_us: Option<f64>,
+}
+
+/// A row of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The workload.
+    pub workload: Workload,
+    /// Its description.
+    pub title: String,
+    /// The unit.
+    pub unit: &'static str,
+    /// ixtcp's result (none if not run or failed).
+    pub ixtcp: Option<Measured>,
+    /// The kernel's result.
+    pub kernel: Option<Measured>,
+    /// Why a side has no result.
+    pub notes: Vec<String>,
+}
+
+impl Row {
+    /// ixtcp per core / kernel per core.
+    pub fn ratio(&self) -> Option<f64> {
+        match (&self.ixtcp, &self.kernel) {
+            (Some(a), Some(b)) if b.per_core > 0.0 => Some(a.per_core / b.per_core),
+            _ => None,
+        }
+    }
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The machine: CPU model and count, kernel.
+    pub machine: String,
+    /// The core split.
+    pub split: Split,
+    /// Durations and sizes.
+    pub params: Params,
+    /// One row per workload.
+    pub rows: Vec<Row>,
+}
+
+pub(crate) fn fmt_figure(x: f64, unit: &str) -> String {
+    if unit == "Gbit/s" { format!("{x:.2} Gbit/s") } else { format!("{}/s", si(x)) }
+}
+
+impl Report {
+    /// The table printed at the end of a run (Markdown, so it can go into
+    /// docs as it is).
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Per server core; server cores {:?}, client cores {:?}; {:.1} s measured after {:.1} s warm-up.",
+            self.split.server,
+            self.split.client,
+            self.params.measure.as_secs_f64(),
+            self.params.warmup.as_secs_f64()
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(out, "| workload | ixtcp | Linux kernel | ratio |");
+        let _ = writeln!(out, "|---|---:|---:|---:|");
+        for r in &self.rows {
+            let cell = |m: &Option<Measured>| match m {
+                Some(m) if m.failures > 0 => format!("{} ({} failures)", fmt_figure(m.per_core, r.unit), m.failures),
+                Some(m) => fmt_figure(m.per_core, r.unit),
+                None => "–".to_string(),
+            };
+            let ratio = r.ratio().map_or("–".to_string(), |x| format!("{x:.2}x"));
+            let _ = writeln!(out, "| {} | {} | {} | {ratio} |", r.title, cell(&r.ixtcp), cell(&r.kernel));
+        }
+        for r in &self.rows {
+            for n in &r.notes {
+                let _ = writeln!(out, "\n{}: {n}", r.title);
+            }
+        }
+        out
+    }
+
+    /// The report as pretty JSON.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+/// A short description of this machine.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or("?".into(), |s| s.trim().to_string());
+    format!("{cpu}, {cores} cores, Linux {kernel}")
+}
+
+/// Waits out the warm-up, then measures the client gauges' progress over
+/// the measuring window; `progress` is called about every 100 ms with the
+/// fraction done.
+pub fn measure(
+    w: Workload,
+    gauges: &[Arc<Gauge>],
+    params: &Params,
+    server_cores: usize,
+    mut progress: impl FnMut(f64),
+) -> (f64, f64) {
+    let read = |gs: &[Arc<Gauge>]| {
+        gs.iter().fold((0u64, 0u64), |(t, b), g| {
+            (t + g.transactions.load(Ordering::Relaxed), b + g.bytes_in.load(Ordering::Relaxed))
+        })
+    };
+    let total = params.warmup + params.measure;
+    let start = Instant::now();
+    let tick = |start: Instant, until: Instant, progress: &mut dyn FnMut(f64)| {
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));
+            progress(start.elapsed().as_secs_f64() / total.as_secs_f64());
+        }
+    };
+    tick(start, start + params.warmup, &mut progress);
+    let (t0, b0, at0) = {
+        let (t, b) = read(gauges);
+        (t, b, Instant::now())
+    };
+    tick(start, at0 + params.measure, &mut progress);
+    let (t1, b1) = read(gauges);
+    let secs = at0.elapsed().as_secs_f64().max(1e-9);
+    let total = w.figure(t1 - t0, b1 - b0, secs);
+    (total, total / server_cores.max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits() {
+        assert_eq!(Split::halves(1, None), Split { server: vec![0], client: vec![0] });
+        assert_eq!(Split::halves(2, None), Split { server: vec![0], client: vec![1] });
+        assert_eq!(Split::halves(5, None), Split { server: vec![0, 1, 2], client: vec![3, 4] });
+        assert_eq!(Split::halves(4, Some(9)), Split { server: vec![0, 1, 2], client: vec![3] });
+    }
+
+    #[test]
+    fn table_has_ratios_and_dashes() {
+        let m = |x| Some(Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None });
+        let report = Report {
+            machine: "test".into(),
+            split: Split::halves(2, None),
+            params: Params::quick(),
+            rows: vec![
+                Row {
+                    workload: Workload::EchoPersistent,
+                    title: Workload::EchoPersistent.title(&Params::quick()),
+                    unit: Workload::EchoPersistent.unit(),
+                    ixtcp: m(800_000.0),
+                    kernel: m(200_000.0),
+                    notes: vec![],
+                },
+                Row {
+                    workload: Workload::Bulk,
+                    title: "bulk transfer".into(),
+                    unit: "Gbit/s",
+                    ixtcp: None,
+                    kernel: m(12.5),
+                    notes: vec!["ixtcp: not run".into()],
+                },
+            ],
+        };
+        let t = report.table();
+        assert!(t.contains("| echo 64 B, 64 persistent conns | 800.0k/s | 200.0k/s | 4.00x |"), "{t}");
+        assert!(t.contains("| bulk transfer | – | 12.50 Gbit/s | – |"), "{t}");
+        assert!(t.contains("bulk transfer: ixtcp: not run"), "{t}");
+        let j: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(j["rows"][0]["workload"], "echo-persistent");
+        assert_eq!(j["rows"][0]["kernel"]["per_core"], 200_000.0);
+    }
+}

@@ -1,0 +1,168 @@
+//! The flags every ixtcp program takes, in one place:
+//! `--nic`, `--ip ADDR/PREFIX`, `--gateway`, `--cores`, `--config FILE`
+//! (the stack's TOML; flags given on the command line override it),
+//! `--pcap FILE` and `--stats`.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use ixtcp_driver::pci;
+use ixtcp_stack::StackConfig;
+
+use crate::{ExampleError, NicArgs, NicSpec};
+
+/// An IPv4 address with its prefix length, `10.0.0.1/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpPrefix {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// The prefix length, 1..=32.
+    pub prefix: u8,
+}
+
+impl FromStr for IpPrefix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IpPrefix, String> {
+        let bad = || format!("bad --ip {s:?}: expected ADDR/PREFIX such as 10.0.0.1/24");
+        let (a, p) = s.split_once('/').ok_or_else(bad)?;
+        let addr = a.parse().map_err(|_| bad())?;
+        let prefix = p.parse::<u8>().ok().filter(|p| (1..=32).contains(p)).ok_or_else(bad)?;
+        Ok(IpPrefix { addr, prefix })
+    }
+}
+
+impl fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Flags shared by the programs that run the TCP stack.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StackArgs {
+    /// model | tap:NAME | packet:IFACE | pci:ADDR | vfio:ADDR
+    #[arg(long, default_value = "model")]
+    pub nic: NicSpec,
+    /// Our address and prefix length (overrides the config file).
+    #[arg(long, value_name = "ADDR/PREFIX")]
+    pub ip: Option<IpPrefix>,
+    /// Next hop for destinations outside the subnet.
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Cores, one queue pair and one pinned thread each (1..=16).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub cores: Option<u16>,
+    /// The stack's configuration file (TOML; see the README for every key).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write a capture of every frame (FILE for one core, FILE.N for core N).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Print per-core statistics once a second.
+    #[arg(long)]
+    pub stats: bool,
+    /// Where PCI devices are found (for tests against a fake tree).
+    #[arg(long, default_value = pci::SYSFS_PCI_DEVICES, hide = true)]
+    pub sysfs_root: PathBuf,
+}
+
+impl StackArgs {
+    /// The stack configuration: the file's (or the defaults), then the
+    /// flags on top; `default_ip` when neither gives an address.
+    pub fn stack_config(&self, default_ip: IpPrefix) -> Result<StackConfig, ExampleError> {
+        let mut cfg = match &self.config {
+            Some(path) => StackConfig::from_file(path).map_err(|e| ExampleError::Other(e.to_string()))?,
+            None => StackConfig::default(),
+        };
+        match self.ip {
+            Some(ip) => {
+                cfg.ip = ip.addr;
+                cfg.prefix_len = ip.prefix;
+            }
+            None if cfg.ip.is_unspecified() => {
+                cfg.ip = default_ip.addr;
+                cfg.prefix_len = default_ip.prefix;
+            }
+            None => {}
+        }
+        if let Some(g) = self.gateway {
+            cfg.gateway = Some(g);
+        }
+        if let Some(c) = self.cores {
+            cfg.cores = c;
+        }
+        if let Some(p) = &self.pcap {
+            cfg.pcap = Some(p.clone());
+        }
+        cfg.validate().map_err(|e| ExampleError::Other(e.to_string()))?;
+        Ok(cfg)
+    }
+
+    /// The NIC flags for [`open`](crate::open), with one queue per core.
+    pub fn nic_args(&self, cfg: &StackConfig) -> NicArgs {
+        NicArgs {
+            nic: self.nic.clone(),
+            queues: cfg.cores,
+            rx_ring: cfg.rx_ring_size,
+            tx_ring: cfg.tx_ring_size,
+            sysfs_root: self.sysfs_root.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        stack: StackArgs,
+    }
+
+    const DEFAULT: IpPrefix = IpPrefix { addr: Ipv4Addr::new(10, 0, 0, 1), prefix: 24 };
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stack.toml");
+        std::fs::write(&file, "ip = \"10.1.0.1\"\nprefix_len = 16\ncores = 2\nnodelay = false\n").unwrap();
+        let f = file.to_str().unwrap();
+        let cli = Cli::try_parse_from(["x", "--config", f, "--cores", "1", "--gateway", "10.1.0.254"]).unwrap();
+        let cfg = cli.stack.stack_config(DEFAULT).unwrap();
+        assert_eq!((cfg.ip, cfg.prefix_len, cfg.cores), (Ipv4Addr::new(10, 1, 0, 1), 16, 1));
+        assert_eq!(cfg.gateway, Some(Ipv4Addr::new(10, 1, 0, 254)));
+        assert!(!cfg.nodelay);
+        let cli = Cli::try_parse_from(["x", "--config", f, "--ip", "192.168.7.2/30"]).unwrap();
+        let cfg = cli.stack.stack_config(DEFAULT).unwrap();
+        assert_eq!((cfg.ip, cfg.prefix_len, cfg.cores), (Ipv4Addr::new(192, 168, 7, 2), 30, 2));
+        let cfg = Cli::try_parse_from(["x"]).unwrap().stack.stack_config(DEFAULT).unwrap();
+        assert_eq!((cfg.ip, cfg.prefix_len), (DEFAULT.addr, 24));
+    }
+
+    #[test]
+    fn bad_flags_and_files_say_what_to_fix() {
+        for (args, want) in [
+            (&["x", "--ip", "10.0.0.1"][..], "ADDR/PREFIX"),
+            (&["x", "--ip", "10.0.0.1/40"][..], "ADDR/PREFIX"),
+            (&["x", "--cores", "0"][..], "--cores"),
+            (&["x", "--nic", "eth0"][..], "expected model, tap:NAME"),
+        ] {
+            let e = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "no_such_key = 1\n").unwrap();
+        let cli = Cli::try_parse_from(["x", "--config", file.to_str().unwrap()]).unwrap();
+        let e = cli.stack.stack_config(DEFAULT).unwrap_err().to_string();
+        assert!(e.contains("no_such_key"), "{e}");
+        let cli = Cli::try_parse_from(["x", "--config", "/no/such/file.toml"]).unwrap();
+        let e = cli.stack.stack_config(DEFAULT).unwrap_err().to_string();
+        assert!(e.contains("/no/such/file.toml"), "{e}");
+    }
+}

@@ -1,0 +1,430 @@
+//! The HTTP server session: one per connection.
+//!
+//! Requests are parsed with httparse from a fixed input buffer as bytes
+//! arrive, so a request split over many reads and many requests in one
+//! read (pipelining) are both handled; responses are queued and sent in
+//! request order. Small responses are coalesced into one buffer (one write
+//! for many pipelined replies); large bodies are written from the cache or
+//! streamed from disk as the connection takes them.
+//!
+//! Rules, after RFC 9112:
+//! - HTTP/1.1 keeps the connection open unless the request says
+//!   `Connection: close`; HTTP/1.0 closes it unless the request says
+//!   `Connection: keep-alive` (then the reply says so too).
+//! - An HTTP/1.1 request without `Host` is a 400. A request body
+//!   (`Content-Length`) is read and dropped; one larger than
+//!   [`Limits::max_body`] gets 413 and the connection is closed. A header
+//!   section larger than [`Limits::max_header`] gets 431. A
+//!   `Transfer-Encoding` in a request gets 501 (request bodies are not
+//!   decoded, so the next request could not be found).
+//! - GET and HEAD only; any other method gets 405 with `Allow: GET, HEAD`
+//!   and the connection stays usable.
+//! - Bad syntax gets 400 and the connection is closed; so does every other
+//!   error after which the request stream cannot be trusted.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::path::{PathError, resolve};
+use super::site::{Body, Lookup, Site};
+use super::{http_date, reason};
+use crate::session::{Session, Step, Tally, read_some, write_pending};
+
+/// Size limits of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request line plus headers, bytes.
+    pub max_header: usize,
+    /// Largest request body accepted (and dropped), bytes.
+    pub max_body: u64,
+    /// Most responses queued per connection before reading stops.
+    pub max_queued: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_header: 16 * 1024, max_body: 1024 * 1024, max_queued: 64 }
+    }
+}
+
+/// What the server cores share per core: the site and a cached date.
+#[derive(Debug)]
+pub struct HttpCore {
+    site: Site,
+    limits: Limits,
+    date_secs: u64,
+    date: String,
+    /// Responses sent per status code class (index 2 = 2xx, …).
+    pub status_classes: [u64; 6],
+}
+
+impl HttpCore {
+    /// One core's server state over `site`.
+    pub fn new(site: Site, limits: Limits) -> Rc<RefCell<HttpCore>> {
+        Rc::new(RefCell::new(HttpCore {
+            site,
+            limits,
+            date_secs: u64::MAX,
+            date: String::new(),
+            status_classes: [0; 6],
+        }))
+    }
+
+    fn date(&mut self) -> &str {
+        let now = SystemTime::now();
+        let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if secs != self.date_secs {
+            self.date_secs = secs;
+            self.date = http_date(now);
+        }
+        &self.date
+    }
+}
+
+/// Bodies up to this size are copied behind their header (one write).
+const COALESCE_MAX: usize = 16 * 1024;
+
+#[derive(Debug)]
+enum BodyCursor {
+    Memory(Arc<[u8]>, usize),
+    File { file: std::fs::File, remaining: u64 },
+}
+
+#[derive(Debug)]
+struct Response {
+    bytes: Vec<u8>,
+    pos: usize,
+    body: Option<BodyCursor>,
+}
+
+/// One connection's server side.
+#[derive(Debug)]
+pub struct HttpServer {
+    core: Rc<RefCell<HttpCore>>,
+    limits: Limits,
+    input: Box<[u8]>,
+    len: usize,
+    /// Request body bytes still to drop.
+    discard: u64,
+    out: VecDeque<Response>,
+    /// Buffer for streaming a file body.
+    chunk: Vec<u8>,
+    chunk_pos: usize,
+    /// No more requests will be parsed; close once `out` is sent.
+    closing: bool,
+    read_closed: bool,
+}
+
+enum Parsed {
+    Queued,
+    NeedMore,
+}
+
+impl HttpServer {
+    /// A new connection served by `core`.
+    pub fn new(core: Rc<RefCell<HttpCore>>) -> HttpServer {
+        let limits = core.borrow().limits;
+        HttpServer {
+            core,
+            limits,
+            input: vec![0; limits.max_header].into_boxed_slice(),
+            len: 0,
+            discard: 0,
+            out: VecDeque::new(),
+            chunk: Vec::new(),
+            chunk_pos: 0,
+            closing: false,
+            read_closed: false,
+        }
+    }
+
+    /// Queues a response; an in-memory one joins the previous one if that
+    /// has no separate body, so pipelined replies leave in one write.
+    fn queue(&mut self, mut head: Vec<u8>, body: Option<BodyCursor>) {
+        let body = match body {
+            Some(BodyCursor::Memory(b, 0)) if b.len() <= COALESCE_MAX => {
+                head.extend_from_slice(&b);
+                None
+            }
+            other => other,
+        };
+        if let Some(last) = self.out.back_mut()
+            && last.body.is_none()
+            && last.pos == 0
+        {
+            last.bytes.extend_from_slice(&head);
+            last.body = body;
+            return;
+        }
+        self.out.push_back(Response { bytes: head, pos: 0, body });
+    }
+
+    fn head(&self, status: u16, len: u64, ctype: &str, keep_alive: bool, http10: bool, extra: &str) -> Vec<u8> {
+        let mut core = self.core.borrow_mut();
+        if let Some(c) = core.status_classes.get_mut(usize::from(status / 100)) {
+            *c += 1;
+        }
+        let connection = match (keep_alive, http10) {
+            (false, _) => "Connection: close\r\n",
+            (true, true) => "Connection: keep-alive\r\n",
+            (true, false) => "",
+        };
+        format!(
+            "HTTP/1.1 {status} {}\r\nServer: ixtcp-httpd\r\nDate: {}\r\nContent-Type: {ctype}\r\n\
+             Content-Length: {len}\r\n{connection}{extra}\r\n",
+            reason(status),
+            core.date()
+        )
+        .into_bytes()
+    }
+
+    /// Queues an error page; `close` ends the connection after it.
+    fn error(&mut self, status: u16, detail: &str, head_only: bool, keep_alive: bool, http10: bool, extra: &str) {
+        let keep_alive = keep_alive && !self.closing;
+        let body = format!(
+            "<!DOCTYPE html>\n<html><head><title>{status} {r}</title></head>\n<body><h1>{status} {r}</h1>\n<p>{detail}</p>\n</body></html>\n",
+            r = reason(status)
+        );
+        let head = self.head(status, body.len() as u64, "text/html; charset=utf-8", keep_alive, http10, extra);
+        let body = (!head_only).then(|| BodyCursor::Memory(Arc::from(body.into_bytes()), 0));
+        self.queue(head, body);
+        if !keep_alive {
+            self.closing = true;
+        }
+    }
+
+    /// Parses one request from the input and queues its response.
+    fn parse_one(&mut self, now: Instant, tally: &mut Tally) -> Parsed {
+        if self.discard > 0 {
+            let n = self.discard.min(self.len as u64) as usize;
+            self.consume(n);
+            self.discard -= n as u64;
+            if self.discard > 0 {
+                return Parsed::NeedMore;
+            }
+        }
+        if self.len == 0 {
+            return Parsed::NeedMore;
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        let header_len = match req.parse(&self.input[..self.len]) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if self.len < self.input.len() => return Parsed::NeedMore,
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                self.closing = true;
+                let max = self.limits.max_header;
+                self.error(431, &format!("The request header section exceeds {max} bytes."), false, false, false, "");
+                tally.transactions += 1;
+                return Parsed::Queued;
+            }
+            Err(e) => {
+                self.closing = true;
+                self.error(400, &format!("The request could not be parsed ({e})."), false, false, false, "");
+                tally.transactions += 1;
+                return Parsed::Queued;
+            }
+        };
+        let http10 = req.version == Some(0);
+        let method = req.method.unwrap_or("");
+        let target = req.path.unwrap_or("").to_string();
+        let head_only = method == "HEAD";
+        let method_allowed = method == "GET" || head_only;
+        let mut close_token = false;
+        let mut keep_alive_token = false;
+        let mut host = false;
+        let mut content_length: Option<u64> = None;
+        let mut bad_length = false;
+        let mut transfer_encoding = false;
+        for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("connection") {
+                for token in String::from_utf8_lossy(h.value).split(',') {
+                    let token = token.trim();
+                    close_token |= token.eq_ignore_ascii_case("close");
+                    keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
+                }
+            } else if h.name.eq_ignore_ascii_case("host") {
+                host = true;
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                let parsed = std::str::from_utf8(h.value)
+                    .ok()
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse::<u64>().ok());
+                match (parsed, content_length) {
+                    (Some(n), None) => content_length = Some(n),
+                    (Some(n), Some(m)) if n == m => {}
+                    _ => bad_length = true,
+                }
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                transfer_encoding = true;
+            }
+        }
+        self.consume(header_len);
+        tally.transactions += 1;
+        let keep_alive = if http10 { keep_alive_token && !close_token } else { !close_token };
+
+        if transfer_encoding {
+            self.closing = true;
+            self.error(501, "Request bodies with a transfer coding are not supported.", head_only, false, http10, "");
+            return Parsed::Queued;
+        }
+        if bad_length {
+            self.closing = true;
+            self.error(400, "The Content-Length header is not a number.", head_only, false, http10, "");
+            return Parsed::Queued;
+        }
+        let body_len = content_length.unwrap_or(0);
+        if body_len > self.limits.max_body {
+            self.closing = true;
+            let max = self.limits.max_body;
+            self.error(413, &format!("Request bodies are limited to {max} bytes."), head_only, false, http10, "");
+            return Parsed::Queued;
+        }
+        self.discard = body_len;
+        if !http10 && !host {
+            self.closing = true;
+            self.error(400, "An HTTP/1.1 request needs a Host header.", head_only, false, http10, "");
+            return Parsed::Queued;
+        }
+        if !method_allowed {
+            let extra = "Allow: GET, HEAD\r\n";
+            self.error(405, "Only GET and HEAD are served here.", false, keep_alive, http10, extra);
+            return Parsed::Queued;
+        }
+        let resolved = match resolve(&target) {
+            Ok(r) => r,
+            Err(e) => {
+                let (status, close) = match e {
+                    PathError::Escape => (403, false),
+                    PathError::Malformed(_) => (400, true),
+                };
+                if close {
+                    self.closing = true;
+                }
+                self.error(status, &e.to_string(), head_only, keep_alive && !close, http10, "");
+                return Parsed::Queued;
+            }
+        };
+        let found = self.core.borrow_mut().site.lookup(&resolved, now);
+        match found {
+            Lookup::Found { body, len, content_type } => {
+                let head = self.head(200, len, content_type, keep_alive, http10, "");
+                let body = match body {
+                    _ if head_only || len == 0 => None,
+                    Body::Memory(b) => Some(BodyCursor::Memory(b, 0)),
+                    Body::File(file) => Some(BodyCursor::File { file, remaining: len }),
+                };
+                self.queue(head, body);
+                if !keep_alive {
+                    self.closing = true;
+                }
+            }
+            Lookup::NotFound => {
+                self.error(404, "There is no such file here.", head_only, keep_alive, http10, "");
+            }
+            Lookup::Forbidden => {
+                self.error(403, "This file may not be served.", head_only, keep_alive, http10, "");
+            }
+            Lookup::Failed => {
+                self.error(500, "The file could not be read.", head_only, keep_alive, http10, "");
+            }
+        }
+        Parsed::Queued
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.input.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+
+    /// Writes queued responses; `Ok(true)` when all are sent.
+    fn flush<S: Write>(&mut self, stream: &mut S, tally: &mut Tally) -> std::io::Result<bool> {
+        while let Some(r) = self.out.front_mut() {
+            if !write_pending(stream, &r.bytes, &mut r.pos, tally)? {
+                return Ok(false);
+            }
+            let body_sent = match &mut r.body {
+                None => true,
+                Some(BodyCursor::Memory(b, pos)) => write_pending(stream, b, pos, tally)?,
+                Some(BodyCursor::File { file, remaining }) => loop {
+                    if self.chunk_pos < self.chunk.len()
+                        && !write_pending(stream, &self.chunk, &mut self.chunk_pos, tally)?
+                    {
+                        break false;
+                    }
+                    if *remaining == 0 {
+                        break true;
+                    }
+                    let want = (*remaining).min(64 * 1024) as usize;
+                    self.chunk.resize(want, 0);
+                    let n = file.read(&mut self.chunk)?;
+                    if n == 0 {
+                        // The file shrank while being sent: the reply cannot be finished.
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    self.chunk.truncate(n);
+                    self.chunk_pos = 0;
+                    *remaining -= n as u64;
+                },
+            };
+            if !body_sent {
+                return Ok(false);
+            }
+            self.chunk.clear();
+            self.chunk_pos = 0;
+            self.out.pop_front();
+        }
+        Ok(true)
+    }
+}
+
+impl Session for HttpServer {
+    fn drive<S: Read + Write>(&mut self, stream: &mut S, tally: &mut Tally, now: Instant) -> Step {
+        loop {
+            let sent_all = match self.flush(stream, tally) {
+                Ok(all) => all,
+                Err(_) => return Step::Close,
+            };
+            if sent_all && self.closing {
+                return Step::Close;
+            }
+            let mut queued = false;
+            while !self.closing && self.out.len() < self.limits.max_queued {
+                match self.parse_one(now, tally) {
+                    Parsed::Queued => queued = true,
+                    Parsed::NeedMore => break,
+                }
+            }
+            if self.read_closed && !self.closing {
+                // The client sent its last request; a partial one is dropped.
+                self.closing = true;
+                continue;
+            }
+            if queued && sent_all {
+                continue;
+            }
+            if self.closing || self.out.len() >= self.limits.max_queued {
+                // Nothing more to read for now: wait until the replies drain.
+                return Step::Wait;
+            }
+            if self.len == self.input.len() {
+                // parse_one answers a full buffer with 431; never read into nothing.
+                return Step::Close;
+            }
+            match read_some(stream, &mut self.input[self.len..], tally) {
+                Ok(Some(0)) => self.read_closed = true,
+                Ok(Some(n)) => self.len += n,
+                Ok(None) => return Step::Wait,
+                Err(_) => return Step::Close,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

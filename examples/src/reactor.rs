@@ -1,0 +1,378 @@
+//! The event loops every program runs, over any socket layer.
+//!
+//! [`Reactor`] is the little a loop needs from a socket layer: listen,
+//! accept, connect, register a stream for edge-triggered readable and
+//! writable events, wait. [`kernel::Kernel`](crate::kernel::Kernel)
+//! implements it over Linux sockets with mio; the ixtcp implementation sits
+//! on sockapi's `Epoll`. [`serve`] and [`run_clients`] are the server and
+//! client loops, written once, so that ixtcp and the kernel run the very
+//! same application code in the benchmark.
+//!
+//! One loop runs per core, on that core's thread; nothing here is shared
+//! between cores except the [`Gauge`] that the once-a-second report reads.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::session::{Failure, Session, Step, Tally};
+
+/// The token of the listening socket.
+pub const LISTENER: usize = usize::MAX;
+
+/// A readiness event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The token the stream was registered with.
+    pub token: usize,
+    /// Data, end of stream or an error may be read.
+    pub readable: bool,
+    /// Bytes may be written (for a connecting stream: the handshake ended,
+    /// one way or the other).
+    pub writable: bool,
+    /// Hang-up or error.
+    pub closed: bool,
+}
+
+/// A socket layer, as the event loops use it. Streams are non-blocking and
+/// registered edge-triggered for both directions.
+pub trait Reactor {
+    /// A connection.
+    type Stream: Read + Write;
+    /// A listening socket.
+    type Listener;
+    /// Listens on `addr`; the listener reports as [`LISTENER`].
+    fn listen(&mut self, addr: SocketAddrV4) -> io::Result<Self::Listener>;
+    /// Accepts a waiting connection; `None` when there is none.
+    fn accept(&mut self, listener: &Self::Listener) -> io::Result<Option<Self::Stream>>;
+    /// Starts opening a connection to `addr`.
+    fn connect(&mut self, addr: SocketAddrV4) -> io::Result<Self::Stream>;
+    /// True once a connecting stream is established; the error if it failed.
+    fn connected(&mut self, stream: &Self::Stream) -> io::Result<bool>;
+    /// Registers `stream` under `token` for readable and writable events.
+    fn register(&mut self, stream: &mut Self::Stream, token: usize) -> io::Result<()>;
+    /// Deregisters and closes `stream` (FIN after buffered data).
+    fn close(&mut self, stream: Self::Stream);
+    /// Waits for events, at most `timeout`; appends them to `out`.
+    fn wait(&mut self, out: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+/// One core's counters, readable from the reporting thread.
+#[derive(Debug, Default)]
+pub struct Gauge {
+    /// Completed transactions.
+    pub transactions: AtomicU64,
+    /// Bytes received.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent.
+    pub bytes_out: AtomicU64,
+    /// Failures.
+    pub failures: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Set by [`serve`] once it listens.
+    pub listening: AtomicBool,
+}
+
+impl Gauge {
+    /// Publishes `tally` and the number of open connections.
+    pub fn publish(&self, tally: &Tally, open: usize) {
+        self.transactions.store(tally.transactions, Ordering::Relaxed);
+        self.bytes_in.store(tally.bytes_in, Ordering::Relaxed);
+        self.bytes_out.store(tally.bytes_out, Ordering::Relaxed);
+        self.failures.store(tally.total_failures(), Ordering::Relaxed);
+        self.open.store(open as u64, Ordering::Relaxed);
+    }
+}
+
+/// When a loop stops: on a flag (Ctrl-C, the end of a benchmark phase) or
+/// at a deadline, whichever comes first.
+#[derive(Debug, Clone)]
+pub struct Until {
+    /// Set to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Stop at this instant.
+    pub deadline: Option<Instant>,
+}
+
+impl Until {
+    /// Until `stop` is set.
+    pub fn flag(stop: Arc<AtomicBool>) -> Until {
+        Until { stop, deadline: None }
+    }
+
+    /// True when the loop should end.
+    pub fn reached(&self, now: Instant) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| now >= d)
+    }
+
+    fn timeout(&self, now: Instant, most: Duration) -> Duration {
+        self.deadline.map_or(most, |d| d.saturating_duration_since(now).min(most))
+    }
+}
+
+struct Slot<T, S> {
+    stream: T,
+    session: S,
+    connected: bool,
+    last: Instant,
+}
+
+/// Slots indexed by token, with a free list.
+struct Slots<T, S> {
+    slots: Vec<Option<Slot<T, S>>>,
+    free: Vec<usize>,
+    open: usize,
+}
+
+impl<T, S> Slots<T, S> {
+    fn new() -> Self {
+        Slots { slots: Vec::new(), free: Vec::new(), open: 0 }
+    }
+    fn insert(&mut self, slot: Slot<T, S>) -> usize {
+        self.open += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        }
+    }
+    fn remove(&mut self, i: usize) -> Option<Slot<T, S>> {
+        let s = self.slots.get_mut(i)?.take()?;
+        self.free.push(i);
+        self.open -= 1;
+        Some(s)
+    }
+    fn get(&mut self, i: usize) -> Option<&mut Slot<T, S>> {
+        self.slots.get_mut(i)?.as_mut()
+    }
+}
+
+/// The server loop: accepts connections on `addr` and runs a session from
+/// `new_session` on each until `until`; then closes everything.
+pub fn serve<R: Reactor, S: Session>(
+    reactor: &mut R,
+    addr: SocketAddrV4,
+    mut new_session: impl FnMut() -> S,
+    until: &Until,
+    tally: &mut Tally,
+    gauge: &Gauge,
+) -> io::Result<()> {
+    let listener = reactor.listen(addr)?;
+    gauge.listening.store(true, Ordering::Release);
+    let mut conns: Slots<R::Stream, S> = Slots::new();
+    let mut ready = Vec::with_capacity(1024);
+    let mut accept_errors = 0u64;
+    loop {
+        let now = Instant::now();
+        if until.reached(now) {
+            break;
+        }
+        ready.clear();
+        reactor.wait(&mut ready, Some(until.timeout(now, Duration::from_millis(50))))?;
+        let now = Instant::now();
+        for ev in &ready {
+            if ev.token == LISTENER {
+                loop {
+                    match reactor.accept(&listener) {
+                        Ok(Some(stream)) => {
+                            let slot = Slot { stream, session: new_session(), connected: true, last: now };
+                            let token = conns.insert(slot);
+                            tally.connections += 1;
+                            if let Some(s) = conns.get(token)
+                                && reactor.register(&mut s.stream, token).is_err()
+                                && let Some(s) = conns.remove(token)
+                            {
+                                reactor.close(s.stream);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            // Out of descriptors or memory: keep serving the
+                            // connections there are; say so once in a while.
+                            accept_errors += 1;
+                            if accept_errors.is_power_of_two() {
+                                eprintln!("accept failed ({accept_errors} times so far): {e}");
+                            }
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(slot) = conns.get(ev.token) else { continue };
+            if slot.session.drive(&mut slot.stream, tally, now) == Step::Close
+                && let Some(s) = conns.remove(ev.token)
+            {
+                reactor.close(s.stream);
+            }
+        }
+        gauge.publish(tally, conns.open);
+    }
+    for i in 0..conns.slots.len() {
+        if let Some(s) = conns.remove(i) {
+            reactor.close(s.stream);
+        }
+    }
+    gauge.publish(tally, 0);
+    gauge.listening.store(false, Ordering::Release);
+    Ok(())
+}
+
+/// Waits until every gauge says its server listens (or `limit` passes).
+pub fn wait_listening(gauges: &[Arc<Gauge>], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while !gauges.iter().all(|g| g.listening.load(Ordering::Acquire)) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// What a client loop opens connections for.
+pub trait ClientWork {
+    /// The session run on each connection.
+    type Session: Session;
+    /// A session for a new connection started at `now`; `None` when no
+    /// more connections are wanted.
+    fn open(&mut self, now: Instant) -> Option<Self::Session>;
+    /// A connection could not be opened (already counted as a failure).
+    fn connect_failed(&mut self) {}
+}
+
+/// How a client loop behaves.
+#[derive(Debug, Clone)]
+pub struct ClientLoop {
+    /// The server.
+    pub server: SocketAddrV4,
+    /// Connections kept open at once.
+    pub conns: usize,
+    /// A connection with no progress for this long is given up.
+    pub timeout: Duration,
+}
+
+/// The client loop: keeps `cfg.conns` connections open, each running a
+/// session from `work`, opening a new connection whenever one closes, until
+/// `until` or until `work` wants no more connections and all are done.
+pub fn run_clients<R: Reactor, W: ClientWork>(
+    reactor: &mut R,
+    cfg: &ClientLoop,
+    work: &mut W,
+    until: &Until,
+    tally: &mut Tally,
+    gauge: &Gauge,
+) -> io::Result<()> {
+    let mut conns: Slots<R::Stream, W::Session> = Slots::new();
+    let mut ready = Vec::with_capacity(1024);
+    // Connections to (re)open, and when, after a failed attempt.
+    let mut to_open = cfg.conns;
+    let mut retry_at: Option<Instant> = None;
+    let mut exhausted = false;
+    let mut last_scan = Instant::now();
+    loop {
+        let now = Instant::now();
+        if until.reached(now) {
+            break;
+        }
+        if retry_at.is_none_or(|t| now >= t) {
+            retry_at = None;
+            while to_open > 0 && !exhausted {
+                let Some(session) = work.open(now) else {
+                    exhausted = true;
+                    break;
+                };
+                match reactor.connect(cfg.server) {
+                    Ok(stream) => {
+                        let token = conns.insert(Slot { stream, session, connected: false, last: now });
+                        to_open -= 1;
+                        if let Some(s) = conns.get(token)
+                            && let Err(e) = reactor.register(&mut s.stream, token)
+                        {
+                            if let Some(s) = conns.remove(token) {
+                                reactor.close(s.stream);
+                            }
+                            return Err(e);
+                        }
+                    }
+                    Err(e) => {
+                        tally.fail(Failure::of(&e), || format!("connect to {}: {e}", cfg.server));
+                        work.connect_failed();
+                        retry_at = Some(now + Duration::from_millis(10));
+                        break;
+                    }
+                }
+            }
+        }
+        if conns.open == 0 && (exhausted || to_open == 0) && retry_at.is_none() {
+            break;
+        }
+        let most = if retry_at.is_some() { Duration::from_millis(10) } else { Duration::from_millis(50) };
+        ready.clear();
+        reactor.wait(&mut ready, Some(until.timeout(now, most)))?;
+        let now = Instant::now();
+        for ev in &ready {
+            let Some(slot) = conns.get(ev.token) else { continue };
+            if !slot.connected {
+                match reactor.connected(&slot.stream) {
+                    Ok(true) => {
+                        slot.connected = true;
+                        tally.connections += 1;
+                    }
+                    Ok(false) if !ev.closed => continue,
+                    result => {
+                        let e = result.err().unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into());
+                        tally.fail(Failure::Connect, || format!("connect to {}: {e}", cfg.server));
+                        work.connect_failed();
+                        if let Some(s) = conns.remove(ev.token) {
+                            reactor.close(s.stream);
+                        }
+                        to_open += 1;
+                        retry_at = Some(now + Duration::from_millis(10));
+                        continue;
+                    }
+                }
+            }
+            slot.last = now;
+            if slot.session.drive(&mut slot.stream, tally, now) == Step::Close
+                && let Some(s) = conns.remove(ev.token)
+            {
+                reactor.close(s.stream);
+                to_open += 1;
+            }
+        }
+        if now.duration_since(last_scan) >= Duration::from_millis(250) {
+            last_scan = now;
+            for i in 0..conns.slots.len() {
+                let stale = conns.get(i).is_some_and(|s| now.duration_since(s.last) > cfg.timeout);
+                if stale && let Some(mut s) = conns.remove(i) {
+                    let why = if s.connected { Failure::Timeout } else { Failure::Connect };
+                    if s.connected {
+                        s.session.abandon(tally, why);
+                    } else {
+                        tally.fail(why, || format!("connect to {}: no answer", cfg.server));
+                        work.connect_failed();
+                    }
+                    reactor.close(s.stream);
+                    to_open += 1;
+                }
+            }
+        }
+        gauge.publish(tally, conns.open);
+    }
+    for i in 0..conns.slots.len() {
+        if let Some(s) = conns.remove(i) {
+            reactor.close(s.stream);
+        }
+    }
+    gauge.publish(tally, 0);
+    Ok(())
+}

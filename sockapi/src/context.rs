@@ -1,0 +1,429 @@
+//! The per-core application context (mTCP's `mctx`): the socket table, the
+//! epoll instances, the outgoing job batch, and the link to the stack side.
+
+use std::cell::{RefCell, RefMut};
+use std::io;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
+
+use crate::engine::{ConnId, Engine, ListenerId, Readiness};
+use crate::epoll::Reg;
+use crate::shared::{ConnBuf, Job, ListenBuf, Reply, lock};
+use crate::slab::{Key, Slab};
+use crate::stack_side::{Stack, StackSide};
+
+/// Jobs queued beyond this many are sent at once instead of at the next wait.
+const MAX_BATCH: usize = 1024;
+
+static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Asks every context of a runtime to stop; cheap to clone and `Send`.
+///
+/// After [`stop`](StopHandle::stop), [`Context::is_stopped`] is true,
+/// [`Epoll::wait`](crate::Epoll::wait) returns at once with no events, and
+/// blocking calls fail with `ConnectionAborted` instead of waiting.
+///
+/// ```
+/// use ixtcp_sockapi::{Context, testing::TestNet};
+/// let ctx = Context::inline(TestNet::new().engine([10, 0, 0, 1].into()));
+/// let stop = ctx.stop_handle();
+/// stop.stop();
+/// assert!(ctx.is_stopped());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle {
+    flag: Arc<AtomicBool>,
+}
+
+impl StopHandle {
+    /// Request the stop. Idempotent.
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::Release);
+    }
+
+    /// True once `stop` was called.
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+}
+
+/// What a socket-table entry holds.
+pub(crate) enum SockKind {
+    Stream { conn: ConnId, buf: Arc<Mutex<ConnBuf>> },
+    Listener { id: ListenerId, shared: Arc<Mutex<ListenBuf>> },
+}
+
+/// One entry of the socket table.
+pub(crate) struct Sock {
+    pub kind: SockKind,
+    /// Registrations with this context's epolls (usually zero or one).
+    pub regs: Vec<Reg>,
+}
+
+impl Sock {
+    /// Readiness now, with the change counters (readable, writable) that
+    /// edge-triggered registrations compare against their last report.
+    pub fn readiness(&self) -> (Readiness, [u64; 2]) {
+        match &self.kind {
+            SockKind::Stream { buf, .. } => {
+                let b = lock(buf);
+                (b.readiness(), [b.rseq, b.wseq])
+            }
+            SockKind::Listener { shared, .. } => {
+                let q = lock(shared);
+                let r = if q.queue.is_empty() { Readiness::EMPTY } else { Readiness::READABLE };
+                (r, [q.seq, 0])
+            }
+        }
+    }
+}
+
+/// One epoll instance's state: the sockets that may be ready.
+#[derive(Default)]
+pub(crate) struct EpollState {
+    /// (socket, registration sequence) pairs to look at in the next wait.
+    pub ready: std::collections::VecDeque<(Key, u64)>,
+}
+
+/// Mutable per-context state, behind one `RefCell`.
+#[derive(Default)]
+pub(crate) struct CtxState {
+    pub socks: Slab<Sock>,
+    pub epolls: Slab<EpollState>,
+    pub jobs: Vec<Job>,
+    /// Keys received from the stack, reused between batches.
+    pub keys: Vec<Key>,
+    pub next_reg_seq: u64,
+}
+
+impl CtxState {
+    /// Queue the sockets in `keys` on every epoll they are registered with.
+    pub fn dispatch(&mut self, keys: &[Key]) {
+        for &key in keys {
+            self.notify(key);
+        }
+    }
+
+    pub fn notify(&mut self, key: Key) {
+        let Some(sock) = self.socks.get_mut(key) else { return };
+        for reg in sock.regs.iter_mut() {
+            if reg.armed && !reg.queued {
+                if let Some(ep) = self.epolls.get_mut(reg.epoll) {
+                    reg.queued = true;
+                    ep.ready.push_back((key, reg.seq));
+                }
+            }
+        }
+    }
+}
+
+/// How the context reaches its stack side.
+enum Link {
+    /// The stack runs on this thread, inside `Epoll::wait` and blocking calls.
+    Inline(Box<dyn Stack>),
+    /// The stack runs on its own thread; batches travel over channels.
+    Threaded { jobs: Sender<Vec<Job>>, events: Receiver<Vec<Key>> },
+    /// `finish` ran: the stack is gone.
+    Closed,
+}
+
+pub(crate) struct CtxInner {
+    pub id: u64,
+    core: usize,
+    pub state: RefCell<CtxState>,
+    link: RefCell<Link>,
+    stop: StopHandle,
+}
+
+/// One core's application context: sockets and epolls live here, and every
+/// handle made from it works only with it.
+///
+/// A `Context` is cheap to clone (a reference count) and is not `Send`: it
+/// belongs to the thread that runs the core's application, like mTCP's
+/// `mctx_t`. Contexts come from a [`Runtime`](crate::Runtime), or from
+/// [`Context::inline`] for a single-threaded setup over one engine.
+///
+/// ```
+/// use ixtcp_sockapi::{Context, TcpListener, testing::TestNet};
+/// let ctx = Context::inline(TestNet::new().engine([10, 0, 0, 1].into()));
+/// let listener = TcpListener::bind(&ctx, "10.0.0.1:80".parse().unwrap())?;
+/// assert_eq!(listener.local_addr()?.port(), 80);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) inner: Rc<CtxInner>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("id", &self.inner.id).field("core", &self.inner.core).finish()
+    }
+}
+
+/// How long a drive step may wait for something to happen.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Block {
+    /// Do one step and return.
+    No,
+    /// Wait until something happens or the deadline (none: no deadline).
+    Until(Option<Instant>),
+}
+
+pub(crate) fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the context's stack has stopped")
+}
+
+pub(crate) fn busy() -> io::Error {
+    io::Error::new(io::ErrorKind::WouldBlock, "context is in use by a call on this thread")
+}
+
+impl Context {
+    /// A context that runs `engine` on the calling thread: the inline
+    /// runtime for one core, without spawning anything. The stack advances
+    /// inside [`Epoll::wait`](crate::Epoll::wait) and blocking calls.
+    ///
+    /// ```
+    /// use ixtcp_sockapi::{Context, testing::TestNet};
+    /// let ctx = Context::inline(TestNet::new().engine([10, 0, 0, 1].into()));
+    /// assert_eq!(ctx.core(), 0);
+    /// ```
+    pub fn inline<E: Engine + 'static>(engine: E) -> Context {
+        Context::with_link(0, Link::Inline(Box::new(StackSide::new(engine))), StopHandle::default())
+    }
+
+    pub(crate) fn inline_core<E: Engine + 'static>(core: usize, engine: E, stop: StopHandle) -> Context {
+        Context::with_link(core, Link::Inline(Box::new(StackSide::new(engine))), stop)
+    }
+
+    pub(crate) fn threaded(
+        core: usize,
+        jobs: Sender<Vec<Job>>,
+        events: Receiver<Vec<Key>>,
+        stop: StopHandle,
+    ) -> Context {
+        Context::with_link(core, Link::Threaded { jobs, events }, stop)
+    }
+
+    fn with_link(core: usize, link: Link, stop: StopHandle) -> Context {
+        Context {
+            inner: Rc::new(CtxInner {
+                id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
+                core,
+                state: RefCell::new(CtxState::default()),
+                link: RefCell::new(link),
+                stop,
+            }),
+        }
+    }
+
+    /// Index of the core this context belongs to.
+    pub fn core(&self) -> usize {
+        self.inner.core
+    }
+
+    /// True once the runtime was asked to stop (see [`StopHandle`]).
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stop.is_stopped()
+    }
+
+    /// A handle that stops this context's runtime (or this context alone, for
+    /// one made with [`Context::inline`]).
+    pub fn stop_handle(&self) -> StopHandle {
+        self.inner.stop.clone()
+    }
+
+    /// Number of open sockets (streams and listeners) on this context.
+    pub fn socket_count(&self) -> usize {
+        self.inner.state.try_borrow().map(|s| s.socks.len()).unwrap_or(0)
+    }
+
+    pub(crate) fn state(&self) -> io::Result<RefMut<'_, CtxState>> {
+        self.inner.state.try_borrow_mut().map_err(|_| busy())
+    }
+
+    /// Queue a job for the stack's next batch.
+    pub(crate) fn push_job(&self, job: Job) -> io::Result<()> {
+        let full = {
+            let mut st = self.state()?;
+            st.jobs.push(job);
+            st.jobs.len() >= MAX_BATCH
+        };
+        if full { self.drive(Block::No) } else { Ok(()) }
+    }
+
+    /// Send a job and wait for the stack's answer.
+    pub(crate) fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> io::Result<T> {
+        let (tx, rx) = bounded(1);
+        self.state()?.jobs.push(make(tx));
+        self.flush_jobs()?;
+        let res = match rx.try_recv() {
+            Ok(r) => r,
+            Err(_) => rx.recv().map_err(|_| gone())?,
+        };
+        res.map_err(io::Error::from)
+    }
+
+    /// Hand the jobs queued by earlier calls (writes, closes, …) to the
+    /// stack now instead of at the next [`Epoll::wait`](crate::Epoll::wait)
+    /// or blocking call: threaded, as one batch to the stack thread; inline,
+    /// applied at once (they leave at the next egress). For applications
+    /// that do long work between waits.
+    ///
+    /// ```
+    /// use ixtcp_sockapi::{Context, testing::TestNet};
+    /// let ctx = Context::inline(TestNet::new().engine([10, 0, 0, 1].into()));
+    /// ctx.flush()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn flush(&self) -> io::Result<()> {
+        self.flush_jobs()
+    }
+
+    fn flush_jobs(&self) -> io::Result<()> {
+        let mut link = self.inner.link.try_borrow_mut().map_err(|_| busy())?;
+        let mut jobs = std::mem::take(&mut self.state()?.jobs);
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        match &mut *link {
+            Link::Inline(stack) => {
+                let mut keys = std::mem::take(&mut self.state()?.keys);
+                stack.apply(&mut jobs, &mut keys);
+                let mut st = self.state()?;
+                st.dispatch(&keys);
+                keys.clear();
+                st.keys = keys;
+                st.jobs = jobs;
+                Ok(())
+            }
+            Link::Threaded { jobs: tx, .. } => tx.send(jobs).map_err(|_| gone()),
+            Link::Closed => Err(gone()),
+        }
+    }
+
+    /// Advance: inline, one loop iteration (jobs, egress, ingress), then
+    /// sleep if nothing happened and `block` allows; threaded, send the job
+    /// batch and take event batches, waiting for one if `block` allows.
+    pub(crate) fn drive(&self, block: Block) -> io::Result<()> {
+        let mut link = self.inner.link.try_borrow_mut().map_err(|_| busy())?;
+        match &mut *link {
+            Link::Inline(stack) => {
+                let (mut jobs, mut keys) = {
+                    let mut st = self.state()?;
+                    (std::mem::take(&mut st.jobs), std::mem::take(&mut st.keys))
+                };
+                let had_jobs = !jobs.is_empty();
+                stack.apply(&mut jobs, &mut keys);
+                stack.egress();
+                let events = stack.ingress(&mut keys);
+                let progress = had_jobs || events || !keys.is_empty();
+                let idle = stack.idle_wait();
+                drop(link);
+                {
+                    let mut st = self.state()?;
+                    st.dispatch(&keys);
+                    keys.clear();
+                    st.keys = keys;
+                    st.jobs = jobs;
+                }
+                if let (Block::Until(deadline), false) = (block, progress) {
+                    if let Some(idle) = idle {
+                        let nap = match deadline {
+                            Some(d) => idle.min(d.saturating_duration_since(Instant::now())),
+                            None => idle,
+                        };
+                        std::thread::sleep(nap);
+                    }
+                }
+                Ok(())
+            }
+            Link::Threaded { jobs: tx, events } => {
+                let jobs = std::mem::take(&mut self.state()?.jobs);
+                if !jobs.is_empty() {
+                    tx.send(jobs).map_err(|_| gone())?;
+                }
+                let first = match block {
+                    Block::No => events.try_recv().map_err(|e| matches!(e, TryRecvError::Disconnected)),
+                    Block::Until(None) => events.recv().map_err(|_| true),
+                    Block::Until(Some(d)) => {
+                        events.recv_deadline(d).map_err(|e| matches!(e, RecvTimeoutError::Disconnected))
+                    }
+                };
+                let mut st = self.state()?;
+                match first {
+                    Ok(batch) => st.dispatch(&batch),
+                    Err(true) => return Err(gone()),
+                    Err(false) => return Ok(()),
+                }
+                while let Ok(batch) = events.try_recv() {
+                    st.dispatch(&batch);
+                }
+                Ok(())
+            }
+            Link::Closed => Err(gone()),
+        }
+    }
+
+    /// Wait for progress on behalf of a blocking call; fails once stopped.
+    pub(crate) fn block_once(&self) -> io::Result<()> {
+        if self.is_stopped() {
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "runtime is stopping"));
+        }
+        self.drive(Block::Until(None))
+    }
+
+    /// Close every socket (streams with FIN after their data, listeners
+    /// resetting their unaccepted connections) and let the stack finish, for
+    /// up to `linger` when inline. Threaded, the stack thread lingers after
+    /// the job channel closes. Afterwards every handle reports `NotConnected`.
+    pub(crate) fn finish(&self, linger: Duration) {
+        let Ok(mut st) = self.state() else { return };
+        let mut jobs = Vec::new();
+        for key in st.socks.keys() {
+            if let Some(sock) = st.socks.remove(key) {
+                match sock.kind {
+                    SockKind::Stream { conn, buf } => {
+                        let mut b = lock(&buf);
+                        if !b.app_closed {
+                            b.app_closed = true;
+                            let unread = !b.rx.is_empty();
+                            jobs.push(if unread { Job::Abort { conn } } else { Job::Close { conn } });
+                        }
+                    }
+                    SockKind::Listener { id, shared } => {
+                        lock(&shared).closed = true;
+                        jobs.push(Job::CloseListener { listener: id });
+                    }
+                }
+            }
+        }
+        st.jobs.append(&mut jobs);
+        drop(st);
+        let inline = matches!(&*self.inner.link.borrow(), Link::Inline(_));
+        if inline {
+            let deadline = Instant::now() + linger;
+            loop {
+                if self.drive(Block::Until(Some(deadline))).is_err() {
+                    break;
+                }
+                let busy = match &*self.inner.link.borrow() {
+                    Link::Inline(stack) => stack.busy(),
+                    _ => false,
+                };
+                if !busy || Instant::now() >= deadline {
+                    break;
+                }
+            }
+        } else {
+            let _ = self.flush_jobs();
+        }
+        if let Ok(mut link) = self.inner.link.try_borrow_mut() {
+            *link = Link::Closed;
+        }
+    }
+}

@@ -1,0 +1,664 @@
+//! [`TcpListener`] and [`TcpStream`]: socket handles bound to one [`Context`].
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::context::{Context, Sock, SockKind};
+use crate::engine::{ConnId, ListenerId, SockOpt};
+use crate::epoll::{Source, SourceId};
+use crate::shared::{ConnBuf, DEFAULT_BUF, Job, ListenBuf, lock};
+use crate::slab::Key;
+
+/// Backlog of [`TcpListener::bind`].
+pub const DEFAULT_BACKLOG: usize = 128;
+
+/// The error for a handle whose socket was closed.
+pub(crate) fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "socket is closed")
+}
+
+fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
+    match addr {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(_) => Err(io::Error::new(io::ErrorKind::InvalidInput, "IPv6 is not supported")),
+    }
+}
+
+fn table_full() -> io::Error {
+    io::Error::new(io::ErrorKind::OutOfMemory, "socket table is full")
+}
+
+/// Copy from the front of `q` into `dst`; returns the count.
+fn take_front(q: &mut VecDeque<u8>, dst: &mut [u8]) -> usize {
+    let n = dst.len().min(q.len());
+    let (a, b) = q.as_slices();
+    let from_a = n.min(a.len());
+    dst[..from_a].copy_from_slice(&a[..from_a]);
+    dst[from_a..n].copy_from_slice(&b[..n - from_a]);
+    q.drain(..n);
+    n
+}
+
+/// A TCP connection on one [`Context`].
+///
+/// Non-blocking by default, as in mTCP and mio: `read` and `write` return
+/// `WouldBlock` instead of waiting; [`set_nonblocking(false)`](Self::set_nonblocking)
+/// makes them wait (running the stack meanwhile, when inline). Implements
+/// `std::io::Read` and `Write`, also on `&TcpStream`, with vectored I/O.
+///
+/// Dropping the handle closes the socket, like [`close`](Self::close)
+/// without the result. After `close` or `abort` every call returns
+/// `NotConnected`.
+///
+/// ```
+/// use ixtcp_sockapi::{Context, TcpListener, TcpStream, testing::TestNet};
+/// use std::io::{Read, Write};
+///
+/// let ctx = Context::inline(TestNet::new().engine([10, 0, 0, 1].into()));
+/// let listener = TcpListener::bind(&ctx, "10.0.0.1:80".parse().unwrap())?;
+/// listener.set_nonblocking(false);
+/// let mut client = TcpStream::connect(&ctx, "10.0.0.1:80".parse().unwrap())?;
+/// client.set_nonblocking(false);
+/// let (mut server, _) = listener.accept()?;
+/// server.set_nonblocking(false);
+///
+/// client.write_all(b"ping")?;
+/// let mut buf = [0; 4];
+/// server.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"ping");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct TcpStream {
+    ctx: Context,
+    key: Key,
+    conn: ConnId,
+    buf: Arc<Mutex<ConnBuf>>,
+    nonblocking: Cell<bool>,
+    nodelay: Cell<bool>,
+    keepalive: Cell<Option<Duration>>,
+}
+
+impl std::fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpStream").field("ctx", &self.ctx).field("conn", &self.conn).finish()
+    }
+}
+
+impl TcpStream {
+    /// Start connecting to `addr` and return at once (like a non-blocking
+    /// `connect`): the stream becomes writable when the handshake completes;
+    /// a refused or unanswered connect shows as an error event and as
+    /// `ConnectionRefused` / `TimedOut` from `take_error`, `read` or `write`.
+    ///
+    /// Errors at once: `InvalidInput` (IPv6, or a destination the engine
+    /// refuses), `AddrNotAvailable` (no free local port).
+    ///
+    /// ```
+    /// use ixtcp_sockapi::{Context, TcpStream, testing::TestNet};
+    /// use std::io::{ErrorKind, Read};
+    ///
+    /// let ctx = Context::inline(TestNet::new().engine([10, 0, 0, 1].into()));
+    /// // Nobody listens on port 9: refused at the next loop iteration.
+    /// let s = TcpStream::connect(&ctx, "10.0.0.1:9".parse().unwrap())?;
+    /// s.set_nonblocking(false);
+    /// let err = (&s).read(&mut [0; 1]).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn connect(ctx: &Context, addr: SocketAddr) -> io::Result<TcpStream> {
+        TcpStream::connect_from(ctx, addr, None)
+    }
+
+    /// Like [`connect`](Self::connect), from a chosen local address (port 0:
+    /// any). `AddrInUse` if that 4-tuple is taken, `AddrNotAvailable` if the
+    /// address is not this host's.
+    pub fn connect_from(ctx: &Context, addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<TcpStream> {
+        let remote = v4(addr)?;
+        let local = local.map(v4).transpose()?;
+        let buf = Arc::new(Mutex::new(ConnBuf::new(DEFAULT_BUF, DEFAULT_BUF)));
+        let placeholder = ConnId { index: u32::MAX, generation: u32::MAX };
+        let key = ctx
+            .state()?
+            .socks
+            .insert(Sock { kind: SockKind::Stream { conn: placeholder, buf: Arc::clone(&buf) }, regs: Vec::new() })
+            .ok_or_else(table_full)?;
+        let shared = Arc::clone(&buf);
+        match ctx.call(|reply| Job::Connect { key, remote, local, buf: shared, reply }) {
+            Ok((conn, local)) => {
+                if let Some(Sock { kind: SockKind::Stream { conn: c, .. }, .. }) = ctx.state()?.socks.get_mut(key) {
+                    *c = conn;
+                }
+                let mut b = lock(&buf);
+                if b.local.is_none() {
+                    b.local = local;
+                }
+                drop(b);
+                Ok(TcpStream::from_parts(ctx, key, conn, buf))
+            }
+            Err(e) => {
+                ctx.state()?.socks.remove(key);
+                Err(e)
+            }
+        }
+    }
+
+    fn from_parts(ctx: &Context, key: Key, conn: ConnId, buf: Arc<Mutex<ConnBuf>>) -> TcpStream {
+        TcpStream {
+            ctx: ctx.clone(),
+            key,
+            conn,
+            buf,
+            nonblocking: Cell::new(true),
+            nodelay: Cell::new(false),
+            keepalive: Cell::new(None),
+        }
+    }
+
+    /// The context this stream belongs to.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// `false`: reads, writes wait instead of returning `WouldBlock`.
+    pub fn set_nonblocking(&self, nonblocking: bool) {
+        self.nonblocking.set(nonblocking);
+    }
+
+    fn sync_job(&self) -> io::Result<()> {
+        self.ctx.push_job(Job::Sync { conn: self.conn })
+    }
+
+    fn try_read(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let mut b = lock(&self.buf);
+        if b.app_closed {
+            return Err(closed());
+        }
+        if bufs.iter().all(|d| d.is_empty()) {
+            return Ok(0);
+        }
+        if !b.rx.is_empty() {
+            let mut n = 0;
+            for dst in bufs.iter_mut() {
+                n += take_front(&mut b.rx, dst);
+                if b.rx.is_empty() {
+                    break;
+                }
+            }
+            let pull = b.engine_has_more && !b.sync_queued;
+            b.sync_queued |= pull;
+            drop(b);
+            if pull {
+                self.sync_job()?;
+            }
+            return Ok(n);
+        }
+        if b.read_shut {
+            return Ok(0);
+        }
+        if let Some(f) = b.error.take() {
+            return Err(f.kind().into());
+        }
+        if b.failed.is_some() {
+            return if b.established { Ok(0) } else { Err(io::ErrorKind::NotConnected.into()) };
+        }
+        if b.peer_fin {
+            return Ok(0);
+        }
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    fn try_write(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut b = lock(&self.buf);
+        if b.app_closed {
+            return Err(closed());
+        }
+        if let Some(f) = b.error.take() {
+            return Err(f.kind().into());
+        }
+        if b.failed.is_some() {
+            let kind = if b.established { io::ErrorKind::BrokenPipe } else { io::ErrorKind::NotConnected };
+            return Err(kind.into());
+        }
+        if b.write_shut {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        if bufs.iter().all(|s| s.is_empty()) {
+            return Ok(0);
+        }
+        let room = b.tx_cap.saturating_sub(b.tx.len());
+        if !b.established || room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut left = room;
+        for src in bufs {
+            let k = src.len().min(left);
+            b.tx.extend(&src[..k]);
+            left -= k;
+            if left == 0 {
+                break;
+            }
+        }
+        let job = !b.sync_queued;
+        b.sync_queued = true;
+        drop(b);
+        if job {
+            self.sync_job()?;
+        }
+        Ok(room - left)
+    }
+
+    fn blocking<T>(&self, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        loop {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking.get() => self.ctx.block_once()?,
+                r => return r,
+            }
+        }
+    }
+
+    /// Shut down reading, writing or both. `Write` sends FIN after the
+    /// buffered data (half-close; reading goes on); `Read` makes reads
+    /// return 0 and drops data that arrives. `NotConnected` before the
+    /// handshake completed or after the connection failed.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let mut b = lock(&self.buf);
+        if b.app_closed {
+            return Err(closed());
+        }
+        if !b.established || b.failed.is_some() {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            b.write_shut = true;
+            // Writable now (writes fail at once), and maybe hung up: a change
+            // for every interest.
+            b.wseq = b.wseq.wrapping_add(1);
+            b.rseq = b.rseq.wrapping_add(1);
+        }
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            b.read_shut = true;
+            b.rx.clear();
+            b.rseq = b.rseq.wrapping_add(1);
+        }
+        b.sync_queued = true;
+        drop(b);
+        self.ctx.state()?.notify(self.key);
+        self.sync_job()
+    }
+
+    /// Close the stream, as `close(2)` on Linux: if received data is still
+    /// unread the connection is reset (RST); otherwise the data still
+    /// buffered is sent, then FIN. `NotConnected` if already closed.
+    pub fn close(&self) -> io::Result<()> {
+        let unread = {
+            let mut b = lock(&self.buf);
+            if b.app_closed {
+                return Err(closed());
+            }
+            b.app_closed = true;
+            !b.rx.is_empty()
+        };
+        self.ctx.state()?.socks.remove(self.key);
+        let conn = self.conn;
+        self.ctx.push_job(if unread { Job::Abort { conn } } else { Job::Close { conn } })
+    }
+
+    /// Reset the connection (RST) and close the stream; buffered data is
+    /// dropped. `NotConnected` if already closed.
+    pub fn abort(&self) -> io::Result<()> {
+        {
+            let mut b = lock(&self.buf);
+            if b.app_closed {
+                return Err(closed());
+            }
+            b.app_closed = true;
+        }
+        self.ctx.state()?.socks.remove(self.key);
+        self.ctx.push_job(Job::Abort { conn: self.conn })
+    }
+
+    /// The local address (known from `connect` on, for an active open).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        let b = lock(&self.buf);
+        if b.app_closed {
+            return Err(closed());
+        }
+        b.local.map(SocketAddr::V4).ok_or_else(|| io::ErrorKind::NotConnected.into())
+    }
+
+    /// The peer's address; `NotConnected` before the handshake completed or
+    /// after the connection failed.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        let b = lock(&self.buf);
+        if b.app_closed {
+            return Err(closed());
+        }
+        match (b.established, b.failed, b.peer) {
+            (true, None, Some(p)) => Ok(SocketAddr::V4(p)),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// The pending error of a failed connection, cleared by this call
+    /// (`SO_ERROR`): `ConnectionRefused`, `ConnectionReset` or `TimedOut`.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        let mut b = lock(&self.buf);
+        if b.app_closed {
+            return Err(closed());
+        }
+        Ok(b.error.take().map(|f| f.kind().into()))
+    }
+
+    fn check_open(&self) -> io::Result<()> {
+        if lock(&self.buf).app_closed { Err(closed()) } else { Ok(()) }
+    }
+
+    fn set_opt(&self, opt: SockOpt) -> io::Result<()> {
+        self.ctx.push_job(Job::SetOpt { conn: self.conn, opt })
+    }
+
+    /// Disable (`true`) or enable Nagle's algorithm (`TCP_NODELAY`).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.check_open()?;
+        self.nodelay.set(nodelay);
+        self.set_opt(SockOpt::NoDelay(nodelay))
+    }
+
+    /// The last value given to [`set_nodelay`](Self::set_nodelay) (default `false`).
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.check_open()?;
+        Ok(self.nodelay.get())
+    }
+
+    /// Send keep-alive probes every `interval` while idle; `None` turns them
+    /// off. `InvalidInput` for a zero interval.
+    pub fn set_keepalive(&self, interval: Option<Duration>) -> io::Result<()> {
+        self.check_open()?;
+        if interval == Some(Duration::ZERO) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "keep-alive interval must not be zero"));
+        }
+        self.keepalive.set(interval);
+        self.set_opt(SockOpt::KeepAlive(interval))
+    }
+
+    /// The keep-alive interval (default `None`).
+    pub fn keepalive(&self) -> io::Result<Option<Duration>> {
+        self.check_open()?;
+        Ok(self.keepalive.get())
+    }
+
+    /// Size the send side: the stream buffers up to `size` written bytes
+    /// before `write` says `WouldBlock`, and the engine is asked for a send
+    /// buffer of that size. `InvalidInput` for 0.
+    pub fn set_send_buffer_size(&self, size: usize) -> io::Result<()> {
+        self.resize(size, true)
+    }
+
+    /// Size the receive side, as [`set_send_buffer_size`](Self::set_send_buffer_size).
+    pub fn set_recv_buffer_size(&self, size: usize) -> io::Result<()> {
+        self.resize(size, false)
+    }
+
+    fn resize(&self, size: usize, send: bool) -> io::Result<()> {
+        if size == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer size must not be zero"));
+        }
+        {
+            let mut b = lock(&self.buf);
+            if b.app_closed {
+                return Err(closed());
+            }
+            if send {
+                b.tx_cap = size;
+                b.wseq = b.wseq.wrapping_add(1);
+            } else {
+                b.rx_cap = size;
+            }
+            b.sync_queued = true;
+        }
+        self.ctx.state()?.notify(self.key);
+        self.set_opt(if send { SockOpt::SendBuffer(size) } else { SockOpt::RecvBuffer(size) })?;
+        self.sync_job()
+    }
+
+    /// The stream's send buffer size.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        let b = lock(&self.buf);
+        if b.app_closed { Err(closed()) } else { Ok(b.tx_cap) }
+    }
+
+    /// The stream's receive buffer size.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        let b = lock(&self.buf);
+        if b.app_closed { Err(closed()) } else { Ok(b.rx_cap) }
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_vectored(&mut [IoSliceMut::new(buf)])
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let s: &TcpStream = self;
+        s.blocking(|| s.try_read(bufs))
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let s: &TcpStream = self;
+        s.blocking(|| s.try_write(bufs))
+    }
+
+    /// Data is handed to the stack at the next wait; nothing to do here.
+    fn flush(&mut self) -> io::Result<()> {
+        self.check_open()
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self).flush()
+    }
+}
+
+impl Source for TcpStream {
+    fn source_id(&self) -> SourceId {
+        SourceId { ctx: self.ctx.inner.id, key: self.key }
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        let open = !lock(&self.buf).app_closed;
+        if open {
+            let _ = self.close();
+        }
+    }
+}
+
+/// A listening socket on one [`Context`]. Every core usually binds the same
+/// port, and the NIC's RSS spreads connections over the cores.
+///
+/// Non-blocking by default: `accept` returns `WouldBlock` when no connection
+/// is waiting; the listener is readable when one is. Dropping it closes it;
+/// connections not yet accepted are then reset.
+///
+/// ```
+/// use ixtcp_sockapi::{Context, TcpListener, testing::TestNet};
+/// use std::io::ErrorKind;
+///
+/// let ctx = Context::inline(TestNet::new().engine([10, 0, 0, 1].into()));
+/// let l = TcpListener::bind(&ctx, "10.0.0.1:8080".parse().unwrap())?;
+/// assert_eq!(l.accept().unwrap_err().kind(), ErrorKind::WouldBlock);
+/// // The same port twice on one core:
+/// let again = TcpListener::bind(&ctx, "10.0.0.1:8080".parse().unwrap());
+/// assert_eq!(again.unwrap_err().kind(), ErrorKind::AddrInUse);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct TcpListener {
+    ctx: Context,
+    key: Key,
+    id: ListenerId,
+    shared: Arc<Mutex<ListenBuf>>,
+    addr: SocketAddrV4,
+    nonblocking: Cell<bool>,
+}
+
+impl std::fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpListener").field("ctx", &self.ctx).field("addr", &self.addr).finish()
+    }
+}
+
+impl TcpListener {
+    /// Listen on `addr` with [`DEFAULT_BACKLOG`]. Port 0 picks a free port.
+    /// Errors: `AddrInUse`, `AddrNotAvailable` (not this host's address),
+    /// `InvalidInput` (IPv6).
+    pub fn bind(ctx: &Context, addr: SocketAddr) -> io::Result<TcpListener> {
+        TcpListener::bind_with_backlog(ctx, addr, DEFAULT_BACKLOG)
+    }
+
+    /// Listen with a backlog: at most `backlog` connections wait (half-open
+    /// or not yet accepted) in the engine, and as many again in this
+    /// context's accept queue. A backlog of 0 counts as 1.
+    pub fn bind_with_backlog(ctx: &Context, addr: SocketAddr, backlog: usize) -> io::Result<TcpListener> {
+        let addr = v4(addr)?;
+        let backlog = backlog.max(1);
+        let shared = Arc::new(Mutex::new(ListenBuf::new(backlog)));
+        let placeholder = ListenerId { index: u32::MAX, generation: u32::MAX };
+        let key = ctx
+            .state()?
+            .socks
+            .insert(Sock {
+                kind: SockKind::Listener { id: placeholder, shared: Arc::clone(&shared) },
+                regs: Vec::new(),
+            })
+            .ok_or_else(table_full)?;
+        let q = Arc::clone(&shared);
+        match ctx.call(|reply| Job::Listen { key, addr, backlog, shared: q, reply }) {
+            Ok((id, bound)) => {
+                if let Some(Sock { kind: SockKind::Listener { id: slot, .. }, .. }) = ctx.state()?.socks.get_mut(key) {
+                    *slot = id;
+                }
+                Ok(TcpListener { ctx: ctx.clone(), key, id, shared, addr: bound, nonblocking: Cell::new(true) })
+            }
+            Err(e) => {
+                ctx.state()?.socks.remove(key);
+                Err(e)
+            }
+        }
+    }
+
+    /// The bound address (with the real port if 0 was asked).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        if lock(&self.shared).closed {
+            return Err(closed());
+        }
+        Ok(SocketAddr::V4(self.addr))
+    }
+
+    /// The context this listener belongs to.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// `false`: `accept` waits for a connection instead of `WouldBlock`.
+    pub fn set_nonblocking(&self, nonblocking: bool) {
+        self.nonblocking.set(nonblocking);
+    }
+
+    /// Take an established connection and its peer's address. The stream
+    /// is non-blocking, like the listener's default.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        loop {
+            match self.try_accept() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking.get() => self.ctx.block_once()?,
+                r => return r,
+            }
+        }
+    }
+
+    fn try_accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (acc, more) = {
+            let mut q = lock(&self.shared);
+            if q.closed {
+                return Err(closed());
+            }
+            let Some(acc) = q.queue.pop_front() else { return Err(io::ErrorKind::WouldBlock.into()) };
+            let more = q.more && !q.more_queued;
+            q.more_queued |= more;
+            (acc, more)
+        };
+        let peer = lock(&acc.buf).peer.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+        let sock = Sock { kind: SockKind::Stream { conn: acc.conn, buf: Arc::clone(&acc.buf) }, regs: Vec::new() };
+        let key = match self.ctx.state()?.socks.insert(sock) {
+            Some(k) => k,
+            None => {
+                self.ctx.push_job(Job::Abort { conn: acc.conn })?;
+                return Err(table_full());
+            }
+        };
+        self.ctx.push_job(Job::Adopt { conn: acc.conn, key })?;
+        if more {
+            self.ctx.push_job(Job::AcceptMore { listener: self.id })?;
+        }
+        Ok((TcpStream::from_parts(&self.ctx, key, acc.conn, acc.buf), SocketAddr::V4(peer)))
+    }
+
+    /// Stop listening; connections not yet accepted are reset.
+    /// `NotConnected` if already closed.
+    pub fn close(&self) -> io::Result<()> {
+        {
+            let mut q = lock(&self.shared);
+            if q.closed {
+                return Err(closed());
+            }
+            q.closed = true;
+        }
+        self.ctx.state()?.socks.remove(self.key);
+        self.ctx.push_job(Job::CloseListener { listener: self.id })
+    }
+}
+
+impl Source for TcpListener {
+    fn source_id(&self) -> SourceId {
+        SourceId { ctx: self.ctx.inner.id, key: self.key }
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let open = !lock(&self.shared).closed;
+        if open {
+            let _ = self.close();
+        }
+    }
+}

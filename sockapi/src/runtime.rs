@@ -1,0 +1,273 @@
+//! The runtimes: start one application context per core over engines the
+//! caller supplies, run the application, stop cleanly.
+//!
+//! - [`Mode::Threaded`] (mTCP's model): per core a stack thread that owns the
+//!   engine and loops (ingress → jobs → one event batch to the app → egress),
+//!   and an application thread that blocks in [`Epoll::wait`](crate::Epoll::wait).
+//!   Jobs go to the stack and events come back as one `Vec` per loop
+//!   iteration over crossbeam channels, so the application is woken at most
+//!   once per stack iteration, not per event.
+//! - [`Mode::Inline`] (run to completion): per core one thread; the
+//!   application's calls queue the same jobs and `Epoll::wait` runs the same
+//!   stack code (jobs → egress → ingress) on that thread.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, unbounded};
+
+use crate::context::{Context, StopHandle};
+use crate::engine::Engine;
+use crate::shared::Job;
+use crate::slab::Key;
+use crate::stack_side::StackSide;
+
+/// Which runtime to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// A stack thread and an application thread per core.
+    Threaded,
+    /// The application and the stack share one thread per core.
+    Inline,
+}
+
+/// Configures and builds a [`Runtime`].
+///
+/// ```
+/// use ixtcp_sockapi::{Mode, Runtime, testing::TestNet};
+/// let net = TestNet::new();
+/// let rt = Runtime::builder()
+///     .mode(Mode::Inline)
+///     .build(2, |core| Ok(net.engine([10, 0, 0, 1].into())))?;
+/// assert_eq!(rt.cores(), 2);
+/// let cores = rt.run(|ctx| ctx.core())?;
+/// assert_eq!(cores, vec![0, 1]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    mode: Mode,
+    linger: Duration,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder { mode: Mode::Threaded, linger: Duration::from_secs(1) }
+    }
+}
+
+impl Builder {
+    /// Threaded, with a one-second linger.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Choose the runtime.
+    pub fn mode(mut self, mode: Mode) -> Builder {
+        self.mode = mode;
+        self
+    }
+
+    /// How long a core keeps running its stack after its application
+    /// returned, so that closed connections finish sending and exchange
+    /// FINs. The core stops earlier once the engine holds no connection.
+    pub fn linger(mut self, linger: Duration) -> Builder {
+        self.linger = linger;
+        self
+    }
+
+    /// Make `cores` engines with `factory(core)` (for the real stack: start
+    /// the NIC, then build one stack core per queue pair) and return the
+    /// runtime, not yet running. `InvalidInput` for zero cores.
+    pub fn build<E, F>(self, cores: usize, mut factory: F) -> io::Result<Runtime<E>>
+    where
+        E: Engine + Send + 'static,
+        F: FnMut(usize) -> io::Result<E>,
+    {
+        if cores == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a runtime needs at least one core"));
+        }
+        let engines = (0..cores).map(&mut factory).collect::<io::Result<Vec<E>>>()?;
+        Ok(Runtime { engines, mode: self.mode, linger: self.linger, stop: StopHandle::default() })
+    }
+}
+
+/// Engines, one per core, ready to run an application on each.
+#[derive(Debug)]
+pub struct Runtime<E> {
+    engines: Vec<E>,
+    mode: Mode,
+    linger: Duration,
+    stop: StopHandle,
+}
+
+impl Runtime<()> {
+    /// A [`Builder`].
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+}
+
+impl<E: Engine + Send + 'static> Runtime<E> {
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.engines.len()
+    }
+
+    /// The runtime's mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// A handle to stop the running application from anywhere (another
+    /// thread, a signal handler thread, or the application itself).
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Run `app` once per core, each on that core's application thread with
+    /// that core's [`Context`], and return the results in core order when
+    /// all have returned. Then each core closes what its application left
+    /// open (listeners first, then streams with FIN after their data), lets
+    /// the stack finish for up to the linger time, and its threads end.
+    ///
+    /// A panic in `app` is re-raised here after every thread was joined.
+    pub fn run<R, F>(self, app: F) -> io::Result<Vec<R>>
+    where
+        R: Send,
+        F: Fn(&Context) -> R + Sync,
+    {
+        let Runtime { engines, mode, linger, stop } = self;
+        let app = &app;
+        let joined = std::thread::scope(|s| {
+            let mut apps = Vec::new();
+            let mut stacks = Vec::new();
+            let mut spawn_error = None;
+            for (core, engine) in engines.into_iter().enumerate() {
+                let app_stop = stop.clone();
+                let spawned = match mode {
+                    Mode::Inline => {
+                        std::thread::Builder::new().name(format!("ixtcp-app-{core}")).spawn_scoped(s, move || {
+                            let ctx = Context::inline_core(core, engine, app_stop);
+                            let r = app(&ctx);
+                            ctx.finish(linger);
+                            r
+                        })
+                    }
+                    Mode::Threaded => {
+                        let (jobs_tx, jobs_rx) = unbounded();
+                        let (events_tx, events_rx) = unbounded();
+                        let stack_stop = stop.clone();
+                        let stack = std::thread::Builder::new()
+                            .name(format!("ixtcp-stack-{core}"))
+                            .spawn_scoped(s, move || stack_loop(engine, jobs_rx, events_tx, stack_stop, linger));
+                        match stack {
+                            Ok(h) => stacks.push(h),
+                            Err(e) => {
+                                spawn_error = Some(e);
+                                break;
+                            }
+                        }
+                        std::thread::Builder::new().name(format!("ixtcp-app-{core}")).spawn_scoped(s, move || {
+                            let ctx = Context::threaded(core, jobs_tx, events_rx, app_stop);
+                            let r = app(&ctx);
+                            ctx.finish(linger);
+                            r
+                        })
+                    }
+                };
+                match spawned {
+                    Ok(h) => apps.push(h),
+                    Err(e) => {
+                        spawn_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            if spawn_error.is_some() {
+                stop.stop();
+            }
+            let results: Vec<_> = apps.into_iter().map(|h| h.join()).collect();
+            let stack_results: Vec<_> = stacks.into_iter().map(|h| h.join()).collect();
+            (results, stack_results, spawn_error)
+        });
+        let (results, stack_results, spawn_error) = joined;
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Ok(v) => out.push(v),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        for r in stack_results {
+            if let Err(panic) = r {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        match spawn_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+/// The stack thread of the threaded runtime.
+fn stack_loop<E: Engine>(
+    engine: E,
+    jobs: Receiver<Vec<Job>>,
+    events: Sender<Vec<Key>>,
+    stop: StopHandle,
+    linger: Duration,
+) {
+    let mut side = StackSide::new(engine);
+    let mut out: Vec<Key> = Vec::new();
+    let mut pending: Option<Vec<Job>> = None;
+    let mut open = true;
+    let mut stop_forwarded = false;
+    let mut linger_until: Option<Instant> = None;
+    loop {
+        let mut progress = side.ingress(&mut out);
+        if let Some(mut batch) = pending.take() {
+            progress = true;
+            side.apply(&mut batch, &mut out);
+        }
+        while open {
+            match jobs.try_recv() {
+                Ok(mut batch) => {
+                    progress = true;
+                    side.apply(&mut batch, &mut out);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => open = false,
+            }
+        }
+        // One batch of events per iteration; an empty one wakes the app to
+        // see the stop request.
+        let wake = stop.is_stopped() && !stop_forwarded;
+        if !out.is_empty() || wake {
+            stop_forwarded |= wake;
+            // A send error means the app is gone; the stack still finishes.
+            let _ = events.send(std::mem::take(&mut out));
+        }
+        side.egress();
+        if !open {
+            let until = *linger_until.get_or_insert_with(|| Instant::now() + linger);
+            if !side.busy() || Instant::now() >= until {
+                return;
+            }
+        }
+        if !progress {
+            if let Some(idle) = side.idle_wait() {
+                if open {
+                    match jobs.recv_timeout(idle) {
+                        Ok(batch) => pending = Some(batch),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => open = false,
+                    }
+                } else {
+                    std::thread::sleep(idle);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The real stack as an [`Engine`]: [`StackEngine`] wraps one
+//! [`ixtcp_stack::StackCore`] (any [`PacketIo`]: the 82599, its model, the
+//! in-memory NIC) together with what the trait needs and the core does not
+//! hold itself: the clock, listener ids, the handles the application holds
+//! (to resynchronise after an event overflow) and a counter mirror.
+//!
+//! Why a wrapper and not `impl Engine for StackCore`: a core is given the
+//! time by whoever polls it and has no clock of its own, while
+//! [`Engine::now_ns`] must read one; and the core keys listeners by port
+//! with no generation, while sockapi needs ids that a closed listener's
+//! successor on the same port does not inherit.
+//!
+//! How the trait maps onto the core:
+//!
+//! | Engine | StackCore |
+//! |---|---|
+//! | `ingress` / `egress` | `ingress(now)` / `egress()` |
+//! | `take_events` | `drain_events`; `Acceptable{port}` → the port's [`ListenerId`]; after `events_overflowed`, one event per held connection and listener |
+//! | `listen(addr, backlog)` | `listen(port, backlog)`; port 0 picks a free one from the ephemeral range |
+//! | `connect(remote, local)` | `connect(remote, port)`; a local IP other than ours is `AddrNotAvailable`, a listening port `AddrInUse` |
+//! | `recv` | `recv`; after a normal close (FIN both ways) `Ok(0)` |
+//! | `close` | `abort` if unread data remains in the core, else `close` (Linux) |
+//! | `state` | `state` + `readiness` + `close_reason` |
+//! | `connections` | slots not in the free pool ([`ixtcp_stack::SocketCensus`]) |
+//! | `set_option` | `set_nodelay`, `set_keepalive`; buffer sizes: the core's slots have fixed buffers, so a size up to the configured one is accepted (the slot keeps its buffer) and a larger one is `InvalidInput` |
+
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ixtcp_driver::time::Clock;
+use ixtcp_stack::{CloseReason, PacketIo, StackCore, StackError, StatsMirror, TcpState as CoreState};
+
+use crate::engine::{
+    ConnId, ConnState, Engine, EngineError, EngineEvent, Failure, ListenerId, Readiness, SockOpt, TcpState,
+};
+
+/// Publish counters to the mirror every this many iterations by default.
+const STATS_EVERY: u32 = 256;
+
+/// One stack core as a sockapi [`Engine`]. See the module docs.
+pub struct StackEngine<P: PacketIo> {
+    core: StackCore<P>,
+    clock: Arc<dyn Clock>,
+    /// Listening ports and the generation of their current listener.
+    listeners: Vec<(u16, u32)>,
+    next_listener_generation: u32,
+    /// Generation of the handle the application holds, per slot.
+    held: Vec<Option<u32>>,
+    mirror: Arc<StatsMirror>,
+    stats_every: u32,
+    iterations: u32,
+    idle_wait: Option<Duration>,
+}
+
+impl<P: PacketIo> std::fmt::Debug for StackEngine<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackEngine").field("core", &self.core.index()).field("ip", &self.core.ip()).finish()
+    }
+}
+
+fn core_id(id: ConnId) -> ixtcp_stack::ConnId {
+    ixtcp_stack::ConnId { index: id.index, generation: id.generation }
+}
+
+fn api_id(id: ixtcp_stack::ConnId) -> ConnId {
+    ConnId { index: id.index, generation: id.generation }
+}
+
+fn failure_of(reason: Option<CloseReason>) -> Option<Failure> {
+    match reason? {
+        CloseReason::Normal => None,
+        CloseReason::Refused => Some(Failure::Refused),
+        CloseReason::Reset => Some(Failure::Reset),
+        CloseReason::TimedOut => Some(Failure::TimedOut),
+    }
+}
+
+/// The error a sockets user expects for a core's error.
+fn engine_error(e: StackError) -> EngineError {
+    match e {
+        StackError::StaleHandle => EngineError::InvalidHandle,
+        StackError::WouldBlock => EngineError::WouldBlock,
+        StackError::NotConnected => EngineError::NotConnected,
+        StackError::ConnectionRefused => EngineError::Failed(Failure::Refused),
+        StackError::ConnectionReset => EngineError::Failed(Failure::Reset),
+        StackError::TimedOut => EngineError::Failed(Failure::TimedOut),
+        StackError::NoSocket => EngineError::Exhausted,
+        StackError::AddrInUse(_) => EngineError::AddrInUse,
+        StackError::PortsExhausted => EngineError::AddrNotAvailable,
+        // Linux says EINVAL for a bad destination; mTCP for a port of
+        // another core; no route has no kind of its own in the trait.
+        StackError::WrongCore { .. }
+        | StackError::InvalidAddress(_)
+        | StackError::NoRoute(_)
+        | StackError::InvalidOption(_)
+        | StackError::Config(_) => EngineError::InvalidInput,
+        StackError::InvalidPort(_) => EngineError::AddrInUse,
+        StackError::NotListening(_) => EngineError::InvalidHandle,
+        StackError::ShuttingDown | StackError::Device(_) => EngineError::NotConnected,
+    }
+}
+
+fn tcp_state(s: CoreState) -> TcpState {
+    match s {
+        CoreState::Closed | CoreState::Listen => TcpState::Closed,
+        CoreState::SynSent => TcpState::SynSent,
+        CoreState::SynReceived => TcpState::SynReceived,
+        CoreState::Established => TcpState::Established,
+        CoreState::FinWait1 => TcpState::FinWait1,
+        CoreState::FinWait2 => TcpState::FinWait2,
+        CoreState::CloseWait => TcpState::CloseWait,
+        CoreState::Closing => TcpState::Closing,
+        CoreState::LastAck => TcpState::LastAck,
+        CoreState::TimeWait => TcpState::TimeWait,
+    }
+}
+
+impl<P: PacketIo> StackEngine<P> {
+    /// Wraps `core`; `clock` is the clock the core's time comes from.
+    pub fn new(core: StackCore<P>, clock: Arc<dyn Clock>) -> StackEngine<P> {
+        StackEngine {
+            core,
+            clock,
+            listeners: Vec::new(),
+            next_listener_generation: 1,
+            held: Vec::new(),
+            mirror: Arc::new(StatsMirror::default()),
+            stats_every: STATS_EVERY,
+            iterations: 0,
+            idle_wait: None,
+        }
+    }
+
+    /// Publishes counters into `mirror` (instead of a private one) every
+    /// `every` iterations (1: every iteration, for exact figures in tests).
+    pub fn with_stats(mut self, mirror: Arc<StatsMirror>, every: u32) -> StackEngine<P> {
+        mirror.publish(&self.core.stats());
+        self.mirror = mirror;
+        self.stats_every = every.max(1);
+        self
+    }
+
+    /// What [`Engine::idle_wait`] answers: `None` (the default) for a
+    /// poll-mode NIC; a short nap for a model on a machine with few CPUs.
+    pub fn with_idle_wait(mut self, idle: Option<Duration>) -> StackEngine<P> {
+        self.idle_wait = idle;
+        self
+    }
+
+    /// The mirror this engine publishes its core's counters into.
+    pub fn stats_mirror(&self) -> Arc<StatsMirror> {
+        Arc::clone(&self.mirror)
+    }
+
+    /// The stack core.
+    pub fn core(&self) -> &StackCore<P> {
+        &self.core
+    }
+
+    /// The stack core, mutably (calls made here bypass sockapi's view).
+    pub fn core_mut(&mut self) -> &mut StackCore<P> {
+        &mut self.core
+    }
+
+    fn listener_port(&self, id: ListenerId) -> Result<u16, EngineError> {
+        let port = u16::try_from(id.index).map_err(|_| EngineError::InvalidHandle)?;
+        match self.listeners.iter().any(|&(p, g)| p == port && g == id.generation) {
+            true => Ok(port),
+            false => Err(EngineError::InvalidHandle),
+        }
+    }
+
+    fn hold(&mut self, id: ixtcp_stack::ConnId) {
+        let i = id.index as usize;
+        if self.held.len() <= i {
+            self.held.resize(i + 1, None);
+        }
+        self.held[i] = Some(id.generation);
+    }
+
+    fn release(&mut self, id: ConnId) {
+        if let Some(h) = self.held.get_mut(id.index as usize)
+            && *h == Some(id.generation)
+        {
+            *h = None;
+        }
+    }
+
+    /// A port for `listen(…:0)`: the first in the ephemeral range that
+    /// nothing listens on.
+    fn free_listen_port(&self) -> Option<u16> {
+        let cfg = self.core.config();
+        (cfg.ephemeral_first..=cfg.ephemeral_last).find(|&p| self.listeners.iter().all(|&(q, _)| q != p))
+    }
+
+    fn publish(&mut self) {
+        self.mirror.publish(&self.core.stats());
+    }
+}
+
+/// The last counters are published when the engine goes (its runtime ended).
+impl<P: PacketIo> Drop for StackEngine<P> {
+    fn drop(&mut self) {
+        self.publish();
+    }
+}
+
+impl<P: PacketIo> Engine for StackEngine<P> {
+    fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    fn ingress(&mut self, now_ns: u64) {
+        self.core.ingress(now_ns);
+        self.iterations = self.iterations.wrapping_add(1);
+        if self.iterations % self.stats_every == 0 {
+            self.publish();
+        }
+    }
+
+    fn egress(&mut self, _now_ns: u64) {
+        // The core keeps the time of the last ingress; timers fire on it.
+        self.core.egress();
+    }
+
+    fn take_events(&mut self, out: &mut Vec<EngineEvent>) {
+        // Read before draining: draining clears the flag.
+        let overflowed = self.core.events_overflowed();
+        let listeners = &self.listeners;
+        out.extend(self.core.drain_events().filter_map(|e| match e {
+            ixtcp_stack::Event::Conn { id, ready } => {
+                Some(EngineEvent::Conn { id: api_id(id), ready: Readiness(ready.0) })
+            }
+            ixtcp_stack::Event::Acceptable { port } => {
+                listeners.iter().find(|&&(p, _)| p == port).map(|&(p, g)| EngineEvent::Acceptable {
+                    listener: ListenerId { index: u32::from(p), generation: g },
+                })
+            }
+        }));
+        if overflowed {
+            // Some events were lost: report everything the application
+            // holds, so that it looks at each again (spurious is allowed,
+            // missing is not).
+            for (index, g) in self.held.iter().enumerate() {
+                if let Some(generation) = *g {
+                    let id = ConnId { index: index as u32, generation };
+                    let ready = self.core.readiness(core_id(id)).map(|r| Readiness(r.0)).unwrap_or_default();
+                    out.push(EngineEvent::Conn { id, ready });
+                }
+            }
+            for &(p, g) in &self.listeners {
+                out.push(EngineEvent::Acceptable { listener: ListenerId { index: u32::from(p), generation: g } });
+            }
+        }
+    }
+
+    fn idle_wait(&self) -> Option<Duration> {
+        self.idle_wait
+    }
+
+    fn connections(&self) -> usize {
+        let c = self.core.socket_census();
+        c.slots - c.free
+    }
+
+    fn listen(&mut self, addr: SocketAddrV4, backlog: usize) -> Result<ListenerId, EngineError> {
+        if !addr.ip().is_unspecified() && *addr.ip() != self.core.ip() {
+            return Err(EngineError::AddrNotAvailable);
+        }
+        if backlog == 0 {
+            return Err(EngineError::InvalidInput);
+        }
+        let port = match addr.port() {
+            0 => self.free_listen_port().ok_or(EngineError::AddrNotAvailable)?,
+            p => p,
+        };
+        self.core.listen(port, Some(backlog)).map_err(engine_error)?;
+        let generation = self.next_listener_generation;
+        self.next_listener_generation = generation.wrapping_add(1).max(1);
+        self.listeners.push((port, generation));
+        Ok(ListenerId { index: u32::from(port), generation })
+    }
+
+    fn accept(&mut self, listener: ListenerId) -> Result<ConnId, EngineError> {
+        let port = self.listener_port(listener)?;
+        let id = self.core.accept(port).ok_or(EngineError::WouldBlock)?;
+        self.hold(id);
+        Ok(api_id(id))
+    }
+
+    fn close_listener(&mut self, listener: ListenerId) -> Result<(), EngineError> {
+        let port = self.listener_port(listener)?;
+        self.listeners.retain(|&(p, _)| p != port);
+        self.core.unlisten(port).map_err(engine_error)
+    }
+
+    fn listener_addr(&self, listener: ListenerId) -> Result<SocketAddrV4, EngineError> {
+        Ok(SocketAddrV4::new(self.core.ip(), self.listener_port(listener)?))
+    }
+
+    fn connect(&mut self, remote: SocketAddrV4, local: Option<SocketAddrV4>) -> Result<ConnId, EngineError> {
+        let port = match local {
+            Some(l) if !l.ip().is_unspecified() && *l.ip() != self.core.ip() => {
+                return Err(EngineError::AddrNotAvailable);
+            }
+            Some(l) if l.port() != 0 => {
+                if self.listeners.iter().any(|&(p, _)| p == l.port()) {
+                    return Err(EngineError::AddrInUse);
+                }
+                Some(l.port())
+            }
+            _ => None,
+        };
+        let id = self.core.connect(remote, port).map_err(engine_error)?;
+        self.hold(id);
+        Ok(api_id(id))
+    }
+
+    fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, EngineError> {
+        self.core.send(core_id(conn), data).map_err(|e| match e {
+            // Shut down for writing, or closed normally.
+            StackError::NotConnected => EngineError::BrokenPipe,
+            e => engine_error(e),
+        })
+    }
+
+    fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, EngineError> {
+        let id = core_id(conn);
+        match self.core.recv(id, buf) {
+            Ok(n) => Ok(n),
+            // Closed with FIN both ways: the stream has ended.
+            Err(StackError::NotConnected) if self.core.close_reason(id) == Ok(Some(CloseReason::Normal)) => Ok(0),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    fn shutdown_write(&mut self, conn: ConnId) -> Result<(), EngineError> {
+        self.core.shutdown_write(core_id(conn)).map_err(engine_error)
+    }
+
+    fn close(&mut self, conn: ConnId) -> Result<(), EngineError> {
+        let id = core_id(conn);
+        // Linux: closing with unread data resets the connection.
+        let unread = self.core.recv_queue(id).map_err(engine_error)?;
+        let r = if unread > 0 { self.core.abort(id) } else { self.core.close(id) };
+        self.release(conn);
+        r.map_err(engine_error)
+    }
+
+    fn abort(&mut self, conn: ConnId) -> Result<(), EngineError> {
+        let r = self.core.abort(core_id(conn));
+        if r.is_ok() {
+            self.release(conn);
+        }
+        r.map_err(engine_error)
+    }
+
+    fn state(&self, conn: ConnId) -> Result<ConnState, EngineError> {
+        let id = core_id(conn);
+        let tcp = self.core.state(id).map_err(engine_error)?;
+        let ready = self.core.readiness(id).map_err(engine_error)?;
+        let reason = self.core.close_reason(id).map_err(engine_error)?;
+        Ok(ConnState { tcp: tcp_state(tcp), ready: Readiness(ready.0), failure: failure_of(reason) })
+    }
+
+    fn local_addr(&self, conn: ConnId) -> Result<SocketAddrV4, EngineError> {
+        self.core.endpoints(core_id(conn)).map(|(l, _)| l).map_err(engine_error)
+    }
+
+    fn peer_addr(&self, conn: ConnId) -> Result<SocketAddrV4, EngineError> {
+        self.core.endpoints(core_id(conn)).map(|(_, r)| r).map_err(engine_error)
+    }
+
+    fn set_option(&mut self, conn: ConnId, opt: SockOpt) -> Result<(), EngineError> {
+        let id = core_id(conn);
+        let cfg = self.core.config();
+        let (rx_cap, tx_cap) = (cfg.socket_rx_buffer, cfg.socket_tx_buffer);
+        match opt {
+            SockOpt::NoDelay(on) => self.core.set_nodelay(id, on),
+            SockOpt::KeepAlive(interval) => {
+                // Round up to whole milliseconds, so a short interval stays on.
+                let ms = interval.map(|d| d.as_nanos().div_ceil(1_000_000).min(u128::from(u64::MAX)) as u64);
+                self.core.set_keepalive(id, ms)
+            }
+            SockOpt::SendBuffer(n) | SockOpt::RecvBuffer(n) if n == 0 => return Err(EngineError::InvalidInput),
+            SockOpt::SendBuffer(n) => {
+                self.core.state(id).map_err(engine_error)?;
+                return if n <= tx_cap { Ok(()) } else { Err(EngineError::InvalidInput) };
+            }
+            SockOpt::RecvBuffer(n) => {
+                self.core.state(id).map_err(engine_error)?;
+                return if n <= rx_cap { Ok(()) } else { Err(EngineError::InvalidInput) };
+            }
+        }
+        .map_err(engine_error)
+    }
+}

@@ -1,0 +1,426 @@
+//! The stack side of one core: owns the [`Engine`], applies the
+//! application's jobs, moves bytes between the engine and the shared
+//! per-connection buffers, and turns engine events into application events
+//! (the keys of sockets whose readiness may have changed).
+//!
+//! Both runtimes run this same code; they differ only in where it runs (the
+//! stack thread, or the application's thread inside `Epoll::wait`) and in how
+//! job and event batches travel.
+
+use std::net::SocketAddrV4;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::engine::{ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness};
+use crate::shared::{Accepted, ConnBuf, Job, ListenBuf, lock};
+use crate::slab::Key;
+
+const SCRATCH: usize = 16 * 1024;
+
+struct StackConn {
+    id: ConnId,
+    /// The application's socket, once it has one (accepted connections wait
+    /// in a listener's queue without).
+    key: Option<Key>,
+    buf: Arc<Mutex<ConnBuf>>,
+    /// The application closed it; the stack finishes sending, then releases it.
+    released: bool,
+    fin_sent: bool,
+    /// Batch in which the application was last told about it (dedup).
+    notified: u64,
+}
+
+struct StackListener {
+    id: ListenerId,
+    key: Key,
+    shared: Arc<Mutex<ListenBuf>>,
+    notified: u64,
+}
+
+/// Type-erased view used by the inline runtime.
+pub(crate) trait Stack {
+    fn ingress(&mut self, out: &mut Vec<Key>) -> bool;
+    fn apply(&mut self, jobs: &mut Vec<Job>, out: &mut Vec<Key>);
+    fn egress(&mut self);
+    fn idle_wait(&self) -> Option<Duration>;
+    fn busy(&self) -> bool;
+}
+
+/// One core's stack side.
+pub(crate) struct StackSide<E> {
+    engine: E,
+    conns: Vec<Option<StackConn>>,
+    listeners: Vec<Option<StackListener>>,
+    events: Vec<EngineEvent>,
+    scratch: Vec<u8>,
+    /// Iteration counter, for per-batch deduplication of notifications.
+    batch: u64,
+    /// Connections the application closed that still have data to send.
+    orphans: usize,
+}
+
+fn slot<T>(v: &mut Vec<Option<T>>, index: u32) -> &mut Option<T> {
+    let i = index as usize;
+    if v.len() <= i {
+        v.resize_with(i + 1, || None);
+    }
+    &mut v[i]
+}
+
+impl<E: Engine> StackSide<E> {
+    pub fn new(engine: E) -> StackSide<E> {
+        StackSide {
+            engine,
+            conns: Vec::new(),
+            listeners: Vec::new(),
+            events: Vec::new(),
+            scratch: vec![0; SCRATCH],
+            batch: 0,
+            orphans: 0,
+        }
+    }
+
+    /// Receive a batch and turn what changed into application events.
+    /// Returns true if the engine reported anything.
+    pub fn ingress(&mut self, out: &mut Vec<Key>) -> bool {
+        self.batch += 1;
+        let now = self.engine.now_ns();
+        self.engine.ingress(now);
+        self.collect(out)
+    }
+
+    /// Transmit what the iteration produced.
+    pub fn egress(&mut self) {
+        let now = self.engine.now_ns();
+        self.engine.egress(now);
+    }
+
+    pub fn idle_wait(&self) -> Option<Duration> {
+        self.engine.idle_wait()
+    }
+
+    /// True while closed connections are still being flushed or the engine
+    /// still holds connections.
+    pub fn busy(&self) -> bool {
+        self.orphans > 0 || self.engine.connections() > 0
+    }
+
+    /// Apply a batch of jobs, in order.
+    pub fn apply(&mut self, jobs: &mut Vec<Job>, out: &mut Vec<Key>) {
+        for job in jobs.drain(..) {
+            self.apply_one(job, out);
+        }
+        // Jobs such as abort or close may produce engine events at once.
+        self.collect(out);
+    }
+
+    fn collect(&mut self, out: &mut Vec<Key>) -> bool {
+        let mut events = std::mem::take(&mut self.events);
+        self.engine.take_events(&mut events);
+        let any = !events.is_empty();
+        for ev in events.drain(..) {
+            match ev {
+                EngineEvent::Conn { id, .. } => self.sync(id, out),
+                EngineEvent::Acceptable { listener } => self.accept_some(listener, out),
+            }
+        }
+        self.events = events;
+        any
+    }
+
+    fn apply_one(&mut self, job: Job, out: &mut Vec<Key>) {
+        match job {
+            Job::Listen { key, addr, backlog, shared, reply } => {
+                let res = self.listen(key, addr, backlog, shared);
+                // The app may have given up waiting (stopped): nothing to do then.
+                let _ = reply.send(res);
+            }
+            Job::CloseListener { listener } => self.close_listener(listener),
+            Job::AcceptMore { listener } => {
+                if let Some(Some(l)) = self.listeners.get(listener.index as usize) {
+                    if l.id == listener {
+                        lock(&l.shared).more_queued = false;
+                    }
+                }
+                self.accept_some(listener, out)
+            }
+            Job::Connect { key, remote, local, buf, reply } => match self.engine.connect(remote, local) {
+                Ok(id) => {
+                    let local = self.engine.local_addr(id).ok();
+                    *slot(&mut self.conns, id.index) =
+                        Some(StackConn { id, key: Some(key), buf, released: false, fin_sent: false, notified: 0 });
+                    let _ = reply.send(Ok((id, local)));
+                    self.sync(id, out);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Job::Adopt { conn, key } => {
+                // Whatever happened before adoption was not reported (there was
+                // no key to report it to): report the socket once now.
+                let batch = self.batch;
+                if let Some(c) = self.conn_mut(conn) {
+                    c.key = Some(key);
+                    c.notified = batch;
+                    out.push(key);
+                }
+                self.sync(conn, out);
+            }
+            Job::Sync { conn } => self.sync(conn, out),
+            Job::Close { conn } => {
+                if let Some(c) = self.conn_mut(conn) {
+                    if !c.released {
+                        c.released = true;
+                        c.key = None;
+                        self.orphans += 1;
+                    }
+                }
+                self.sync(conn, out);
+            }
+            Job::Abort { conn } => {
+                if let Some(c) = self.take_conn(conn) {
+                    if c.released {
+                        self.orphans = self.orphans.saturating_sub(1);
+                    }
+                    let _ = self.engine.abort(conn);
+                }
+            }
+            Job::SetOpt { conn, opt } => {
+                // Settings are advisory: an engine may clamp or refuse them.
+                let _ = self.engine.set_option(conn, opt);
+            }
+        }
+    }
+
+    fn listen(
+        &mut self,
+        key: Key,
+        addr: SocketAddrV4,
+        backlog: usize,
+        shared: Arc<Mutex<ListenBuf>>,
+    ) -> Result<(ListenerId, SocketAddrV4), EngineError> {
+        let id = self.engine.listen(addr, backlog)?;
+        let bound = match self.engine.listener_addr(id) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = self.engine.close_listener(id);
+                return Err(e);
+            }
+        };
+        *slot(&mut self.listeners, id.index) = Some(StackListener { id, key, shared, notified: 0 });
+        Ok((id, bound))
+    }
+
+    fn close_listener(&mut self, id: ListenerId) {
+        let Some(entry) = self.listeners.get_mut(id.index as usize) else { return };
+        if entry.as_ref().is_none_or(|l| l.id != id) {
+            return;
+        }
+        let Some(l) = entry.take() else { return };
+        let _ = self.engine.close_listener(id);
+        // Connections accepted from the engine but not by the application are
+        // reset, as Linux does when a listening socket with a queue is closed.
+        let pending: Vec<Accepted> = lock(&l.shared).queue.drain(..).collect();
+        for a in pending {
+            if self.take_conn(a.conn).is_some() {
+                let _ = self.engine.abort(a.conn);
+            }
+        }
+    }
+
+    /// Move connections from the engine into the listener's accept queue,
+    /// up to its backlog.
+    fn accept_some(&mut self, id: ListenerId, out: &mut Vec<Key>) {
+        let Some(Some(l)) = self.listeners.get_mut(id.index as usize) else { return };
+        if l.id != id {
+            return;
+        }
+        let shared = Arc::clone(&l.shared);
+        let mut accepted = Vec::new();
+        {
+            let mut q = lock(&shared);
+            while q.queue.len() < q.backlog {
+                match self.engine.accept(id) {
+                    Ok(conn) => {
+                        let buf =
+                            Arc::new(Mutex::new(ConnBuf::new(crate::shared::DEFAULT_BUF, crate::shared::DEFAULT_BUF)));
+                        q.queue.push_back(Accepted { conn, buf: Arc::clone(&buf) });
+                        accepted.push((conn, buf));
+                    }
+                    Err(_) => break,
+                }
+            }
+            q.more = q.queue.len() >= q.backlog;
+            if !accepted.is_empty() {
+                q.seq = q.seq.wrapping_add(1);
+            }
+        }
+        let batch = self.batch;
+        if let Some(Some(l)) = self.listeners.get_mut(id.index as usize) {
+            if !accepted.is_empty() && l.notified != batch {
+                l.notified = batch;
+                out.push(l.key);
+            }
+        }
+        for (conn, buf) in accepted {
+            *slot(&mut self.conns, conn.index) =
+                Some(StackConn { id: conn, key: None, buf, released: false, fin_sent: false, notified: 0 });
+            self.sync(conn, out);
+        }
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut StackConn> {
+        match self.conns.get_mut(id.index as usize) {
+            Some(Some(c)) if c.id == id => Some(c),
+            _ => None,
+        }
+    }
+
+    fn take_conn(&mut self, id: ConnId) -> Option<StackConn> {
+        let entry = self.conns.get_mut(id.index as usize)?;
+        if entry.as_ref().is_some_and(|c| c.id == id) { entry.take() } else { None }
+    }
+
+    /// Bring one connection up to date: failure and handshake state, bytes
+    /// from the app's `tx` into the engine, bytes from the engine into the
+    /// app's `rx`, FIN after a write shutdown, release after close.
+    fn sync(&mut self, id: ConnId, out: &mut Vec<Key>) {
+        let engine = &mut self.engine;
+        let scratch = &mut self.scratch;
+        let Some(Some(c)) = self.conns.get_mut(id.index as usize) else { return };
+        if c.id != id {
+            return;
+        }
+        let mut b = lock(&c.buf);
+        b.sync_queued = false;
+        // Which directions changed (for edge-triggered epolls).
+        let (mut rx, mut tx) = (false, false);
+
+        match engine.state(id) {
+            Ok(st) => {
+                if let Some(f) = st.failure {
+                    if b.failed.is_none() {
+                        b.failed = Some(f);
+                        b.error = Some(f);
+                        (rx, tx) = (true, true);
+                    }
+                }
+                if st.ready.contains(Readiness::CONNECTED) && !b.established {
+                    b.established = true;
+                    b.local = engine.local_addr(id).ok();
+                    b.peer = engine.peer_addr(id).ok();
+                    tx = true;
+                }
+            }
+            Err(_) => {
+                // The engine no longer knows the id: report it as reset.
+                if b.failed.is_none() {
+                    b.failed = Some(crate::engine::Failure::Reset);
+                    b.error = b.failed;
+                    (rx, tx) = (true, true);
+                }
+            }
+        }
+
+        if b.failed.is_none() && b.established {
+            let was_full = b.tx.len() >= b.tx_cap;
+            while !b.tx.is_empty() {
+                let (front, _) = b.tx.as_slices();
+                match engine.send(id, front) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        b.tx.drain(..n);
+                    }
+                    Err(EngineError::Failed(f)) => {
+                        b.failed = Some(f);
+                        b.error = Some(f);
+                        (rx, tx) = (true, true);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if was_full && b.tx.len() < b.tx_cap {
+                tx = true;
+            }
+            if b.tx.is_empty() && b.write_shut && !c.fin_sent {
+                c.fin_sent = engine.shutdown_write(id).is_ok();
+            }
+        }
+
+        if !c.released && b.failed.is_none() {
+            b.engine_has_more = false;
+            while !b.peer_fin {
+                let room = if b.read_shut { scratch.len() } else { b.rx_cap.saturating_sub(b.rx.len()) };
+                if room == 0 {
+                    b.engine_has_more = true;
+                    break;
+                }
+                let want = room.min(scratch.len());
+                match engine.recv(id, &mut scratch[..want]) {
+                    Ok(0) => {
+                        b.peer_fin = true;
+                        rx = true;
+                    }
+                    Ok(n) => {
+                        if !b.read_shut {
+                            b.rx.extend(&scratch[..n]);
+                            rx = true;
+                        }
+                    }
+                    Err(EngineError::Failed(f)) => {
+                        b.failed = Some(f);
+                        b.error = Some(f);
+                        (rx, tx) = (true, true);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+
+        if rx {
+            b.rseq = b.rseq.wrapping_add(1);
+        }
+        if tx {
+            b.wseq = b.wseq.wrapping_add(1);
+        }
+        let notify = rx || tx;
+
+        if c.released && (b.failed.is_some() || b.tx.is_empty()) {
+            drop(b);
+            let _ = engine.close(id);
+            if let Some(entry) = self.conns.get_mut(id.index as usize) {
+                *entry = None;
+            }
+            self.orphans = self.orphans.saturating_sub(1);
+            return;
+        }
+        drop(b);
+        if notify && c.notified != self.batch {
+            if let Some(key) = c.key {
+                c.notified = self.batch;
+                out.push(key);
+            }
+        }
+    }
+}
+
+impl<E: Engine> Stack for StackSide<E> {
+    fn ingress(&mut self, out: &mut Vec<Key>) -> bool {
+        StackSide::ingress(self, out)
+    }
+    fn apply(&mut self, jobs: &mut Vec<Job>, out: &mut Vec<Key>) {
+        StackSide::apply(self, jobs, out)
+    }
+    fn egress(&mut self) {
+        StackSide::egress(self)
+    }
+    fn idle_wait(&self) -> Option<Duration> {
+        StackSide::idle_wait(self)
+    }
+    fn busy(&self) -> bool {
+        StackSide::busy(self)
+    }
+}

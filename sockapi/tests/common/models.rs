@@ -1,0 +1,283 @@
+//! The shared suite over the real stack: two hosts (10.0.0.1 and
+//! 10.0.0.2), each an 82599 model driven by the real driver with one stack
+//! core per test core, joined by an in-memory link, presented to sockapi as
+//! **one** engine per core ([`PairEngine`]), so that test bodies written for
+//! one host that connects to itself run unchanged.
+//!
+//! Listeners live on the server host (10.0.0.1), connections are opened by
+//! the client host (10.0.0.2) unless they are for another address, and
+//! every address the engine reports has the client's IP replaced by the
+//! server's: seen from the test, it is one host talking to itself, while
+//! every segment crosses both NICs and the link. Ids are interleaved
+//! (server slot i → 2i, client slot i → 2i + 1) so both fit one id space.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ixtcp_driver::time::{Clock, MonotonicClock};
+use ixtcp_driver::wire::{Link, LinkConfig};
+use ixtcp_sockapi::engine::{ConnId, ConnState, Engine, EngineError, EngineEvent, ListenerId, SockOpt};
+use ixtcp_sockapi::nic::{Nic, NicDevice, NicQueue, OpenOptions};
+use ixtcp_sockapi::stack::StackEngine;
+use ixtcp_sockapi::testing::{TestConfig, TestStats};
+use ixtcp_stack::{CoreStats, StackConfig, StatsMirror};
+
+pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+/// The stack configuration a [`TestConfig`] stands for.
+fn stack_config(ip: Ipv4Addr, cores: u16, t: &TestConfig) -> StackConfig {
+    StackConfig {
+        cores,
+        // A /8, so that 10.9.9.9 is on the link and simply never answers.
+        prefix_len: 8,
+        rx_ring_size: 256,
+        tx_ring_size: 256,
+        mempool_size: 2048,
+        socket_rx_buffer: t.recv_buffer.max(1024),
+        socket_tx_buffer: t.send_buffer.max(1024),
+        ephemeral_first: t.ephemeral_ports.0,
+        ephemeral_last: t.ephemeral_ports.1,
+        // smoltcp retransmits a SYN after about a second: a few retries.
+        connect_timeout_ms: u64::from(t.syn_retries).saturating_mul(700).clamp(1_500, 600_000),
+        arp_pending_timeout_ms: 300,
+        arp_retry_ms: 100,
+        time_wait_ms: 200,
+        orphan_timeout_ms: 5_000,
+        ..StackConfig::new(ip, 8)
+    }
+}
+
+/// Counters of both hosts, as the test engine's [`TestStats`] names them.
+#[derive(Clone, Default)]
+pub struct PairStats {
+    server: Vec<Arc<StatsMirror>>,
+    client: Vec<Arc<StatsMirror>>,
+}
+
+fn sum(ms: &[Arc<StatsMirror>]) -> CoreStats {
+    let mut t = CoreStats::default();
+    for m in ms {
+        t.add(&m.load());
+    }
+    t
+}
+
+impl PairStats {
+    /// What maps: handshakes on the server, refusals and ARP-starved
+    /// segments on the client, backlog drops on the server, resets and
+    /// normal closes on both. `fins` counts connections closed normally
+    /// (FIN both ways) on either host, not FIN segments.
+    pub fn test_stats(&self) -> TestStats {
+        let (s, c) = (sum(&self.server), sum(&self.client));
+        TestStats {
+            established: s.conns_opened_passive,
+            refused: c.conns_refused,
+            syns_dropped: s.drop_backlog_full + c.drop_no_neighbor,
+            fins: s.conns_closed + c.conns_closed,
+            resets: s.conns_reset + c.conns_reset,
+            bytes: 0,
+        }
+    }
+}
+
+type Half = StackEngine<NicQueue>;
+
+/// One core of each host as one engine. See the module docs.
+pub struct PairEngine {
+    server: Half,
+    client: Half,
+    // Dropped after the engines (field order): stops the devices.
+    _devices: Arc<std::sync::Mutex<Devices>>,
+}
+
+pub struct Devices {
+    server: NicDevice,
+    client: NicDevice,
+}
+
+impl Drop for Devices {
+    fn drop(&mut self) {
+        for d in [&self.server, &self.client] {
+            if let Some(m) = d.model() {
+                let faults = m.faults();
+                if !faults.is_empty() && !std::thread::panicking() {
+                    panic!("model faults: {faults:?}");
+                }
+            }
+            d.shutdown();
+        }
+    }
+}
+
+/// `cores` pair engines over two linked models, and their counters.
+pub fn pair_engines(cores: u16, t: &TestConfig) -> (Vec<PairEngine>, PairStats) {
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+    let (a, b) = Link::pair(LinkConfig::unlimited(), Arc::clone(&clock));
+    let mut stats = PairStats::default();
+    let mut open = |ip: Ipv4Addr, wire: Box<dyn ixtcp_driver::wire::Wire>, mac: u8| {
+        let cfg = Arc::new(stack_config(ip, cores, t));
+        let opts = OpenOptions {
+            model_mac: [2, 0, 0, 0, 0, mac],
+            link_timeout: Duration::from_secs(1),
+            ..OpenOptions::default()
+        };
+        let mut dev = NicDevice::open_with(&Nic::Model, &cfg, Some(wire), &opts).expect("open model");
+        let queues = dev.take_queues();
+        let cores =
+            ixtcp_stack::runtime::build_cores(cfg, dev.mac(), dev.rss(), queues, clock.now_ns(), Some(u64::from(mac)))
+                .expect("build cores");
+        let halves: Vec<Half> = cores
+            .into_iter()
+            .map(|core| {
+                let mirror = Arc::new(StatsMirror::default());
+                let list = if ip == SERVER_IP { &mut stats.server } else { &mut stats.client };
+                list.push(Arc::clone(&mirror));
+                StackEngine::new(core, Arc::clone(&clock)).with_stats(mirror, 1).with_idle_wait(t.idle_wait)
+            })
+            .collect();
+        (dev, halves)
+    };
+    let (sdev, servers) = open(SERVER_IP, Box::new(a), 1);
+    let (cdev, clients) = open(CLIENT_IP, Box::new(b), 2);
+    let devices = Arc::new(std::sync::Mutex::new(Devices { server: sdev, client: cdev }));
+    let engines = servers
+        .into_iter()
+        .zip(clients)
+        .map(|(server, client)| PairEngine { server, client, _devices: Arc::clone(&devices) })
+        .collect();
+    (engines, stats)
+}
+
+fn server_id(id: ConnId) -> ConnId {
+    ConnId { index: id.index * 2, generation: id.generation }
+}
+
+fn client_id(id: ConnId) -> ConnId {
+    ConnId { index: id.index * 2 + 1, generation: id.generation }
+}
+
+/// Which half an interleaved id belongs to, and its id there.
+fn split(id: ConnId) -> (bool, ConnId) {
+    (id.index % 2 == 1, ConnId { index: id.index / 2, generation: id.generation })
+}
+
+/// The client's address, shown as the server's.
+fn as_one_host(a: SocketAddrV4) -> SocketAddrV4 {
+    if *a.ip() == CLIENT_IP { SocketAddrV4::new(SERVER_IP, a.port()) } else { a }
+}
+
+impl PairEngine {
+    fn half(&self, id: ConnId) -> (&Half, ConnId) {
+        match split(id) {
+            (true, i) => (&self.client, i),
+            (false, i) => (&self.server, i),
+        }
+    }
+
+    fn half_mut(&mut self, id: ConnId) -> (&mut Half, ConnId) {
+        match split(id) {
+            (true, i) => (&mut self.client, i),
+            (false, i) => (&mut self.server, i),
+        }
+    }
+}
+
+impl Engine for PairEngine {
+    fn now_ns(&self) -> u64 {
+        self.server.now_ns()
+    }
+    fn ingress(&mut self, now_ns: u64) {
+        self.server.ingress(now_ns);
+        self.client.ingress(now_ns);
+    }
+    fn egress(&mut self, now_ns: u64) {
+        self.server.egress(now_ns);
+        self.client.egress(now_ns);
+    }
+    fn take_events(&mut self, out: &mut Vec<EngineEvent>) {
+        let start = out.len();
+        self.server.take_events(out);
+        for e in &mut out[start..] {
+            if let EngineEvent::Conn { id, .. } = e {
+                *id = server_id(*id);
+            }
+        }
+        let start = out.len();
+        self.client.take_events(out);
+        for e in &mut out[start..] {
+            if let EngineEvent::Conn { id, .. } = e {
+                *id = client_id(*id);
+            }
+        }
+    }
+    fn idle_wait(&self) -> Option<Duration> {
+        self.server.idle_wait()
+    }
+    fn connections(&self) -> usize {
+        self.server.connections() + self.client.connections()
+    }
+    fn listen(&mut self, addr: SocketAddrV4, backlog: usize) -> Result<ListenerId, EngineError> {
+        self.server.listen(addr, backlog)
+    }
+    fn accept(&mut self, listener: ListenerId) -> Result<ConnId, EngineError> {
+        self.server.accept(listener).map(server_id)
+    }
+    fn close_listener(&mut self, listener: ListenerId) -> Result<(), EngineError> {
+        self.server.close_listener(listener)
+    }
+    fn listener_addr(&self, listener: ListenerId) -> Result<SocketAddrV4, EngineError> {
+        self.server.listener_addr(listener)
+    }
+    fn connect(&mut self, remote: SocketAddrV4, local: Option<SocketAddrV4>) -> Result<ConnId, EngineError> {
+        let local = match local {
+            Some(l) if l.ip().is_unspecified() || *l.ip() == SERVER_IP => {
+                // One host: a port the server listens on is taken.
+                if l.port() != 0 && self.server.core().listening_ports().contains(&l.port()) {
+                    return Err(EngineError::AddrInUse);
+                }
+                Some(SocketAddrV4::new(CLIENT_IP, l.port()))
+            }
+            Some(_) => return Err(EngineError::AddrNotAvailable),
+            None => None,
+        };
+        self.client.connect(remote, local).map(client_id)
+    }
+    fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, EngineError> {
+        let (h, id) = self.half_mut(conn);
+        h.send(id, data)
+    }
+    fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, EngineError> {
+        let (h, id) = self.half_mut(conn);
+        h.recv(id, buf)
+    }
+    fn shutdown_write(&mut self, conn: ConnId) -> Result<(), EngineError> {
+        let (h, id) = self.half_mut(conn);
+        h.shutdown_write(id)
+    }
+    fn close(&mut self, conn: ConnId) -> Result<(), EngineError> {
+        let (h, id) = self.half_mut(conn);
+        h.close(id)
+    }
+    fn abort(&mut self, conn: ConnId) -> Result<(), EngineError> {
+        let (h, id) = self.half_mut(conn);
+        h.abort(id)
+    }
+    fn state(&self, conn: ConnId) -> Result<ConnState, EngineError> {
+        let (h, id) = self.half(conn);
+        h.state(id)
+    }
+    fn local_addr(&self, conn: ConnId) -> Result<SocketAddrV4, EngineError> {
+        let (h, id) = self.half(conn);
+        h.local_addr(id).map(as_one_host)
+    }
+    fn peer_addr(&self, conn: ConnId) -> Result<SocketAddrV4, EngineError> {
+        let (h, id) = self.half(conn);
+        h.peer_addr(id).map(as_one_host)
+    }
+    fn set_option(&mut self, conn: ConnId, opt: SockOpt) -> Result<(), EngineError> {
+        let (h, id) = self.half_mut(conn);
+        h.set_option(id, opt)
+    }
+}
