@@ -7,13 +7,19 @@
 //!   receive path, interleaved with application calls and time.
 //! - [`model_regs`]: register reads and writes, DMA memory contents and
 //!   frames into the model.
+//! - [`http_request`]: request bytes into the HTTP server's parser and
+//!   path normalisation (the examples crate's server session).
+//! - [`sockapi_calls`]: socket API call sequences on an inline context
+//!   over the in-memory test engine.
 //!
 //! Each target panics only when it finds a bug: a panic in the code under
 //! test, or a broken invariant it checks (what the stack transmits is
 //! well-formed; nothing is leaked once everything is torn down).
 #![forbid(unsafe_code)]
 
+pub mod http_request;
 pub mod model_regs;
+pub mod sockapi_calls;
 pub mod stack_frames;
 
 /// Reads an input as a sequence of small values; once it is exhausted,

@@ -45,3 +45,15 @@ fn model_regs_corpus_and_random_inputs() {
     corpus("model_regs", ixtcp_fuzz::model_regs::run);
     random("model_regs", ixtcp_fuzz::model_regs::run);
 }
+
+#[test]
+fn http_request_corpus_and_random_inputs() {
+    corpus("http_request", ixtcp_fuzz::http_request::run);
+    random("http_request", ixtcp_fuzz::http_request::run);
+}
+
+#[test]
+fn sockapi_calls_corpus_and_random_inputs() {
+    corpus("sockapi_calls", ixtcp_fuzz::sockapi_calls::run);
+    random("sockapi_calls", ixtcp_fuzz::sockapi_calls::run);
+}
