@@ -617,7 +617,11 @@ impl<P: PacketIo> StackCore<P> {
         match st {
             State::Listen => {
                 // A SYN smoltcp refused (bad checksum), or an RST in
-                // SYN-RECEIVED that sent the socket back to LISTEN.
+                // SYN-RECEIVED that sent the socket back to LISTEN: the
+                // latter was a connection (counted as opened), now reset.
+                if prev == State::SynReceived {
+                    self.port.stats.conns_reset += 1;
+                }
                 self.free_slot(idx);
                 return;
             }

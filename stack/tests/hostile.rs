@@ -194,6 +194,10 @@ fn syn_flood_at_line_rate_leaves_transfers_intact_memory_bounded_and_syn_receive
     });
     assert!(accepted, "listener dead after the flood; {report}");
     assert!(w.core(1, 0).readiness(id).is_ok());
+    // Every passive open is accounted for: closed, reset (RST or timeout
+    // in SYN-RECEIVED included) or still open.
+    let s = w.stats(VICTIM);
+    assert_eq!(s.conns_opened_passive, s.conns_closed + s.conns_reset + s.conns_open, "{s:?}");
     assert_eq!(w.buffers_accounted(VICTIM), w.buffers_expected(VICTIM), "buffers leaked; {report}");
     assert_eq!(w.hosts[VICTIM].model.faults(), vec![], "model faults");
     println!("{report}");
