@@ -8,3 +8,9 @@ scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked --no-fail-fast
+
+# Fuzzing (a separate step; the fuzz crate is outside the workspace): every
+# checked-in corpus and regression input replayed as a test, then a short
+# libFuzzer run of each target (scripts/fuzz.sh SECONDS for longer runs).
+cargo test --manifest-path fuzz/Cargo.toml --release --locked
+scripts/fuzz.sh 20

@@ -176,10 +176,14 @@ impl<P: PacketIo> StackCore<P> {
         match s.send_slice(data) {
             Ok(0) => {
                 c.last_ready = c.readiness();
+                self.port.stats.send_buffer_full += 1;
                 Err(StackError::WouldBlock)
             }
             Ok(n) => {
                 c.last_ready = c.readiness();
+                if n < data.len() {
+                    self.port.stats.send_buffer_full += 1;
+                }
                 self.mark_dirty(idx);
                 Ok(n)
             }

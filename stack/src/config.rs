@@ -113,7 +113,9 @@ pub struct StackConfig {
     pub ephemeral_first: u16,
     /// Last local port for active opens.
     pub ephemeral_last: u16,
-    /// Give up an active open that gets no answer for this long, ms.
+    /// Give up a handshake that does not complete in this long, ms: an
+    /// active open that gets no answer, and a passive one that stays in
+    /// SYN-RECEIVED (a spoofed SYN's SYN-ACK is never answered).
     pub connect_timeout_ms: u64,
     /// Abort a connection that hears nothing for this long, ms (0: never).
     pub idle_timeout_ms: u64,

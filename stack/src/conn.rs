@@ -141,6 +141,9 @@ pub(crate) struct Conn {
     /// Acknowledgement number of the last segment we sent: our RCV.NXT as
     /// the peer last heard it (see `StackCore::fix_stale_ack`).
     pub sent_ack: Option<u32>,
+    /// End of the highest sequence space sent (SND.MAX), for counting
+    /// retransmissions.
+    pub snd_max: Option<u32>,
 }
 
 impl Conn {
@@ -163,6 +166,7 @@ impl Conn {
             reason: None,
             aborted: false,
             sent_ack: None,
+            snd_max: None,
         }
     }
 
@@ -195,6 +199,7 @@ impl Conn {
         self.reason = None;
         self.aborted = false;
         self.sent_ack = None;
+        self.snd_max = None;
         self.in_accept_queue = false;
         self.listener = None;
     }

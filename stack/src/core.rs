@@ -183,6 +183,21 @@ fn fix_stale_ack(buf: &mut PacketBuf, our_ack: u32) {
     tcp.fill_checksum(&src, &dst);
 }
 
+/// RFC 5961 3.2 for a synchronized connection: an RST resets it only when
+/// its sequence number is exactly RCV.NXT (here: the acknowledgement we
+/// last sent, `our_ack`). smoltcp accepts an RST anywhere in the receive
+/// window, which gives a blind attacker odds of window/2^32 per guess
+/// instead of 1/2^32. Such an RST is dropped without the challenge ACK
+/// the RFC asks for; a peer that really reset answers our next segment
+/// with an RST at exactly our acknowledgement, which is accepted.
+fn rst_out_of_place(ip: &[u8], our_ack: u32, state: State) -> bool {
+    let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(ip) else { return false };
+    if h.flags & ether::tcp_flags::RST == 0 || matches!(state, State::Listen | State::SynSent | State::SynReceived) {
+        return false;
+    }
+    ether::tcp_seq_ack(ip).0 != our_ack
+}
+
 /// How far behind our last acknowledgement a pure ACK may be and still be
 /// mended by [`fix_stale_ack`]: the largest window smoltcp advertises with
 /// the default scale (1 MiB).
@@ -439,7 +454,8 @@ impl<P: PacketIo> StackCore<P> {
                     Ok(Ipv4Class::Tcp(h)) => self.ingress_tcp(h, buf),
                 }
             }
-            None => self.port.stats.drop_not_ours += 1,
+            None if buf.len() < ETH_HEADER_LEN => self.port.stats.drop_malformed += 1,
+            None => self.port.stats.drop_ethertype += 1,
         }
     }
 
@@ -504,13 +520,19 @@ impl<P: PacketIo> StackCore<P> {
     /// Hands a segment to the connection's own socket set.
     fn deliver(&mut self, idx: usize, mut buf: PacketBuf) {
         if let Some(ack) = self.conns[idx].sent_ack {
+            if rst_out_of_place(buf.data(), ack, self.conns[idx].sock().state()) {
+                self.port.stats.drop_rst_out_of_place += 1;
+                return;
+            }
             fix_stale_ack(&mut buf, ack);
         }
         self.port.rx_current = Some(buf);
         self.port.last_tx_ack = None;
         let conn = &mut self.conns[idx];
+        self.port.snd_max = Some(conn.snd_max);
         self.iface.poll_ingress_single(self.now, &mut self.port, &mut conn.set);
         self.port.rx_current = None;
+        conn.snd_max = self.port.snd_max.take().flatten();
         if let Some(a) = self.port.last_tx_ack.take() {
             conn.sent_ack = Some(a);
         }
@@ -539,6 +561,10 @@ impl<P: PacketIo> StackCore<P> {
             self.free_slot(idx);
             return;
         }
+        // SYN-RECEIVED ends within the handshake timeout: smoltcp would
+        // otherwise retransmit the SYN-ACK to a spoofed source forever, and
+        // a SYN flood would hold the backlog full for good.
+        c.sock_mut().set_timeout(Some(smoltcp::time::Duration::from_millis(cfg.connect_timeout_ms)));
         c.phase = Phase::Embryonic;
         c.listener = Some(li);
         c.key = Some(key);
@@ -591,7 +617,11 @@ impl<P: PacketIo> StackCore<P> {
         match st {
             State::Listen => {
                 // A SYN smoltcp refused (bad checksum), or an RST in
-                // SYN-RECEIVED that sent the socket back to LISTEN.
+                // SYN-RECEIVED that sent the socket back to LISTEN: the
+                // latter was a connection (counted as opened), now reset.
+                if prev == State::SynReceived {
+                    self.port.stats.conns_reset += 1;
+                }
                 self.free_slot(idx);
                 return;
             }
@@ -648,7 +678,7 @@ impl<P: PacketIo> StackCore<P> {
                     c.established = true;
                     // The connect timeout ends with the handshake.
                     let idle = self.cfg.idle_timeout_ms;
-                    if c.phase == Phase::App {
+                    if matches!(c.phase, Phase::App | Phase::Embryonic) {
                         c.sock_mut().set_timeout((idle > 0).then(|| smoltcp::time::Duration::from_millis(idle)));
                     }
                     if c.phase == Phase::Embryonic
@@ -772,12 +802,14 @@ impl<P: PacketIo> StackCore<P> {
             c.sock_mut().set_ack_delay(None);
         }
         self.port.last_tx_ack = None;
+        self.port.snd_max = Some(c.snd_max);
         while sent < burst && self.port.tx_room() > 0 {
             match self.iface.poll_egress(now, &mut self.port, &mut c.set) {
                 PollResult::None => break,
                 PollResult::SocketStateChanged => sent += 1,
             }
         }
+        c.snd_max = self.port.snd_max.take().flatten();
         if let Some(a) = self.port.last_tx_ack.take() {
             c.sent_ack = Some(a);
         }

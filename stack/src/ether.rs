@@ -301,6 +301,22 @@ pub fn tcp_ack_of(ip: &[u8]) -> Option<u32> {
     Some(be32(ip, ihl + 8))
 }
 
+/// The sequence space of a TCP/IPv4 packet smoltcp built: its sequence
+/// number and length counting payload, SYN and FIN (zero for pure ACKs and
+/// RSTs). `None` for anything else (no checks beyond lengths).
+pub fn tcp_seq_space(ip: &[u8]) -> Option<(u32, u32)> {
+    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+    if ip.len() < ihl + 20 || ip[9] != IPPROTO_TCP {
+        return None;
+    }
+    let flags = ip[ihl + 13];
+    if flags & tcp_flags::RST != 0 {
+        return Some((be32(ip, ihl + 4), 0));
+    }
+    let ctl = u32::from(flags & tcp_flags::SYN != 0) + u32::from(flags & tcp_flags::FIN != 0);
+    Some((be32(ip, ihl + 4), tcp_payload_len(ip) as u32 + ctl))
+}
+
 /// TCP payload length of a classified packet.
 pub fn tcp_payload_len(ip: &[u8]) -> usize {
     let ihl = usize::from(ip[0] & 0x0f) * 4;

@@ -258,10 +258,35 @@ pub(crate) struct Resolver {
     pending_max: usize,
     pending_timeout_ms: u64,
     retry_ms: u64,
-    /// Recent requests: (address, when), a small ring for rate limiting.
-    asked: [(u32, u64); 16],
+    /// Recent requests: (address, when), a ring for rate limiting.
+    asked: [(u32, u64); ASK_BUDGET],
     asked_next: usize,
+    /// Requests sent in the current `retry_ms` window, at most
+    /// [`ASK_BUDGET`]: since that is the ring's size, no address can be
+    /// pushed out of the ring and asked for again within `retry_ms`,
+    /// however many addresses are unresolved.
+    window_start_ms: u64,
+    window_asked: usize,
+    /// Waiting packets are looked at no more often than this.
+    next_service_ms: u64,
     seen_generation: u64,
+}
+
+/// Most ARP requests one core sends per `arp_retry_ms` (and the number of
+/// addresses it remembers asking for). Without a bound, a flood of SYNs
+/// from spoofed on-link sources (each SYN-ACK waiting for an address that
+/// never answers) turns into an ARP request storm at line rate.
+pub(crate) const ASK_BUDGET: usize = 64;
+
+/// Whether to send an ARP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// Send it.
+    Send,
+    /// One for this address went out less than `retry_ms` ago.
+    Recent,
+    /// The core's budget of requests for this `retry_ms` window is spent.
+    OverBudget,
 }
 
 impl Resolver {
@@ -272,26 +297,44 @@ impl Resolver {
             pending_max,
             pending_timeout_ms,
             retry_ms,
-            asked: [(0, 0); 16],
+            asked: [(0, 0); ASK_BUDGET],
             asked_next: 0,
+            window_start_ms: 0,
+            window_asked: 0,
+            next_service_ms: 0,
             seen_generation: u64::MAX,
         }
     }
 
-    /// Whether an ARP request for `ip` should go out now (at most one per
-    /// `retry_ms` per address and core). Records the request if so.
-    pub fn should_ask(&mut self, ip: Ipv4Addr, now_ms: u64) -> bool {
+    /// Whether an ARP request for `ip` should go out now: at most one per
+    /// `retry_ms` per address and core, and at most [`ASK_BUDGET`] per
+    /// `retry_ms` per core. Records the request if so.
+    pub fn should_ask(&mut self, ip: Ipv4Addr, now_ms: u64) -> Ask {
         let key = u32::from(ip);
-        if let Some(e) = self.asked.iter_mut().find(|e| e.0 == key) {
-            if now_ms.saturating_sub(e.1) < self.retry_ms {
-                return false;
-            }
-            e.1 = now_ms;
-            return true;
+        let known = self.asked.iter().position(|e| e.0 == key && e.1 != 0);
+        if let Some(i) = known
+            && now_ms.saturating_sub(self.asked[i].1) < self.retry_ms
+        {
+            return Ask::Recent;
         }
-        self.asked[self.asked_next] = (key, now_ms);
-        self.asked_next = (self.asked_next + 1) % self.asked.len();
-        true
+        if now_ms.saturating_sub(self.window_start_ms) >= self.retry_ms {
+            self.window_start_ms = now_ms;
+            self.window_asked = 0;
+        }
+        if self.window_asked >= ASK_BUDGET {
+            return Ask::OverBudget;
+        }
+        self.window_asked += 1;
+        // A zero time marks an empty slot: record at least 1 ms.
+        let when = now_ms.max(1);
+        match known {
+            Some(i) => self.asked[i].1 = when,
+            None => {
+                self.asked[self.asked_next] = (key, when);
+                self.asked_next = (self.asked_next + 1) % ASK_BUDGET;
+            }
+        }
+        Ask::Send
     }
 
     /// Queues a packet; gives it back if the queue is full.
@@ -312,7 +355,12 @@ impl Resolver {
             self.seen_generation = generation;
             return true;
         }
-        now_ms.saturating_sub(front.since_ms) >= self.retry_ms.min(self.pending_timeout_ms)
+        let period = self.retry_ms.min(self.pending_timeout_ms);
+        if now_ms < self.next_service_ms || now_ms.saturating_sub(front.since_ms) < period {
+            return false;
+        }
+        self.next_service_ms = now_ms + (period / 4).max(1);
+        true
     }
 
     /// True if a packet parked at `since_ms` has waited too long.
@@ -327,6 +375,29 @@ mod tests {
 
     fn ip(d: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 0, 0, d)
+    }
+
+    #[test]
+    fn requests_are_limited_per_address_and_per_core_however_many_addresses_wait() {
+        let mut r = Resolver::new(NeighborTable::new(16, 1000), 256, 3000, 500);
+        // 200 unresolved addresses, asked for again and again within one
+        // retry interval: each at most once, and no more than the budget.
+        let mut sent = 0;
+        for round in 0..10 {
+            for d in 0..200u32 {
+                let a = Ipv4Addr::from(0x0a00_0100 + d);
+                match r.should_ask(a, 1000 + round) {
+                    Ask::Send => sent += 1,
+                    Ask::Recent | Ask::OverBudget => {}
+                }
+            }
+        }
+        assert_eq!(sent, ASK_BUDGET);
+        // The next interval has a fresh budget; an address asked for in
+        // the last one is not asked again before its retry time.
+        assert_eq!(r.should_ask(Ipv4Addr::from(0x0a00_0100), 1400), Ask::Recent);
+        assert_eq!(r.should_ask(Ipv4Addr::from(0x0a00_0100 + 199), 1500), Ask::Send);
+        assert_eq!(r.should_ask(Ipv4Addr::from(0x0a00_0100), 1500), Ask::Send);
     }
 
     #[test]
@@ -409,9 +480,9 @@ mod tests {
     fn resolver_rate_limits_requests_per_address() {
         let t = NeighborTable::new(8, 1000);
         let mut r = Resolver::new(t, 4, 3000, 500);
-        assert!(r.should_ask(ip(1), 0));
-        assert!(!r.should_ask(ip(1), 100));
-        assert!(r.should_ask(ip(2), 100));
-        assert!(r.should_ask(ip(1), 600));
+        assert_eq!(r.should_ask(ip(1), 0), Ask::Send);
+        assert_eq!(r.should_ask(ip(1), 100), Ask::Recent);
+        assert_eq!(r.should_ask(ip(2), 100), Ask::Send);
+        assert_eq!(r.should_ask(ip(1), 600), Ask::Send);
     }
 }

@@ -24,7 +24,7 @@ use smoltcp::time::Instant;
 
 use crate::ether::{self, Arp, ArpOp, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, MacAddr};
 use crate::io::PacketIo;
-use crate::neighbor::Resolver;
+use crate::neighbor::{Ask, Resolver};
 use crate::pcap::PcapFile;
 use crate::stats::CoreStats;
 
@@ -49,6 +49,10 @@ pub(crate) struct Port<P: PacketIo> {
     /// Acknowledgement number of the last TCP segment sent (the core reads
     /// it back around each per-connection smoltcp call).
     pub last_tx_ack: Option<u32>,
+    /// While a connection's smoltcp call runs: the end of the highest
+    /// sequence space it has sent (SND.MAX), to count retransmissions.
+    /// The core loads it from the connection before and stores it after.
+    pub snd_max: Option<Option<u32>>,
 }
 
 /// Addressing of a port.
@@ -79,6 +83,7 @@ impl<P: PacketIo> Port<P> {
             now: Instant::from_micros(0),
             now_ms: 0,
             last_tx_ack: None,
+            snd_max: None,
         }
     }
 
@@ -111,6 +116,18 @@ impl<P: PacketIo> Port<P> {
         if let Some(ack) = ether::tcp_ack_of(buf.data()) {
             self.last_tx_ack = Some(ack);
         }
+        if let Some(hi) = self.snd_max.as_mut()
+            && let Some((seq, len)) = ether::tcp_seq_space(buf.data())
+            && len > 0
+        {
+            let end = seq.wrapping_add(len);
+            match *hi {
+                // Ends at or below what was already sent: a retransmission
+                // (timeout, fast retransmit or a repeated SYN/FIN).
+                Some(h) if (end.wrapping_sub(h) as i32) <= 0 => self.stats.tcp_retransmits += 1,
+                _ => *hi = Some(end),
+            }
+        }
         let Some(hop) = self.next_hop(dst) else {
             self.stats.drop_no_route += 1;
             return;
@@ -142,7 +159,11 @@ impl<P: PacketIo> Port<P> {
 
     /// Sends an ARP request for `ip` unless one went out recently.
     pub fn ask(&mut self, ip: Ipv4Addr) {
-        if self.resolver.should_ask(ip, self.now_ms) {
+        let decision = self.resolver.should_ask(ip, self.now_ms);
+        if decision == Ask::OverBudget {
+            self.stats.arp_requests_suppressed += 1;
+        }
+        if decision == Ask::Send {
             let req = Arp {
                 op: ArpOp::Request,
                 sender_mac: self.mac,
@@ -201,6 +222,11 @@ impl<P: PacketIo> Port<P> {
             && arp.sender_mac == ether::eth_src(buf.data())
             && self.next_hop(arp.sender_ip) == Some(arp.sender_ip)
             && arp.sender_ip != self.ip;
+        if arp.sender_ip == self.ip && arp.sender_mac != self.mac {
+            // Someone claims our address (spoofing, or a duplicate address):
+            // never learned (below), never answered, counted.
+            self.stats.arp_spoofed += 1;
+        }
         let for_us = arp.target_ip == self.ip;
         if plausible && let Ok(true) = self.resolver.table.learn(arp.sender_ip, arp.sender_mac, self.now_ms, for_us) {
             self.stats.arp_learned += 1;

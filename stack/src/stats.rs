@@ -71,12 +71,17 @@ core_stats! {
     rx_arp,
     /// Frames dropped: truncated, bad headers, IPv4 fragments.
     drop_malformed,
-    /// Frames dropped: not IPv4/ARP, IPv4 not TCP, or not for our address.
+    /// Frames dropped: IPv4 but not TCP, or not for our address.
     drop_not_ours,
+    /// Frames dropped: neither IPv4 nor ARP (IPv6, VLAN-tagged, LLDP, junk).
+    drop_ethertype,
     /// Frames dropped because the TX batch (ring) was full.
     drop_ring_full,
     /// Packets not built because the mempool was empty.
     drop_mempool_empty,
+    /// RSTs for a synchronized connection whose sequence number was not
+    /// exactly RCV.NXT (RFC 5961 3.2): dropped, the connection lives on.
+    drop_rst_out_of_place,
     /// SYNs dropped because the listener's backlog was full.
     drop_backlog_full,
     /// SYNs dropped because the core had no free socket.
@@ -85,12 +90,20 @@ core_stats! {
     drop_no_neighbor,
     /// Packets dropped with no route (off-subnet and no gateway).
     drop_no_route,
+    /// `send` calls cut short or refused because the connection's send
+    /// buffer was full (the peer reads slowly or its window is closed).
+    send_buffer_full,
     /// Times the TX ring could not take the whole batch.
     tx_ring_full,
     /// ARP requests sent.
     arp_requests,
+    /// ARP requests not sent because the core's budget per retry
+    /// interval was spent (many unresolved addresses at once).
+    arp_requests_suppressed,
     /// ARP replies sent.
     arp_replies,
+    /// ARP frames claiming our own address from another MAC: ignored.
+    arp_spoofed,
     /// Neighbours added or changed from ARP input.
     arp_learned,
     /// Packets that waited for ARP and were then sent.
@@ -115,6 +128,10 @@ core_stats! {
     time_wait_reused,
     /// ACKs crafted for retransmitted FINs in TIME_WAIT.
     time_wait_acks,
+    /// TCP segments sent again: their sequence space (payload, SYN or FIN)
+    /// had been sent before on the same connection (timeouts, fast
+    /// retransmits). Counted when smoltcp builds them.
+    tcp_retransmits,
     /// Loop iterations.
     polls,
     /// Timer expiries handled.

@@ -281,3 +281,4 @@ impl BulkApp {
         }
     }
 }
+pub mod model;
