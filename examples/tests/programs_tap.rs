@@ -118,19 +118,9 @@ fn httpd_on_tap_serves_curl_in_a_namespace() {
     let httpd = InNs::start(
         &ns,
         env!("CARGO_BIN_EXE_httpd"),
-        // Threaded: in the inline runtime a response over 64 KiB stalls on a
-        // lost writable edge (sockapi; see programs_linked.rs,
-        // httpd_over_linked_models_inline).
-        &[
-            "--nic",
-            "tap:ixhttp0",
-            "--ip",
-            "10.83.0.1/24",
-            "--root",
-            root.to_str().expect("utf-8"),
-            "--stats",
-            "--threaded",
-        ],
+        // The default (inline) runtime: responses of 100 KiB and 10 MiB
+        // exercise writable edges past the 64 KiB socket buffer.
+        &["--nic", "tap:ixhttp0", "--ip", "10.83.0.1/24", "--root", root.to_str().expect("utf-8"), "--stats"],
     );
     plug_kernel_in(&ns, "ixhttp0", "10.83.0.2/24");
 

@@ -21,18 +21,6 @@ fn corpus(target: &str, run: fn(&[u8])) {
     }
 }
 
-/// Inputs that crash code outside this crate's owners' reach, kept until
-/// the fix lands (then moved to `regressions/`).
-fn pending(target: &str, run: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pending").join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return };
-    for f in entries.filter_map(Result::ok).map(|e| e.path()) {
-        let data = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        eprintln!("pending {}", f.display());
-        run(&data);
-    }
-}
-
 fn random(target: &str, run: fn(&[u8])) {
     let seed = std::env::var("IXTCP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0xf022);
     let cases = std::env::var("IXTCP_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
@@ -68,11 +56,4 @@ fn http_request_corpus_and_random_inputs() {
 fn sockapi_calls_corpus_and_random_inputs() {
     corpus("sockapi_calls", ixtcp_fuzz::sockapi_calls::run);
     random("sockapi_calls", ixtcp_fuzz::sockapi_calls::run);
-}
-
-#[test]
-#[ignore = "examples/src/http/path.rs slices the target at byte 7/8 and panics inside a multi-byte \
-            character (GET /abcdeт HTTP/1.1): fix pending in examples, see docs/RELIABILITY.md"]
-fn http_request_pending_crashes() {
-    pending("http_request", ixtcp_fuzz::http_request::run);
 }
