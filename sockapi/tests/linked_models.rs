@@ -88,7 +88,8 @@ fn echo_over_models(mode: Mode) {
     assert_eq!(sent, vec![12_000, 12_000]);
     assert_eq!(served.iter().sum::<usize>(), 24_000);
     let (s, c) = (server_stats.total(), client_stats.total());
-    assert_eq!(c.conns_opened_active, 8, "{c:?}");
+    // Connects that raced the server's listen were refused and retried.
+    assert_eq!(c.conns_opened_active - c.conns_refused, 8, "{c:?}");
     assert_eq!(s.conns_opened_passive, 8, "{s:?}");
     assert_eq!(s.rx_misdirected + c.rx_misdirected, 0);
 }
