@@ -359,6 +359,67 @@ pub fn builtin_http_plan(server: SocketAddrV4, root: Option<&Path>) -> Arc<Clien
     })
 }
 
+/// Runs a server program to the end: with `peer` (on `--nic model`, where
+/// no wire leads to a client) against a built-in client host on a linked
+/// 82599 model running `load`, otherwise on the NIC alone. Starts the
+/// per-second tickers when `stats` is set, prints the summaries at the end
+/// and returns the first core's error.
+#[allow(clippy::too_many_arguments)]
+pub fn run_server<S, L>(
+    name: &str,
+    nic: &NicSpec,
+    stats: bool,
+    ours: HostConfig,
+    peer: Option<HostConfig>,
+    seconds: Option<f64>,
+    gauges: &[Arc<Gauge>],
+    serve: S,
+    load: L,
+) -> Result<(), crate::ExampleError>
+where
+    S: Fn(&Context, &Until) -> io::Result<Tally> + Send + Sync,
+    L: Fn(&Context, &Until, &Gauge) -> io::Result<Tally> + Sync,
+{
+    use crate::ExampleError;
+    use crate::report::{Ticker, Unit, summary};
+    let started = Instant::now();
+    let (results, host_stats) = match peer {
+        Some(peer) => {
+            let hosts =
+                LinkedHosts::start(ours, peer).map_err(|e| ExampleError::Other(format!("starting hosts: {e}")))?;
+            let host_stats = hosts.server.stats();
+            let _stack_ticker = stats.then(|| StackTicker::start(name, host_stats.clone()));
+            let _ticker = stats.then(|| Ticker::start(name, gauges.to_vec(), Unit::Transactions));
+            let until = until_interrupted(seconds);
+            let client_gauge = Gauge::default();
+            let (srv, cli) = run_linked(hosts, gauges, serve, |ctx| load(ctx, &until, &client_gauge))
+                .map_err(|e| ExampleError::Other(e.to_string()))?;
+            let (client, error) = tallies(cli);
+            if let Some(e) = error {
+                eprintln!("the built-in client failed: {e}");
+            }
+            print!("{}", summary("built-in client", &client, started.elapsed(), Unit::Transactions));
+            (srv, host_stats)
+        }
+        None => {
+            let host =
+                ixtcp_sockapi::host::Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {nic}: {e}")))?;
+            let host_stats = host.stats();
+            let _stack_ticker = stats.then(|| StackTicker::start(name, host_stats.clone()));
+            let _ticker = stats.then(|| Ticker::start(name, gauges.to_vec(), Unit::Transactions));
+            let until = until_interrupted(seconds);
+            (host.run(|ctx| serve(ctx, &until)).map_err(|e| ExampleError::Other(e.to_string()))?, host_stats)
+        }
+    };
+    let (tallies, error) = tallies(results);
+    print!("{}", summary(name, &tallies, started.elapsed(), Unit::Transactions));
+    print!("{}", stack_summary(name, &host_stats));
+    match error {
+        Some(e) => Err(ExampleError::Other(e.to_string())),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

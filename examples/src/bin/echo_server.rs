@@ -15,18 +15,14 @@
 
 use std::net::SocketAddrV4;
 use std::sync::Arc;
-use std::time::Instant;
 
 use clap::Parser;
 use ixtcp_examples::cli::{IpPrefix, StackArgs};
 use ixtcp_examples::program::{
-    EchoLoad, StackTicker, load_echo, parse_seconds, peer_config, peer_ip, pin_core, pins, run_linked, serve_echo,
-    stack_summary, tallies, until_interrupted,
+    EchoLoad, load_echo, parse_seconds, peer_config, peer_ip, pin_core, pins, run_server, serve_echo,
 };
 use ixtcp_examples::reactor::{Gauge, Until};
-use ixtcp_examples::report::{Ticker, Unit, summary};
 use ixtcp_examples::{ExampleError, NicSpec, exit_with};
-use ixtcp_sockapi::host::{Host, LinkedHosts};
 
 #[derive(Debug, Parser)]
 #[command(about = "Echo server over ixtcp")]
@@ -40,6 +36,8 @@ struct Args {
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     seconds: Option<f64>,
 }
+
+const NAME: &str = "echo_server";
 
 fn main() {
     let args = Args::parse();
@@ -62,43 +60,29 @@ fn run(args: &Args) -> Result<(), ExampleError> {
         }
         serve_echo(ctx, addr, until, &gauges[ctx.core() % gauges.len()])
     };
-    let started = Instant::now();
-    let (results, stats) = if args.stack.nic == NicSpec::Model {
+    // What the built-in client runs on --nic model.
+    let load = EchoLoad { server: addr, conns: 16, size: 64, new_conn: false, seed: 1 };
+    let peer = if args.stack.nic == NicSpec::Model {
         let peer_addr = peer_ip(ours.stack.ip, ours.stack.prefix_len);
         let peer = peer_config(&ours, peer_addr);
-        let load = EchoLoad { server: addr, conns: 16, size: 64, new_conn: false, seed: 1 };
         eprintln!(
             "--nic model: no wire to a client, so a client host at {peer_addr} on a linked 82599 model runs \
              {} connections of {} B messages against this server (for a real client see --nic tap:NAME)",
             load.conns, load.size
         );
-        let hosts = LinkedHosts::start(ours, peer).map_err(|e| ExampleError::Other(format!("starting hosts: {e}")))?;
-        let stats = hosts.server.stats();
-        let _stack_ticker = args.stack.stats.then(|| StackTicker::start("echo_server", stats.clone()));
-        let _ticker = args.stack.stats.then(|| Ticker::start("echo_server", gauges.clone(), Unit::Transactions));
-        let until = until_interrupted(args.seconds);
-        let client_gauge = Gauge::default();
-        let (srv, cli) = run_linked(hosts, &gauges, serve, |ctx| load_echo(ctx, &load, (0, 1), &until, &client_gauge))
-            .map_err(|e| ExampleError::Other(e.to_string()))?;
-        let (client, error) = tallies(cli);
-        if let Some(e) = error {
-            eprintln!("the built-in client failed: {e}");
-        }
-        print!("{}", summary("built-in client", &client, started.elapsed(), Unit::Transactions));
-        (srv, stats)
+        Some(peer)
     } else {
-        let host = Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {}: {e}", args.stack.nic)))?;
-        let stats = host.stats();
-        let _stack_ticker = args.stack.stats.then(|| StackTicker::start("echo_server", stats.clone()));
-        let _ticker = args.stack.stats.then(|| Ticker::start("echo_server", gauges.clone(), Unit::Transactions));
-        let until = until_interrupted(args.seconds);
-        (host.run(|ctx| serve(ctx, &until)).map_err(|e| ExampleError::Other(e.to_string()))?, stats)
+        None
     };
-    let (tallies, error) = tallies(results);
-    print!("{}", summary("echo_server", &tallies, started.elapsed(), Unit::Transactions));
-    print!("{}", stack_summary("echo_server", &stats));
-    match error {
-        Some(e) => Err(ExampleError::Other(e.to_string())),
-        None => Ok(()),
-    }
+    run_server(
+        NAME,
+        &args.stack.nic,
+        args.stack.stats,
+        ours,
+        peer,
+        args.seconds,
+        &gauges,
+        serve,
+        |ctx: &ixtcp_sockapi::Context, until: &Until, gauge: &Gauge| load_echo(ctx, &load, (0, 1), until, gauge),
+    )
 }

@@ -16,19 +16,15 @@
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use clap::Parser;
 use ixtcp_examples::cli::{IpPrefix, StackArgs};
 use ixtcp_examples::http::site::{Site, SiteConfig};
 use ixtcp_examples::program::{
-    HttpLoad, StackTicker, builtin_http_plan, load_http, parse_seconds, peer_config, peer_ip, pin_core, pins,
-    run_linked, serve_http, stack_summary, tallies, until_interrupted,
+    HttpLoad, builtin_http_plan, load_http, parse_seconds, peer_config, peer_ip, pin_core, pins, run_server, serve_http,
 };
 use ixtcp_examples::reactor::{Gauge, Until};
-use ixtcp_examples::report::{Ticker, Unit, summary};
 use ixtcp_examples::{ExampleError, NicSpec, exit_with};
-use ixtcp_sockapi::host::{Host, LinkedHosts};
 
 #[derive(Debug, Parser)]
 #[command(about = "Static HTTP/1.1 server over ixtcp")]
@@ -45,6 +41,8 @@ struct Args {
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     seconds: Option<f64>,
 }
+
+const NAME: &str = "httpd";
 
 fn main() {
     let args = Args::parse();
@@ -72,44 +70,30 @@ fn run(args: &Args) -> Result<(), ExampleError> {
         }
         serve_http(ctx, addr, root, until, &gauges[ctx.core() % gauges.len()])
     };
-    let started = Instant::now();
-    let (results, stats) = if args.stack.nic == NicSpec::Model {
+    // What the built-in client runs on --nic model.
+    let load = HttpLoad { server: addr, plan: builtin_http_plan(addr, root), requests: u64::MAX, conns: 16 };
+    let peer = if args.stack.nic == NicSpec::Model {
         let peer_addr = peer_ip(ours.stack.ip, ours.stack.prefix_len);
         let peer = peer_config(&ours, peer_addr);
-        let load = HttpLoad { server: addr, plan: builtin_http_plan(addr, root), requests: u64::MAX, conns: 16 };
         let target = load.plan.targets.first().map_or("/".to_string(), |t| t.path.clone());
         eprintln!(
             "--nic model: no wire to a client, so a client host at {peer_addr} on a linked 82599 model fetches \
              {target} over {} keep-alive connections (for curl as the client see --nic tap:NAME)",
             load.conns
         );
-        let hosts = LinkedHosts::start(ours, peer).map_err(|e| ExampleError::Other(format!("starting hosts: {e}")))?;
-        let stats = hosts.server.stats();
-        let _stack_ticker = args.stack.stats.then(|| StackTicker::start("httpd", stats.clone()));
-        let _ticker = args.stack.stats.then(|| Ticker::start("httpd", gauges.clone(), Unit::Transactions));
-        let until = until_interrupted(args.seconds);
-        let client_gauge = Gauge::default();
-        let (srv, cli) = run_linked(hosts, &gauges, serve, |ctx| load_http(ctx, &load, (0, 1), &until, &client_gauge))
-            .map_err(|e| ExampleError::Other(e.to_string()))?;
-        let (client, error) = tallies(cli);
-        if let Some(e) = error {
-            eprintln!("the built-in client failed: {e}");
-        }
-        print!("{}", summary("built-in client", &client, started.elapsed(), Unit::Transactions));
-        (srv, stats)
+        Some(peer)
     } else {
-        let host = Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {}: {e}", args.stack.nic)))?;
-        let stats = host.stats();
-        let _stack_ticker = args.stack.stats.then(|| StackTicker::start("httpd", stats.clone()));
-        let _ticker = args.stack.stats.then(|| Ticker::start("httpd", gauges.clone(), Unit::Transactions));
-        let until = until_interrupted(args.seconds);
-        (host.run(|ctx| serve(ctx, &until)).map_err(|e| ExampleError::Other(e.to_string()))?, stats)
+        None
     };
-    let (tallies, error) = tallies(results);
-    print!("{}", summary("httpd", &tallies, started.elapsed(), Unit::Transactions));
-    print!("{}", stack_summary("httpd", &stats));
-    match error {
-        Some(e) => Err(ExampleError::Other(e.to_string())),
-        None => Ok(()),
-    }
+    run_server(
+        NAME,
+        &args.stack.nic,
+        args.stack.stats,
+        ours,
+        peer,
+        args.seconds,
+        &gauges,
+        serve,
+        |ctx: &ixtcp_sockapi::Context, until: &Until, gauge: &Gauge| load_http(ctx, &load, (0, 1), until, gauge),
+    )
 }
