@@ -420,6 +420,65 @@ where
     }
 }
 
+/// Runs a load-generator program to the end: with `server` (on `--nic
+/// model`) against a server host in this process on a linked 82599 model
+/// running `serve`, otherwise against whatever the NIC reaches. Shows the
+/// per-second rates (and stack counters when `stats` is set), prints the
+/// summaries (over the time in `ended_ns`, set by the apps as they finish)
+/// and returns every core's tally, or the first core's error.
+#[allow(clippy::too_many_arguments)]
+pub fn run_client<A, S>(
+    name: &str,
+    nic: &NicSpec,
+    stats: bool,
+    ours: HostConfig,
+    server: Option<HostConfig>,
+    gauges: &[Arc<Gauge>],
+    ended_ns: &std::sync::atomic::AtomicU64,
+    app: A,
+    serve: S,
+) -> Result<Vec<Tally>, crate::ExampleError>
+where
+    A: Fn(&Context) -> io::Result<Tally> + Sync,
+    S: Fn(&Context, &Until, &Gauge) -> io::Result<Tally> + Send + Sync,
+{
+    use crate::ExampleError;
+    use crate::report::{Ticker, Unit, summary};
+    let (results, host_stats) = match server {
+        Some(server) => {
+            let hosts =
+                LinkedHosts::start(server, ours).map_err(|e| ExampleError::Other(format!("starting hosts: {e}")))?;
+            let host_stats = hosts.client.stats();
+            let _stack_ticker = stats.then(|| StackTicker::start(name, host_stats.clone()));
+            let _ticker = Ticker::start(name, gauges.to_vec(), Unit::Transactions);
+            let server_gauge = Arc::new(Gauge::default());
+            let server_gauges = [Arc::clone(&server_gauge)];
+            let (srv, cli) = run_linked(hosts, &server_gauges, |ctx, until| serve(ctx, until, &server_gauge), app)
+                .map_err(|e| ExampleError::Other(e.to_string()))?;
+            if let (_, Some(e)) = tallies(srv) {
+                eprintln!("the in-process server failed: {e}");
+            }
+            (cli, host_stats)
+        }
+        None => {
+            let host =
+                ixtcp_sockapi::host::Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {nic}: {e}")))?;
+            let host_stats = host.stats();
+            let _stack_ticker = stats.then(|| StackTicker::start(name, host_stats.clone()));
+            let _ticker = Ticker::start(name, gauges.to_vec(), Unit::Transactions);
+            (host.run(app).map_err(|e| ExampleError::Other(e.to_string()))?, host_stats)
+        }
+    };
+    let elapsed = Duration::from_nanos(ended_ns.load(Ordering::Relaxed));
+    let (tallies, error) = tallies(results);
+    print!("{}", summary(name, &tallies, elapsed, Unit::Transactions));
+    print!("{}", stack_summary(name, &host_stats));
+    match error {
+        Some(e) => Err(ExampleError::Other(e.to_string())),
+        None => Ok(tallies),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

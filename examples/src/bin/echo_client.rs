@@ -17,18 +17,16 @@
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use ixtcp_examples::cli::{IpPrefix, StackArgs};
 use ixtcp_examples::program::{
-    EchoLoad, StackTicker, load_echo, parse_seconds, peer_config, pin_core, pins, run_linked, same_subnet, serve_echo,
-    stack_summary, tallies, until_interrupted,
+    EchoLoad, load_echo, parse_seconds, peer_config, pin_core, pins, run_client, same_subnet, serve_echo,
+    until_interrupted,
 };
-use ixtcp_examples::reactor::Gauge;
-use ixtcp_examples::report::{Ticker, Unit, summary};
+use ixtcp_examples::reactor::{Gauge, Until};
 use ixtcp_examples::{ExampleError, NicSpec, exit_with};
-use ixtcp_sockapi::host::{Host, LinkedHosts};
 
 #[derive(Debug, Parser)]
 #[command(about = "Echo load generator over ixtcp: every echoed byte verified")]
@@ -56,6 +54,8 @@ struct Args {
 }
 
 const DEFAULT_SERVER: SocketAddrV4 = SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 1), 7);
+
+const NAME: &str = "echo_client";
 
 fn main() {
     let args = Args::parse();
@@ -103,36 +103,15 @@ fn run(args: &Args) -> Result<(), ExampleError> {
         ended.fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         result
     };
-    let (results, stats) = if model {
-        let peer = peer_config(&ours, *server.ip());
+    let server_host = if model {
         same_subnet(&ours, *server.ip()).map_err(ExampleError::Other)?;
         eprintln!("--nic model: the echo server runs in this process at {server} on a linked 82599 model");
-        let hosts = LinkedHosts::start(peer, ours).map_err(|e| ExampleError::Other(format!("starting hosts: {e}")))?;
-        let stats = hosts.client.stats();
-        let _stack_ticker = args.stack.stats.then(|| StackTicker::start("echo_client", stats.clone()));
-        let _ticker = Ticker::start("echo_client", gauges.clone(), Unit::Transactions);
-        let server_gauges = vec![Arc::new(Gauge::default())];
-        let (srv, cli) =
-            run_linked(hosts, &server_gauges, |ctx, until| serve_echo(ctx, server, until, &server_gauges[0]), app)
-                .map_err(|e| ExampleError::Other(e.to_string()))?;
-        if let (_, Some(e)) = tallies(srv) {
-            eprintln!("the in-process server failed: {e}");
-        }
-        (cli, stats)
+        Some(peer_config(&ours, *server.ip()))
     } else {
-        let host = Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {}: {e}", args.stack.nic)))?;
-        let stats = host.stats();
-        let _stack_ticker = args.stack.stats.then(|| StackTicker::start("echo_client", stats.clone()));
-        let _ticker = Ticker::start("echo_client", gauges.clone(), Unit::Transactions);
-        (host.run(app).map_err(|e| ExampleError::Other(e.to_string()))?, stats)
+        None
     };
-    let elapsed = Duration::from_nanos(ended.load(Ordering::Relaxed));
-    let (tallies, error) = tallies(results);
-    print!("{}", summary("echo_client", &tallies, elapsed, Unit::Transactions));
-    print!("{}", stack_summary("echo_client", &stats));
-    if let Some(e) = error {
-        return Err(ExampleError::Other(e.to_string()));
-    }
+    let serve = |ctx: &ixtcp_sockapi::Context, until: &Until, gauge: &Gauge| serve_echo(ctx, server, until, gauge);
+    let tallies = run_client(NAME, &args.stack.nic, args.stack.stats, ours, server_host, &gauges, &ended, app, serve)?;
     if tallies.iter().any(|t| t.total_failures() > 0) {
         return Err(ExampleError::Other("some transactions failed (see above)".into()));
     }

@@ -22,20 +22,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use ixtcp_examples::cli::{IpPrefix, StackArgs};
 use ixtcp_examples::http::client::{ClientPlan, Expect, Target, Url};
 use ixtcp_examples::http::site::{Site, SiteConfig};
 use ixtcp_examples::program::{
-    HttpLoad, StackTicker, load_http, parse_seconds, peer_config, pin_core, pins, run_linked, same_subnet, serve_http,
-    stack_summary, tallies, until_interrupted,
+    HttpLoad, load_http, parse_seconds, peer_config, pin_core, pins, run_client, same_subnet, serve_http,
+    until_interrupted,
 };
-use ixtcp_examples::reactor::Gauge;
-use ixtcp_examples::report::{Ticker, Unit, summary};
+use ixtcp_examples::reactor::{Gauge, Until};
 use ixtcp_examples::{ExampleError, NicSpec, exit_with};
-use ixtcp_sockapi::host::{Host, LinkedHosts};
 
 #[derive(Debug, Parser)]
 #[command(about = "HTTP load generator over ixtcp: every response checked")]
@@ -70,6 +68,8 @@ struct Args {
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     seconds: Option<f64>,
 }
+
+const NAME: &str = "http_load";
 
 fn main() {
     let args = Args::parse();
@@ -141,44 +141,20 @@ fn run(args: &Args) -> Result<(), ExampleError> {
         ended.fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         result
     };
-    let (results, stats) = if model {
+    let root = args.root.as_deref();
+    let server_host = if model {
         same_subnet(&ours, *server.ip()).map_err(ExampleError::Other)?;
-        let root = args.root.as_deref();
         Site::new(SiteConfig { root: args.root.clone(), ..SiteConfig::default() })
             .map_err(|e| ExampleError::Other(e.to_string()))?;
         let what = root.map_or("the built-in page".to_string(), |r| r.display().to_string());
         eprintln!("--nic model: httpd runs in this process at {server} on a linked 82599 model, serving {what}");
-        let peer = peer_config(&ours, *server.ip());
-        let hosts = LinkedHosts::start(peer, ours).map_err(|e| ExampleError::Other(format!("starting hosts: {e}")))?;
-        let stats = hosts.client.stats();
-        let _stack_ticker = args.stack.stats.then(|| StackTicker::start("http_load", stats.clone()));
-        let _ticker = Ticker::start("http_load", gauges.clone(), Unit::Transactions);
-        let server_gauges = vec![Arc::new(Gauge::default())];
-        let (srv, cli) = run_linked(
-            hosts,
-            &server_gauges,
-            |ctx, until| serve_http(ctx, server, root, until, &server_gauges[0]),
-            app,
-        )
-        .map_err(|e| ExampleError::Other(e.to_string()))?;
-        if let (_, Some(e)) = tallies(srv) {
-            eprintln!("the in-process server failed: {e}");
-        }
-        (cli, stats)
+        Some(peer_config(&ours, *server.ip()))
     } else {
-        let host = Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {}: {e}", args.stack.nic)))?;
-        let stats = host.stats();
-        let _stack_ticker = args.stack.stats.then(|| StackTicker::start("http_load", stats.clone()));
-        let _ticker = Ticker::start("http_load", gauges.clone(), Unit::Transactions);
-        (host.run(app).map_err(|e| ExampleError::Other(e.to_string()))?, stats)
+        None
     };
-    let elapsed = Duration::from_nanos(ended.load(Ordering::Relaxed));
-    let (tallies, error) = tallies(results);
-    print!("{}", summary("http_load", &tallies, elapsed, Unit::Transactions));
-    print!("{}", stack_summary("http_load", &stats));
-    if let Some(e) = error {
-        return Err(ExampleError::Other(e.to_string()));
-    }
+    let serve =
+        |ctx: &ixtcp_sockapi::Context, until: &Until, gauge: &Gauge| serve_http(ctx, server, root, until, gauge);
+    let tallies = run_client(NAME, &args.stack.nic, args.stack.stats, ours, server_host, &gauges, &ended, app, serve)?;
     let done: u64 = tallies.iter().map(|t| t.transactions).sum();
     if tallies.iter().any(|t| t.total_failures() > 0) {
         return Err(ExampleError::Other("some requests failed (see above)".into()));
