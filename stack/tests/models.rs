@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::model::model_config as config;
 use common::{BulkApp, Pattern};
 use ixtcp_driver::device::{Device, DeviceHandle, QueuePair};
 use ixtcp_driver::model::{Model82599, ModelConfig, ModelRegs};
@@ -22,17 +23,6 @@ struct ModelHost {
     model: Model82599,
     handle: Option<DeviceHandle<ModelRegs>>,
     cores: Vec<Core>,
-}
-
-fn config(ip: Ipv4Addr, cores: u16) -> StackConfig {
-    StackConfig {
-        cores,
-        rx_ring_size: 1024,
-        tx_ring_size: 512,
-        rx_burst: 256,
-        mempool_size: 4096,
-        ..StackConfig::new(ip, 24)
-    }
 }
 
 fn start_stack(model: &Model82599, cfg: StackConfig, seed: u64, now_ns: u64) -> (DeviceHandle<ModelRegs>, Vec<Core>) {
