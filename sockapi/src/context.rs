@@ -1,6 +1,7 @@
 //! The per-core application context (mTCP's `mctx`): the socket table, the
 //! epoll instances, the outgoing job batch, and the link to the stack side.
 
+use std::cell::Cell;
 use std::cell::{RefCell, RefMut};
 use std::io;
 use std::rc::Rc;
@@ -137,6 +138,12 @@ pub(crate) struct CtxInner {
     pub state: RefCell<CtxState>,
     link: RefCell<Link>,
     stop: StopHandle,
+    /// Threaded: the clock of waits and timeouts (the stack's is on its
+    /// thread). Inline, the stack's clock is used.
+    epoch: Instant,
+    /// The stack's time at the last drive (inline), for `now_ns` while the
+    /// stack is in use.
+    last_now: Cell<u64>,
 }
 
 /// One core's application context: sockets and epolls live here, and every
@@ -170,8 +177,9 @@ impl std::fmt::Debug for Context {
 pub(crate) enum Block {
     /// Do one step and return.
     No,
-    /// Wait until something happens or the deadline (none: no deadline).
-    Until(Option<Instant>),
+    /// Wait until something happens or the deadline, in nanoseconds on the
+    /// context's clock ([`Context::now_ns`]); none: no deadline.
+    Until(Option<u64>),
 }
 
 pub(crate) fn gone() -> io::Error {
@@ -217,7 +225,55 @@ impl Context {
                 state: RefCell::new(CtxState::default()),
                 link: RefCell::new(link),
                 stop,
+                epoch: Instant::now(),
+                last_now: Cell::new(0),
             }),
+        }
+    }
+
+    /// The context's clock, in nanoseconds: inline, its stack's clock (a
+    /// virtual one in simulations, where it moves only while the context
+    /// waits with nothing to do); threaded, the monotonic clock since the
+    /// context was made. Timeouts of [`Epoll::wait`](crate::Epoll::wait)
+    /// and the linger at the end run on it.
+    pub fn now_ns(&self) -> u64 {
+        match self.inner.link.try_borrow().as_deref() {
+            Ok(Link::Inline(stack)) => {
+                let now = stack.now_ns();
+                self.inner.last_now.set(now);
+                now
+            }
+            Ok(Link::Threaded { .. }) => self.inner.epoch.elapsed().as_nanos() as u64,
+            Ok(Link::Closed) | Err(_) => self.inner.last_now.get(),
+        }
+    }
+
+    /// Runs one iteration of this context's stack without waiting (inline:
+    /// queued jobs, egress, ingress; threaded: sends the queued jobs and
+    /// takes the event batches that arrived) and reports whether anything
+    /// happened. For harnesses that drive several inline contexts from one
+    /// thread, such as [`Stepped`](crate::host::Stepped); applications use
+    /// [`Epoll::wait`](crate::Epoll::wait).
+    pub fn step(&self) -> io::Result<bool> {
+        self.drive(Block::No)
+    }
+
+    /// When this context's stack next has work without new input, on
+    /// [`now_ns`](Self::now_ns)'s clock (inline only; `None` threaded or
+    /// when only input can wake it).
+    pub fn next_wakeup_ns(&self) -> Option<u64> {
+        match self.inner.link.try_borrow().as_deref() {
+            Ok(Link::Inline(stack)) => stack.next_wakeup_ns(),
+            _ => None,
+        }
+    }
+
+    /// True while this context's stack still holds connections or is
+    /// flushing closed ones (inline only; threaded, false).
+    pub fn stack_busy(&self) -> bool {
+        match self.inner.link.try_borrow().as_deref() {
+            Ok(Link::Inline(stack)) => stack.busy(),
+            _ => false,
         }
     }
 
@@ -253,7 +309,7 @@ impl Context {
             st.jobs.push(job);
             st.jobs.len() >= MAX_BATCH
         };
-        if full { self.drive(Block::No) } else { Ok(()) }
+        if full { self.drive(Block::No).map(|_| ()) } else { Ok(()) }
     }
 
     /// Send a job and wait for the stack's answer.
@@ -306,10 +362,13 @@ impl Context {
         }
     }
 
-    /// Advance: inline, one loop iteration (jobs, egress, ingress), then
-    /// sleep if nothing happened and `block` allows; threaded, send the job
-    /// batch and take event batches, waiting for one if `block` allows.
-    pub(crate) fn drive(&self, block: Block) -> io::Result<()> {
+    /// Advance: inline, one loop iteration (jobs, egress, ingress, and at
+    /// once what ingress owes that the application cannot answer), then let
+    /// time pass if nothing happened and `block` allows (a nap on the
+    /// monotonic clock, a step forward on a virtual one); threaded, send
+    /// the job batch and take event batches, waiting for one if `block`
+    /// allows. Returns whether anything happened.
+    pub(crate) fn drive(&self, block: Block) -> io::Result<bool> {
         let mut link = self.inner.link.try_borrow_mut().map_err(|_| busy())?;
         match &mut *link {
             Link::Inline(stack) => {
@@ -322,48 +381,44 @@ impl Context {
                 stack.egress();
                 let events = stack.ingress(&mut keys);
                 let progress = had_jobs || events || !keys.is_empty();
-                let idle = stack.idle_wait();
-                drop(link);
-                {
-                    let mut st = self.state()?;
-                    st.dispatch(&keys);
-                    keys.clear();
-                    st.keys = keys;
-                    st.jobs = jobs;
-                }
                 if let (Block::Until(deadline), false) = (block, progress) {
-                    if let Some(idle) = idle {
-                        let nap = match deadline {
-                            Some(d) => idle.min(d.saturating_duration_since(Instant::now())),
-                            None => idle,
-                        };
-                        std::thread::sleep(nap);
-                    }
+                    stack.idle(deadline);
                 }
-                Ok(())
+                self.inner.last_now.set(stack.now_ns());
+                drop(link);
+                let mut st = self.state()?;
+                st.dispatch(&keys);
+                keys.clear();
+                st.keys = keys;
+                st.jobs = jobs;
+                Ok(progress)
             }
             Link::Threaded { jobs: tx, events } => {
                 let jobs = std::mem::take(&mut self.state()?.jobs);
-                if !jobs.is_empty() {
+                let had_jobs = !jobs.is_empty();
+                if had_jobs {
                     tx.send(jobs).map_err(|_| gone())?;
                 }
                 let first = match block {
                     Block::No => events.try_recv().map_err(|e| matches!(e, TryRecvError::Disconnected)),
                     Block::Until(None) => events.recv().map_err(|_| true),
                     Block::Until(Some(d)) => {
-                        events.recv_deadline(d).map_err(|e| matches!(e, RecvTimeoutError::Disconnected))
+                        let left = d.saturating_sub(self.inner.epoch.elapsed().as_nanos() as u64);
+                        events
+                            .recv_timeout(Duration::from_nanos(left))
+                            .map_err(|e| matches!(e, RecvTimeoutError::Disconnected))
                     }
                 };
                 let mut st = self.state()?;
                 match first {
                     Ok(batch) => st.dispatch(&batch),
                     Err(true) => return Err(gone()),
-                    Err(false) => return Ok(()),
+                    Err(false) => return Ok(had_jobs),
                 }
                 while let Ok(batch) = events.try_recv() {
                     st.dispatch(&batch);
                 }
-                Ok(())
+                Ok(true)
             }
             Link::Closed => Err(gone()),
         }
@@ -374,7 +429,7 @@ impl Context {
         if self.is_stopped() {
             return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "runtime is stopping"));
         }
-        self.drive(Block::Until(None))
+        self.drive(Block::Until(None)).map(|_| ())
     }
 
     /// Close every socket (streams with FIN after their data, listeners
@@ -382,6 +437,35 @@ impl Context {
     /// up to `linger` when inline. Threaded, the stack thread lingers after
     /// the job channel closes. Afterwards every handle reports `NotConnected`.
     pub(crate) fn finish(&self, linger: Duration) {
+        self.close_all();
+        let inline = matches!(&*self.inner.link.borrow(), Link::Inline(_));
+        if inline {
+            let deadline = self.now_ns().saturating_add(linger.as_nanos() as u64);
+            loop {
+                if self.drive(Block::Until(Some(deadline))).is_err() {
+                    break;
+                }
+                if !self.stack_busy() || self.now_ns() >= deadline {
+                    break;
+                }
+            }
+        } else {
+            let _ = self.flush_jobs();
+        }
+        self.close_link();
+    }
+
+    /// The stack is gone: every handle reports `NotConnected` from now on.
+    pub(crate) fn close_link(&self) {
+        if let Ok(mut link) = self.inner.link.try_borrow_mut() {
+            *link = Link::Closed;
+        }
+    }
+
+    /// Queue the close of every socket (streams with FIN after their data,
+    /// or RST with unread data; listeners resetting what they had not
+    /// accepted), as the first step of stopping.
+    pub(crate) fn close_all(&self) {
         let Ok(mut st) = self.state() else { return };
         let mut jobs = Vec::new();
         for key in st.socks.keys() {
@@ -403,27 +487,5 @@ impl Context {
             }
         }
         st.jobs.append(&mut jobs);
-        drop(st);
-        let inline = matches!(&*self.inner.link.borrow(), Link::Inline(_));
-        if inline {
-            let deadline = Instant::now() + linger;
-            loop {
-                if self.drive(Block::Until(Some(deadline))).is_err() {
-                    break;
-                }
-                let busy = match &*self.inner.link.borrow() {
-                    Link::Inline(stack) => stack.busy(),
-                    _ => false,
-                };
-                if !busy || Instant::now() >= deadline {
-                    break;
-                }
-            }
-        } else {
-            let _ = self.flush_jobs();
-        }
-        if let Ok(mut link) = self.inner.link.try_borrow_mut() {
-            *link = Link::Closed;
-        }
     }
 }

@@ -24,6 +24,8 @@ use std::io;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
+use ixtcp_driver::time::VirtualClock;
+
 /// A connection on one engine: a slot index and the slot's generation.
 ///
 /// The generation changes whenever the slot is reused, so an id kept after its
@@ -305,6 +307,32 @@ pub trait Engine {
         None
     }
 
+    /// The virtual clock this engine's time comes from, if its time is
+    /// virtual (a simulation: it moves only when the runtime moves it, after
+    /// an iteration that found nothing to do). `None`, the default, for the
+    /// monotonic clock.
+    fn virtual_clock(&self) -> Option<&VirtualClock> {
+        None
+    }
+
+    /// When the engine next has work to do without new input (a timer, a
+    /// segment it could not send yet), on its clock; `None` if only input
+    /// can wake it. A runtime on a virtual clock moves time to here.
+    fn next_wakeup_ns(&self) -> Option<u64> {
+        None
+    }
+
+    /// Transmit, now, what the last ingress owes on connections that have
+    /// nothing new for the application to read (the ACK completing an
+    /// active open, the ACK of a bare FIN or of a window probe): there is no
+    /// reply of the application's for those to ride on, so they must not
+    /// wait for its next call. Connections with unread data keep their ACK
+    /// for the egress after the application answered. The default does
+    /// nothing (engines whose egress owes nothing of the kind).
+    fn egress_unanswerable(&mut self, now_ns: u64) {
+        let _ = now_ns;
+    }
+
     /// Connections the engine still holds, including closed ones that are
     /// still sending or waiting for the peer's FIN. The runtime's clean stop
     /// waits (up to a bound) for this to reach zero.
@@ -373,6 +401,15 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn idle_wait(&self) -> Option<Duration> {
         (**self).idle_wait()
+    }
+    fn virtual_clock(&self) -> Option<&VirtualClock> {
+        (**self).virtual_clock()
+    }
+    fn next_wakeup_ns(&self) -> Option<u64> {
+        (**self).next_wakeup_ns()
+    }
+    fn egress_unanswerable(&mut self, now_ns: u64) {
+        (**self).egress_unanswerable(now_ns)
     }
     fn connections(&self) -> usize {
         (**self).connections()

@@ -2,7 +2,7 @@
 //! [`Interest`], [`Events`]) with Linux epoll's modes ([`Trigger`]).
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::context::{Block, Context, EpollState};
 use crate::engine::Readiness;
@@ -375,8 +375,9 @@ impl Epoll {
         if events.cap == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "Events has no capacity"));
         }
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let forever = deadline.is_none();
+        // The deadline is on the context's clock: virtual in simulations,
+        // where waiting moves time instead of sleeping.
+        let deadline = timeout.map(|t| self.ctx.now_ns().saturating_add(t.as_nanos().min(u128::from(u64::MAX)) as u64));
         self.ctx.drive(Block::No)?;
         loop {
             let n = self.collect(events)?;
@@ -384,11 +385,11 @@ impl Epoll {
                 return Ok(n);
             }
             if let Some(d) = deadline {
-                if Instant::now() >= d {
+                if self.ctx.now_ns() >= d {
                     return Ok(0);
                 }
             }
-            self.ctx.drive(Block::Until(if forever { None } else { deadline }))?;
+            self.ctx.drive(Block::Until(deadline))?;
         }
     }
 

@@ -182,6 +182,7 @@ mod shared;
 mod slab;
 pub mod stack;
 mod stack_side;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 
 pub use context::{Context, StopHandle};

@@ -12,7 +12,7 @@
 //!   stack code (jobs → egress → ingress) on that thread.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, unbounded};
 
@@ -224,7 +224,7 @@ fn stack_loop<E: Engine>(
     let mut pending: Option<Vec<Job>> = None;
     let mut open = true;
     let mut stop_forwarded = false;
-    let mut linger_until: Option<Instant> = None;
+    let mut linger_until: Option<u64> = None;
     loop {
         let mut progress = side.ingress(&mut out);
         if let Some(mut batch) = pending.take() {
@@ -251,13 +251,17 @@ fn stack_loop<E: Engine>(
         }
         side.egress();
         if !open {
-            let until = *linger_until.get_or_insert_with(|| Instant::now() + linger);
-            if !side.busy() || Instant::now() >= until {
+            // On the engine's clock, which a simulation moves itself.
+            let until = *linger_until.get_or_insert_with(|| side.now_ns().saturating_add(linger.as_nanos() as u64));
+            if !side.busy() || side.now_ns() >= until {
                 return;
             }
         }
         if !progress {
-            if let Some(idle) = side.idle_wait() {
+            if side.is_virtual() {
+                // Nothing to wait for in real time: move the clock on.
+                side.idle(None);
+            } else if let Some(idle) = side.idle_wait() {
                 if open {
                     match jobs.recv_timeout(idle) {
                         Ok(batch) => pending = Some(batch),

@@ -28,7 +28,7 @@ use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ixtcp_driver::time::Clock;
+use ixtcp_driver::time::{Clock, VirtualClock};
 use ixtcp_stack::{CloseReason, PacketIo, StackCore, StackError, StatsMirror, TcpState as CoreState};
 
 use crate::engine::{
@@ -51,6 +51,8 @@ pub struct StackEngine<P: PacketIo> {
     stats_every: u32,
     iterations: u32,
     idle_wait: Option<Duration>,
+    /// Set when `clock` is this virtual clock (a simulation).
+    virtual_clock: Option<VirtualClock>,
 }
 
 impl<P: PacketIo> std::fmt::Debug for StackEngine<P> {
@@ -129,7 +131,17 @@ impl<P: PacketIo> StackEngine<P> {
             stats_every: STATS_EVERY,
             iterations: 0,
             idle_wait: None,
+            virtual_clock: None,
         }
+    }
+
+    /// Wraps `core` on a virtual clock: the runtime moves `clock` forward to
+    /// the core's next timer when an iteration found nothing to do, so a
+    /// simulation runs as fast as the CPU allows and replays exactly.
+    pub fn on_virtual_clock(core: StackCore<P>, clock: VirtualClock) -> StackEngine<P> {
+        let mut e = StackEngine::new(core, Arc::new(clock.clone()));
+        e.virtual_clock = Some(clock);
+        e
     }
 
     /// Publishes counters into `mirror` (instead of a private one) every
@@ -257,6 +269,19 @@ impl<P: PacketIo> Engine for StackEngine<P> {
 
     fn idle_wait(&self) -> Option<Duration> {
         self.idle_wait
+    }
+
+    fn virtual_clock(&self) -> Option<&VirtualClock> {
+        self.virtual_clock.as_ref()
+    }
+
+    fn next_wakeup_ns(&self) -> Option<u64> {
+        self.core.next_wakeup_ns()
+    }
+
+    fn egress_unanswerable(&mut self, _now_ns: u64) {
+        // The core keeps the time of the last ingress.
+        self.core.egress_unanswerable();
     }
 
     fn connections(&self) -> usize {

@@ -39,12 +39,26 @@ struct StackListener {
 
 /// Type-erased view used by the inline runtime.
 pub(crate) trait Stack {
+    /// Ingress, then at once what it owes that the application cannot
+    /// answer ([`Engine::egress_unanswerable`]): inline, the application
+    /// runs between this and the next egress, and may not come back soon.
     fn ingress(&mut self, out: &mut Vec<Key>) -> bool;
     fn apply(&mut self, jobs: &mut Vec<Job>, out: &mut Vec<Key>);
     fn egress(&mut self);
-    fn idle_wait(&self) -> Option<Duration>;
+    fn idle(&mut self, deadline_ns: Option<u64>);
+    fn now_ns(&self) -> u64;
+    fn next_wakeup_ns(&self) -> Option<u64>;
     fn busy(&self) -> bool;
 }
+
+/// The longest step a virtual clock takes in one idle iteration: frames
+/// in flight on a link with latency are not among an engine's wakeups, so
+/// time moves in steps no longer than this between looks.
+const MAX_VIRTUAL_STEP_NS: u64 = 1_000_000;
+
+/// The shortest step: an idle iteration always moves virtual time, so a
+/// wakeup that is due but finds nothing to do cannot hold time still.
+const MIN_VIRTUAL_STEP_NS: u64 = 1_000;
 
 /// One core's stack side.
 pub(crate) struct StackSide<E> {
@@ -97,6 +111,41 @@ impl<E: Engine> StackSide<E> {
 
     pub fn idle_wait(&self) -> Option<Duration> {
         self.engine.idle_wait()
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        self.engine.now_ns()
+    }
+
+    /// True if the engine runs on a virtual clock.
+    pub fn is_virtual(&self) -> bool {
+        self.engine.virtual_clock().is_some()
+    }
+
+    /// An iteration found nothing to do: let time pass, until `deadline_ns`
+    /// at the latest. On a virtual clock, move it to the engine's next
+    /// wakeup (at most [`MAX_VIRTUAL_STEP_NS`] ahead); on the monotonic
+    /// clock, sleep the engine's idle nap, if it has one.
+    pub fn idle(&mut self, deadline_ns: Option<u64>) {
+        let now = self.engine.now_ns();
+        if let Some(clock) = self.engine.virtual_clock() {
+            let mut to = now.saturating_add(MAX_VIRTUAL_STEP_NS);
+            if let Some(w) = self.engine.next_wakeup_ns() {
+                to = to.min(w);
+            }
+            if let Some(d) = deadline_ns {
+                to = to.min(d);
+            }
+            clock.advance_to(to.max(now.saturating_add(MIN_VIRTUAL_STEP_NS)));
+            return;
+        }
+        if let Some(nap) = self.engine.idle_wait() {
+            let nap = match deadline_ns {
+                Some(d) => nap.min(Duration::from_nanos(d.saturating_sub(now))),
+                None => nap,
+            };
+            std::thread::sleep(nap);
+        }
     }
 
     /// True while closed connections are still being flushed or the engine
@@ -414,7 +463,13 @@ impl<E: Engine> StackSide<E> {
 
 impl<E: Engine> Stack for StackSide<E> {
     fn ingress(&mut self, out: &mut Vec<Key>) -> bool {
-        StackSide::ingress(self, out)
+        self.batch += 1;
+        let now = self.engine.now_ns();
+        self.engine.ingress(now);
+        // Before `collect` moves received bytes out of the engine: the
+        // engine tells answerable connections by their unread data.
+        self.engine.egress_unanswerable(now);
+        self.collect(out)
     }
     fn apply(&mut self, jobs: &mut Vec<Job>, out: &mut Vec<Key>) {
         StackSide::apply(self, jobs, out)
@@ -422,8 +477,14 @@ impl<E: Engine> Stack for StackSide<E> {
     fn egress(&mut self) {
         StackSide::egress(self)
     }
-    fn idle_wait(&self) -> Option<Duration> {
-        StackSide::idle_wait(self)
+    fn idle(&mut self, deadline_ns: Option<u64>) {
+        StackSide::idle(self, deadline_ns)
+    }
+    fn now_ns(&self) -> u64 {
+        StackSide::now_ns(self)
+    }
+    fn next_wakeup_ns(&self) -> Option<u64> {
+        self.engine.next_wakeup_ns()
     }
     fn busy(&self) -> bool {
         StackSide::busy(self)

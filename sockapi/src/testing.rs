@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 use crate::engine::{
     ConnId, ConnState, Engine, EngineError, EngineEvent, Failure, ListenerId, Readiness, SockOpt, TcpState,
 };
+use ixtcp_driver::time::{Clock, VirtualClock};
+
 use crate::shared::lock;
 use crate::slab::{Key, Slab};
 
@@ -46,6 +48,13 @@ pub struct TestConfig {
     pub ephemeral_ports: (u16, u16),
     /// What [`Engine::idle_wait`] says.
     pub idle_wait: Option<Duration>,
+    /// Run the network's engines on one shared virtual clock
+    /// ([`TestNet::clock`]) instead of the monotonic clock: a context's
+    /// waits then move time instead of sleeping, so a test on one thread
+    /// replays exactly and never waits in real time. Leave it off when
+    /// several threads drive the network (their idle waits would each move
+    /// the shared time).
+    pub virtual_time: bool,
 }
 
 impl Default for TestConfig {
@@ -56,6 +65,7 @@ impl Default for TestConfig {
             syn_retries: 8,
             ephemeral_ports: (49152, 65535),
             idle_wait: Some(Duration::from_micros(50)),
+            virtual_time: false,
         }
     }
 }
@@ -468,6 +478,7 @@ impl Net {
 #[derive(Debug, Clone, Default)]
 pub struct TestNet {
     net: Arc<Mutex<Net>>,
+    clock: Option<VirtualClock>,
 }
 
 impl TestNet {
@@ -478,7 +489,19 @@ impl TestNet {
 
     /// A network with `cfg`.
     pub fn with_config(cfg: TestConfig) -> TestNet {
-        TestNet { net: Arc::new(Mutex::new(Net { cfg, ..Net::default() })) }
+        let clock = cfg.virtual_time.then(VirtualClock::new);
+        TestNet { net: Arc::new(Mutex::new(Net { cfg, ..Net::default() })), clock }
+    }
+
+    /// A network on a virtual clock (see [`TestConfig::virtual_time`]),
+    /// otherwise with [`TestConfig::default`].
+    pub fn simulated() -> TestNet {
+        TestNet::with_config(TestConfig { virtual_time: true, ..TestConfig::default() })
+    }
+
+    /// The network's virtual clock, when it has one.
+    pub fn clock(&self) -> Option<&VirtualClock> {
+        self.clock.as_ref()
     }
 
     /// A new core of host `ip` (the host exists once it has a core).
@@ -494,7 +517,12 @@ impl TestNet {
             dirty: Vec::new(),
             next_port: start,
         });
-        TestEngine { net: Arc::clone(&self.net), me: net.hosts.len() - 1, start: Instant::now() }
+        TestEngine {
+            net: Arc::clone(&self.net),
+            me: net.hosts.len() - 1,
+            start: Instant::now(),
+            clock: self.clock.clone(),
+        }
     }
 
     /// The counters so far.
@@ -514,6 +542,7 @@ pub struct TestEngine {
     net: Arc<Mutex<Net>>,
     me: usize,
     start: Instant,
+    clock: Option<VirtualClock>,
 }
 
 impl TestEngine {
@@ -524,7 +553,14 @@ impl TestEngine {
 
 impl Engine for TestEngine {
     fn now_ns(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        match &self.clock {
+            Some(c) => c.now_ns(),
+            None => u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn virtual_clock(&self) -> Option<&VirtualClock> {
+        self.clock.as_ref()
     }
 
     fn ingress(&mut self, _now_ns: u64) {

@@ -792,6 +792,40 @@ impl<P: PacketIo> StackCore<P> {
         self.port.flush()
     }
 
+    /// The part of [`egress`](Self::egress) that must not wait for the
+    /// application: segments owed by connections that have nothing unread
+    /// (the ACK completing an active open, a SYN-ACK, the ACK of a bare FIN
+    /// or of a window probe). A connection with unread data keeps its ACK
+    /// back, so that the application's answer carries it at the next
+    /// `egress`. A runtime that hands control to the application between
+    /// ingress and egress calls this right after `ingress`, so the peer's
+    /// progress never depends on when the application calls back. No timers
+    /// run here. Returns frames sent.
+    pub fn egress_unanswerable(&mut self) -> usize {
+        let mut any = false;
+        for _ in 0..self.dirty.len() {
+            if self.port.tx_room() == 0 {
+                break;
+            }
+            let Some(idx) = self.dirty.pop_front() else { break };
+            let idx = idx as usize;
+            let c = &mut self.conns[idx];
+            if c.phase == Phase::Free {
+                c.dirty = false;
+                continue;
+            }
+            if c.sock().recv_queue() > 0 {
+                // Still dirty: back in the queue for the full egress.
+                self.dirty.push_back(idx as u32);
+                continue;
+            }
+            c.dirty = false;
+            self.egress_conn(idx);
+            any = true;
+        }
+        if any { self.port.flush() } else { 0 }
+    }
+
     fn egress_conn(&mut self, idx: usize) {
         let burst = self.cfg.egress_burst;
         let now = self.now;
