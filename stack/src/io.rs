@@ -2,7 +2,8 @@
 //!
 //! [`PacketIo`] is the seam between the stack and whatever moves frames:
 //! the driver's queue pair on the 82599 (or its model), or an in-memory
-//! NIC in tests ([`crate::sim`]). Everything above it is the same code.
+//! NIC in tests (`crate::sim`, behind the `test-utils` feature). Everything
+//! above it is the same code.
 
 use std::sync::Arc;
 

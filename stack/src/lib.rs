@@ -8,7 +8,8 @@
 //! ## Layers, bottom up
 //!
 //! - [`io`]: [`PacketIo`], the packet I/O of one queue pair (the driver's
-//!   queue pair, or [`sim`]'s in-memory NIC in tests).
+//!   queue pair, or the in-memory NIC of `sim` in tests; that module is
+//!   compiled only with the `test-utils` feature).
 //! - [`ether`], [`neighbor`], `phy`: Ethernet II and ARP are ours; smoltcp
 //!   runs with `Medium::Ip`. The phy adapter is smoltcp's `Device` over the
 //!   queue pair: zero-copy receive (Ethernet header stripped in place),
@@ -55,6 +56,7 @@ pub mod pcap;
 mod phy;
 pub mod rss;
 pub mod runtime;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod sim;
 pub mod stats;
 pub mod timer;
