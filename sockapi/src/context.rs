@@ -17,6 +17,9 @@ use crate::shared::{ConnBuf, Job, ListenBuf, Reply, lock};
 use crate::slab::{Key, Slab};
 use crate::stack_side::{Stack, StackSide};
 
+/// Iterations an inline [`Context::quiesce`] runs at most.
+const QUIESCE_BOUND: usize = 100_000;
+
 /// Jobs queued beyond this many are sent at once instead of at the next wait.
 const MAX_BATCH: usize = 1024;
 
@@ -256,6 +259,31 @@ impl Context {
     /// [`Epoll::wait`](crate::Epoll::wait).
     pub fn step(&self) -> io::Result<bool> {
         self.drive(Block::No)
+    }
+
+    /// Runs the stack until it has had an iteration with nothing to do,
+    /// and takes every event produced until then: afterwards a wait with a
+    /// zero timeout reports all that the work so far has caused, so a test
+    /// that "no event arrives" checks something that was given its chance
+    /// to happen. Inline, this context drives its stack (a virtual clock
+    /// does not move: timers that are not due stay not due); threaded, it
+    /// asks the stack thread and waits for its answer. A stack that never
+    /// goes idle ends the wait after a bound of iterations.
+    pub fn quiesce(&self) -> io::Result<()> {
+        let inline = matches!(self.inner.link.try_borrow().as_deref(), Ok(Link::Inline(_)));
+        if inline {
+            for _ in 0..QUIESCE_BOUND {
+                let progress = self.drive(Block::No)?;
+                let due = self.next_wakeup_ns().is_some_and(|w| w <= self.now_ns());
+                if !progress && !due {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        self.call(|reply| Job::Quiesce { reply })?;
+        // The events of the iterations before the answer are in the channel.
+        self.drive(Block::No).map(|_| ())
     }
 
     /// When this context's stack next has work without new input, on

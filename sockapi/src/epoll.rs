@@ -274,6 +274,11 @@ pub struct Epoll {
 }
 
 impl Epoll {
+    /// The context this epoll belongs to.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
     /// A new epoll on `ctx`.
     pub fn new(ctx: &Context) -> io::Result<Epoll> {
         let key = ctx

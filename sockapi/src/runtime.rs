@@ -211,6 +211,9 @@ impl<E: Engine + Send + 'static> Runtime<E> {
     }
 }
 
+/// Iterations a `Context::quiesce` waits at most for an idle one.
+const QUIESCE_BOUND: u32 = 100_000;
+
 /// The stack thread of the threaded runtime.
 fn stack_loop<E: Engine>(
     engine: E,
@@ -225,6 +228,7 @@ fn stack_loop<E: Engine>(
     let mut open = true;
     let mut stop_forwarded = false;
     let mut linger_until: Option<u64> = None;
+    let mut quiet_wait = 0u32;
     loop {
         let mut progress = side.ingress(&mut out);
         if let Some(mut batch) = pending.take() {
@@ -250,6 +254,15 @@ fn stack_loop<E: Engine>(
             let _ = events.send(std::mem::take(&mut out));
         }
         side.egress();
+        if side.quiesce_pending() {
+            // The batch that asked is progress; a later idle iteration
+            // answers (a stack that never idles answers after a bound).
+            quiet_wait += 1;
+            if !progress || quiet_wait > QUIESCE_BOUND {
+                side.answer_quiesce();
+                quiet_wait = 0;
+            }
+        }
         if !open {
             // On the engine's clock, which a simulation moves itself.
             let until = *linger_until.get_or_insert_with(|| side.now_ns().saturating_add(linger.as_nanos() as u64));

@@ -181,4 +181,8 @@ pub(crate) enum Job {
     Abort { conn: ConnId },
     /// Pass a setting to the engine.
     SetOpt { conn: ConnId, opt: SockOpt },
+    /// Answer once the stack has had an iteration with nothing to do, after
+    /// sending the events of every iteration before it (threaded runtime;
+    /// see `Context::quiesce`).
+    Quiesce { reply: Reply<()> },
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::engine::{ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness};
-use crate::shared::{Accepted, ConnBuf, Job, ListenBuf, lock};
+use crate::shared::{Accepted, ConnBuf, Job, ListenBuf, Reply, lock};
 use crate::slab::Key;
 
 const SCRATCH: usize = 16 * 1024;
@@ -71,6 +71,8 @@ pub(crate) struct StackSide<E> {
     batch: u64,
     /// Connections the application closed that still have data to send.
     orphans: usize,
+    /// `Job::Quiesce` answers owed at the next iteration with nothing to do.
+    quiesce: Vec<Reply<()>>,
 }
 
 fn slot<T>(v: &mut Vec<Option<T>>, index: u32) -> &mut Option<T> {
@@ -91,6 +93,7 @@ impl<E: Engine> StackSide<E> {
             scratch: vec![0; SCRATCH],
             batch: 0,
             orphans: 0,
+            quiesce: Vec::new(),
         }
     }
 
@@ -182,8 +185,22 @@ impl<E: Engine> StackSide<E> {
         any
     }
 
+    /// True while `Job::Quiesce` answers are owed.
+    pub fn quiesce_pending(&self) -> bool {
+        !self.quiesce.is_empty()
+    }
+
+    /// The stack had an iteration with nothing to do (and sent the events
+    /// of the ones before): answer every `Job::Quiesce`.
+    pub fn answer_quiesce(&mut self) {
+        for reply in self.quiesce.drain(..) {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
     fn apply_one(&mut self, job: Job, out: &mut Vec<Key>) {
         match job {
+            Job::Quiesce { reply } => self.quiesce.push(reply),
             Job::Listen { key, addr, backlog, shared, reply } => {
                 let res = self.listen(key, addr, backlog, shared);
                 // The app may have given up waiting (stopped): nothing to do then.

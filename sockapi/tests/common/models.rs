@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ixtcp_driver::time::{Clock, MonotonicClock};
+use ixtcp_driver::time::{Clock, MonotonicClock, VirtualClock};
 use ixtcp_driver::wire::{Link, LinkConfig};
 use ixtcp_sockapi::engine::{ConnId, ConnState, Engine, EngineError, EngineEvent, ListenerId, SockOpt};
 use ixtcp_sockapi::nic::{Nic, NicDevice, NicQueue, OpenOptions};
@@ -111,9 +111,14 @@ impl Drop for Devices {
     }
 }
 
-/// `cores` pair engines over two linked models, and their counters.
-pub fn pair_engines(cores: u16, t: &TestConfig) -> (Vec<PairEngine>, PairStats) {
-    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new());
+/// `cores` pair engines over two linked models, and their counters; on a
+/// virtual clock when `simulated` (one thread drives everything).
+pub fn pair_engines(cores: u16, t: &TestConfig, simulated: bool) -> (Vec<PairEngine>, PairStats) {
+    let vclock = simulated.then(VirtualClock::new);
+    let clock: Arc<dyn Clock> = match &vclock {
+        Some(v) => Arc::new(v.clone()),
+        None => Arc::new(MonotonicClock::new()),
+    };
     let (a, b) = Link::pair(LinkConfig::unlimited(), Arc::clone(&clock));
     let mut stats = PairStats::default();
     let mut open = |ip: Ipv4Addr, wire: Box<dyn ixtcp_driver::wire::Wire>, mac: u8| {
@@ -134,7 +139,11 @@ pub fn pair_engines(cores: u16, t: &TestConfig) -> (Vec<PairEngine>, PairStats) 
                 let mirror = Arc::new(StatsMirror::default());
                 let list = if ip == SERVER_IP { &mut stats.server } else { &mut stats.client };
                 list.push(Arc::clone(&mirror));
-                StackEngine::new(core, Arc::clone(&clock)).with_stats(mirror, 1).with_idle_wait(t.idle_wait)
+                let engine = match &vclock {
+                    Some(v) => StackEngine::on_virtual_clock(core, v.clone()),
+                    None => StackEngine::new(core, Arc::clone(&clock)),
+                };
+                engine.with_stats(mirror, 1).with_idle_wait(t.idle_wait)
             })
             .collect();
         (dev, halves)
@@ -214,6 +223,16 @@ impl Engine for PairEngine {
     }
     fn idle_wait(&self) -> Option<Duration> {
         self.server.idle_wait()
+    }
+    fn virtual_clock(&self) -> Option<&VirtualClock> {
+        self.server.virtual_clock()
+    }
+    fn next_wakeup_ns(&self) -> Option<u64> {
+        [self.server.next_wakeup_ns(), self.client.next_wakeup_ns()].into_iter().flatten().min()
+    }
+    fn egress_unanswerable(&mut self, now_ns: u64) {
+        self.server.egress_unanswerable(now_ns);
+        self.client.egress_unanswerable(now_ns);
     }
     fn connections(&self) -> usize {
         self.server.connections() + self.client.connections()
