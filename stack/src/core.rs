@@ -323,6 +323,12 @@ impl<P: PacketIo> StackCore<P> {
         s
     }
 
+    /// The host's neighbour table, which this core shares with the other
+    /// cores built alongside it (for tests and diagnostics: what ARP learned).
+    pub fn neighbors(&self) -> &Arc<NeighborTable> {
+        &self.port.resolver.table
+    }
+
     /// The queue pair (for its pool or driver statistics).
     pub fn io(&self) -> &P {
         &self.port.io
