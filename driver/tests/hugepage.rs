@@ -2,58 +2,21 @@
 //!
 //! Needs 2 MiB hugepages and the right to read physical addresses
 //! (CAP_SYS_ADMIN). As root with no free hugepages, the test reserves a few
-//! itself and restores the previous reservation afterwards. Without them it
-//! prints why and passes (skips).
+//! itself and restores the previous reservation afterwards (the testkit's
+//! `hugepages::reserve`). Without them it prints `SKIPPED` and why, and
+//! passes; under `IXTCP_REQUIRE_HUGEPAGES=1` (CI) it fails instead.
 //!
 //! Everything runs in one test function, so that no two tests of this file
 //! change the reservation at the same time.
 
-use std::fs;
-use std::path::Path;
-
 use ixtcp_driver::dma::{DmaAllocator, DmaError};
-use ixtcp_driver::hugepage::{HUGEPAGE_SIZE, HUGEPAGES_2M_SYSFS, HugepageDma, HugepagePool, virt_to_phys};
+use ixtcp_driver::hugepage::{HUGEPAGE_SIZE, HugepageDma, HugepagePool, virt_to_phys};
+use ixtcp_testkit::hugepages;
 
 /// Hugepages the test needs: two regions of one page each, one small region.
 const NEEDED: u64 = 3;
 
-/// Restores `nr_hugepages` to what it was, if the test raised it.
-struct Reservation {
-    previous: Option<u64>,
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if let Some(previous) = self.previous {
-            let _ = fs::write(Path::new(HUGEPAGES_2M_SYSFS).join("nr_hugepages"), previous.to_string());
-        }
-    }
-}
-
-fn set_reservation(total: u64) -> std::io::Result<()> {
-    fs::write(Path::new(HUGEPAGES_2M_SYSFS).join("nr_hugepages"), total.to_string())
-}
-
-/// Makes sure `NEEDED` hugepages are free, or says why they cannot be.
-fn reserve() -> Result<Reservation, String> {
-    let pool = HugepagePool::read().ok_or("the kernel offers no 2 MiB hugepages")?;
-    if pool.free >= NEEDED {
-        return Ok(Reservation { previous: None });
-    }
-    let target = pool.total + (NEEDED - pool.free);
-    if let Err(e) = set_reservation(target) {
-        return Err(format!(
-            "only {} hugepages free and reserving more failed ({e}); run as root or scripts/setup-hugepages.sh",
-            pool.free
-        ));
-    }
-    let reservation = Reservation { previous: Some(pool.total) };
-    let now = HugepagePool::read().ok_or("hugepage counters vanished")?;
-    if now.free < NEEDED {
-        return Err(format!("the kernel reserved only {} free hugepages (memory fragmented?)", now.free));
-    }
-    Ok(reservation)
-}
+const TEST: &str = "hugepage_regions_are_aligned_zeroed_writable_and_physically_addressed";
 
 #[test]
 fn hugepage_regions_are_aligned_zeroed_writable_and_physically_addressed() {
@@ -69,18 +32,12 @@ fn hugepage_regions_are_aligned_zeroed_writable_and_physically_addressed() {
         assert!(msg.contains("0 of 0 reserved") && msg.contains("setup-hugepages.sh"), "{msg}");
     }
 
-    let _reservation = match reserve() {
-        Ok(r) => r,
-        Err(why) => {
-            eprintln!("SKIPPED hugepage test: {why}");
-            return;
-        }
-    };
+    let Some(_reservation) = hugepages::reserve(TEST, NEEDED) else { return };
 
     let mut a = match dma.alloc(HUGEPAGE_SIZE) {
         Ok(r) => r,
         Err(DmaError::NoPhysicalAddress(why)) => {
-            eprintln!("SKIPPED hugepage test: cannot read physical addresses ({why}); run as root");
+            hugepages::skip(TEST, &format!("cannot read physical addresses ({why}); run as root"));
             return;
         }
         Err(e) => panic!("allocating a hugepage failed: {e}"),

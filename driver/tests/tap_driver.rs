@@ -4,7 +4,7 @@
 //! namespace sees them, and the kernel answers), and frames the kernel sends
 //! reach the driver's receive queue. Traffic goes only to 10.78.0.0/24,
 //! which exists only inside the namespace. Skips, saying why, without root,
-//! `/dev/net/tun` or `ip`.
+//! `/dev/net/tun` or `ip` (fails instead under `IXTCP_REQUIRE_PEER=1`).
 #![forbid(unsafe_code)]
 
 mod wire_support;
@@ -64,7 +64,7 @@ impl Wire for DriverPort {
 
 #[test]
 fn driver_exchanges_frames_with_the_kernel_through_a_tap_device() {
-    if skip_reason("driver_exchanges_frames_with_the_kernel_through_a_tap_device", true).is_some() {
+    if !peer::kernel_peer("driver_exchanges_frames_with_the_kernel_through_a_tap_device", Needs::TAP) {
         return;
     }
     let ns = Netns::new("ixtcp-drv").unwrap();

@@ -6,6 +6,7 @@
 use ixtcp_driver::time::{Clock, MonotonicClock, VirtualClock};
 use ixtcp_driver::wire::link::wire_bytes;
 use ixtcp_driver::wire::{Impairments, Link, LinkConfig, LinkEnd, Wire, WireError};
+use ixtcp_testkit::frames;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,15 +16,12 @@ fn clocked(config: LinkConfig) -> (VirtualClock, LinkEnd, LinkEnd) {
     (clock, a, b)
 }
 
-/// A frame of `len` bytes: broadcast header, EtherType 0x88b5 (local
-/// experimental), then the frame's number and a pattern.
+/// A frame of `len` bytes (at least 18): broadcast header, EtherType
+/// 0x88b5 (local experimental), then the frame's number and a pattern.
 fn frame(id: u32, len: usize) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x88, 0xb5]);
-    f.extend_from_slice(&id.to_be_bytes());
-    f.extend((f.len()..len).map(|i| (i as u32 ^ id) as u8));
-    f.truncate(len.max(18));
-    f
+    let pattern = (18..len).map(|i| (i as u32 ^ id) as u8);
+    let payload: Vec<u8> = id.to_be_bytes().into_iter().chain(pattern).collect();
+    frames::ethernet(frames::BROADCAST, [0x02, 0, 0, 0, 0, 1], frames::ETHERTYPE_EXPERIMENTAL, &payload)
 }
 
 fn id_of(f: &[u8]) -> u32 {

@@ -2,7 +2,7 @@
 //! each test creates and deletes (also on failure: `Netns` deletes it, and
 //! the veth pair with it, on drop). Traffic goes only to addresses of that
 //! namespace (10.78.0.0/24 exists only there). Skips, saying why, without
-//! root or `ip`.
+//! root or `ip` (fails instead under `IXTCP_REQUIRE_PEER=1`).
 #![forbid(unsafe_code)]
 
 mod wire_support;
@@ -40,7 +40,7 @@ fn open_in(ns: &Netns, iface: &str) -> PacketWire {
 
 #[test]
 fn frames_sent_on_one_veth_end_arrive_at_the_other_and_are_not_read_back() {
-    if skip_reason("frames_sent_on_one_veth_end_arrive_at_the_other_and_are_not_read_back", false).is_some() {
+    if !peer::kernel_peer("frames_sent_on_one_veth_end_arrive_at_the_other_and_are_not_read_back", Needs::NETNS) {
         return;
     }
     let v = veth(0);
@@ -80,7 +80,7 @@ fn frames_sent_on_one_veth_end_arrive_at_the_other_and_are_not_read_back() {
 
 #[test]
 fn kernel_answers_arp_and_echoes_udp_through_the_packet_wire() {
-    if skip_reason("kernel_answers_arp_and_echoes_udp_through_the_packet_wire", false).is_some() {
+    if !peer::kernel_peer("kernel_answers_arp_and_echoes_udp_through_the_packet_wire", Needs::NETNS) {
         return;
     }
     let v = veth(1);
@@ -112,7 +112,7 @@ fn kernel_answers_arp_and_echoes_udp_through_the_packet_wire() {
 
 #[test]
 fn opening_a_missing_interface_says_where_to_look() {
-    if skip_reason("opening_a_missing_interface_says_where_to_look", false).is_some() {
+    if !peer::kernel_peer("opening_a_missing_interface_says_where_to_look", Needs::NETNS) {
         return;
     }
     let ns = Netns::new("ixtcp-pkt").unwrap();

@@ -2,7 +2,7 @@
 //! that each test creates and deletes (also on failure: `Netns` deletes it
 //! on drop). Traffic goes only to addresses of that namespace (10.77.0.0/24
 //! exists only there). Skips, saying why, without root, `/dev/net/tun` or
-//! `ip`.
+//! `ip` (fails instead under `IXTCP_REQUIRE_PEER=1`).
 #![forbid(unsafe_code)]
 
 mod wire_support;
@@ -41,7 +41,7 @@ fn kernel_answers_arp(wire: &mut TapWire) -> Option<Mac> {
 
 #[test]
 fn tap_moved_into_a_namespace_carries_frames_both_ways() {
-    if skip_reason("tap_moved_into_a_namespace_carries_frames_both_ways", true).is_some() {
+    if !peer::kernel_peer("tap_moved_into_a_namespace_carries_frames_both_ways", Needs::TAP) {
         return;
     }
     let ns = Netns::new("ixtcp-tap").unwrap();
@@ -83,7 +83,7 @@ fn tap_moved_into_a_namespace_carries_frames_both_ways() {
 
 #[test]
 fn tap_attaches_to_a_persistent_device_made_inside_the_namespace() {
-    if skip_reason("tap_attaches_to_a_persistent_device_made_inside_the_namespace", true).is_some() {
+    if !peer::kernel_peer("tap_attaches_to_a_persistent_device_made_inside_the_namespace", Needs::TAP) {
         return;
     }
     let ns = Netns::new("ixtcp-tap").unwrap();
@@ -107,7 +107,7 @@ fn tap_attaches_to_a_persistent_device_made_inside_the_namespace() {
 
 #[test]
 fn tap_refuses_an_interface_that_is_not_a_tap() {
-    if skip_reason("tap_refuses_an_interface_that_is_not_a_tap", true).is_some() {
+    if !peer::kernel_peer("tap_refuses_an_interface_that_is_not_a_tap", Needs::TAP) {
         return;
     }
     let ns = Netns::new("ixtcp-tap").unwrap();

@@ -1,7 +1,8 @@
 //! Helpers shared by the driver's integration tests: models, linked pairs,
-//! TCP/IPv4 frames aimed at a chosen RSS queue, and a seeded RNG whose seed
-//! is printed when a test fails.
-#![allow(dead_code)]
+//! and TCP/IPv4 frames aimed at a chosen RSS queue (built with the
+//! testkit's frames); the seeded RNG is the testkit's.
+// Each test binary uses a different part of this module.
+#![allow(dead_code, unused_imports)]
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -11,33 +12,13 @@ use ixtcp_driver::mempool::{Mempool, PacketBuf};
 use ixtcp_driver::model::{Model82599, ModelConfig, ModelRegs};
 use ixtcp_driver::rss::{Reta, Toeplitz};
 use ixtcp_driver::wire::QueueWire;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use ixtcp_testkit::frames::{self, ACK, ETHERTYPE_IPV4, PSH, TCP_HEADERS, TcpSeg};
+use rand::Rng;
+
+pub use ixtcp_testkit::seed::Seeded;
 
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0xa, 0x01];
 pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0xb, 0x02];
-
-/// A seeded RNG; the seed comes from `IXTCP_SEED` or is `default`, and is
-/// printed if the test panics while the guard lives.
-pub struct Seeded {
-    pub rng: ChaCha8Rng,
-    pub seed: u64,
-}
-
-impl Seeded {
-    pub fn new(default: u64) -> Seeded {
-        let seed = std::env::var("IXTCP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
-        Seeded { rng: ChaCha8Rng::seed_from_u64(seed), seed }
-    }
-}
-
-impl Drop for Seeded {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("test failed with seed {} (rerun with IXTCP_SEED={})", self.seed, self.seed);
-        }
-    }
-}
 
 /// A config for tests: small rings (so tests wrap them often), no long
 /// link wait.
@@ -142,56 +123,26 @@ pub fn flow_to_queue(queue: u16, reta: &Reta, t: &Toeplitz) -> Flow {
         .expect("some port lands on every queue")
 }
 
-fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum = 0u32;
-    for c in chunks {
-        for pair in c.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
-        }
-    }
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An Ethernet + IPv4 + TCP frame of exactly `len` bytes (>= 54) for
-/// `flow`, from `src_mac` to `dst_mac`, with valid checksums and a payload
-/// derived from `tag` so frames are distinguishable.
+/// `flow`, from `src_mac` to `dst_mac`, with valid checksums; the sequence
+/// number is `tag` and the payload is derived from it, so frames are
+/// distinguishable.
 pub fn tcp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], flow: Flow, len: usize, tag: u32) -> Vec<u8> {
-    assert!(len >= 54);
-    let mut f = Vec::with_capacity(len);
-    f.extend_from_slice(&dst_mac);
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let ip_len = (len - 14) as u16;
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[4..6].copy_from_slice(&(tag as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&flow.src.octets());
-    ip[16..20].copy_from_slice(&flow.dst.octets());
-    let c = checksum(&[&ip]);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    let mut tcp = vec![0u8; len - 34];
-    tcp[0..2].copy_from_slice(&flow.sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&flow.dport.to_be_bytes());
-    tcp[4..8].copy_from_slice(&tag.to_be_bytes());
-    tcp[12] = 5 << 4;
-    tcp[13] = 0x18; // PSH, ACK
-    tcp[14..16].copy_from_slice(&0xffffu16.to_be_bytes());
-    for (i, b) in tcp[20..].iter_mut().enumerate() {
-        *b = (tag as usize).wrapping_mul(31).wrapping_add(i) as u8;
-    }
-    let tcp_len = (tcp.len() as u16).to_be_bytes();
-    let pseudo = [&flow.src.octets()[..], &flow.dst.octets()[..], &[0, 6], &tcp_len[..]].concat();
-    let c = checksum(&[&pseudo, &tcp]);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&tcp);
-    f
+    assert!(len >= TCP_HEADERS);
+    let payload: Vec<u8> =
+        (0..len - TCP_HEADERS).map(|i| (tag as usize).wrapping_mul(31).wrapping_add(i) as u8).collect();
+    let seg = TcpSeg {
+        src: flow.src,
+        dst: flow.dst,
+        sport: flow.sport,
+        dport: flow.dport,
+        seq: tag,
+        ack: 0,
+        flags: PSH | ACK,
+        window: 0xffff,
+        payload: &payload,
+    };
+    frames::ethernet(dst_mac, src_mac, ETHERTYPE_IPV4, &frames::tcp_ip(&seg))
 }
 
 /// A buffer from `pool` holding `bytes`.
