@@ -184,11 +184,10 @@ mod tests {
             let mut t = Tally::default();
             let cfg = ClientLoop { server: addr, conns: 8, timeout: Duration::from_secs(5) };
             let mut work = Echoes { left: 40, size: 300, one_shot };
-            let deadline = Until {
-                stop: Arc::new(AtomicBool::new(false)),
-                deadline: Some(Instant::now() + Duration::from_millis(300)),
-            };
-            run_clients(&mut k, &cfg, &mut work, &deadline, &mut t, &Gauge::default()).unwrap();
+            // Until the 40 are done, however long this machine takes.
+            let done = Arc::new(Gauge::default());
+            let until = Until::transactions(Arc::new(AtomicBool::new(false)), Arc::clone(&done), 40);
+            run_clients(&mut k, &cfg, &mut work, &until, &mut t, &done).unwrap();
             assert_eq!(t.failure_line(), "none", "{:?}", t.first_failures);
             assert!(t.transactions > 0);
             if one_shot {

@@ -78,7 +78,7 @@ pub fn same_subnet(ours: &HostConfig, peer: Ipv4Addr) -> Result<(), String> {
 
 /// Until Ctrl-C, or `seconds` from now when given.
 pub fn until_interrupted(seconds: Option<f64>) -> Until {
-    Until { stop: crate::interrupted(), deadline: seconds.map(|s| Instant::now() + Duration::from_secs_f64(s)) }
+    Until::deadline(crate::interrupted(), seconds.map(|s| Instant::now() + Duration::from_secs_f64(s)))
 }
 
 /// Parses a duration in seconds for `--seconds`.

@@ -95,17 +95,34 @@ pub struct Until {
     pub stop: Arc<AtomicBool>,
     /// Stop at this instant.
     pub deadline: Option<Instant>,
+    /// Stop once this gauge has counted this many transactions (a fixed
+    /// amount of work instead of a fixed time).
+    pub transactions: Option<(Arc<Gauge>, u64)>,
 }
 
 impl Until {
     /// Until `stop` is set.
     pub fn flag(stop: Arc<AtomicBool>) -> Until {
-        Until { stop, deadline: None }
+        Until { stop, deadline: None, transactions: None }
+    }
+
+    /// Until `stop` is set or `deadline` passes.
+    pub fn deadline(stop: Arc<AtomicBool>, deadline: Option<Instant>) -> Until {
+        Until { stop, deadline, transactions: None }
+    }
+
+    /// Until `gauge` shows `n` transactions (or `stop` is set). The gauge
+    /// mirrors a loop's whole tally, so `n` counts what the tally had
+    /// before too.
+    pub fn transactions(stop: Arc<AtomicBool>, gauge: Arc<Gauge>, n: u64) -> Until {
+        Until { stop, deadline: None, transactions: Some((gauge, n)) }
     }
 
     /// True when the loop should end.
     pub fn reached(&self, now: Instant) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| now >= d)
+        self.stop.load(Ordering::Relaxed)
+            || self.deadline.is_some_and(|d| now >= d)
+            || self.transactions.as_ref().is_some_and(|(g, n)| g.transactions.load(Ordering::Relaxed) >= *n)
     }
 
     fn timeout(&self, now: Instant, most: Duration) -> Duration {

@@ -101,6 +101,12 @@ pub struct Params {
     pub size: usize,
     /// Idle connections in the idle workload.
     pub idle: usize,
+    /// Keep measuring past `measure` until the clients have completed this
+    /// many transactions (bulk: received this many KiB), for at most a
+    /// minute more: on a machine busy with other work the clients may get
+    /// no CPU for a whole short window, and a run that measured nothing
+    /// says nothing. 0: the window is exactly `measure`.
+    pub min_transactions: u64,
 }
 
 impl Params {
@@ -112,12 +118,19 @@ impl Params {
             conns: 64,
             size: 64,
             idle: 10_000,
+            min_transactions: 0,
         }
     }
 
     /// `--quick`, for CI: short phases and 1 000 idle connections.
     pub fn quick() -> Params {
-        Params { warmup: Duration::from_millis(200), measure: Duration::from_millis(600), idle: 1000, ..Params::full() }
+        Params {
+            warmup: Duration::from_millis(200),
+            measure: Duration::from_millis(600),
+            idle: 1000,
+            min_transactions: 100,
+            ..Params::full()
+        }
     }
 }
 
@@ -128,6 +141,10 @@ pub struct Split {
     pub server: Vec<usize>,
     /// Cores of the client side.
     pub client: Vec<usize>,
+    /// Pin each side's threads to its cores and let them poll without
+    /// pause (the benchmark). Tests leave this off: they share the machine's
+    /// cores with other tests, so their threads float and nap when idle.
+    pub pin: bool,
 }
 
 impl Split {
@@ -136,10 +153,16 @@ impl Split {
     pub fn halves(total: usize, server_cores: Option<usize>) -> Split {
         let total = total.max(1);
         if total == 1 {
-            return Split { server: vec![0], client: vec![0] };
+            return Split { server: vec![0], client: vec![0], pin: true };
         }
         let s = server_cores.unwrap_or(total.div_ceil(2)).clamp(1, total - 1);
-        Split { server: (0..s).collect(), client: (s..total).collect() }
+        Split { server: (0..s).collect(), client: (s..total).collect(), pin: true }
+    }
+
+    /// Like [`halves`](Self::halves), with no pinning and napping when idle
+    /// (for tests; see [`Split::pin`]).
+    pub fn floating(total: usize) -> Split {
+        Split { pin: false, ..Split::halves(total, None) }
     }
 }
 
@@ -285,7 +308,13 @@ pub fn measure(
         (t, b, Instant::now())
     };
     tick(start, at0 + params.measure, &mut progress);
-    let (t1, b1) = read(gauges);
+    let (mut t1, mut b1) = read(gauges);
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let enough = |t: u64, b: u64| t - t0 >= params.min_transactions || (b - b0) / 1024 >= params.min_transactions;
+    while !enough(t1, b1) && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(10));
+        (t1, b1) = read(gauges);
+    }
     let secs = at0.elapsed().as_secs_f64().max(1e-9);
     let total = w.figure(t1 - t0, b1 - b0, secs);
     (total, total / server_cores.max(1) as f64)
@@ -297,10 +326,10 @@ mod tests {
 
     #[test]
     fn splits() {
-        assert_eq!(Split::halves(1, None), Split { server: vec![0], client: vec![0] });
-        assert_eq!(Split::halves(2, None), Split { server: vec![0], client: vec![1] });
-        assert_eq!(Split::halves(5, None), Split { server: vec![0, 1, 2], client: vec![3, 4] });
-        assert_eq!(Split::halves(4, Some(9)), Split { server: vec![0, 1, 2], client: vec![3] });
+        assert_eq!(Split::halves(1, None), Split { server: vec![0], client: vec![0], pin: true });
+        assert_eq!(Split::halves(2, None), Split { server: vec![0], client: vec![1], pin: true });
+        assert_eq!(Split::halves(5, None), Split { server: vec![0, 1, 2], client: vec![3, 4], pin: true });
+        assert_eq!(Split::halves(4, Some(9)), Split { server: vec![0, 1, 2], client: vec![3], pin: true });
     }
 
     #[test]
