@@ -27,7 +27,8 @@ fn hosts(mode: Mode, cores: u16) -> LinkedHosts {
 fn connect_and_send(ctx: &ixtcp_sockapi::Context, addr: SocketAddr, first: &[u8]) -> TcpStream {
     let start = Instant::now();
     loop {
-        assert!(start.elapsed() < Duration::from_secs(10), "no listener appeared");
+        // Liveness only (real threads): generous, and says what was stuck.
+        assert!(start.elapsed() < Duration::from_secs(60), "stuck: no listener appeared after {:?}", start.elapsed());
         let mut c = TcpStream::connect(ctx, addr).expect("connect");
         c.set_nonblocking(false);
         match c.write_all(first) {
