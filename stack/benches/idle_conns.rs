@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ixtcp_stack::sim::{SimIo, SimLink, SimNic, SimPort};
-use ixtcp_stack::{ConnId, CoreSetup, MacAddr, NeighborTable, RssView, StackConfig, StackCore};
+use ixtcp_stack::{ConnId, MacAddr, StackConfig, StackCore};
+use ixtcp_testkit::hosts::SimHost;
 
 type Core = StackCore<SimIo>;
 
@@ -23,7 +24,8 @@ const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 fn host(ip: Ipv4Addr, mac: u8, max: usize) -> (Arc<SimNic>, Core) {
-    let cfg = Arc::new(StackConfig {
+    let cfg = StackConfig {
+        cores: 1,
         rx_ring_size: 4096,
         tx_ring_size: 1024,
         rx_burst: 256,
@@ -33,20 +35,11 @@ fn host(ip: Ipv4Addr, mac: u8, max: usize) -> (Arc<SimNic>, Core) {
         max_connections: max,
         backlog: max,
         preallocate: true,
+        neighbor_capacity: 64,
         ..StackConfig::new(ip, 24)
-    });
-    let (nic, mut ios) = SimNic::new(MacAddr([2, 0, 0, 0, 0, mac]), 1, 4096, 8192).expect("sim nic");
-    let table = NeighborTable::new(64, 300_000);
-    let setup = CoreSetup {
-        index: 0,
-        io: ios.remove(0),
-        mac: nic.mac(),
-        neighbors: table,
-        rss: RssView::symmetric(1, 0),
-        seed: Some(u64::from(mac)),
-        pcap: None,
     };
-    (Arc::clone(&nic), StackCore::new(cfg, setup, 0).expect("core"))
+    let SimHost { nic, mut cores, .. } = SimHost::new(cfg, MacAddr([2, 0, 0, 0, 0, mac]), u64::from(mac));
+    (nic, cores.remove(0))
 }
 
 struct Pair {

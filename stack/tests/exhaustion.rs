@@ -13,13 +13,10 @@ use common::{BulkApp, Pattern};
 use ixtcp_driver::mempool::PacketBuf;
 use ixtcp_driver::wire::link::LinkConfig;
 use ixtcp_stack::{ConnId, StackConfig, StackError};
+use ixtcp_testkit::seed::Seeded;
 
 const SERVER: usize = 0;
 const PORT: u16 = 5000;
-
-fn seed_from_env(default: u64) -> u64 {
-    std::env::var("IXTCP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
-}
 
 fn cfg(ip: Ipv4Addr) -> StackConfig {
     StackConfig { socket_rx_buffer: 64 * 1024, socket_tx_buffer: 64 * 1024, ..model_config(ip, 1) }
@@ -109,7 +106,8 @@ fn assert_clean(w: &mut ModelWorld, seed: u64) {
 
 #[test]
 fn an_empty_mempool_is_counted_and_traffic_recovers_when_buffers_return() {
-    let seed = seed_from_env(0xe4_0001);
+    let seeded = Seeded::new(0xe4_0001);
+    let seed = seeded.seed;
     let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| cfg(IPS[i]));
     let mut t = Transfer::new(seed, 2, 2 << 20);
     while t.moved() < 256 * 1024 {
@@ -137,7 +135,8 @@ fn an_empty_mempool_is_counted_and_traffic_recovers_when_buffers_return() {
 
 #[test]
 fn a_full_tx_ring_is_counted_and_drains() {
-    let seed = seed_from_env(0xe4_0002);
+    let seeded = Seeded::new(0xe4_0002);
+    let seed = seeded.seed;
     // A slow wire (100 Mbit/s) behind a short TX ring: the NIC cannot send
     // as fast as the stack writes, the ring fills.
     let link =
@@ -153,7 +152,8 @@ fn a_full_tx_ring_is_counted_and_drains() {
 
 #[test]
 fn the_connection_limit_is_counted_and_frees_up_when_connections_close() {
-    let seed = seed_from_env(0xe4_0003);
+    let seeded = Seeded::new(0xe4_0003);
+    let seed = seeded.seed;
     let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| StackConfig {
         max_connections: if i == SERVER { 16 } else { 64 },
         backlog: 64,
@@ -205,7 +205,8 @@ fn the_connection_limit_is_counted_and_frees_up_when_connections_close() {
 
 #[test]
 fn full_socket_buffers_are_counted_and_flow_resumes() {
-    let seed = seed_from_env(0xe4_0004);
+    let seeded = Seeded::new(0xe4_0004);
+    let seed = seeded.seed;
     let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| cfg(IPS[i]));
     let mut t = Transfer::new(seed, 2, 4 << 20);
     while t.moved() < 256 * 1024 {

@@ -15,20 +15,27 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use common::model::craft::{self, ACK, FIN, PSH, RST, SYN, Seg};
 use common::model::{IPS, ModelCore, ModelWorld, model_config, model_mac};
 use common::{BulkApp, Pattern};
 use ixtcp_driver::wire::link::LinkConfig;
 use ixtcp_stack::{ConnId, Event, MacAddr, StackConfig};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use ixtcp_testkit::frames::{self, ACK, Arp, FIN, PSH, RST, SYN, TcpSeen, TcpSeg};
+use ixtcp_testkit::seed::Seeded;
+use rand::Rng;
 
 const VICTIM: usize = 0;
 const PORT: u16 = 5000;
 const ATTACKER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x66]);
 
-fn seed_from_env(default: u64) -> u64 {
-    std::env::var("IXTCP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+/// An Ethernet frame padded to the 60-byte minimum, as a NIC sends it.
+fn eth(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    frames::padded(frames::ethernet(dst, src, ethertype, payload))
+}
+
+/// An ARP packet from `sender_mac` (target MAC all zeros), padded.
+fn arp(op: u16, dst: MacAddr, sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
+    let a = Arp { op, sender_mac: sender_mac.0, sender_ip, target_mac: [0; 6], target_ip };
+    frames::padded(a.frame(dst))
 }
 
 /// Host 1 opens `conns` connections to the victim's `PORT` and both sides
@@ -103,11 +110,12 @@ fn one_core(ip: Ipv4Addr) -> StackConfig {
 
 #[test]
 fn syn_flood_at_line_rate_leaves_transfers_intact_memory_bounded_and_syn_received_timing_out() {
-    let seed = seed_from_env(0x5f_100d);
+    let seeded = Seeded::new(0x5f_100d);
+    let seed = seeded.seed;
     let cfg =
         |i: usize| StackConfig { backlog: 64, max_connections: 256, connect_timeout_ms: 3_000, ..one_core(IPS[i]) };
     let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), cfg);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = seeded.fresh_rng();
     let mut t = Transfer::new(seed, 4, 4 << 20);
     let victim_mac = model_mac(VICTIM);
     let (mut flooded, mut flood_done) = (0u64, false);
@@ -136,7 +144,7 @@ fn syn_flood_at_line_rate_leaves_transfers_intact_memory_bounded_and_syn_receive
         // address on ports it does not use (its stack answers RST).
         loop {
             let src = if rng.random_bool(0.1) { IPS[1] } else { Ipv4Addr::new(10, 0, 0, rng.random_range(3..=250)) };
-            let syn = Seg {
+            let syn = TcpSeg {
                 src,
                 dst: IPS[VICTIM],
                 sport: rng.random_range(1024..=65535),
@@ -147,7 +155,7 @@ fn syn_flood_at_line_rate_leaves_transfers_intact_memory_bounded_and_syn_receive
                 window: 65535,
                 payload: &[],
             };
-            if !w.injector.inject(&craft::tcp_frame(victim_mac, ATTACKER_MAC, &syn)) {
+            if !w.injector.inject(&frames::tcp_frame(victim_mac, ATTACKER_MAC, &syn)) {
                 break;
             }
             flooded += 1;
@@ -212,16 +220,17 @@ fn established_tuple(w: &mut ModelWorld, t: &mut Transfer) -> (u16, u32, u32) {
         w.step(&mut t.app());
     }
     w.injector.capture(false);
-    let seen: Vec<craft::Seen> = w.injector.take().iter().filter_map(|f| craft::parse_tcp(f)).collect();
+    let seen: Vec<TcpSeen> = w.injector.take().iter().filter_map(|f| frames::parse_tcp(f)).collect();
     let last = seen.iter().rev().find(|s| s.src == IPS[VICTIM] && s.sport == PORT).expect("victim sent segments");
     (last.dport, last.seq, last.ack)
 }
 
 #[test]
 fn blind_rst_and_data_with_guessed_sequence_numbers_do_not_break_or_enter_a_connection() {
-    let seed = seed_from_env(0x5f_0b11);
+    let seeded = Seeded::new(0x5f_0b11);
+    let seed = seeded.seed;
     let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| one_core(IPS[i]));
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = seeded.fresh_rng();
     let mut t = Transfer::new(seed, 1, 2 << 20);
     let (cport, victim_seq, victim_rcv) = established_tuple(&mut w, &mut t);
     let victim_mac = model_mac(VICTIM);
@@ -239,7 +248,7 @@ fn blind_rst_and_data_with_guessed_sequence_numbers_do_not_break_or_enter_a_conn
             continue;
         }
         let rst = rng.random_bool(0.5);
-        let seg = Seg {
+        let seg = TcpSeg {
             src: IPS[1],
             dst: IPS[VICTIM],
             sport: cport,
@@ -250,7 +259,7 @@ fn blind_rst_and_data_with_guessed_sequence_numbers_do_not_break_or_enter_a_conn
             window: 65535,
             payload: if rst { &[] } else { &junk },
         };
-        if w.injector.inject(&craft::tcp_frame(victim_mac, ATTACKER_MAC, &seg)) {
+        if w.injector.inject(&frames::tcp_frame(victim_mac, ATTACKER_MAC, &seg)) {
             if rst {
                 rsts += 1;
             } else {
@@ -264,7 +273,7 @@ fn blind_rst_and_data_with_guessed_sequence_numbers_do_not_break_or_enter_a_conn
     while w.now_ns() < deadline && !t.finished() {
         w.step(&mut t.app());
     }
-    let replies = w.injector.take().iter().filter_map(|f| craft::parse_tcp(f)).filter(|s| s.dport == cport).count();
+    let replies = w.injector.take().iter().filter_map(|f| frames::parse_tcp(f)).filter(|s| s.dport == cport).count();
     let s = w.stats(VICTIM);
     let report = format!("seed {seed}: {rsts} RSTs, {datas} data segments injected; victim {s:?}");
     // Any injected byte delivered to the application would be a pattern
@@ -285,13 +294,14 @@ fn rst_inside_the_window_but_not_at_rcv_nxt_is_not_accepted() {
     // resets; one elsewhere in the window is answered at most with a
     // challenge ACK. Shrinks a blind attacker's odds from window/2^32 to
     // 1/2^32.
-    let seed = seed_from_env(0x5f_0b12);
+    let seeded = Seeded::new(0x5f_0b12);
+    let seed = seeded.seed;
     let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| one_core(IPS[i]));
     let mut t = Transfer::new(seed, 1, 1 << 20);
     let (cport, _, victim_rcv) = established_tuple(&mut w, &mut t);
     let victim_mac = model_mac(VICTIM);
     for off in [1u32, 100, 1000, 30_000] {
-        let seg = Seg {
+        let seg = TcpSeg {
             src: IPS[1],
             dst: IPS[VICTIM],
             sport: cport,
@@ -302,7 +312,7 @@ fn rst_inside_the_window_but_not_at_rcv_nxt_is_not_accepted() {
             window: 0,
             payload: &[],
         };
-        while !w.injector.inject(&craft::tcp_frame(victim_mac, ATTACKER_MAC, &seg)) {
+        while !w.injector.inject(&frames::tcp_frame(victim_mac, ATTACKER_MAC, &seg)) {
             w.step(&mut t.app());
         }
         w.step(&mut t.app());
@@ -319,21 +329,22 @@ fn rst_inside_the_window_but_not_at_rcv_nxt_is_not_accepted() {
 
 #[test]
 fn segments_to_closed_ports_get_rst_and_create_no_state() {
-    let seed = seed_from_env(0x5f_c105);
+    let seeded = Seeded::new(0x5f_c105);
+    let seed = seeded.seed;
     let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| one_core(IPS[i]));
     w.core(VICTIM, 0).listen(PORT, None).unwrap();
     // Let ARP settle (the victim announces itself, host 1 learns it).
     w.run_for(10_000_000, &mut |_, c| {
         let _ = c.drain_events().count();
     });
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = seeded.fresh_rng();
     let victim_mac = model_mac(VICTIM);
     let before = w.stats(VICTIM);
     w.injector.capture(true);
     let mut sent = Vec::new();
     for i in 0..300u32 {
         let flags = [SYN, ACK, PSH | ACK, FIN | ACK, RST, RST | ACK][i as usize % 6];
-        let seg = Seg {
+        let seg = TcpSeg {
             src: IPS[1],
             dst: IPS[VICTIM],
             sport: 40_000 + i as u16,
@@ -344,7 +355,7 @@ fn segments_to_closed_ports_get_rst_and_create_no_state() {
             window: 1000,
             payload: if flags & PSH != 0 { b"hello" } else { &[] },
         };
-        while !w.injector.inject(&craft::tcp_frame(victim_mac, model_mac(1), &seg)) {
+        while !w.injector.inject(&frames::tcp_frame(victim_mac, model_mac(1), &seg)) {
             w.step(&mut |_, _| {});
         }
         sent.push((seg.sport, seg.seq, seg.ack, flags, seg.payload.len()));
@@ -355,9 +366,9 @@ fn segments_to_closed_ports_get_rst_and_create_no_state() {
         let _ = c.drain_events().count();
     });
     w.injector.capture(false);
-    let replies: Vec<craft::Seen> = w.injector.take().iter().filter_map(|f| craft::parse_tcp(f)).collect();
+    let replies: Vec<TcpSeen> = w.injector.take().iter().filter_map(|f| frames::parse_tcp(f)).collect();
     for (sport, seq, ack, flags, len) in sent {
-        let rsts: Vec<&craft::Seen> = replies.iter().filter(|r| r.dport == sport).collect();
+        let rsts: Vec<&TcpSeen> = replies.iter().filter(|r| r.dport == sport).collect();
         if flags & RST != 0 {
             assert!(rsts.is_empty(), "seed {seed}: an RST was answered: {rsts:?}");
             continue;
@@ -384,12 +395,13 @@ fn segments_to_closed_ports_get_rst_and_create_no_state() {
 
 #[test]
 fn non_ipv4_and_malformed_frames_are_counted_and_dropped() {
-    let seed = seed_from_env(0x5f_ba0d);
+    let seeded = Seeded::new(0x5f_ba0d);
+    let seed = seeded.seed;
     let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| one_core(IPS[i]));
     w.core(VICTIM, 0).listen(PORT, None).unwrap();
     let mut t = Transfer::new(seed, 1, 1 << 20);
     let v = model_mac(VICTIM);
-    let good = Seg {
+    let good = TcpSeg {
         src: IPS[1],
         dst: IPS[VICTIM],
         sport: 999,
@@ -400,36 +412,36 @@ fn non_ipv4_and_malformed_frames_are_counted_and_dropped() {
         window: 1000,
         payload: &[],
     };
-    let good_ip = craft::tcp_ip(&good);
+    let good_ip = frames::tcp_ip(&good);
     let with = |f: &dyn Fn(&mut Vec<u8>)| {
         let mut p = good_ip.clone();
         f(&mut p);
-        craft::eth(v, ATTACKER_MAC, 0x0800, &p)
+        eth(v, ATTACKER_MAC, 0x0800, &p)
     };
     // (frame, counter it must land in)
     let mut cases: Vec<(Vec<u8>, &str)> = vec![
-        (craft::eth(v, ATTACKER_MAC, 0x86dd, &[0x60; 60]), "drop_ethertype"), // IPv6
-        (craft::eth(v, ATTACKER_MAC, 0x8100, &[0; 60]), "drop_ethertype"),    // VLAN tag
-        (craft::eth(v, ATTACKER_MAC, 0x88cc, &[0; 60]), "drop_ethertype"),    // LLDP
-        (craft::eth(MacAddr::BROADCAST, ATTACKER_MAC, 0x0842, &[0; 60]), "drop_ethertype"), // WoL
-        (with(&|p| p[0] = 0x65), "drop_malformed"),                           // version 6
-        (with(&|p| p[0] = 0x44), "drop_malformed"),                           // IHL 4
+        (eth(v, ATTACKER_MAC, 0x86dd, &[0x60; 60]), "drop_ethertype"), // IPv6
+        (eth(v, ATTACKER_MAC, 0x8100, &[0; 60]), "drop_ethertype"),    // VLAN tag
+        (eth(v, ATTACKER_MAC, 0x88cc, &[0; 60]), "drop_ethertype"),    // LLDP
+        (eth(MacAddr::BROADCAST, ATTACKER_MAC, 0x0842, &[0; 60]), "drop_ethertype"), // WoL
+        (with(&|p| p[0] = 0x65), "drop_malformed"),                    // version 6
+        (with(&|p| p[0] = 0x44), "drop_malformed"),                    // IHL 4
         (with(&|p| p[2..4].copy_from_slice(&2000u16.to_be_bytes())), "drop_malformed"), // longer than the frame
         (with(&|p| p[2..4].copy_from_slice(&30u16.to_be_bytes())), "drop_malformed"), // TCP header cut
-        (with(&|p| p[6] = 0x20), "drop_malformed"),                           // more fragments
-        (with(&|p| p[7] = 0x08), "drop_malformed"),                           // fragment offset
-        (with(&|p| p[9] = 17), "drop_not_ours"),                              // UDP
-        (with(&|p| p[9] = 1), "drop_not_ours"),                               // ICMP
+        (with(&|p| p[6] = 0x20), "drop_malformed"),                    // more fragments
+        (with(&|p| p[7] = 0x08), "drop_malformed"),                    // fragment offset
+        (with(&|p| p[9] = 17), "drop_not_ours"),                       // UDP
+        (with(&|p| p[9] = 1), "drop_not_ours"),                        // ICMP
         (with(&|p| p[16..20].copy_from_slice(&[10, 0, 0, 77])), "drop_not_ours"), // not our address
-        (craft::eth(v, ATTACKER_MAC, 0x0806, &[0; 10]), "drop_malformed"),    // ARP cut short
+        (eth(v, ATTACKER_MAC, 0x0806, &[0; 10]), "drop_malformed"),    // ARP cut short
     ];
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = seeded.fresh_rng();
     for _ in 0..200 {
         // Random bytes behind an IPv4 EtherType.
         let len = rng.random_range(46..200);
         let mut junk: Vec<u8> = (0..len).map(|_| rng.random()).collect();
         junk[0] = 0x40 | (junk[0] & 0x0f);
-        cases.push((craft::eth(v, ATTACKER_MAC, 0x0800, &junk), "any"));
+        cases.push((eth(v, ATTACKER_MAC, 0x0800, &junk), "any"));
     }
     let before = w.stats(VICTIM);
     let counters = |s: &ixtcp_stack::CoreStats| {
@@ -464,7 +476,8 @@ fn non_ipv4_and_malformed_frames_are_counted_and_dropped() {
 
 #[test]
 fn arp_spoofing_of_our_own_address_is_ignored_and_counted() {
-    let seed = seed_from_env(0x5f_a4b);
+    let seeded = Seeded::new(0x5f_a4b);
+    let seed = seeded.seed;
     let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| one_core(IPS[i]));
     let mut t = Transfer::new(seed, 1, 1 << 20);
     while t.received() == 0 {
@@ -473,10 +486,10 @@ fn arp_spoofing_of_our_own_address_is_ignored_and_counted() {
     let v = model_mac(VICTIM);
     let me = IPS[VICTIM];
     let spoofs = [
-        craft::arp(2, v, ATTACKER_MAC, me, me), // reply: "10.0.0.1 is at attacker"
-        craft::arp(1, MacAddr::BROADCAST, ATTACKER_MAC, me, me), // gratuitous request
-        craft::arp(1, v, ATTACKER_MAC, me, IPS[1]), // request "from" us for the peer
-        craft::arp(2, MacAddr::BROADCAST, ATTACKER_MAC, me, IPS[1]),
+        arp(2, v, ATTACKER_MAC, me, me),                  // reply: "10.0.0.1 is at attacker"
+        arp(1, MacAddr::BROADCAST, ATTACKER_MAC, me, me), // gratuitous request
+        arp(1, v, ATTACKER_MAC, me, IPS[1]),              // request "from" us for the peer
+        arp(2, MacAddr::BROADCAST, ATTACKER_MAC, me, IPS[1]),
     ];
     let before = w.stats(VICTIM);
     w.injector.capture(true);

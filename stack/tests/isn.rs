@@ -11,10 +11,10 @@ mod common;
 use std::collections::HashSet;
 use std::net::SocketAddrV4;
 
-use common::model::craft::{self, ACK, SYN};
 use common::model::{IPS, ModelWorld, model_config};
 use ixtcp_driver::wire::link::LinkConfig;
 use ixtcp_stack::StackConfig;
+use ixtcp_testkit::frames::{self, ACK, SYN};
 
 /// ISNs of `n` active opens from host 0's core to a closed port of host 1
 /// (each is refused at once, so the slot is reused).
@@ -37,7 +37,7 @@ fn isns(n: usize) -> Vec<u32> {
             w.injector
                 .take()
                 .iter()
-                .filter_map(|f| craft::parse_tcp(f))
+                .filter_map(|f| frames::parse_tcp(f))
                 .filter(|s| s.flags & (SYN | ACK) == SYN && s.src == IPS[0])
                 .map(|s| s.seq),
         );

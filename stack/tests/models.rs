@@ -2,59 +2,18 @@
 //! model's registers and DMA), with a virtual clock driving the link.
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::model::model_config as config;
+use common::model::{IPS, model_config as config};
 use common::{BulkApp, Pattern};
-use ixtcp_driver::device::{Device, DeviceHandle, QueuePair};
-use ixtcp_driver::model::{Model82599, ModelConfig, ModelRegs};
 use ixtcp_driver::time::{Clock, VirtualClock};
 use ixtcp_driver::wire::impair::Impairments;
 use ixtcp_driver::wire::link::{Link, LinkConfig};
-use ixtcp_stack::{ConnId, CoreSetup, CoreStats, Event, MacAddr, NeighborTable, RssView, StackConfig, StackCore};
-
-type Core = StackCore<QueuePair<ModelRegs>>;
-
-const IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)];
-
-struct ModelHost {
-    model: Model82599,
-    handle: Option<DeviceHandle<ModelRegs>>,
-    cores: Vec<Core>,
-}
-
-fn start_stack(model: &Model82599, cfg: StackConfig, seed: u64, now_ns: u64) -> (DeviceHandle<ModelRegs>, Vec<Core>) {
-    let cfg = Arc::new(cfg);
-    let mut dc = cfg.device_config();
-    dc.link_timeout = Duration::from_secs(1);
-    let dev = Device::init(model.regs(), &model.dma(), dc)
-        .unwrap_or_else(|e| panic!("init: {e}; faults {:?}", model.faults()));
-    let mac = MacAddr(dev.mac());
-    let reta = dev.config().effective_reta();
-    let key = dev.config().rss_key;
-    let (handle, queues) = dev.into_queues();
-    let table = NeighborTable::new(cfg.neighbor_capacity, cfg.neighbor_ttl_ms);
-    let rss = RssView { toeplitz: Arc::new(ixtcp_driver::rss::Toeplitz::new(&key)), reta, queue: 0 };
-    let cores = queues
-        .into_iter()
-        .enumerate()
-        .map(|(i, io)| {
-            let setup = CoreSetup {
-                index: i as u16,
-                io,
-                mac,
-                neighbors: Arc::clone(&table),
-                rss: rss.for_queue(i as u16),
-                seed: Some(seed),
-                pcap: None,
-            };
-            StackCore::new(Arc::clone(&cfg), setup, now_ns).unwrap()
-        })
-        .collect();
-    (handle, cores)
-}
+use ixtcp_stack::{ConnId, CoreStats, Event, StackConfig};
+use ixtcp_testkit::hosts::{ModelCore as Core, ModelHost};
+use ixtcp_testkit::seed::Seeded;
 
 struct ModelWorld {
     clock: VirtualClock,
@@ -69,12 +28,10 @@ impl ModelWorld {
         let (ea, eb) = Link::pair(link, Arc::new(clock.clone()) as Arc<dyn Clock>);
         let mut hosts = Vec::new();
         for (i, end) in [ea, eb].into_iter().enumerate() {
-            let model = Model82599::new(ModelConfig { mac: [2, 0, 0, 0, 0, i as u8 + 1], ..ModelConfig::default() });
-            model.attach(Box::new(end));
             let mut cfg = config(IPS[i], cores);
             tweak(&mut cfg);
-            let (handle, cores) = start_stack(&model, cfg, seed + i as u64, clock.now_ns());
-            hosts.push(ModelHost { model, handle: Some(handle), cores });
+            let mac = [2, 0, 0, 0, 0, i as u8 + 1];
+            hosts.push(ModelHost::new(mac, Some(Box::new(end)), cfg, Some(seed + i as u64), clock.now_ns()));
         }
         ModelWorld { clock, hosts, steps: 0 }
     }
@@ -117,11 +74,7 @@ impl ModelWorld {
     }
 
     fn stats(&self, h: usize) -> CoreStats {
-        let mut s = CoreStats::default();
-        for c in &self.hosts[h].cores {
-            s.add(&c.stats());
-        }
-        s
+        self.hosts[h].stats()
     }
 }
 
@@ -169,10 +122,6 @@ fn bulk_over_models(w: &mut ModelWorld, conns: usize, bytes: usize, seed: u64, m
     apps
 }
 
-fn seed_from_env(default: u64) -> u64 {
-    std::env::var("IXTCP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
-}
-
 #[test]
 fn models_carry_a_thousand_connections_one_mib_each_way_on_one_core() {
     thousand_connections_over_models(1);
@@ -191,7 +140,8 @@ fn models_carry_a_thousand_connections_one_mib_each_way_on_four_cores() {
 /// 1 000 connections per host (half opened by each side), 1 MiB each way,
 /// every byte verified, every segment on the core that owns its TCB.
 fn thousand_connections_over_models(cores: u16) {
-    let seed = seed_from_env(21);
+    let seeded = Seeded::new(21);
+    let seed = seeded.seed;
     let mut w = ModelWorld::new(cores, LinkConfig::unlimited(), seed, |c| {
         c.socket_rx_buffer = 16 * 1024;
         c.socket_tx_buffer = 16 * 1024;
@@ -217,7 +167,8 @@ fn thousand_connections_over_models(cores: u16) {
 
 #[test]
 fn models_deliver_ten_mib_intact_over_an_impaired_link() {
-    let seed = seed_from_env(0x5eed_0002);
+    let seeded = Seeded::new(0x5eed_0002);
+    let seed = seeded.seed;
     let imp = Impairments { loss: 0.02, duplicate: 0.01, reorder: 0.02, corrupt: 0.01, seed };
     let mut w = ModelWorld::new(1, LinkConfig::unlimited().with_impairments(imp), seed, |c| {
         c.socket_rx_buffer = 256 * 1024;
@@ -234,7 +185,8 @@ fn models_deliver_ten_mib_intact_over_an_impaired_link() {
 
 #[test]
 fn a_crashed_stack_restarts_on_a_cleanly_reinitialised_device() {
-    let seed = seed_from_env(23);
+    let seeded = Seeded::new(23);
+    let seed = seeded.seed;
     let mut w = ModelWorld::new(2, LinkConfig::unlimited(), seed, |_| {});
     let apps = bulk_over_models(&mut w, 4, 64 * 1024, seed, 30_000_000_000);
     assert_eq!(apps[0].finished + apps[1].finished, 8);
@@ -246,14 +198,13 @@ fn a_crashed_stack_restarts_on_a_cleanly_reinitialised_device() {
             let _ = c.drain_events().count();
         });
     }
-    let crashed = std::mem::take(&mut w.hosts[1].cores);
+    // (A host drops its cores, queues included, before the device handle.)
+    let crashed = w.hosts.pop().expect("host 1");
+    let model = crashed.model.clone();
     drop(crashed);
-    drop(w.hosts[1].handle.take());
     // Restart: the driver resets and re-initialises the device.
     let now = w.clock.now_ns();
-    let (handle, cores) = start_stack(&w.hosts[1].model, config(IPS[1], 2), seed + 100, now);
-    w.hosts[1].handle = Some(handle);
-    w.hosts[1].cores = cores;
+    w.hosts.push(ModelHost::start(model, config(IPS[1], 2), Some(seed + 100), now));
     assert!(w.hosts[1].model.reset_count() >= 2, "init must reset the device");
     let apps = bulk_over_models(&mut w, 4, 64 * 1024, seed + 1, 60_000_000_000);
     assert_eq!(apps[0].finished + apps[1].finished, 8, "after restart: A {:?} B {:?}", w.stats(0), w.stats(1));

@@ -8,13 +8,10 @@ use std::sync::Arc;
 use common::*;
 use ixtcp_stack::sim::{SimImpairments, SimLink, SimPort, SimRouter};
 use ixtcp_stack::{ConnId, Event, StackConfig, StackError};
+use ixtcp_testkit::seed::Seeded;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-
-fn seed_from_env(default: u64) -> u64 {
-    std::env::var("IXTCP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
-}
 
 /// Runs a bulk transfer of `bytes` each way on `conns` connections opened
 /// by host 0, over world `w`; returns the apps.
@@ -72,7 +69,8 @@ fn transfer(w: &mut World, conns: usize, bytes: usize, seed: u64, max_virtual_ns
 
 #[test]
 fn ten_mib_arrive_intact_through_loss_duplication_reordering_and_corruption() {
-    let seed = seed_from_env(0x5eed_0001);
+    let seeded = Seeded::new(0x5eed_0001);
+    let seed = seeded.seed;
     let imp = SimImpairments { loss: 0.02, duplicate: 0.01, reorder: 0.02, corrupt: 0.01 };
     let cfg = |ip| StackConfig { socket_rx_buffer: 256 * 1024, socket_tx_buffer: 256 * 1024, ..base_config(ip, 1) };
     let mut w = World::pair(Host::new(cfg(A), mac(1), seed), Host::new(cfg(B), mac(2), seed + 1), imp, seed);
@@ -95,7 +93,8 @@ fn ten_mib_arrive_intact_through_loss_duplication_reordering_and_corruption() {
 
 #[test]
 fn arp_resolves_on_every_core_without_static_entries() {
-    let seed = seed_from_env(7);
+    let seeded = Seeded::new(7);
+    let seed = seeded.seed;
     let mut w = World::pair(
         Host::new(base_config(A, 4), mac(1), seed),
         Host::new(base_config(B, 4), mac(2), seed + 1),
@@ -122,7 +121,8 @@ fn arp_resolves_on_every_core_without_static_entries() {
 
 #[test]
 fn off_subnet_traffic_goes_through_the_gateway() {
-    let seed = seed_from_env(8);
+    let seeded = Seeded::new(8);
+    let seed = seeded.seed;
     let (gw_a, gw_b) = (Ipv4Addr::new(10, 0, 0, 254), Ipv4Addr::new(10, 0, 1, 254));
     let far = Ipv4Addr::new(10, 0, 1, 2);
     let ca = StackConfig { gateway: Some(gw_a), ..base_config(A, 2) };
@@ -147,7 +147,8 @@ fn off_subnet_traffic_goes_through_the_gateway() {
 
 #[test]
 fn ten_thousand_short_connections_leave_no_socket_and_no_buffer_behind() {
-    let seed = seed_from_env(9);
+    let seeded = Seeded::new(9);
+    let seed = seeded.seed;
     let cfg = |ip| StackConfig { max_connections: 256, time_wait_ms: 500, ..base_config(ip, 2) };
     let mut w = World::pair(
         Host::new(cfg(A), mac(1), seed),
@@ -228,7 +229,8 @@ fn ten_thousand_short_connections_leave_no_socket_and_no_buffer_behind() {
 
 #[test]
 fn backlog_overflow_is_counted_and_established_connections_keep_moving() {
-    let seed = seed_from_env(10);
+    let seeded = Seeded::new(10);
+    let seed = seeded.seed;
     let cfg = |ip| StackConfig { backlog: 8, max_connections: 512, ..base_config(ip, 1) };
     let mut w = World::pair(
         Host::new(cfg(A), mac(1), seed),
@@ -296,7 +298,8 @@ fn time_wait_answers_retransmitted_fins_over_a_lossy_wire() {
     // With 10% loss some of its last ACKs are lost; the client, in
     // LAST-ACK, retransmits its FIN, and the TIME_WAIT table must answer
     // so that every connection still ends cleanly on both sides.
-    let seed = seed_from_env(11);
+    let seeded = Seeded::new(11);
+    let seed = seeded.seed;
     let imp = SimImpairments { loss: 0.10, ..SimImpairments::default() };
     let cfg = |ip| StackConfig { time_wait_ms: 60_000, ..base_config(ip, 1) };
     let mut w = World::pair(Host::new(cfg(A), mac(1), seed), Host::new(cfg(B), mac(2), seed + 1), imp, seed);

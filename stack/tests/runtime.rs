@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{base_config, mac};
+use common::{Host, base_config, mac};
 use ixtcp_driver::time::{Clock, MonotonicClock};
-use ixtcp_stack::runtime::{Runtime, RuntimeOptions, build_cores};
-use ixtcp_stack::sim::{SimIo, SimLink, SimNic, SimPort};
-use ixtcp_stack::{ConnId, Event, RssView, StackCore, StackError};
+use ixtcp_stack::runtime::{Runtime, RuntimeOptions};
+use ixtcp_stack::sim::{SimIo, SimLink, SimPort};
+use ixtcp_stack::{ConnId, Event, StackCore, StackError};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -28,9 +28,8 @@ fn cores_on_pinned_threads_echo_and_shut_down_gracefully() {
     let mut runtimes = Vec::new();
     let verified = Arc::new(AtomicUsize::new(0));
     for (h, ip) in [A, B].into_iter().enumerate() {
-        let cfg = Arc::new(base_config(ip, cores_n));
-        let (nic, ios) = SimNic::new(mac(h as u8 + 1), cores_n, 4096, 8192).unwrap();
-        let cores = build_cores(cfg, nic.mac(), &RssView::symmetric(cores_n, 0), ios, clock.now_ns(), None).unwrap();
+        // Seeded from the OS, as in production.
+        let Host { nic, cores, .. } = Host::start(base_config(ip, cores_n), mac(h as u8 + 1), None, clock.now_ns());
         nics.push(nic);
         let verified = Arc::clone(&verified);
         let rt = Runtime::start(cores, Arc::clone(&clock), RuntimeOptions::default(), move |index| {

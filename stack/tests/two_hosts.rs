@@ -130,13 +130,7 @@ fn pcap_file_holds_arp_and_tcp_frames_as_on_the_wire() {
     let path = dir.path().join("a.pcap");
     let mut ca = base_config(A, 1);
     ca.pcap = Some(path.clone());
-    let cfg = std::sync::Arc::new(ca);
-    let (nic, ios) = ixtcp_stack::sim::SimNic::new(mac(1), 1, 4096, 8192).unwrap();
-    let cores =
-        ixtcp_stack::runtime::build_cores(cfg, nic.mac(), &ixtcp_stack::RssView::symmetric(1, 0), ios, 0, Some(5))
-            .unwrap();
-    let table = ixtcp_stack::NeighborTable::new(16, 1000);
-    let a = Host { nic, cores, table };
+    let a = Host::start(ca, mac(1), Some(5), 0);
     let mut w = World::pair(a, Host::new(base_config(B, 1), mac(2), 6), SimImpairments::default(), 5);
     w.core(1, 0).listen(80, None).unwrap();
     w.core(0, 0).connect(SocketAddrV4::new(B, 80), None).unwrap();

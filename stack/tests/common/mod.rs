@@ -6,16 +6,13 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use ixtcp_stack::sim::{SimImpairments, SimIo, SimLink, SimNic, SimPort};
-use ixtcp_stack::{ConnId, CoreSetup, CoreStats, MacAddr, NeighborTable, RssView, StackConfig, StackCore};
+use ixtcp_stack::sim::{SimImpairments, SimIo, SimLink, SimPort};
+use ixtcp_stack::{ConnId, MacAddr, StackConfig, StackCore};
 
 pub type Core = StackCore<SimIo>;
 
-pub struct Host {
-    pub nic: Arc<SimNic>,
-    pub cores: Vec<Core>,
-    pub table: Arc<NeighborTable>,
-}
+/// A host of stack cores over the in-memory NIC (the testkit's).
+pub use ixtcp_testkit::hosts::SimHost as Host;
 
 pub fn mac(n: u8) -> MacAddr {
     MacAddr([2, 0, 0, 0, 0, n])
@@ -31,47 +28,6 @@ pub fn base_config(ip: Ipv4Addr, cores: u16) -> StackConfig {
         rx_burst: 512,
         mempool_size: 8192,
         ..StackConfig::new(ip, 24)
-    }
-}
-
-impl Host {
-    pub fn new(cfg: StackConfig, mac: MacAddr, seed: u64) -> Host {
-        let cfg = Arc::new(cfg);
-        let (nic, ios) = SimNic::new(mac, cfg.cores, usize::from(cfg.rx_ring_size), cfg.mempool_size).unwrap();
-        let table = NeighborTable::new(cfg.neighbor_capacity, cfg.neighbor_ttl_ms);
-        let rss = RssView::symmetric(cfg.cores, 0);
-        let cores = ios
-            .into_iter()
-            .enumerate()
-            .map(|(i, io)| {
-                let setup = CoreSetup {
-                    index: i as u16,
-                    io,
-                    mac,
-                    neighbors: Arc::clone(&table),
-                    rss: rss.for_queue(i as u16),
-                    seed: Some(seed),
-                    pcap: None,
-                };
-                StackCore::new(Arc::clone(&cfg), setup, 0).unwrap()
-            })
-            .collect();
-        Host { nic, cores, table }
-    }
-
-    pub fn stats(&self) -> CoreStats {
-        let mut s = CoreStats::default();
-        for c in &self.cores {
-            s.add(&c.stats());
-        }
-        s
-    }
-
-    pub fn all_free(&self) -> bool {
-        self.cores.iter().all(|c| {
-            let n = c.socket_census();
-            n.free == n.slots && n.not_closed == 0 && n.flows == 0
-        })
     }
 }
 

@@ -8,14 +8,12 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ixtcp_driver::device::{Device, DeviceHandle, QueuePair};
-use ixtcp_driver::model::{Model82599, ModelConfig, ModelRegs};
 use ixtcp_driver::time::{Clock, VirtualClock};
 use ixtcp_driver::wire::link::{Link, LinkConfig, LinkEnd};
 use ixtcp_driver::wire::{Wire, WireError};
-use ixtcp_stack::{CoreSetup, CoreStats, MacAddr, NeighborTable, RssView, StackConfig, StackCore};
+use ixtcp_stack::{CoreStats, MacAddr, StackConfig};
 
-pub type ModelCore = StackCore<QueuePair<ModelRegs>>;
+pub use ixtcp_testkit::hosts::{ModelCore, ModelHost};
 
 pub const IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)];
 
@@ -88,52 +86,12 @@ impl Wire for InjectorWire {
     }
 }
 
-pub struct ModelHost {
-    pub model: Model82599,
-    pub handle: DeviceHandle<ModelRegs>,
-    pub cores: Vec<ModelCore>,
-    pub table: Arc<NeighborTable>,
-}
-
 pub struct ModelWorld {
     pub clock: VirtualClock,
     pub hosts: Vec<ModelHost>,
     pub injector: Injector,
     a_end: Arc<Mutex<LinkEnd>>,
     pub steps: u64,
-}
-
-type Started = (DeviceHandle<ModelRegs>, Vec<ModelCore>, Arc<NeighborTable>);
-
-fn start(model: &Model82599, cfg: StackConfig, seed: Option<u64>, now_ns: u64) -> Started {
-    let cfg = Arc::new(cfg);
-    let mut dc = cfg.device_config();
-    dc.link_timeout = Duration::from_secs(1);
-    let dev = Device::init(model.regs(), &model.dma(), dc)
-        .unwrap_or_else(|e| panic!("init: {e}; faults {:?}", model.faults()));
-    let mac = MacAddr(dev.mac());
-    let reta = dev.config().effective_reta();
-    let key = dev.config().rss_key;
-    let (handle, queues) = dev.into_queues();
-    let table = NeighborTable::new(cfg.neighbor_capacity, cfg.neighbor_ttl_ms);
-    let rss = RssView { toeplitz: Arc::new(ixtcp_driver::rss::Toeplitz::new(&key)), reta, queue: 0 };
-    let cores = queues
-        .into_iter()
-        .enumerate()
-        .map(|(i, io)| {
-            let setup = CoreSetup {
-                index: i as u16,
-                io,
-                mac,
-                neighbors: Arc::clone(&table),
-                rss: rss.for_queue(i as u16),
-                seed,
-                pcap: None,
-            };
-            StackCore::new(Arc::clone(&cfg), setup, now_ns).unwrap()
-        })
-        .collect();
-    (handle, cores, table)
 }
 
 /// Wraps a link end so that two owners can use it.
@@ -160,14 +118,9 @@ impl ModelWorld {
         let injector = Injector { end: eb, captured: Arc::default(), capturing: Arc::default() };
         let mut hosts = Vec::new();
         for i in 0..2 {
-            let model = Model82599::new(ModelConfig { mac: model_mac(i).0, ..ModelConfig::default() });
-            if i == 0 {
-                model.attach(Box::new(SharedEnd(Arc::clone(&ea))));
-            } else {
-                model.attach(Box::new(InjectorWire(injector.clone())));
-            }
-            let (handle, cores, table) = start(&model, cfg(i), seed.map(|s| s + i as u64), clock.now_ns());
-            hosts.push(ModelHost { model, handle, cores, table });
+            let wire: Box<dyn Wire> =
+                if i == 0 { Box::new(SharedEnd(Arc::clone(&ea))) } else { Box::new(InjectorWire(injector.clone())) };
+            hosts.push(ModelHost::new(model_mac(i).0, Some(wire), cfg(i), seed.map(|s| s + i as u64), clock.now_ns()));
         }
         ModelWorld { clock, hosts, injector, a_end: ea, steps: 0 }
     }
@@ -230,11 +183,7 @@ impl ModelWorld {
     }
 
     pub fn stats(&self, h: usize) -> CoreStats {
-        let mut s = CoreStats::default();
-        for c in &self.hosts[h].cores {
-            s.add(&c.stats());
-        }
-        s
+        self.hosts[h].stats()
     }
 
     /// Free buffers plus those the TX rings hold (sent, not yet cleaned),
@@ -247,140 +196,5 @@ impl ModelWorld {
     /// Every buffer not lent to an RX ring, per core of host `h`.
     pub fn buffers_expected(&self, h: usize) -> Vec<usize> {
         self.hosts[h].cores.iter().map(|c| c.io().pool.capacity() as usize - c.io().rx.ring_size()).collect()
-    }
-}
-
-/// Frame builders for the injector (checksums computed here, independent
-/// of the stack's code).
-pub mod craft {
-    use std::net::Ipv4Addr;
-
-    use ixtcp_stack::MacAddr;
-
-    pub fn checksum(data: &[u8], initial: u32) -> u16 {
-        let mut sum = initial;
-        for c in data.chunks(2) {
-            let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from(c[0]) << 8 };
-            sum += u32::from(w);
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
-
-    pub fn eth(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-        let mut f = Vec::with_capacity(14 + payload.len().max(46));
-        f.extend_from_slice(&dst.0);
-        f.extend_from_slice(&src.0);
-        f.extend_from_slice(&ethertype.to_be_bytes());
-        f.extend_from_slice(payload);
-        if f.len() < 60 {
-            f.resize(60, 0);
-        }
-        f
-    }
-
-    pub struct Seg<'a> {
-        pub src: Ipv4Addr,
-        pub dst: Ipv4Addr,
-        pub sport: u16,
-        pub dport: u16,
-        pub seq: u32,
-        pub ack: u32,
-        pub flags: u8,
-        pub window: u16,
-        pub payload: &'a [u8],
-    }
-
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-
-    /// An IPv4/TCP packet with valid checksums (MSS option on SYNs).
-    pub fn tcp_ip(s: &Seg) -> Vec<u8> {
-        let opts: &[u8] = if s.flags & SYN != 0 { &[2, 4, 0x05, 0xb4] } else { &[] };
-        let tcp_len = 20 + opts.len() + s.payload.len();
-        let total = 20 + tcp_len;
-        let mut p = vec![0u8; total];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        p[6] = 0x40; // DF
-        p[8] = 64;
-        p[9] = 6;
-        p[12..16].copy_from_slice(&s.src.octets());
-        p[16..20].copy_from_slice(&s.dst.octets());
-        let c = checksum(&p[..20], 0);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        let t = &mut p[20..];
-        t[0..2].copy_from_slice(&s.sport.to_be_bytes());
-        t[2..4].copy_from_slice(&s.dport.to_be_bytes());
-        t[4..8].copy_from_slice(&s.seq.to_be_bytes());
-        t[8..12].copy_from_slice(&s.ack.to_be_bytes());
-        t[12] = (((20 + opts.len()) / 4) as u8) << 4;
-        t[13] = s.flags;
-        t[14..16].copy_from_slice(&s.window.to_be_bytes());
-        t[20..20 + opts.len()].copy_from_slice(opts);
-        t[20 + opts.len()..].copy_from_slice(s.payload);
-        let mut pseudo = 0u32;
-        for w in [s.src.octets(), s.dst.octets()] {
-            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]])) + u32::from(u16::from_be_bytes([w[2], w[3]]));
-        }
-        pseudo += 6 + tcp_len as u32;
-        let c = checksum(t, pseudo);
-        t[16..18].copy_from_slice(&c.to_be_bytes());
-        p
-    }
-
-    pub fn tcp_frame(dst: MacAddr, src: MacAddr, s: &Seg) -> Vec<u8> {
-        eth(dst, src, 0x0800, &tcp_ip(s))
-    }
-
-    pub fn arp(op: u16, dst: MacAddr, sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
-        let mut a = Vec::with_capacity(28);
-        a.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
-        a.extend_from_slice(&op.to_be_bytes());
-        a.extend_from_slice(&sender_mac.0);
-        a.extend_from_slice(&sender_ip.octets());
-        a.extend_from_slice(&[0; 6]);
-        a.extend_from_slice(&target_ip.octets());
-        eth(dst, sender_mac, 0x0806, &a)
-    }
-
-    /// A parsed TCP segment from a captured frame.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct Seen {
-        pub src: Ipv4Addr,
-        pub dst: Ipv4Addr,
-        pub sport: u16,
-        pub dport: u16,
-        pub seq: u32,
-        pub ack: u32,
-        pub flags: u8,
-        pub len: usize,
-    }
-
-    pub fn parse_tcp(frame: &[u8]) -> Option<Seen> {
-        if frame.len() < 54 || frame[12..14] != [8, 0] || frame[23] != 6 {
-            return None;
-        }
-        let ip = &frame[14..];
-        let ihl = usize::from(ip[0] & 15) * 4;
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        let t = ip.get(ihl..total)?;
-        let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        let doff = usize::from(t[12] >> 4) * 4;
-        Some(Seen {
-            src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-            dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-            sport: u16::from_be_bytes([t[0], t[1]]),
-            dport: u16::from_be_bytes([t[2], t[3]]),
-            seq: be32(&t[4..8]),
-            ack: be32(&t[8..12]),
-            flags: t[13],
-            len: t.len().saturating_sub(doff),
-        })
     }
 }
