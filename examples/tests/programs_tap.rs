@@ -13,7 +13,8 @@
 //!   message sizes (seeded; the seed is printed, `IXTCP_SEED` sets it),
 //!   every byte verified.
 //!
-//! Skip with a message when not root, without /dev/net/tun, `ip` or curl.
+//! Skip with a message when not root, without /dev/net/tun, `ip` or curl
+//! (and fail instead under `IXTCP_REQUIRE_PEER=1`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,24 +23,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ixtcp_driver::wire::Netns;
-use ixtcp_driver::wire::netns::kernel_peer_unavailable;
 use ixtcp_examples::http::Fnv;
+use ixtcp_testkit::peer::{self, Needs};
+use ixtcp_testkit::seed::Seeded;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn skip(test: &str, need_curl: bool) -> bool {
-    let why = kernel_peer_unavailable(true).or_else(|| {
-        let curl = Command::new("curl").arg("--version").output().is_ok_and(|o| o.status.success());
-        (need_curl && !curl).then(|| "curl is missing (scripts/setup.sh installs it)".to_string())
-    });
-    match why {
-        Some(why) => {
-            eprintln!("skipping {test}: {why}");
-            true
-        }
-        None => false,
-    }
-}
 
 /// A program running inside `ns`, killed if the test fails before it stops.
 struct InNs {
@@ -101,7 +89,7 @@ fn fnv_of(path: &Path) -> (usize, u64) {
 
 #[test]
 fn httpd_on_tap_serves_curl_in_a_namespace() {
-    if skip("httpd_on_tap_serves_curl_in_a_namespace", true) {
+    if !peer::kernel_peer("httpd_on_tap_serves_curl_in_a_namespace", Needs::TAP_AND_CURL) {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -164,13 +152,14 @@ fn httpd_on_tap_serves_curl_in_a_namespace() {
 
 #[test]
 fn echo_server_on_tap_echoes_100_connections_from_the_kernel() {
-    if skip("echo_server_on_tap_echoes_100_connections_from_the_kernel", false) {
+    if !peer::kernel_peer("echo_server_on_tap_echoes_100_connections_from_the_kernel", Needs::TAP) {
         return;
     }
-    let seed = std::env::var("IXTCP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-    });
-    eprintln!("echo_server_on_tap: seed {seed} (IXTCP_SEED={seed} repeats this run)");
+    // A new seed each run unless IXTCP_SEED repeats one; printed either way.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let seeded = Seeded::new(now);
+    let seed = seeded.seed;
+    let mut rng = seeded.fresh_rng();
     let ns = Netns::new("ixtcp-echo").expect("create a network namespace");
     let server = InNs::start(&ns, env!("CARGO_BIN_EXE_echo_server"), &["--nic", "tap:ixecho0", "--ip", "10.84.0.1/24"]);
     plug_kernel_in(&ns, "ixecho0", "10.84.0.2/24");
@@ -178,7 +167,6 @@ fn echo_server_on_tap_echoes_100_connections_from_the_kernel() {
     let verified = ns
         .run(move || -> Result<usize, String> {
             let addr: SocketAddr = "10.84.0.1:7".parse().map_err(|e| format!("{e}"))?;
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
             // The first connection may race the server's ARP and listener.
             let deadline = Instant::now() + Duration::from_secs(20);
             let mut conns = Vec::with_capacity(100);

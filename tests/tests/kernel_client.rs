@@ -3,7 +3,8 @@
 //! device inside a network namespace this test creates, and a Linux
 //! `std::net::TcpStream` from that namespace as the client. Traffic goes
 //! only to 10.86.0.0/24, which exists only inside the namespace. Skips,
-//! saying why, without root, `/dev/net/tun` or `ip`.
+//! saying why, without root, `/dev/net/tun` or `ip` (fails instead under
+//! `IXTCP_REQUIRE_PEER=1`).
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
@@ -11,13 +12,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use ixtcp_driver::wire::Netns;
-use ixtcp_driver::wire::netns::kernel_peer_unavailable;
 use ixtcp_sockapi::host::{Host, HostConfig};
 use ixtcp_sockapi::nic::Nic;
 use ixtcp_sockapi::{Mode, TcpListener};
 use ixtcp_stack::StackConfig;
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use ixtcp_testkit::peer::{self, Needs};
+use ixtcp_testkit::seed::Seeded;
+use rand::RngCore;
 
 const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 86, 0, 1), 7);
 
@@ -41,13 +42,13 @@ fn echo_one(ctx: &ixtcp_sockapi::Context) -> std::io::Result<usize> {
 
 #[test]
 fn kernel_client_echoes_through_the_threaded_runtime_over_tap() {
-    if let Some(why) = kernel_peer_unavailable(true) {
-        println!("SKIPPED kernel_client_echoes_through_the_threaded_runtime_over_tap: {why}");
+    if !peer::kernel_peer("kernel_client_echoes_through_the_threaded_runtime_over_tap", Needs::TAP) {
         return;
     }
-    let seed = std::env::var("IXTCP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x7a9);
+    let mut seeded = Seeded::new(0x7a9);
+    let seed = seeded.seed;
     let ns = Netns::new("ixtcp-e2e").expect("namespace");
-    let tap = format!("ixe2e{}", std::process::id() % 10_000);
+    let tap = peer::ifname("ixe2e", 0);
     let stack = StackConfig { cores: 1, ..StackConfig::new(*SERVER.ip(), 24) };
     let cfg = HostConfig::new(stack, Nic::Tap(tap.clone()), Mode::Threaded);
     // Made inside the namespace, so the TAP device is born there.
@@ -56,7 +57,7 @@ fn kernel_client_echoes_through_the_threaded_runtime_over_tap() {
     ns.ip(&["link", "set", "dev", &tap, "up"]).expect("bring the TAP up");
 
     let mut payload = vec![0u8; 256 * 1024];
-    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut payload);
+    seeded.rng.fill_bytes(&mut payload);
     let expected = payload.clone();
     let client = std::thread::spawn(move || -> Result<Vec<u8>, String> {
         // The server may not listen yet: retry while refused.
