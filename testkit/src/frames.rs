@@ -170,6 +170,17 @@ pub fn tcp_frame(dst: impl AsMac, src: impl AsMac, seg: &TcpSeg) -> Vec<u8> {
     padded(ethernet(dst, src, ETHERTYPE_IPV4, &tcp_ip(seg)))
 }
 
+/// Sets the IPv4 identification field of the Ethernet/IPv4 `frame` to
+/// `ident` and refills the header checksum (smoltcp's reprs always write 0
+/// there). Panics if `frame` is not IPv4.
+pub fn set_ipv4_ident(frame: &mut [u8], ident: u16) {
+    let mut eth = EthernetFrame::new_checked(&mut frame[..]).expect("an Ethernet frame");
+    assert_eq!(eth.ethertype(), EthernetProtocol::Ipv4, "not an IPv4 frame");
+    let mut ip = Ipv4Packet::new_checked(eth.payload_mut()).expect("an IPv4 header");
+    ip.set_ident(ident);
+    ip.fill_checksum();
+}
+
 /// A TCP segment read from a captured frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpSeen {
@@ -432,8 +443,12 @@ mod tests {
         assert_eq!((t[12], t[13]), (6 << 4, SYN));
         assert_eq!(&t[14..16], &1000u16.to_be_bytes());
         assert_eq!(&t[20..24], &[2, 4, 0x05, 0xb4]);
-        let f = tcp_frame(BROADCAST, [2, 0, 0, 0, 0, 1], &seg);
+        let mut f = tcp_frame(BROADCAST, [2, 0, 0, 0, 0, 1], &seg);
         assert_eq!(f.len(), MIN_FRAME);
+        assert_eq!(&f[18..20], &[0, 0]);
+        set_ipv4_ident(&mut f, 0x1234);
+        assert_eq!(&f[18..20], &[0x12, 0x34]);
+        assert_eq!(checksum(&f[14..34]), 0);
         assert_eq!(ethertype(&f), ETHERTYPE_IPV4);
         assert_eq!(macs(&f), Some((BROADCAST, [2, 0, 0, 0, 0, 1])));
     }

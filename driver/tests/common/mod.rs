@@ -124,9 +124,9 @@ pub fn flow_to_queue(queue: u16, reta: &Reta, t: &Toeplitz) -> Flow {
 }
 
 /// An Ethernet + IPv4 + TCP frame of exactly `len` bytes (>= 54) for
-/// `flow`, from `src_mac` to `dst_mac`, with valid checksums; the sequence
-/// number is `tag` and the payload is derived from it, so frames are
-/// distinguishable.
+/// `flow`, from `src_mac` to `dst_mac`, with valid checksums; the IP
+/// identification and the sequence number are `tag` and the payload is
+/// derived from it, so frames are distinguishable.
 pub fn tcp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], flow: Flow, len: usize, tag: u32) -> Vec<u8> {
     assert!(len >= TCP_HEADERS);
     let payload: Vec<u8> =
@@ -142,7 +142,9 @@ pub fn tcp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], flow: Flow, len: usize, tag
         window: 0xffff,
         payload: &payload,
     };
-    frames::ethernet(dst_mac, src_mac, ETHERTYPE_IPV4, &frames::tcp_ip(&seg))
+    let mut f = frames::ethernet(dst_mac, src_mac, ETHERTYPE_IPV4, &frames::tcp_ip(&seg));
+    frames::set_ipv4_ident(&mut f, tag as u16);
+    f
 }
 
 /// A buffer from `pool` holding `bytes`.

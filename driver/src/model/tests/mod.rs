@@ -1,7 +1,9 @@
 //! Tests of the model, driving it through its registers and DMA memory the
 //! way a driver would, with small helpers that set queues up by hand (no
-//! driver code involved). Frames are built and checksummed here, by code
-//! independent of the model's.
+//! driver code involved). Frames are built and checksummed with the
+//! testkit's frames (smoltcp's wire types), independent of the model's code;
+//! only bytes cross between them (the testkit links its own copy of this
+//! crate).
 
 mod concurrency;
 mod faults;
@@ -17,6 +19,7 @@ use crate::dma::{DmaAllocator, DmaRegion};
 use crate::io::RegisterIo;
 use crate::regs as r;
 use crate::wire::{QueueWire, Wire};
+use ixtcp_testkit::frames::{self, ACK, PSH, TcpSeg, UdpDatagram};
 
 pub(super) const MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 pub(super) const PEER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
@@ -228,29 +231,11 @@ impl Tx {
     }
 }
 
-/// The Internet checksum of `data` (RFC 1071), written independently of the
-/// model's.
-pub(super) fn inet_checksum(data: &[u8], initial: u64) -> u16 {
-    let mut s = initial;
-    for pair in data.chunks(2) {
-        s += u64::from(pair[0]) << 8 | u64::from(*pair.get(1).unwrap_or(&0));
-    }
-    while s >> 16 != 0 {
-        s = (s & 0xFFFF) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-/// Sum of the IPv4 pseudo header, not folded.
-pub(super) fn pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u64 {
-    let words = |a: Ipv4Addr| {
-        let o = a.octets();
-        u64::from(u16::from_be_bytes([o[0], o[1]])) + u64::from(u16::from_be_bytes([o[2], o[3]]))
-    };
-    words(src) + words(dst) + u64::from(proto) + len as u64
-}
-
-/// An Ethernet/IPv4/TCP (or UDP) frame with correct checksums.
+/// An Ethernet/IPv4/TCP (or UDP) frame from `PEER_MAC` to `dst_mac` with
+/// correct checksums, built with the testkit's frames (smoltcp's wire
+/// types, independent of the model's code). The IP identification is
+/// 0x1234; the TCP segment is PSH|ACK with sequence number 1 and a full
+/// window.
 pub(super) fn ipv4_frame(
     dst_mac: [u8; 6],
     src: (Ipv4Addr, u16),
@@ -258,30 +243,24 @@ pub(super) fn ipv4_frame(
     udp: bool,
     payload: &[u8],
 ) -> Vec<u8> {
-    let l4_len = if udp { 8 } else { 20 } + payload.len();
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst_mac);
-    f.extend_from_slice(&PEER_MAC);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let total = (20 + l4_len) as u16;
-    let proto = if udp { 17 } else { 6 };
-    f.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-    f.extend_from_slice(&src.0.octets());
-    f.extend_from_slice(&dst.0.octets());
-    let ip_sum = inet_checksum(&f[14..34], 0);
-    f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
-    f.extend_from_slice(&src.1.to_be_bytes());
-    f.extend_from_slice(&dst.1.to_be_bytes());
-    if udp {
-        f.extend_from_slice(&(l4_len as u16).to_be_bytes());
-        f.extend_from_slice(&[0, 0]);
+    let mut f = if udp {
+        let d = UdpDatagram { src: src.0, dst: dst.0, sport: src.1, dport: dst.1, payload };
+        frames::udp_frame(dst_mac, PEER_MAC, &d)
     } else {
-        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xFF, 0xFF, 0, 0, 0, 0]);
-    }
-    f.extend_from_slice(payload);
-    let l4_sum = inet_checksum(&f[34..], pseudo_sum(src.0, dst.0, proto, l4_len));
-    let at = if udp { 34 + 6 } else { 34 + 16 };
-    f[at..at + 2].copy_from_slice(&l4_sum.to_be_bytes());
+        let seg = TcpSeg {
+            src: src.0,
+            dst: dst.0,
+            sport: src.1,
+            dport: dst.1,
+            seq: 1,
+            ack: 0,
+            flags: PSH | ACK,
+            window: 0xFFFF,
+            payload,
+        };
+        frames::ethernet(dst_mac, PEER_MAC, frames::ETHERTYPE_IPV4, &frames::tcp_ip(&seg))
+    };
+    frames::set_ipv4_ident(&mut f, 0x1234);
     f
 }
 
@@ -294,12 +273,9 @@ pub(super) fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
     Ipv4Addr::new(a, b, c, d)
 }
 
-/// A non-IP frame (an ARP-sized runt of 42 bytes) to `dst`.
+/// A non-IP frame (an ARP-sized runt of 42 bytes, bytes 1 to 28 after the
+/// ARP EtherType) to `dst`.
 pub(super) fn runt(dst: [u8; 6]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&PEER_MAC);
-    f.extend_from_slice(&[0x08, 0x06]);
-    f.extend((0..28).map(|i| i as u8 + 1));
-    f
+    let body: Vec<u8> = (1..=28).collect();
+    frames::ethernet(dst, PEER_MAC, frames::ETHERTYPE_ARP, &body)
 }

@@ -131,7 +131,7 @@ fn prepare_for_offload(good: &[u8], udp: bool) -> Vec<u8> {
     let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
     let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
     let proto = f[23];
-    let pseudo = !inet_checksum(&[], pseudo_sum(src, dst, proto, f.len() - 34));
+    let pseudo = frames::pseudo_header_sum(src, dst, proto, f.len() - 34);
     let at = if udp { 40 } else { 50 };
     f[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
     f
@@ -161,11 +161,11 @@ fn context_and_ixsm_txsm_insert_correct_checksums() {
         // Checked independently: the header sums to zero, the segment with
         // its pseudo header too (the UDP frame was padded to 60 bytes after
         // the checksum), and the frame equals the one built in software.
-        assert_eq!(inet_checksum(&out[14..34], 0), 0);
+        assert_eq!(frames::checksum(&out[14..34]), 0);
         let src = Ipv4Addr::new(out[26], out[27], out[28], out[29]);
         let dst = Ipv4Addr::new(out[30], out[31], out[32], out[33]);
         let l4_len = usize::from(u16::from_be_bytes([out[16], out[17]])) - 20;
-        assert_eq!(inet_checksum(&out[34..34 + l4_len], pseudo_sum(src, dst, out[23], l4_len)), 0);
+        assert_eq!(frames::l4_checksum(src, dst, out[23], &out[34..34 + l4_len]), 0);
         assert_eq!(out[..good.len()], good[..], "udp = {udp}");
     }
     rig.assert_no_faults();
