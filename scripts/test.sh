@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: formatting, lints, and every test of the workspace.
 # Tests that need root, /dev/net/tun or hugepages run when they can and skip
-# with a message when they cannot.
+# with a message when they cannot, unless IXTCP_REQUIRE_PEER=1 or
+# IXTCP_REQUIRE_HUGEPAGES=1 makes such a skip a failure (.ci/run sets both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
