@@ -264,7 +264,7 @@ impl From<EngineError> for io::Error {
 /// One stack core, as sockapi drives it.
 ///
 /// Implemented by the real per-core stack (smoltcp per connection, flow
-/// table, listeners with backlog) and by [`crate::testing::TestEngine`].
+/// table, listeners with backlog) and by `testing::TestEngine` (feature `test-utils`).
 /// All methods are called from one thread at a time; none may block.
 ///
 /// Contract, in the order sockapi relies on it:

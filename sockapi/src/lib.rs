@@ -18,7 +18,7 @@
 //! - [`Engine`] is what sockapi needs from one stack core (listen, accept,
 //!   connect, send, recv, shutdown, close, abort, state, options, events,
 //!   ingress/egress). The real per-core stack implements it; so does the
-//!   in-memory [`testing::TestEngine`].
+//!   in-memory `testing::TestEngine` (feature `test-utils`).
 //! - [`stack::StackEngine`] is the real stack (one `ixtcp_stack::StackCore`)
 //!   as an engine; [`nic`] brings up a NIC (`model`, `tap:`, `packet:`,
 //!   `pci:`, `vfio:`) with one queue pair per core; [`host::Host`] starts a
