@@ -412,7 +412,6 @@ impl Context {
                 if let (Block::Until(deadline), false) = (block, progress) {
                     stack.idle(deadline);
                 }
-                self.inner.last_now.set(stack.now_ns());
                 drop(link);
                 let mut st = self.state()?;
                 st.dispatch(&keys);
