@@ -177,35 +177,70 @@ impl<T, S> Slots<T, S> {
 pub fn serve<R: Reactor, S: Session>(
     reactor: &mut R,
     addr: SocketAddrV4,
-    mut new_session: impl FnMut() -> S,
+    new_session: impl FnMut() -> S,
     until: &Until,
     tally: &mut Tally,
     gauge: &Gauge,
 ) -> io::Result<()> {
-    let listener = reactor.listen(addr)?;
-    gauge.listening.store(true, Ordering::Release);
-    let mut conns: Slots<R::Stream, S> = Slots::new();
-    let mut ready = Vec::with_capacity(1024);
-    let mut accept_errors = 0u64;
+    let mut server = Server::start(reactor, addr, new_session, gauge)?;
     loop {
         let now = Instant::now();
         if until.reached(now) {
             break;
         }
-        ready.clear();
-        reactor.wait(&mut ready, Some(until.timeout(now, Duration::from_millis(50))))?;
+        server.step(reactor, Some(until.timeout(now, Duration::from_millis(50))), tally, gauge)?;
+    }
+    server.stop(reactor, tally, gauge);
+    Ok(())
+}
+
+/// [`serve`], one iteration at a time: for a harness that runs several
+/// loops, each on its own context, from one thread (a deterministic
+/// simulation), with `step(…, Some(Duration::ZERO), …)`.
+pub struct Server<R: Reactor, S, F> {
+    listener: R::Listener,
+    conns: Slots<R::Stream, S>,
+    ready: Vec<Ready>,
+    accept_errors: u64,
+    new_session: F,
+}
+
+impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
+    /// Listens on `addr` and says so in `gauge`.
+    pub fn start(reactor: &mut R, addr: SocketAddrV4, new_session: F, gauge: &Gauge) -> io::Result<Self> {
+        let listener = reactor.listen(addr)?;
+        gauge.listening.store(true, Ordering::Release);
+        Ok(Server { listener, conns: Slots::new(), ready: Vec::with_capacity(1024), accept_errors: 0, new_session })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.conns.open
+    }
+
+    /// One iteration: wait for events (at most `timeout`), accept, drive
+    /// the sessions that have events.
+    pub fn step(
+        &mut self,
+        reactor: &mut R,
+        timeout: Option<Duration>,
+        tally: &mut Tally,
+        gauge: &Gauge,
+    ) -> io::Result<()> {
+        self.ready.clear();
+        reactor.wait(&mut self.ready, timeout)?;
         let now = Instant::now();
-        for ev in &ready {
+        for ev in &self.ready {
             if ev.token == LISTENER {
                 loop {
-                    match reactor.accept(&listener) {
+                    match reactor.accept(&self.listener) {
                         Ok(Some(stream)) => {
-                            let slot = Slot { stream, session: new_session(), connected: true, last: now };
-                            let token = conns.insert(slot);
+                            let slot = Slot { stream, session: (self.new_session)(), connected: true, last: now };
+                            let token = self.conns.insert(slot);
                             tally.connections += 1;
-                            if let Some(s) = conns.get(token)
+                            if let Some(s) = self.conns.get(token)
                                 && reactor.register(&mut s.stream, token).is_err()
-                                && let Some(s) = conns.remove(token)
+                                && let Some(s) = self.conns.remove(token)
                             {
                                 reactor.close(s.stream);
                             }
@@ -214,9 +249,9 @@ pub fn serve<R: Reactor, S: Session>(
                         Err(e) => {
                             // Out of descriptors or memory: keep serving the
                             // connections there are; say so once in a while.
-                            accept_errors += 1;
-                            if accept_errors.is_power_of_two() {
-                                eprintln!("accept failed ({accept_errors} times so far): {e}");
+                            self.accept_errors += 1;
+                            if self.accept_errors.is_power_of_two() {
+                                eprintln!("accept failed ({} times so far): {e}", self.accept_errors);
                             }
                             break;
                         }
@@ -224,23 +259,27 @@ pub fn serve<R: Reactor, S: Session>(
                 }
                 continue;
             }
-            let Some(slot) = conns.get(ev.token) else { continue };
+            let Some(slot) = self.conns.get(ev.token) else { continue };
             if slot.session.drive(&mut slot.stream, tally, now) == Step::Close
-                && let Some(s) = conns.remove(ev.token)
+                && let Some(s) = self.conns.remove(ev.token)
             {
                 reactor.close(s.stream);
             }
         }
-        gauge.publish(tally, conns.open);
+        gauge.publish(tally, self.conns.open);
+        Ok(())
     }
-    for i in 0..conns.slots.len() {
-        if let Some(s) = conns.remove(i) {
-            reactor.close(s.stream);
+
+    /// Closes every connection and stops listening (in the gauge).
+    pub fn stop(mut self, reactor: &mut R, tally: &Tally, gauge: &Gauge) {
+        for i in 0..self.conns.slots.len() {
+            if let Some(s) = self.conns.remove(i) {
+                reactor.close(s.stream);
+            }
         }
+        gauge.publish(tally, 0);
+        gauge.listening.store(false, Ordering::Release);
     }
-    gauge.publish(tally, 0);
-    gauge.listening.store(false, Ordering::Release);
-    Ok(())
 }
 
 /// Waits until every gauge says its server listens (or `limit` passes).
@@ -288,56 +327,102 @@ pub fn run_clients<R: Reactor, W: ClientWork>(
     tally: &mut Tally,
     gauge: &Gauge,
 ) -> io::Result<()> {
-    let mut conns: Slots<R::Stream, W::Session> = Slots::new();
-    let mut ready = Vec::with_capacity(1024);
-    // Connections to (re)open, and when, after a failed attempt.
-    let mut to_open = cfg.conns;
-    let mut retry_at: Option<Instant> = None;
-    let mut exhausted = false;
-    let mut last_scan = Instant::now();
+    let mut clients = Clients::new(cfg.clone());
     loop {
         let now = Instant::now();
         if until.reached(now) {
             break;
         }
-        if retry_at.is_none_or(|t| now >= t) {
-            retry_at = None;
-            while to_open > 0 && !exhausted {
+        if !clients.step(reactor, work, Some(until.timeout(now, Duration::from_millis(50))), tally, gauge)? {
+            break;
+        }
+    }
+    clients.stop(reactor, tally, gauge);
+    Ok(())
+}
+
+/// [`run_clients`], one iteration at a time (see [`Server`]).
+pub struct Clients<R: Reactor, S> {
+    cfg: ClientLoop,
+    conns: Slots<R::Stream, S>,
+    ready: Vec<Ready>,
+    /// Connections to (re)open, and when, after a failed attempt.
+    to_open: usize,
+    retry_at: Option<Instant>,
+    exhausted: bool,
+    last_scan: Instant,
+}
+
+impl<R: Reactor, S: Session> Clients<R, S> {
+    /// A client loop for `cfg`, nothing opened yet.
+    pub fn new(cfg: ClientLoop) -> Self {
+        let to_open = cfg.conns;
+        Clients {
+            cfg,
+            conns: Slots::new(),
+            ready: Vec::with_capacity(1024),
+            to_open,
+            retry_at: None,
+            exhausted: false,
+            last_scan: Instant::now(),
+        }
+    }
+
+    /// One iteration: open what is missing, wait for events (at most
+    /// `timeout`, and at most 10 ms while a reconnect is due), drive the
+    /// sessions, give up on stale ones. False once `work` wants no more
+    /// connections and all are done.
+    pub fn step<W: ClientWork<Session = S>>(
+        &mut self,
+        reactor: &mut R,
+        work: &mut W,
+        timeout: Option<Duration>,
+        tally: &mut Tally,
+        gauge: &Gauge,
+    ) -> io::Result<bool> {
+        let now = Instant::now();
+        if self.retry_at.is_none_or(|t| now >= t) {
+            self.retry_at = None;
+            while self.to_open > 0 && !self.exhausted {
                 let Some(session) = work.open(now) else {
-                    exhausted = true;
+                    self.exhausted = true;
                     break;
                 };
-                match reactor.connect(cfg.server) {
+                match reactor.connect(self.cfg.server) {
                     Ok(stream) => {
-                        let token = conns.insert(Slot { stream, session, connected: false, last: now });
-                        to_open -= 1;
-                        if let Some(s) = conns.get(token)
+                        let token = self.conns.insert(Slot { stream, session, connected: false, last: now });
+                        self.to_open -= 1;
+                        if let Some(s) = self.conns.get(token)
                             && let Err(e) = reactor.register(&mut s.stream, token)
                         {
-                            if let Some(s) = conns.remove(token) {
+                            if let Some(s) = self.conns.remove(token) {
                                 reactor.close(s.stream);
                             }
                             return Err(e);
                         }
                     }
                     Err(e) => {
-                        tally.fail(Failure::of(&e), || format!("connect to {}: {e}", cfg.server));
+                        tally.fail(Failure::of(&e), || format!("connect to {}: {e}", self.cfg.server));
                         work.connect_failed();
-                        retry_at = Some(now + Duration::from_millis(10));
+                        self.retry_at = Some(now + Duration::from_millis(10));
                         break;
                     }
                 }
             }
         }
-        if conns.open == 0 && (exhausted || to_open == 0) && retry_at.is_none() {
-            break;
+        if self.conns.open == 0 && (self.exhausted || self.to_open == 0) && self.retry_at.is_none() {
+            return Ok(false);
         }
-        let most = if retry_at.is_some() { Duration::from_millis(10) } else { Duration::from_millis(50) };
-        ready.clear();
-        reactor.wait(&mut ready, Some(until.timeout(now, most)))?;
+        let timeout = match self.retry_at {
+            Some(_) => Some(timeout.map_or(Duration::from_millis(10), |t| t.min(Duration::from_millis(10)))),
+            None => timeout,
+        };
+        self.ready.clear();
+        reactor.wait(&mut self.ready, timeout)?;
         let now = Instant::now();
-        for ev in &ready {
-            let Some(slot) = conns.get(ev.token) else { continue };
+        let server = self.cfg.server;
+        for ev in &self.ready {
+            let Some(slot) = self.conns.get(ev.token) else { continue };
             if !slot.connected {
                 match reactor.connected(&slot.stream) {
                     Ok(true) => {
@@ -347,49 +432,53 @@ pub fn run_clients<R: Reactor, W: ClientWork>(
                     Ok(false) if !ev.closed => continue,
                     result => {
                         let e = result.err().unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into());
-                        tally.fail(Failure::Connect, || format!("connect to {}: {e}", cfg.server));
+                        tally.fail(Failure::Connect, || format!("connect to {server}: {e}"));
                         work.connect_failed();
-                        if let Some(s) = conns.remove(ev.token) {
+                        if let Some(s) = self.conns.remove(ev.token) {
                             reactor.close(s.stream);
                         }
-                        to_open += 1;
-                        retry_at = Some(now + Duration::from_millis(10));
+                        self.to_open += 1;
+                        self.retry_at = Some(now + Duration::from_millis(10));
                         continue;
                     }
                 }
             }
             slot.last = now;
             if slot.session.drive(&mut slot.stream, tally, now) == Step::Close
-                && let Some(s) = conns.remove(ev.token)
+                && let Some(s) = self.conns.remove(ev.token)
             {
                 reactor.close(s.stream);
-                to_open += 1;
+                self.to_open += 1;
             }
         }
-        if now.duration_since(last_scan) >= Duration::from_millis(250) {
-            last_scan = now;
-            for i in 0..conns.slots.len() {
-                let stale = conns.get(i).is_some_and(|s| now.duration_since(s.last) > cfg.timeout);
-                if stale && let Some(mut s) = conns.remove(i) {
+        if now.duration_since(self.last_scan) >= Duration::from_millis(250) {
+            self.last_scan = now;
+            for i in 0..self.conns.slots.len() {
+                let stale = self.conns.get(i).is_some_and(|s| now.duration_since(s.last) > self.cfg.timeout);
+                if stale && let Some(mut s) = self.conns.remove(i) {
                     let why = if s.connected { Failure::Timeout } else { Failure::Connect };
                     if s.connected {
                         s.session.abandon(tally, why);
                     } else {
-                        tally.fail(why, || format!("connect to {}: no answer", cfg.server));
+                        tally.fail(why, || format!("connect to {server}: no answer"));
                         work.connect_failed();
                     }
                     reactor.close(s.stream);
-                    to_open += 1;
+                    self.to_open += 1;
                 }
             }
         }
-        gauge.publish(tally, conns.open);
+        gauge.publish(tally, self.conns.open);
+        Ok(true)
     }
-    for i in 0..conns.slots.len() {
-        if let Some(s) = conns.remove(i) {
-            reactor.close(s.stream);
+
+    /// Closes every connection.
+    pub fn stop(mut self, reactor: &mut R, tally: &Tally, gauge: &Gauge) {
+        for i in 0..self.conns.slots.len() {
+            if let Some(s) = self.conns.remove(i) {
+                reactor.close(s.stream);
+            }
         }
+        gauge.publish(tally, 0);
     }
-    gauge.publish(tally, 0);
-    Ok(())
 }

@@ -180,6 +180,90 @@ mod tests {
         assert_eq!(client.transactions, 200);
     }
 
+    /// The server and client loops stepped from this one thread, each on
+    /// its own inline context: `step` with a zero wait drives that
+    /// context's stack once. Nothing here runs on another thread, so the
+    /// run replays exactly whatever the machine is doing.
+    fn stepped_echo_and_http(server: &Context, client: &Context, mut idle: impl FnMut()) {
+        let ip = std::net::Ipv4Addr::new(10, 0, 0, 1);
+        let echo_addr = SocketAddrV4::new(ip, 7);
+        let http_addr = SocketAddrV4::new(ip, 80);
+        let mut rs = Sockets::new(server).unwrap();
+        let mut rc = Sockets::new(client).unwrap();
+        let (sg, cg) = (Gauge::default(), Gauge::default());
+        let (mut st, mut ct) = (Tally::default(), Tally::default());
+        let zero = Some(Duration::ZERO);
+        let cfg = |server| ClientLoop { server, conns: 8, timeout: Duration::from_secs(5) };
+
+        let mut echo = crate::reactor::Server::start(&mut rs, echo_addr, EchoServer::new, &sg).unwrap();
+        for one_shot in [false, true] {
+            let mut work = EchoWork { size: 1000, one_shot, opened: 0, seed_base: 0 };
+            let mut clients = crate::reactor::Clients::new(cfg(echo_addr));
+            let goal = ct.transactions + 150;
+            let mut steps = 0;
+            while ct.transactions < goal {
+                steps += 1;
+                assert!(steps < 200_000, "echo stuck at {} of {goal} transactions", ct.transactions);
+                echo.step(&mut rs, zero, &mut st, &sg).unwrap();
+                assert!(clients.step(&mut rc, &mut work, zero, &mut ct, &cg).unwrap(), "echo clients gave up");
+                idle();
+            }
+            clients.stop(&mut rc, &ct, &cg);
+        }
+        assert_eq!(ct.failure_line(), "none", "{:?}", ct.first_failures);
+        assert!(st.connections > 8, "{}", st.connections);
+
+        let site = Site::new(SiteConfig::default()).unwrap();
+        let core = HttpCore::new(site, Limits::default());
+        let mut http =
+            crate::reactor::Server::start(&mut rs, http_addr, || HttpServer::new(Rc::clone(&core)), &sg).unwrap();
+        let before = ct.transactions;
+        for keep_alive in [true, false] {
+            let mut work =
+                HttpWork { plan: bench_plan(http_addr, keep_alive), budget: Rc::new(Cell::new(100)), opened: 0 };
+            let mut clients = crate::reactor::Clients::new(cfg(http_addr));
+            let mut steps = 0;
+            // The budget ends the loop: `step` says false when all are done.
+            while clients.step(&mut rc, &mut work, zero, &mut ct, &cg).unwrap() {
+                steps += 1;
+                assert!(steps < 200_000, "http stuck at {} transactions", ct.transactions - before);
+                http.step(&mut rs, zero, &mut st, &sg).unwrap();
+                echo.step(&mut rs, zero, &mut st, &sg).unwrap();
+                idle();
+            }
+            clients.stop(&mut rc, &ct, &cg);
+        }
+        assert_eq!(ct.failure_line(), "none", "{:?}", ct.first_failures);
+        assert_eq!(ct.transactions - before, 200);
+        http.stop(&mut rs, &st, &sg);
+        echo.stop(&mut rs, &st, &sg);
+    }
+
+    #[test]
+    fn loops_stepped_on_one_thread_over_the_test_engine() {
+        let net = TestNet::simulated();
+        let ip = std::net::Ipv4Addr::new(10, 0, 0, 1);
+        let (server, client) = (Context::inline(net.engine(ip)), Context::inline(net.engine(ip)));
+        stepped_echo_and_http(&server, &client, || {});
+    }
+
+    #[test]
+    fn loops_stepped_on_one_thread_over_two_linked_stacks() {
+        use ixtcp_driver::wire::LinkConfig;
+        use ixtcp_sockapi::host::{HostConfig, LinkedHosts};
+        use ixtcp_stack::StackConfig;
+        let cfg = |ip: [u8; 4]| {
+            let mut c = HostConfig::model(StackConfig::new(ip.into(), 24), Mode::Inline);
+            c.seed = Some(u64::from(ip[3]));
+            c
+        };
+        let sim = LinkedHosts::stepped(cfg([10, 0, 0, 1]), cfg([10, 0, 0, 2]), LinkConfig::unlimited()).unwrap();
+        // Time moves on between iterations, to the next timer at most.
+        stepped_echo_and_http(sim.server(0), sim.client(0), || sim.idle(&[sim.server(0), sim.client(0)]));
+        let (s, c) = sim.stats();
+        assert_eq!(s.total().tcp_retransmits + c.total().tcp_retransmits, 0, "a loss-free link retransmitted");
+    }
+
     #[test]
     fn loops_run_over_sockapi_inline() {
         echo_and_http(Mode::Inline);

@@ -47,6 +47,15 @@ thread_local! {
 
 /// Runs `f` with the suite's helpers building engines of `backend`.
 pub fn with_backend<R>(backend: Backend, f: impl FnOnce() -> R) -> R {
+    // Put the default back afterwards, even on a panic: the test harness
+    // may run the next test on this same thread (`--test-threads 1`).
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            BACKEND.with(|b| b.set(Backend::TestEngine));
+        }
+    }
+    let _reset = Reset;
     BACKEND.with(|b| b.set(backend));
     f()
 }
