@@ -221,10 +221,11 @@ pub fn assert_kind<T: std::fmt::Debug>(r: io::Result<T>, kind: ErrorKind) {
     }
 }
 
-/// A seed from `IXTCP_SEED` or a fixed default; printed so a failure replays.
+/// A seed from `IXTCP_SEED` (the test kit's reading of it) or a fixed
+/// default; printed so a failure replays.
 pub fn seed() -> u64 {
-    let seed = std::env::var("IXTCP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234);
-    println!("seed = {seed} (set IXTCP_SEED to replay)");
+    let seed = ixtcp_testkit::seed::seed_from_env(0x5eed_1234);
+    println!("seed = {seed} (set IXTCP_SEED={seed} to replay)");
     seed
 }
 
