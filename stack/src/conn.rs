@@ -144,6 +144,8 @@ pub(crate) struct Conn {
     /// End of the highest sequence space sent (SND.MAX), for counting
     /// retransmissions.
     pub snd_max: Option<u32>,
+    /// How this connection's sequence numbers map to the wire.
+    pub seq: crate::phy::SeqMap,
 }
 
 impl Conn {
@@ -167,6 +169,7 @@ impl Conn {
             aborted: false,
             sent_ack: None,
             snd_max: None,
+            seq: crate::phy::SeqMap::default(),
         }
     }
 
@@ -200,6 +203,7 @@ impl Conn {
         self.aborted = false;
         self.sent_ack = None;
         self.snd_max = None;
+        self.seq = crate::phy::SeqMap::default();
         self.in_accept_queue = false;
         self.listener = None;
     }

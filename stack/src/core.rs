@@ -45,6 +45,7 @@ use crate::neighbor::{NeighborTable, Resolver};
 use crate::pcap::PcapFile;
 use crate::phy::{Port, PortAddr, frame_kind};
 use crate::rss::{PortPicker, RssView};
+use crate::secret::HostSecret;
 use crate::stats::CoreStats;
 use crate::timer::TimerWheel;
 use crate::timewait::{TimeWaitAction, TimeWaitTable};
@@ -66,6 +67,9 @@ pub struct CoreSetup<P: PacketIo> {
     pub seed: Option<u64>,
     /// Capture file, if any.
     pub pcap: Option<PcapFile>,
+    /// The host's secrets (ISNs, SYN cookies), the same for all its cores:
+    /// `HostSecret::new(seed)`.
+    pub secret: HostSecret,
 }
 
 /// What one iteration did.
@@ -130,6 +134,7 @@ pub struct StackCore<P: PacketIo> {
     pub(crate) now: Instant,
     pub(crate) now_ns: u64,
     pub(crate) shutting_down: bool,
+    pub(crate) secret: HostSecret,
 }
 
 fn instant_of(ns: u64) -> Instant {
@@ -278,6 +283,7 @@ impl<P: PacketIo> StackCore<P> {
             now,
             now_ns,
             shutting_down: false,
+            secret: setup.secret,
             cfg,
         };
         core.set_time(now_ns);
@@ -532,13 +538,23 @@ impl<P: PacketIo> StackCore<P> {
             }
             fix_stale_ack(&mut buf, ack);
         }
+        // Back from the wire's sequence space to smoltcp's.
+        if let Some(off) = self.conns[idx].seq.off
+            && ether::tcp_flags_of(buf.data()).is_some_and(|f| f & ether::tcp_flags::ACK != 0)
+        {
+            ether::tcp_add(buf.data_mut(), ether::TcpField::Ack, off.wrapping_neg());
+        }
         self.port.rx_current = Some(buf);
         self.port.last_tx_ack = None;
         let conn = &mut self.conns[idx];
         self.port.snd_max = Some(conn.snd_max);
+        self.port.seq = Some(conn.seq);
         self.iface.poll_ingress_single(self.now, &mut self.port, &mut conn.set);
         self.port.rx_current = None;
         conn.snd_max = self.port.snd_max.take().flatten();
+        if let Some(m) = self.port.seq.take() {
+            conn.seq = m;
+        }
         if let Some(a) = self.port.last_tx_ack.take() {
             conn.sent_ack = Some(a);
         }
@@ -574,6 +590,7 @@ impl<P: PacketIo> StackCore<P> {
         c.phase = Phase::Embryonic;
         c.listener = Some(li);
         c.key = Some(key);
+        c.seq.isn = self.secret.isn((ip, key.local_port), (key.remote_ip, key.remote_port), self.now_ns);
         c.last_state = State::Listen;
         if let Some(l) = self.listeners.get_mut(li) {
             l.pending += 1;
@@ -843,6 +860,7 @@ impl<P: PacketIo> StackCore<P> {
         }
         self.port.last_tx_ack = None;
         self.port.snd_max = Some(c.snd_max);
+        self.port.seq = Some(c.seq);
         while sent < burst && self.port.tx_room() > 0 {
             match self.iface.poll_egress(now, &mut self.port, &mut c.set) {
                 PollResult::None => break,
@@ -850,6 +868,9 @@ impl<P: PacketIo> StackCore<P> {
             }
         }
         c.snd_max = self.port.snd_max.take().flatten();
+        if let Some(m) = self.port.seq.take() {
+            c.seq = m;
+        }
         if let Some(a) = self.port.last_tx_ack.take() {
             c.sent_ack = Some(a);
         }
