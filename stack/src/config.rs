@@ -117,6 +117,9 @@ pub struct StackConfig {
     /// active open that gets no answer, and a passive one that stays in
     /// SYN-RECEIVED (a spoofed SYN's SYN-ACK is never answered).
     pub connect_timeout_ms: u64,
+    /// Answer SYNs beyond a listener's backlog with SYN cookies (no state
+    /// kept; see `ixtcp_stack::cookie`) instead of dropping them.
+    pub syn_cookies: bool,
     /// Abort a connection that hears nothing for this long, ms (0: never).
     pub idle_timeout_ms: u64,
     /// Send keep-alives after this much silence, ms (0: never).
@@ -164,6 +167,7 @@ impl Default for StackConfig {
             ephemeral_first: 32_768,
             ephemeral_last: 60_999,
             connect_timeout_ms: 20_000,
+            syn_cookies: true,
             idle_timeout_ms: 0,
             keepalive_ms: 0,
             orphan_timeout_ms: 60_000,

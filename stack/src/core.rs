@@ -36,6 +36,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use crate::config::StackConfig;
 use crate::conn::{CloseReason, Conn, ConnId, Event, Phase};
+use crate::cookie;
 use crate::error::StackError;
 use crate::ether::{self, ETH_HEADER_LEN, ETHERTYPE_ARP, Ipv4Class, MacAddr, TcpHeader};
 use crate::flow::{FlowKey, FlowTable};
@@ -493,6 +494,19 @@ impl<P: PacketIo> StackCore<P> {
             self.open_passive(key, li, buf);
             return;
         }
+        let buf = if h.flags & (ether::tcp_flags::SYN | ether::tcp_flags::RST | ether::tcp_flags::ACK)
+            == ether::tcp_flags::ACK
+            && !self.shutting_down
+            && let Some(li) = self.listeners.find(h.dst_port)
+            && self.cookies_recent(li)
+        {
+            match self.cookie_ack(key, li, buf) {
+                Some(b) => b,
+                None => return,
+            }
+        } else {
+            buf
+        };
         self.stray(h, buf);
     }
 
@@ -566,6 +580,9 @@ impl<P: PacketIo> StackCore<P> {
         let Some(l) = self.listeners.get_mut(li) else { return };
         if l.pending >= l.backlog {
             self.port.stats.drop_backlog_full += 1;
+            if self.cfg.syn_cookies {
+                self.send_cookie(key, li, &buf);
+            }
             return;
         }
         let Some(idx) = self.take_conn() else {
@@ -602,6 +619,125 @@ impl<P: PacketIo> StackCore<P> {
             self.port.stats.rx_syn_accepted += 1;
             self.port.stats.conns_opened_passive += 1;
         }
+    }
+
+    /// Whether listener `li` sent cookies recently enough for an ACK to be
+    /// checked as one (Linux's `tcp_synq_no_recent_overflow`).
+    fn cookies_recent(&mut self, li: usize) -> bool {
+        let now = self.now_ms();
+        let window = u64::from(cookie::MAX_AGE + 1) * cookie::PERIOD_MS;
+        self.listeners.get_mut(li).and_then(|l| l.cookie_sent_ms).is_some_and(|t| now.saturating_sub(t) < window)
+    }
+
+    /// Answers a SYN for a listener whose backlog is full with a cookie
+    /// SYN-ACK, keeping no state (see `crate::cookie`).
+    fn send_cookie(&mut self, key: FlowKey, li: usize, buf: &PacketBuf) {
+        let Some(syn) = cookie::parse_syn(buf.data()) else { return };
+        let now = self.now_ms();
+        let t = cookie::Tuple { local: (self.ip, key.local_port), remote: (key.remote_ip, key.remote_port) };
+        let c = cookie::make(self.secret.cookie_key(), &t, syn.seq, now, cookie::mss_index(syn.mss));
+        if let Some(l) = self.listeners.get_mut(li) {
+            l.cookie_sent_ms = Some(now);
+        }
+        let window = self.cfg.socket_rx_buffer.min(usize::from(u16::MAX)) as u16;
+        let mss = (self.cfg.mtu - 40) as u16;
+        let (local, remote) = (t.local, t.remote);
+        self.port.build_ip(cookie::SYN_LEN, |b| {
+            cookie::emit(b, local, remote, c, Some(syn.seq.wrapping_add(1)), window, mss);
+        });
+        self.port.stats.syn_cookies_sent += 1;
+    }
+
+    /// An ACK for a listening port that sent cookies lately: if it carries
+    /// a valid cookie, the connection is built and the ACK delivered to it;
+    /// otherwise the ACK is counted and given back (for the RST any stray
+    /// ACK gets).
+    ///
+    /// smoltcp has no way to create an established socket, so the
+    /// connection is replayed into a fresh socket in LISTEN: a SYN is
+    /// synthesized from the ACK (its sequence number - 1, the MSS from the
+    /// cookie's table entry, the ACK's window, no window scale, no SACK),
+    /// smoltcp answers it with its own SYN-ACK, which egress maps (offset =
+    /// cookie - smoltcp's ISN) and swallows instead of sending, and then the
+    /// real ACK (its acknowledgement mapped back) takes the socket to
+    /// ESTABLISHED, with any data it carries.
+    fn cookie_ack(&mut self, key: FlowKey, li: usize, buf: PacketBuf) -> Option<PacketBuf> {
+        if !cookie::checksum_ok(buf.data()) {
+            return Some(buf);
+        }
+        let (seq, ack) = ether::tcp_seq_ack(buf.data());
+        let (client_isn, c) = (seq.wrapping_sub(1), ack.wrapping_sub(1));
+        let t = cookie::Tuple { local: (self.ip, key.local_port), remote: (key.remote_ip, key.remote_port) };
+        let mss_index = match cookie::check(self.secret.cookie_key(), &t, client_isn, c, self.now_ms()) {
+            Ok(i) => i,
+            Err(_) => {
+                self.port.stats.syn_cookies_rejected += 1;
+                return Some(buf);
+            }
+        };
+        let l = self.listeners.get_mut(li)?;
+        if l.accept_queue.len() >= l.backlog {
+            // Like Linux with a full accept queue: dropped, the client
+            // retransmits.
+            self.port.stats.drop_backlog_full += 1;
+            return None;
+        }
+        let Some(mut syn) = self.port.io.alloc() else {
+            self.port.stats.drop_mempool_empty += 1;
+            return None;
+        };
+        let Some(idx) = self.take_conn() else {
+            self.port.stats.drop_no_socket += 1;
+            return None;
+        };
+        let window = ether::tcp_window_of(buf.data());
+        syn.reset(0);
+        if !syn.set_len(cookie::SYN_LEN) {
+            self.free.push(idx as u32);
+            return None;
+        }
+        cookie::emit(syn.data_mut(), t.remote, t.local, client_isn, None, window, cookie::MSS_TABLE[mss_index]);
+        let cfg = Arc::clone(&self.cfg);
+        let ip = self.ip;
+        let conn = &mut self.conns[idx];
+        conn.configure(&cfg);
+        if conn
+            .sock_mut()
+            .listen(smoltcp::wire::IpListenEndpoint { addr: Some(IpAddress::Ipv4(ip)), port: key.local_port })
+            .is_err()
+        {
+            self.free.push(idx as u32);
+            return None;
+        }
+        conn.sock_mut().set_timeout(Some(smoltcp::time::Duration::from_millis(cfg.connect_timeout_ms)));
+        conn.phase = Phase::Embryonic;
+        conn.listener = Some(li);
+        conn.key = Some(key);
+        conn.last_state = State::Listen;
+        conn.seq.isn = c;
+        conn.seq.swallow_syn = true;
+        if let Some(l) = self.listeners.get_mut(li) {
+            l.pending += 1;
+        }
+        self.flows.insert(key, idx as u32);
+        self.port.stats.conns_open += 1;
+        self.deliver(idx, syn);
+        if self.conns[idx].phase != Phase::Free && self.port.tx_room() > 0 {
+            self.egress_conn(idx);
+        }
+        let conn = &self.conns[idx];
+        if conn.phase == Phase::Free || conn.seq.off.is_none() || conn.sock().state() != State::SynReceived {
+            // smoltcp did not take the replayed SYN, or no room to run its
+            // SYN-ACK: nothing was sent, the client retransmits.
+            if conn.phase != Phase::Free {
+                self.free_slot(idx);
+            }
+            return None;
+        }
+        self.port.stats.syn_cookies_validated += 1;
+        self.port.stats.conns_opened_passive += 1;
+        self.deliver(idx, buf);
+        None
     }
 
     /// A slot from the free pool, building a socket if the pool is empty

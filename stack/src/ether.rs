@@ -334,6 +334,12 @@ pub fn tcp_flags_of(ip: &[u8]) -> Option<u8> {
     Some(ip[ihl + 13])
 }
 
+/// The window field of a classified TCP/IPv4 packet.
+pub fn tcp_window_of(ip: &[u8]) -> u16 {
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    be16(ip, ihl + 14)
+}
+
 /// Which 32-bit TCP header field [`tcp_add`] changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpField {

@@ -45,6 +45,7 @@
 mod api;
 pub mod config;
 mod conn;
+pub mod cookie;
 mod core;
 mod error;
 pub mod ether;

@@ -82,8 +82,17 @@ core_stats! {
     /// RSTs for a synchronized connection whose sequence number was not
     /// exactly RCV.NXT (RFC 5961 3.2): dropped, the connection lives on.
     drop_rst_out_of_place,
-    /// SYNs dropped because the listener's backlog was full.
+    /// SYNs that found the listener's backlog full (answered with a SYN
+    /// cookie when `syn_cookies` is on, else dropped), and valid cookie ACKs
+    /// dropped because the accept queue was full.
     drop_backlog_full,
+    /// SYN-ACKs sent with a SYN cookie (backlog full), keeping no state.
+    syn_cookies_sent,
+    /// ACKs carrying a valid cookie: connections made from cookies.
+    syn_cookies_validated,
+    /// ACKs to a listener that sent cookies lately whose cookie was stale,
+    /// had an MSS index outside the table, or was forged: no state, RST.
+    syn_cookies_rejected,
     /// SYNs dropped because the core had no free socket.
     drop_no_socket,
     /// Packets dropped waiting for ARP (queue full or timed out).

@@ -515,3 +515,136 @@ fn arp_spoofing_of_our_own_address_is_ignored_and_counted() {
     let to_attacker = w.injector.take().iter().filter(|f| f[0..6] == ATTACKER_MAC.0).count();
     assert_eq!(to_attacker, 0);
 }
+
+/// A made-up client on the victim's subnet, pinned in the victim's
+/// neighbour table at the injector's MAC so that what the victim sends it
+/// is captured.
+const FAKE_CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 50);
+
+fn from_fake(sport: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let seg =
+        TcpSeg { src: FAKE_CLIENT, dst: IPS[VICTIM], sport, dport: PORT, seq, ack, flags, window: 8192, payload: &[] };
+    frames::tcp_frame(model_mac(VICTIM), ATTACKER_MAC, &seg)
+}
+
+fn inject_and_settle(w: &mut ModelWorld, frame: &[u8]) -> Vec<TcpSeen> {
+    while !w.injector.inject(frame) {
+        w.step(&mut |_, _| {});
+    }
+    w.run_for(2_000_000, &mut |_, c| {
+        let _ = c.drain_events().count();
+    });
+    w.injector.take().iter().filter_map(|f| frames::parse_tcp(f)).filter(|s| s.dst == FAKE_CLIENT).collect()
+}
+
+/// The cookie SYN-ACK the victim answers a SYN from `sport` with.
+fn cookie_for(w: &mut ModelWorld, sport: u16, isn: u32) -> u32 {
+    let seen = inject_and_settle(w, &from_fake(sport, isn, 0, SYN));
+    let synack = seen.iter().find(|s| s.dport == sport && s.flags == SYN | ACK).expect("a cookie SYN-ACK");
+    assert_eq!(synack.ack, isn.wrapping_add(1));
+    synack.seq
+}
+
+#[test]
+fn syn_cookies_stale_altered_and_forged_are_rejected_without_state_and_a_valid_one_opens() {
+    let seeded = Seeded::new(0x5f_c00c);
+    let seed = seeded.seed;
+    let mut rng = seeded.fresh_rng();
+    let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| StackConfig {
+        // The spoofed SYN below holds the backlog for the whole test.
+        connect_timeout_ms: 600_000,
+        static_neighbors: vec![ixtcp_stack::config::StaticNeighbor { ip: FAKE_CLIENT, mac: ATTACKER_MAC }],
+        ..one_core(IPS[i])
+    });
+    w.core(VICTIM, 0).listen(PORT, Some(1)).unwrap();
+    w.run_for(10_000_000, &mut |_, c| {
+        let _ = c.drain_events().count();
+    });
+    w.injector.capture(true);
+    // Fill the backlog of one from a source that never answers.
+    let spoof = TcpSeg { src: Ipv4Addr::new(10, 0, 0, 77), ..from_fake_seg(999, 1) };
+    inject_and_settle(&mut w, &frames::tcp_frame(model_mac(VICTIM), ATTACKER_MAC, &spoof));
+    let census = |w: &mut ModelWorld| {
+        let n = w.core(VICTIM, 0).socket_census();
+        (n.slots - n.free, n.flows)
+    };
+    let state = census(&mut w);
+    assert_eq!(state, (1, 1), "seed {seed}");
+
+    let c1 = cookie_for(&mut w, 1111, 5000);
+    let s = w.stats(VICTIM);
+    assert_eq!((s.syn_cookies_sent, s.drop_backlog_full), (1, 1), "seed {seed}: {s:?}");
+    assert_eq!(census(&mut w), state, "seed {seed}: a cookie SYN-ACK kept state");
+
+    // The cookie with its MSS index moved out of the table (the low 24
+    // bits hold hash + index; the table has 4 entries).
+    let r = inject_and_settle(&mut w, &from_fake(1111, 5001, c1.wrapping_add(1 + 4), ACK));
+    assert!(r.iter().any(|s| s.dport == 1111 && s.flags & RST != 0), "seed {seed}: {r:?}");
+    // The right cookie with the wrong client sequence number.
+    inject_and_settle(&mut w, &from_fake(1111, 5001 + 1000, c1.wrapping_add(1), ACK));
+    // Forged: random numbers from random ports.
+    for _ in 0..500 {
+        let f = from_fake(rng.random_range(1024..=65535), rng.random(), rng.random(), ACK);
+        while !w.injector.inject(&f) {
+            w.step(&mut |_, _| {});
+        }
+        w.step(&mut |_, _| {});
+    }
+    w.run_for(2_000_000, &mut |_, _| {});
+    let s = w.stats(VICTIM);
+    assert_eq!((s.syn_cookies_rejected, s.syn_cookies_validated), (502, 0), "seed {seed}: {s:?}");
+    assert_eq!(census(&mut w), state, "seed {seed}: a rejected cookie made state");
+
+    // A cookie replayed after its window (3 periods of 64 s), while the
+    // listener keeps sending cookies (so ACKs are still checked).
+    let c2 = cookie_for(&mut w, 2222, 7000);
+    for k in 0..5 {
+        // Jump the virtual clock: nothing but timers happens meanwhile.
+        w.clock.advance(std::time::Duration::from_secs(40));
+        cookie_for(&mut w, 3000 + k, 1);
+    }
+    let before = w.stats(VICTIM);
+    inject_and_settle(&mut w, &from_fake(2222, 7001, c2.wrapping_add(1), ACK));
+    let s = w.stats(VICTIM);
+    assert_eq!(s.syn_cookies_rejected - before.syn_cookies_rejected, 1, "seed {seed}: {s:?}");
+    assert_eq!(s.syn_cookies_validated, 0, "seed {seed}: {s:?}");
+    assert_eq!(census(&mut w), state, "seed {seed}");
+
+    // And a fresh cookie, answered right, opens a connection that carries data.
+    let c3 = cookie_for(&mut w, 4444, 9000);
+    inject_and_settle(&mut w, &from_fake(4444, 9001, c3.wrapping_add(1), ACK));
+    let s = w.stats(VICTIM);
+    assert_eq!(s.syn_cookies_validated, 1, "seed {seed}: {s:?}");
+    let id = w.core(VICTIM, 0).accept(PORT).expect("the cookie's connection is accepted");
+    let (_, remote) = w.core(VICTIM, 0).endpoints(id).unwrap();
+    assert_eq!(remote, SocketAddrV4::new(FAKE_CLIENT, 4444));
+    let data = TcpSeg { payload: b"hello", flags: PSH | ACK, ..from_fake_seg(4444, 9001) };
+    let data = TcpSeg { ack: c3.wrapping_add(1), ..data };
+    let r = inject_and_settle(&mut w, &frames::tcp_frame(model_mac(VICTIM), ATTACKER_MAC, &data));
+    let mut buf = [0u8; 16];
+    assert_eq!(w.core(VICTIM, 0).recv(id, &mut buf), Ok(5), "seed {seed}");
+    assert_eq!(&buf[..5], b"hello");
+    // The victim's ACK is in the cookie's sequence space.
+    assert!(r.iter().any(|s| s.dport == 4444 && s.ack == 9006 && s.seq == c3.wrapping_add(1)), "seed {seed}: {r:?}");
+    w.core(VICTIM, 0).send(id, b"world").unwrap();
+    let mut r = Vec::new();
+    for _ in 0..10 {
+        w.step(&mut |_, _| {});
+        r.extend(w.injector.take().iter().filter_map(|f| frames::parse_tcp(f)).filter(|s| s.dport == 4444));
+    }
+    assert!(r.iter().any(|s| s.len == 5 && s.seq == c3.wrapping_add(1)), "seed {seed}: {r:?}");
+}
+
+fn from_fake_seg(sport: u16, seq: u32) -> TcpSeg<'static> {
+    TcpSeg {
+        src: FAKE_CLIENT,
+        dst: IPS[VICTIM],
+        sport,
+        dport: PORT,
+        seq,
+        ack: 0,
+        flags: SYN,
+        window: 8192,
+        payload: &[],
+    }
+}
