@@ -120,6 +120,9 @@ pub struct StackConfig {
     /// Answer SYNs beyond a listener's backlog with SYN cookies (no state
     /// kept; see `ixtcp_stack::cookie`) instead of dropping them.
     pub syn_cookies: bool,
+    /// Challenge ACKs (RFC 5961) per second per core, on average: each
+    /// second's budget is drawn between half and 1.5 times this (0: none).
+    pub challenge_ack_limit: u32,
     /// Abort a connection that hears nothing for this long, ms (0: never).
     pub idle_timeout_ms: u64,
     /// Send keep-alives after this much silence, ms (0: never).
@@ -168,6 +171,7 @@ impl Default for StackConfig {
             ephemeral_last: 60_999,
             connect_timeout_ms: 20_000,
             syn_cookies: true,
+            challenge_ack_limit: 1_000,
             idle_timeout_ms: 0,
             keepalive_ms: 0,
             orphan_timeout_ms: 60_000,
@@ -332,6 +336,7 @@ impl StackConfig {
             return Err(invalid("ephemeral_last", "the ephemeral range is too small to give every core ports"));
         }
         in_range("connect_timeout_ms", self.connect_timeout_ms, 100, 600_000)?;
+        in_range("challenge_ack_limit", self.challenge_ack_limit, 0, 1_000_000)?;
         in_range("egress_burst", self.egress_burst, 1, 4096)?;
         in_range("orphan_timeout_ms", self.orphan_timeout_ms, 1, 3_600_000)?;
         Ok(())

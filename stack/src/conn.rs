@@ -141,6 +141,8 @@ pub(crate) struct Conn {
     /// Acknowledgement number of the last segment we sent: our RCV.NXT as
     /// the peer last heard it (see `StackCore::fix_stale_ack`).
     pub sent_ack: Option<u32>,
+    /// Window field of that segment.
+    pub sent_win: u16,
     /// End of the highest sequence space sent (SND.MAX), for counting
     /// retransmissions.
     pub snd_max: Option<u32>,
@@ -168,6 +170,7 @@ impl Conn {
             reason: None,
             aborted: false,
             sent_ack: None,
+            sent_win: 0,
             snd_max: None,
             seq: crate::phy::SeqMap::default(),
         }

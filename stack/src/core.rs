@@ -136,6 +136,9 @@ pub struct StackCore<P: PacketIo> {
     pub(crate) now_ns: u64,
     pub(crate) shutting_down: bool,
     pub(crate) secret: HostSecret,
+    rng: ChaCha8Rng,
+    /// Challenge ACKs left in the current second, and when it ends (ms).
+    challenge_budget: (u32, u64),
 }
 
 fn instant_of(ns: u64) -> Instant {
@@ -193,9 +196,10 @@ fn fix_stale_ack(buf: &mut PacketBuf, our_ack: u32) {
 /// its sequence number is exactly RCV.NXT (here: the acknowledgement we
 /// last sent, `our_ack`). smoltcp accepts an RST anywhere in the receive
 /// window, which gives a blind attacker odds of window/2^32 per guess
-/// instead of 1/2^32. Such an RST is dropped without the challenge ACK
-/// the RFC asks for; a peer that really reset answers our next segment
-/// with an RST at exactly our acknowledgement, which is accepted.
+/// instead of 1/2^32. Such an RST is dropped; inside the window it draws
+/// the challenge ACK the RFC asks for (`StackCore::challenge_ack`), which
+/// a peer that really reset answers with an RST at exactly our
+/// acknowledgement, which is accepted.
 fn rst_out_of_place(ip: &[u8], our_ack: u32, state: State) -> bool {
     let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(ip) else { return false };
     if h.flags & ether::tcp_flags::RST == 0 || matches!(state, State::Listen | State::SynSent | State::SynReceived) {
@@ -285,6 +289,8 @@ impl<P: PacketIo> StackCore<P> {
             now_ns,
             shutting_down: false,
             secret: setup.secret,
+            rng,
+            challenge_budget: (0, 0),
             cfg,
         };
         core.set_time(now_ns);
@@ -546,8 +552,23 @@ impl<P: PacketIo> StackCore<P> {
     /// Hands a segment to the connection's own socket set.
     fn deliver(&mut self, idx: usize, mut buf: PacketBuf) {
         if let Some(ack) = self.conns[idx].sent_ack {
-            if rst_out_of_place(buf.data(), ack, self.conns[idx].sock().state()) {
+            let state = self.conns[idx].sock().state();
+            if rst_out_of_place(buf.data(), ack, state) {
                 self.port.stats.drop_rst_out_of_place += 1;
+                // RFC 5961 3.2: inside the window, a challenge ACK; outside,
+                // nothing (as smoltcp does).
+                let ahead = ether::tcp_seq_ack(buf.data()).0.wrapping_sub(ack);
+                if (ahead as usize) < self.conns[idx].sock().recv_capacity() {
+                    self.challenge_ack(idx);
+                }
+                return;
+            }
+            let synchronized = !matches!(state, State::Listen | State::SynSent | State::SynReceived | State::Closed);
+            if synchronized && ether::tcp_flags_of(buf.data()).is_some_and(|f| f & ether::tcp_flags::SYN != 0) {
+                // RFC 5961 4.2: any SYN on a synchronized connection, in
+                // the window or not, draws a challenge ACK and is dropped.
+                self.port.stats.drop_syn_synchronized += 1;
+                self.challenge_ack(idx);
                 return;
             }
             fix_stale_ack(&mut buf, ack);
@@ -571,6 +592,7 @@ impl<P: PacketIo> StackCore<P> {
         }
         if let Some(a) = self.port.last_tx_ack.take() {
             conn.sent_ack = Some(a);
+            conn.sent_win = self.port.last_tx_win;
         }
         self.mark_dirty(idx);
         self.after(idx, Cause::Ingress);
@@ -619,6 +641,32 @@ impl<P: PacketIo> StackCore<P> {
             self.port.stats.rx_syn_accepted += 1;
             self.port.stats.conns_opened_passive += 1;
         }
+    }
+
+    /// Sends a challenge ACK (RFC 5961 3.2, 4.2) on connection `idx`:
+    /// `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>` with our last window, within
+    /// the core's budget per second (RFC 5961 7; like Linux's
+    /// `tcp_challenge_ack_limit`, the budget of each second is drawn at
+    /// random between half and one and a half times the limit, so that an
+    /// off-path attacker cannot count challenge ACKs to learn whether a
+    /// tuple is in use, CVE-2016-5696).
+    fn challenge_ack(&mut self, idx: usize) {
+        let now = self.now_ms();
+        if now >= self.challenge_budget.1 {
+            let limit = self.cfg.challenge_ack_limit;
+            let budget = if limit == 0 { 0 } else { limit / 2 + self.rng.next_u32() % limit };
+            self.challenge_budget = (budget, now + 1_000);
+        }
+        if self.challenge_budget.0 == 0 {
+            self.port.stats.challenge_acks_limited += 1;
+            return;
+        }
+        let c = &self.conns[idx];
+        let (Some(key), Some(ack), Some(seq)) = (c.key, c.sent_ack, c.snd_max) else { return };
+        self.challenge_budget.0 -= 1;
+        let (ip, win) = (self.ip, c.sent_win);
+        self.port.build_ip(TimeWaitTable::ACK_LEN, |b| TimeWaitTable::emit_ack_with_window(b, ip, &key, seq, ack, win));
+        self.port.stats.challenge_acks += 1;
     }
 
     /// Whether listener `li` sent cookies recently enough for an ACK to be
@@ -1009,6 +1057,7 @@ impl<P: PacketIo> StackCore<P> {
         }
         if let Some(a) = self.port.last_tx_ack.take() {
             c.sent_ack = Some(a);
+            c.sent_win = self.port.last_tx_win;
         }
         let at = self.iface.poll_at(now, &c.set);
         let owed = matches!(at, Some(t) if t <= now);

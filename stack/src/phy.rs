@@ -49,6 +49,8 @@ pub(crate) struct Port<P: PacketIo> {
     /// Acknowledgement number of the last TCP segment sent (the core reads
     /// it back around each per-connection smoltcp call).
     pub last_tx_ack: Option<u32>,
+    /// Window field of that segment.
+    pub last_tx_win: u16,
     /// While a connection's smoltcp call runs: the end of the highest
     /// sequence space it has sent (SND.MAX), to count retransmissions.
     /// The core loads it from the connection before and stores it after.
@@ -100,6 +102,7 @@ impl<P: PacketIo> Port<P> {
             now: Instant::from_micros(0),
             now_ms: 0,
             last_tx_ack: None,
+            last_tx_win: 0,
             snd_max: None,
             seq: None,
         }
@@ -146,6 +149,7 @@ impl<P: PacketIo> Port<P> {
         }
         if let Some(ack) = ether::tcp_ack_of(buf.data()) {
             self.last_tx_ack = Some(ack);
+            self.last_tx_win = ether::tcp_window_of(buf.data());
         }
         if let Some(hi) = self.snd_max.as_mut()
             && let Some((seq, len)) = ether::tcp_seq_space(buf.data())

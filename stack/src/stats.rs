@@ -82,6 +82,14 @@ core_stats! {
     /// RSTs for a synchronized connection whose sequence number was not
     /// exactly RCV.NXT (RFC 5961 3.2): dropped, the connection lives on.
     drop_rst_out_of_place,
+    /// SYNs on a synchronized connection (RFC 5961 4): dropped, each
+    /// answered with a challenge ACK (within the limit).
+    drop_syn_synchronized,
+    /// Challenge ACKs sent (RFC 5961: an RST inside the window but not at
+    /// RCV.NXT, a SYN on a synchronized connection).
+    challenge_acks,
+    /// Challenge ACKs not sent: over the per-second `challenge_ack_limit`.
+    challenge_acks_limited,
     /// SYNs that found the listener's backlog full (answered with a SYN
     /// cookie when `syn_cookies` is on, else dropped), and valid cookie ACKs
     /// dropped because the accept queue was full.

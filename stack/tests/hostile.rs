@@ -748,3 +748,101 @@ fn under_a_spoofed_syn_flood_a_thousand_real_connections_open_through_syn_cookie
     assert_eq!(w.hosts[VICTIM].model.faults(), vec![], "model faults");
     println!("{report}");
 }
+
+/// Host 1 opens one connection to the victim and both sit idle; returns
+/// the client's port and the victim's RCV.NXT and SND.NXT (from its
+/// SYN-ACK).
+fn idle_connection(w: &mut ModelWorld) -> (u16, u32, u32) {
+    w.core(VICTIM, 0).listen(PORT, None).unwrap();
+    w.injector.capture(true);
+    let id = w.core(1, 0).connect(SocketAddrV4::new(IPS[VICTIM], PORT), None).unwrap();
+    w.run_for(20_000_000, &mut |h, c| {
+        let _ = c.drain_events().count();
+        if h == VICTIM {
+            let _ = c.accept(PORT);
+        }
+    });
+    let (l, _) = w.core(1, 0).endpoints(id).unwrap();
+    let seen: Vec<TcpSeen> = w.injector.take().iter().filter_map(|f| frames::parse_tcp(f)).collect();
+    let synack = seen.iter().find(|s| s.dport == l.port() && s.flags == SYN | ACK).expect("SYN-ACK");
+    (l.port(), synack.ack, synack.seq.wrapping_add(1))
+}
+
+fn to_victim(w: &mut ModelWorld, cport: u16, seq: u32, flags: u8) -> Vec<TcpSeen> {
+    let seg = TcpSeg {
+        src: IPS[1],
+        dst: IPS[VICTIM],
+        sport: cport,
+        dport: PORT,
+        seq,
+        ack: 0,
+        flags,
+        window: 0,
+        payload: &[],
+    };
+    let f = frames::tcp_frame(model_mac(VICTIM), ATTACKER_MAC, &seg);
+    while !w.injector.inject(&f) {
+        w.step(&mut |_, _| {});
+    }
+    w.run_for(1_000_000, &mut |_, c| {
+        let _ = c.drain_events().count();
+    });
+    w.injector.take().iter().filter_map(|f| frames::parse_tcp(f)).filter(|s| s.dport == cport).collect()
+}
+
+#[test]
+fn rfc_5961_challenge_acks_for_an_in_window_rst_and_a_syn_rate_limited_and_an_exact_rst_resets() {
+    let seeded = Seeded::new(0x5961);
+    let seed = seeded.seed;
+    let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| StackConfig {
+        challenge_ack_limit: 100,
+        ..one_core(IPS[i])
+    });
+    let (cport, rcv_nxt, snd_nxt) = idle_connection(&mut w);
+    // An RST inside the window, not at RCV.NXT: one challenge ACK,
+    // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, and the connection lives.
+    let r = to_victim(&mut w, cport, rcv_nxt.wrapping_add(1000), RST);
+    assert_eq!(r.len(), 1, "seed {seed}: {r:?}");
+    assert_eq!((r[0].flags, r[0].seq, r[0].ack, r[0].len), (ACK, snd_nxt, rcv_nxt, 0), "seed {seed}: {r:?}");
+    // Far outside the window: nothing.
+    let r = to_victim(&mut w, cport, rcv_nxt.wrapping_add(1 << 30), RST);
+    assert!(r.is_empty(), "seed {seed}: {r:?}");
+    // A SYN on the established connection, in the window or not: a
+    // challenge ACK each (smoltcp alone answers neither).
+    for off in [0u32, 1 << 30] {
+        let r = to_victim(&mut w, cport, rcv_nxt.wrapping_add(off), SYN);
+        assert_eq!(r.len(), 1, "seed {seed}: {r:?}");
+        assert_eq!((r[0].flags, r[0].seq, r[0].ack), (ACK, snd_nxt, rcv_nxt), "seed {seed}: {r:?}");
+    }
+    let s = w.stats(VICTIM);
+    assert_eq!((s.challenge_acks, s.drop_syn_synchronized, s.drop_rst_out_of_place), (3, 2, 2), "seed {seed}: {s:?}");
+    // A burst within one second: at most 1.5 x the limit is answered.
+    let before = w.stats(VICTIM);
+    let seg = |i: u32| TcpSeg {
+        src: IPS[1],
+        dst: IPS[VICTIM],
+        sport: cport,
+        dport: PORT,
+        seq: rcv_nxt.wrapping_add(1 + i),
+        ack: 0,
+        flags: RST,
+        window: 0,
+        payload: &[],
+    };
+    for i in 0..1_000 {
+        let f = frames::tcp_frame(model_mac(VICTIM), ATTACKER_MAC, &seg(i));
+        while !w.injector.inject(&f) {
+            w.step(&mut |_, _| {});
+        }
+    }
+    w.run_for(1_000_000, &mut |_, _| {});
+    let s = w.stats(VICTIM);
+    let sent = s.challenge_acks - before.challenge_acks;
+    let limited = s.challenge_acks_limited - before.challenge_acks_limited;
+    assert_eq!(sent + limited, 1_000, "seed {seed}: {s:?}");
+    assert!(sent <= 150 && limited >= 850, "seed {seed}: {sent} sent, {limited} limited");
+    assert_eq!(s.conns_reset, 0, "seed {seed}: {s:?}");
+    // The RST a peer that really reset sends, at exactly RCV.NXT, resets.
+    to_victim(&mut w, cport, rcv_nxt, RST);
+    assert_eq!(w.stats(VICTIM).conns_reset, 1, "seed {seed}");
+}
