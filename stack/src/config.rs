@@ -123,6 +123,11 @@ pub struct StackConfig {
     /// Challenge ACKs (RFC 5961) per second per core, on average: each
     /// second's budget is drawn between half and 1.5 times this (0: none).
     pub challenge_ack_limit: u32,
+    /// Reset an established connection whose peer has sent nothing for this
+    /// long while data (or our FIN) is unacknowledged, ms (0: never): the
+    /// bound on retransmitting to a peer that has gone away (RFC 5482's
+    /// user timeout; Linux bounds it with `tcp_retries2`, about 15 min).
+    pub user_timeout_ms: u64,
     /// Abort a connection that hears nothing for this long, ms (0: never).
     pub idle_timeout_ms: u64,
     /// Send keep-alives after this much silence, ms (0: never).
@@ -172,6 +177,7 @@ impl Default for StackConfig {
             connect_timeout_ms: 20_000,
             syn_cookies: true,
             challenge_ack_limit: 1_000,
+            user_timeout_ms: 120_000,
             idle_timeout_ms: 0,
             keepalive_ms: 0,
             orphan_timeout_ms: 60_000,
@@ -337,6 +343,7 @@ impl StackConfig {
         }
         in_range("connect_timeout_ms", self.connect_timeout_ms, 100, 600_000)?;
         in_range("challenge_ack_limit", self.challenge_ack_limit, 0, 1_000_000)?;
+        in_range("user_timeout_ms", self.user_timeout_ms, 0, 86_400_000)?;
         in_range("egress_burst", self.egress_burst, 1, 4096)?;
         in_range("orphan_timeout_ms", self.orphan_timeout_ms, 1, 3_600_000)?;
         Ok(())

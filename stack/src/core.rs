@@ -904,6 +904,30 @@ impl<P: PacketIo> StackCore<P> {
             }
         }
         let c = &mut self.conns[idx];
+        if c.established
+            && matches!(c.phase, Phase::App | Phase::Embryonic)
+            && !matches!(st, State::Closed | State::TimeWait)
+        {
+            // The user timeout (RFC 5482, Linux's TCP_USER_TIMEOUT) runs
+            // while anything we sent is unacknowledged: smoltcp's timeout
+            // aborts a socket whose peer has sent nothing for that long, so
+            // it is armed only while data or our FIN is outstanding (smoltcp
+            // counts from the first transmission after the buffer was
+            // empty), and is the idle timeout, if any, otherwise.
+            let outstanding =
+                c.sock().send_queue() > 0 || matches!(st, State::FinWait1 | State::Closing | State::LastAck);
+            let (user, idle) = (self.cfg.user_timeout_ms, self.cfg.idle_timeout_ms);
+            let ms = match (outstanding && user > 0, idle > 0) {
+                (true, true) => Some(user.min(idle)),
+                (true, false) => Some(user),
+                (false, true) => Some(idle),
+                (false, false) => None,
+            };
+            let t = ms.map(smoltcp::time::Duration::from_millis);
+            if c.sock().timeout() != t {
+                c.sock_mut().set_timeout(t);
+            }
+        }
         match c.phase {
             Phase::App => {
                 let r = c.readiness();

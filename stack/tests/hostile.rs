@@ -846,3 +846,59 @@ fn rfc_5961_challenge_acks_for_an_in_window_rst_and_a_syn_rate_limited_and_an_ex
     to_victim(&mut w, cport, rcv_nxt, RST);
     assert_eq!(w.stats(VICTIM).conns_reset, 1, "seed {seed}");
 }
+
+/// Opens a connection to the victim from `FAKE_CLIENT:sport` with
+/// injected segments (the fake client then never speaks again); returns
+/// the victim's handle and its SND.NXT.
+fn fake_handshake(w: &mut ModelWorld, sport: u16, isn: u32) -> (ConnId, u32) {
+    let seen = inject_and_settle(w, &from_fake(sport, isn, 0, SYN));
+    let synack = seen.iter().find(|s| s.dport == sport && s.flags == SYN | ACK).expect("SYN-ACK");
+    inject_and_settle(w, &from_fake(sport, isn.wrapping_add(1), synack.seq.wrapping_add(1), ACK));
+    (w.core(VICTIM, 0).accept(PORT).expect("accepted"), synack.seq.wrapping_add(1))
+}
+
+#[test]
+fn a_vanished_peer_with_data_unacknowledged_is_reset_after_the_user_timeout_an_idle_one_is_not() {
+    let seeded = Seeded::new(0x5482);
+    let seed = seeded.seed;
+    let user_timeout_ms = 10_000;
+    let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| StackConfig {
+        user_timeout_ms,
+        static_neighbors: vec![ixtcp_stack::config::StaticNeighbor { ip: FAKE_CLIENT, mac: ATTACKER_MAC }],
+        ..one_core(IPS[i])
+    });
+    w.core(VICTIM, 0).listen(PORT, None).unwrap();
+    w.run_for(10_000_000, &mut |_, _| {});
+    w.injector.capture(true);
+    let (busy, _) = fake_handshake(&mut w, 1000, 100);
+    let (idle, _) = fake_handshake(&mut w, 2000, 200);
+    assert_eq!(w.core(VICTIM, 0).send(busy, &[7u8; 1000]), Ok(1000));
+    let sent_at = w.now_ns();
+    let mut reset_at = None;
+    let end = sent_at + 5 * user_timeout_ms * 1_000_000;
+    while w.now_ns() < end {
+        w.step(&mut |_, c| {
+            let _ = c.drain_events().count();
+        });
+        let rst = w
+            .injector
+            .take()
+            .iter()
+            .filter_map(|f| frames::parse_tcp(f))
+            .any(|s| s.dport == 1000 && s.flags & RST != 0);
+        if rst && reset_at.is_none() {
+            reset_at = Some(w.now_ns());
+        }
+    }
+    let s = w.stats(VICTIM);
+    let reset_at = reset_at.unwrap_or_else(|| panic!("seed {seed}: no RST to the vanished peer; {s:?}"));
+    let after_ms = (reset_at - sent_at) / 1_000_000;
+    // Reset once the peer has been silent for the user timeout since the
+    // data left, and no later than one polling tick after.
+    assert!((user_timeout_ms..=user_timeout_ms + 10).contains(&after_ms), "seed {seed}: reset after {after_ms} ms");
+    assert!(s.tcp_retransmits > 0, "seed {seed}: {s:?}");
+    assert_eq!(w.core(VICTIM, 0).close_reason(busy), Ok(Some(ixtcp_stack::CloseReason::TimedOut)));
+    // The idle connection (nothing unacknowledged, no idle timeout) lives.
+    assert_eq!(w.core(VICTIM, 0).state(idle), Ok(ixtcp_stack::TcpState::Established), "seed {seed}");
+    assert_eq!(w.core(VICTIM, 0).close_reason(idle), Ok(None));
+}
