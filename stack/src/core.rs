@@ -724,11 +724,29 @@ impl<P: PacketIo> StackCore<P> {
             }
         };
         let l = self.listeners.get_mut(li)?;
-        if l.accept_queue.len() >= l.backlog {
-            // Like Linux with a full accept queue: dropped, the client
-            // retransmits.
-            self.port.stats.drop_backlog_full += 1;
-            return None;
+        if l.pending >= l.backlog {
+            if l.accept_queue.len() >= l.backlog {
+                // Like Linux with a full accept queue: dropped, the client
+                // retransmits.
+                self.port.stats.drop_backlog_full += 1;
+                return None;
+            }
+            // The backlog holds half-open connections (under a flood,
+            // spoofed ones): a client that has answered a cookie takes the
+            // place of one, so the backlog still bounds what waits.
+            let victim = self.conns.iter().position(|c| {
+                c.phase == Phase::Embryonic
+                    && c.listener == Some(li)
+                    && !c.in_accept_queue
+                    && c.sock().state() == State::SynReceived
+            });
+            let Some(v) = victim else {
+                self.port.stats.drop_backlog_full += 1;
+                return None;
+            };
+            self.free_slot(v);
+            self.port.stats.syn_received_evicted += 1;
+            self.port.stats.conns_reset += 1;
         }
         let Some(mut syn) = self.port.io.alloc() else {
             self.port.stats.drop_mempool_empty += 1;

@@ -553,6 +553,7 @@ fn syn_cookies_stale_altered_and_forged_are_rejected_without_state_and_a_valid_o
     let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| StackConfig {
         // The spoofed SYN below holds the backlog for the whole test.
         connect_timeout_ms: 600_000,
+        syn_cookies: true,
         static_neighbors: vec![ixtcp_stack::config::StaticNeighbor { ip: FAKE_CLIENT, mac: ATTACKER_MAC }],
         ..one_core(IPS[i])
     });
@@ -658,6 +659,7 @@ fn under_a_spoofed_syn_flood_a_thousand_real_connections_open_through_syn_cookie
     let cfg = |i: usize| StackConfig {
         backlog: 64,
         max_connections: max,
+        syn_cookies: true,
         connect_timeout_ms: 3_000,
         socket_rx_buffer: 8 * 1024,
         socket_tx_buffer: 8 * 1024,

@@ -233,14 +233,14 @@ fn backlog_overflow_is_counted_and_established_connections_keep_moving() {
 }
 
 #[test]
-fn backlog_overflow_with_syn_cookies_admits_at_most_a_second_backlog_from_cookies() {
+fn backlog_overflow_with_syn_cookies_still_holds_no_more_than_the_backlog() {
     backlog_overflow(true);
 }
 
 /// Without cookies the listener takes exactly its backlog. With them, the
-/// SYNs beyond it get cookies, and a cookie's ACK makes a connection while
-/// fewer than `backlog` wait in the accept queue; the half-open ones that
-/// complete afterwards join them, so at most twice the backlog wait.
+/// SYNs beyond it get cookies, and a cookie's ACK makes a connection in the
+/// place of a half-open one while fewer than `backlog` wait to be accepted:
+/// still no more than the backlog waits.
 fn backlog_overflow(syn_cookies: bool) {
     let seeded = Seeded::new(10);
     let seed = seeded.seed;
@@ -304,7 +304,10 @@ fn backlog_overflow(syn_cookies: bool) {
     assert!(s.drop_backlog_full >= 192, "seed {seed}: {s:?}");
     if syn_cookies {
         assert!(s.syn_cookies_validated > 0, "seed {seed}: {s:?}");
-        assert!(s.conns_opened_passive <= 2 + 2 * 8, "more than twice the backlog taken: {s:?}");
+        // A cookie's connection takes the place of a half-open one: no more
+        // than the backlog ever waits.
+        assert!(s.conns_open <= 2 + 8, "more than the backlog waits: {s:?}");
+        assert_eq!(s.conns_opened_passive, s.conns_closed + s.conns_reset + s.conns_open, "{s:?}");
     } else {
         assert_eq!(s.syn_cookies_sent, 0, "seed {seed}: {s:?}");
         assert_eq!(s.conns_opened_passive, 2 + 8, "only the backlog's worth were taken: {s:?}");
