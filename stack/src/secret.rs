@@ -75,7 +75,6 @@ impl HostSecret {
     }
 
     /// The key SYN cookies are made with.
-    #[allow(dead_code)]
     pub(crate) fn cookie_key(&self) -> (u64, u64) {
         self.cookie_key
     }
