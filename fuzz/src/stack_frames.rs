@@ -25,7 +25,7 @@ use ixtcp_driver::model::{Model82599, ModelConfig, ModelRegs};
 use ixtcp_driver::rss::Toeplitz;
 use ixtcp_driver::wire::{QueueWire, Wire};
 use ixtcp_stack::config::StaticNeighbor;
-use ixtcp_stack::{ConnId, CoreSetup, MacAddr, NeighborTable, PacketIo, RssView, StackConfig, StackCore};
+use ixtcp_stack::{ConnId, CoreSetup, HostSecret, MacAddr, NeighborTable, PacketIo, RssView, StackConfig, StackCore};
 
 use crate::{Input, checksum, pseudo_sum};
 
@@ -273,6 +273,7 @@ fn run_on(rig: &mut Rig, data: &[u8]) {
         rss: rig.rss.for_queue(0),
         seed: Some(1),
         pcap: None,
+        secret: HostSecret::from_seed(1),
     };
     let core = match StackCore::new(cfg, setup, 0) {
         Ok(c) => c,

@@ -38,7 +38,9 @@ use ixtcp_driver::time::{Clock, MonotonicClock};
 use ixtcp_driver::wire::impair::Impairments;
 use ixtcp_driver::wire::link::{Link, LinkConfig, LinkEnd, LinkStats};
 use ixtcp_driver::wire::{Wire, WireError};
-use ixtcp_stack::{ConnId, CoreSetup, CoreStats, MacAddr, NeighborTable, PacketIo, RssView, StackConfig, StackCore};
+use ixtcp_stack::{
+    ConnId, CoreSetup, CoreStats, HostSecret, MacAddr, NeighborTable, PacketIo, RssView, StackConfig, StackCore,
+};
 use ixtcp_stack::{Event, StackError};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -552,6 +554,7 @@ fn start_host(
     let table = NeighborTable::new(cfg.neighbor_capacity, cfg.neighbor_ttl_ms);
     let rss = RssView { toeplitz: Arc::new(ixtcp_driver::rss::Toeplitz::new(&key)), reta, queue: 0 };
     let mut out = Vec::new();
+    let secret = HostSecret::from_seed(seed ^ (i as u64) << 32);
     for (q, io) in queues.into_iter().enumerate() {
         let setup = CoreSetup {
             index: q as u16,
@@ -561,6 +564,7 @@ fn start_host(
             rss: rss.for_queue(q as u16),
             seed: Some(seed ^ (i as u64) << 32),
             pcap: None,
+            secret,
         };
         out.push(StackCore::new(Arc::clone(&cfg), setup, clock.now_ns()).map_err(|e| format!("core {q}: {e}"))?);
     }

@@ -145,6 +145,7 @@ impl<P: PacketIo> StackCore<P> {
         // The connect timeout runs until the handshake completes.
         c.sock_mut().set_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
         let key = FlowKey { remote_ip: rip, remote_port: remote.port(), local_port: lport };
+        c.seq.isn = self.secret.isn((ip, lport), (rip, remote.port()), self.now_ns);
         c.key = Some(key);
         c.phase = Phase::App;
         c.last_state = State::SynSent;

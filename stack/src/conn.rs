@@ -141,9 +141,13 @@ pub(crate) struct Conn {
     /// Acknowledgement number of the last segment we sent: our RCV.NXT as
     /// the peer last heard it (see `StackCore::fix_stale_ack`).
     pub sent_ack: Option<u32>,
+    /// Window field of that segment.
+    pub sent_win: u16,
     /// End of the highest sequence space sent (SND.MAX), for counting
     /// retransmissions.
     pub snd_max: Option<u32>,
+    /// How this connection's sequence numbers map to the wire.
+    pub seq: crate::phy::SeqMap,
 }
 
 impl Conn {
@@ -166,7 +170,9 @@ impl Conn {
             reason: None,
             aborted: false,
             sent_ack: None,
+            sent_win: 0,
             snd_max: None,
+            seq: crate::phy::SeqMap::default(),
         }
     }
 
@@ -200,6 +206,7 @@ impl Conn {
         self.aborted = false;
         self.sent_ack = None;
         self.snd_max = None;
+        self.seq = crate::phy::SeqMap::default();
         self.in_accept_queue = false;
         self.listener = None;
     }

@@ -36,6 +36,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use crate::config::StackConfig;
 use crate::conn::{CloseReason, Conn, ConnId, Event, Phase};
+use crate::cookie;
 use crate::error::StackError;
 use crate::ether::{self, ETH_HEADER_LEN, ETHERTYPE_ARP, Ipv4Class, MacAddr, TcpHeader};
 use crate::flow::{FlowKey, FlowTable};
@@ -45,6 +46,7 @@ use crate::neighbor::{NeighborTable, Resolver};
 use crate::pcap::PcapFile;
 use crate::phy::{Port, PortAddr, frame_kind};
 use crate::rss::{PortPicker, RssView};
+use crate::secret::HostSecret;
 use crate::stats::CoreStats;
 use crate::timer::TimerWheel;
 use crate::timewait::{TimeWaitAction, TimeWaitTable};
@@ -66,6 +68,9 @@ pub struct CoreSetup<P: PacketIo> {
     pub seed: Option<u64>,
     /// Capture file, if any.
     pub pcap: Option<PcapFile>,
+    /// The host's secrets (ISNs, SYN cookies), the same for all its cores:
+    /// `HostSecret::new(seed)`.
+    pub secret: HostSecret,
 }
 
 /// What one iteration did.
@@ -130,6 +135,10 @@ pub struct StackCore<P: PacketIo> {
     pub(crate) now: Instant,
     pub(crate) now_ns: u64,
     pub(crate) shutting_down: bool,
+    pub(crate) secret: HostSecret,
+    rng: ChaCha8Rng,
+    /// Challenge ACKs left in the current second, and when it ends (ms).
+    challenge_budget: (u32, u64),
 }
 
 fn instant_of(ns: u64) -> Instant {
@@ -187,9 +196,10 @@ fn fix_stale_ack(buf: &mut PacketBuf, our_ack: u32) {
 /// its sequence number is exactly RCV.NXT (here: the acknowledgement we
 /// last sent, `our_ack`). smoltcp accepts an RST anywhere in the receive
 /// window, which gives a blind attacker odds of window/2^32 per guess
-/// instead of 1/2^32. Such an RST is dropped without the challenge ACK
-/// the RFC asks for; a peer that really reset answers our next segment
-/// with an RST at exactly our acknowledgement, which is accepted.
+/// instead of 1/2^32. Such an RST is dropped; inside the window it draws
+/// the challenge ACK the RFC asks for (`StackCore::challenge_ack`), which
+/// a peer that really reset answers with an RST at exactly our
+/// acknowledgement, which is accepted.
 fn rst_out_of_place(ip: &[u8], our_ack: u32, state: State) -> bool {
     let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(ip) else { return false };
     if h.flags & ether::tcp_flags::RST == 0 || matches!(state, State::Listen | State::SynSent | State::SynReceived) {
@@ -278,6 +288,9 @@ impl<P: PacketIo> StackCore<P> {
             now,
             now_ns,
             shutting_down: false,
+            secret: setup.secret,
+            rng,
+            challenge_budget: (0, 0),
             cfg,
         };
         core.set_time(now_ns);
@@ -487,6 +500,19 @@ impl<P: PacketIo> StackCore<P> {
             self.open_passive(key, li, buf);
             return;
         }
+        let buf = if h.flags & (ether::tcp_flags::SYN | ether::tcp_flags::RST | ether::tcp_flags::ACK)
+            == ether::tcp_flags::ACK
+            && !self.shutting_down
+            && let Some(li) = self.listeners.find(h.dst_port)
+            && self.cookies_recent(li)
+        {
+            match self.cookie_ack(key, li, buf) {
+                Some(b) => b,
+                None => return,
+            }
+        } else {
+            buf
+        };
         self.stray(h, buf);
     }
 
@@ -526,21 +552,47 @@ impl<P: PacketIo> StackCore<P> {
     /// Hands a segment to the connection's own socket set.
     fn deliver(&mut self, idx: usize, mut buf: PacketBuf) {
         if let Some(ack) = self.conns[idx].sent_ack {
-            if rst_out_of_place(buf.data(), ack, self.conns[idx].sock().state()) {
+            let state = self.conns[idx].sock().state();
+            if rst_out_of_place(buf.data(), ack, state) {
                 self.port.stats.drop_rst_out_of_place += 1;
+                // RFC 5961 3.2: inside the window, a challenge ACK; outside,
+                // nothing (as smoltcp does).
+                let ahead = ether::tcp_seq_ack(buf.data()).0.wrapping_sub(ack);
+                if (ahead as usize) < self.conns[idx].sock().recv_capacity() {
+                    self.challenge_ack(idx);
+                }
+                return;
+            }
+            let synchronized = !matches!(state, State::Listen | State::SynSent | State::SynReceived | State::Closed);
+            if synchronized && ether::tcp_flags_of(buf.data()).is_some_and(|f| f & ether::tcp_flags::SYN != 0) {
+                // RFC 5961 4.2: any SYN on a synchronized connection, in
+                // the window or not, draws a challenge ACK and is dropped.
+                self.port.stats.drop_syn_synchronized += 1;
+                self.challenge_ack(idx);
                 return;
             }
             fix_stale_ack(&mut buf, ack);
+        }
+        // Back from the wire's sequence space to smoltcp's.
+        if let Some(off) = self.conns[idx].seq.off
+            && ether::tcp_flags_of(buf.data()).is_some_and(|f| f & ether::tcp_flags::ACK != 0)
+        {
+            ether::tcp_add(buf.data_mut(), ether::TcpField::Ack, off.wrapping_neg());
         }
         self.port.rx_current = Some(buf);
         self.port.last_tx_ack = None;
         let conn = &mut self.conns[idx];
         self.port.snd_max = Some(conn.snd_max);
+        self.port.seq = Some(conn.seq);
         self.iface.poll_ingress_single(self.now, &mut self.port, &mut conn.set);
         self.port.rx_current = None;
         conn.snd_max = self.port.snd_max.take().flatten();
+        if let Some(m) = self.port.seq.take() {
+            conn.seq = m;
+        }
         if let Some(a) = self.port.last_tx_ack.take() {
             conn.sent_ack = Some(a);
+            conn.sent_win = self.port.last_tx_win;
         }
         self.mark_dirty(idx);
         self.after(idx, Cause::Ingress);
@@ -550,6 +602,9 @@ impl<P: PacketIo> StackCore<P> {
         let Some(l) = self.listeners.get_mut(li) else { return };
         if l.pending >= l.backlog {
             self.port.stats.drop_backlog_full += 1;
+            if self.cfg.syn_cookies {
+                self.send_cookie(key, li, &buf);
+            }
             return;
         }
         let Some(idx) = self.take_conn() else {
@@ -574,6 +629,7 @@ impl<P: PacketIo> StackCore<P> {
         c.phase = Phase::Embryonic;
         c.listener = Some(li);
         c.key = Some(key);
+        c.seq.isn = self.secret.isn((ip, key.local_port), (key.remote_ip, key.remote_port), self.now_ns);
         c.last_state = State::Listen;
         if let Some(l) = self.listeners.get_mut(li) {
             l.pending += 1;
@@ -585,6 +641,169 @@ impl<P: PacketIo> StackCore<P> {
             self.port.stats.rx_syn_accepted += 1;
             self.port.stats.conns_opened_passive += 1;
         }
+    }
+
+    /// Sends a challenge ACK (RFC 5961 3.2, 4.2) on connection `idx`:
+    /// `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>` with our last window, within
+    /// the core's budget per second (RFC 5961 7; like Linux's
+    /// `tcp_challenge_ack_limit`, the budget of each second is drawn at
+    /// random between half and one and a half times the limit, so that an
+    /// off-path attacker cannot count challenge ACKs to learn whether a
+    /// tuple is in use, CVE-2016-5696).
+    fn challenge_ack(&mut self, idx: usize) {
+        let now = self.now_ms();
+        if now >= self.challenge_budget.1 {
+            let limit = self.cfg.challenge_ack_limit;
+            let budget = if limit == 0 { 0 } else { limit / 2 + self.rng.next_u32() % limit };
+            self.challenge_budget = (budget, now + 1_000);
+        }
+        if self.challenge_budget.0 == 0 {
+            self.port.stats.challenge_acks_limited += 1;
+            return;
+        }
+        let c = &self.conns[idx];
+        let (Some(key), Some(ack), Some(seq)) = (c.key, c.sent_ack, c.snd_max) else { return };
+        self.challenge_budget.0 -= 1;
+        let (ip, win) = (self.ip, c.sent_win);
+        self.port.build_ip(TimeWaitTable::ACK_LEN, |b| TimeWaitTable::emit_ack_with_window(b, ip, &key, seq, ack, win));
+        self.port.stats.challenge_acks += 1;
+    }
+
+    /// Whether listener `li` sent cookies recently enough for an ACK to be
+    /// checked as one (Linux's `tcp_synq_no_recent_overflow`).
+    fn cookies_recent(&mut self, li: usize) -> bool {
+        let now = self.now_ms();
+        let window = u64::from(cookie::MAX_AGE + 1) * cookie::PERIOD_MS;
+        self.listeners.get_mut(li).and_then(|l| l.cookie_sent_ms).is_some_and(|t| now.saturating_sub(t) < window)
+    }
+
+    /// Answers a SYN for a listener whose backlog is full with a cookie
+    /// SYN-ACK, keeping no state (see `crate::cookie`).
+    fn send_cookie(&mut self, key: FlowKey, li: usize, buf: &PacketBuf) {
+        let Some(syn) = cookie::parse_syn(buf.data()) else { return };
+        let now = self.now_ms();
+        let t = cookie::Tuple { local: (self.ip, key.local_port), remote: (key.remote_ip, key.remote_port) };
+        let c = cookie::make(self.secret.cookie_key(), &t, syn.seq, now, cookie::mss_index(syn.mss));
+        if let Some(l) = self.listeners.get_mut(li) {
+            l.cookie_sent_ms = Some(now);
+        }
+        let window = self.cfg.socket_rx_buffer.min(usize::from(u16::MAX)) as u16;
+        let mss = (self.cfg.mtu - 40) as u16;
+        let (local, remote) = (t.local, t.remote);
+        self.port.build_ip(cookie::SYN_LEN, |b| {
+            cookie::emit(b, local, remote, c, Some(syn.seq.wrapping_add(1)), window, mss);
+        });
+        self.port.stats.syn_cookies_sent += 1;
+    }
+
+    /// An ACK for a listening port that sent cookies lately: if it carries
+    /// a valid cookie, the connection is built and the ACK delivered to it;
+    /// otherwise the ACK is counted and given back (for the RST any stray
+    /// ACK gets).
+    ///
+    /// smoltcp has no way to create an established socket, so the
+    /// connection is replayed into a fresh socket in LISTEN: a SYN is
+    /// synthesized from the ACK (its sequence number - 1, the MSS from the
+    /// cookie's table entry, the ACK's window, no window scale, no SACK),
+    /// smoltcp answers it with its own SYN-ACK, which egress maps (offset =
+    /// cookie - smoltcp's ISN) and swallows instead of sending, and then the
+    /// real ACK (its acknowledgement mapped back) takes the socket to
+    /// ESTABLISHED, with any data it carries.
+    fn cookie_ack(&mut self, key: FlowKey, li: usize, buf: PacketBuf) -> Option<PacketBuf> {
+        if !cookie::checksum_ok(buf.data()) {
+            return Some(buf);
+        }
+        let (seq, ack) = ether::tcp_seq_ack(buf.data());
+        let (client_isn, c) = (seq.wrapping_sub(1), ack.wrapping_sub(1));
+        let t = cookie::Tuple { local: (self.ip, key.local_port), remote: (key.remote_ip, key.remote_port) };
+        let mss_index = match cookie::check(self.secret.cookie_key(), &t, client_isn, c, self.now_ms()) {
+            Ok(i) => i,
+            Err(_) => {
+                self.port.stats.syn_cookies_rejected += 1;
+                return Some(buf);
+            }
+        };
+        let l = self.listeners.get_mut(li)?;
+        if l.pending >= l.backlog {
+            if l.accept_queue.len() >= l.backlog {
+                // Like Linux with a full accept queue: dropped, the client
+                // retransmits.
+                self.port.stats.drop_backlog_full += 1;
+                return None;
+            }
+            // The backlog holds half-open connections (under a flood,
+            // spoofed ones): a client that has answered a cookie takes the
+            // place of one, so the backlog still bounds what waits.
+            let victim = self.conns.iter().position(|c| {
+                c.phase == Phase::Embryonic
+                    && c.listener == Some(li)
+                    && !c.in_accept_queue
+                    && c.sock().state() == State::SynReceived
+            });
+            let Some(v) = victim else {
+                self.port.stats.drop_backlog_full += 1;
+                return None;
+            };
+            self.free_slot(v);
+            self.port.stats.syn_received_evicted += 1;
+            self.port.stats.conns_reset += 1;
+        }
+        let Some(mut syn) = self.port.io.alloc() else {
+            self.port.stats.drop_mempool_empty += 1;
+            return None;
+        };
+        let Some(idx) = self.take_conn() else {
+            self.port.stats.drop_no_socket += 1;
+            return None;
+        };
+        let window = ether::tcp_window_of(buf.data());
+        syn.reset(0);
+        if !syn.set_len(cookie::SYN_LEN) {
+            self.free.push(idx as u32);
+            return None;
+        }
+        cookie::emit(syn.data_mut(), t.remote, t.local, client_isn, None, window, cookie::MSS_TABLE[mss_index]);
+        let cfg = Arc::clone(&self.cfg);
+        let ip = self.ip;
+        let conn = &mut self.conns[idx];
+        conn.configure(&cfg);
+        if conn
+            .sock_mut()
+            .listen(smoltcp::wire::IpListenEndpoint { addr: Some(IpAddress::Ipv4(ip)), port: key.local_port })
+            .is_err()
+        {
+            self.free.push(idx as u32);
+            return None;
+        }
+        conn.sock_mut().set_timeout(Some(smoltcp::time::Duration::from_millis(cfg.connect_timeout_ms)));
+        conn.phase = Phase::Embryonic;
+        conn.listener = Some(li);
+        conn.key = Some(key);
+        conn.last_state = State::Listen;
+        conn.seq.isn = c;
+        conn.seq.swallow_syn = true;
+        if let Some(l) = self.listeners.get_mut(li) {
+            l.pending += 1;
+        }
+        self.flows.insert(key, idx as u32);
+        self.port.stats.conns_open += 1;
+        self.deliver(idx, syn);
+        if self.conns[idx].phase != Phase::Free && self.port.tx_room() > 0 {
+            self.egress_conn(idx);
+        }
+        let conn = &self.conns[idx];
+        if conn.phase == Phase::Free || conn.seq.off.is_none() || conn.sock().state() != State::SynReceived {
+            // smoltcp did not take the replayed SYN, or no room to run its
+            // SYN-ACK: nothing was sent, the client retransmits.
+            if conn.phase != Phase::Free {
+                self.free_slot(idx);
+            }
+            return None;
+        }
+        self.port.stats.syn_cookies_validated += 1;
+        self.port.stats.conns_opened_passive += 1;
+        self.deliver(idx, buf);
+        None
     }
 
     /// A slot from the free pool, building a socket if the pool is empty
@@ -703,6 +922,30 @@ impl<P: PacketIo> StackCore<P> {
             }
         }
         let c = &mut self.conns[idx];
+        if c.established
+            && matches!(c.phase, Phase::App | Phase::Embryonic)
+            && !matches!(st, State::Closed | State::TimeWait)
+        {
+            // The user timeout (RFC 5482, Linux's TCP_USER_TIMEOUT) runs
+            // while anything we sent is unacknowledged: smoltcp's timeout
+            // aborts a socket whose peer has sent nothing for that long, so
+            // it is armed only while data or our FIN is outstanding (smoltcp
+            // counts from the first transmission after the buffer was
+            // empty), and is the idle timeout, if any, otherwise.
+            let outstanding =
+                c.sock().send_queue() > 0 || matches!(st, State::FinWait1 | State::Closing | State::LastAck);
+            let (user, idle) = (self.cfg.user_timeout_ms, self.cfg.idle_timeout_ms);
+            let ms = match (outstanding && user > 0, idle > 0) {
+                (true, true) => Some(user.min(idle)),
+                (true, false) => Some(user),
+                (false, true) => Some(idle),
+                (false, false) => None,
+            };
+            let t = ms.map(smoltcp::time::Duration::from_millis);
+            if c.sock().timeout() != t {
+                c.sock_mut().set_timeout(t);
+            }
+        }
         match c.phase {
             Phase::App => {
                 let r = c.readiness();
@@ -843,6 +1086,7 @@ impl<P: PacketIo> StackCore<P> {
         }
         self.port.last_tx_ack = None;
         self.port.snd_max = Some(c.snd_max);
+        self.port.seq = Some(c.seq);
         while sent < burst && self.port.tx_room() > 0 {
             match self.iface.poll_egress(now, &mut self.port, &mut c.set) {
                 PollResult::None => break,
@@ -850,8 +1094,12 @@ impl<P: PacketIo> StackCore<P> {
             }
         }
         c.snd_max = self.port.snd_max.take().flatten();
+        if let Some(m) = self.port.seq.take() {
+            c.seq = m;
+        }
         if let Some(a) = self.port.last_tx_ack.take() {
             c.sent_ack = Some(a);
+            c.sent_win = self.port.last_tx_win;
         }
         let at = self.iface.poll_at(now, &c.set);
         let owed = matches!(at, Some(t) if t <= now);

@@ -325,6 +325,56 @@ pub fn tcp_payload_len(ip: &[u8]) -> usize {
     total.saturating_sub(ihl + doff)
 }
 
+/// The TCP flags of a TCP/IPv4 packet (no checks beyond lengths).
+pub fn tcp_flags_of(ip: &[u8]) -> Option<u8> {
+    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+    if ip.len() < ihl + 20 || ip[9] != IPPROTO_TCP {
+        return None;
+    }
+    Some(ip[ihl + 13])
+}
+
+/// The window field of a classified TCP/IPv4 packet.
+pub fn tcp_window_of(ip: &[u8]) -> u16 {
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    be16(ip, ihl + 14)
+}
+
+/// Which 32-bit TCP header field [`tcp_add`] changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpField {
+    /// The sequence number.
+    Seq,
+    /// The acknowledgement number.
+    Ack,
+}
+
+/// Adds `delta` (mod 2^32) to a TCP/IPv4 packet's sequence or
+/// acknowledgement number and adjusts the TCP checksum incrementally
+/// (RFC 1624, eqn. 3): a valid checksum stays valid, a bad one stays bad.
+/// Does nothing to a packet too short to hold a TCP header.
+pub fn tcp_add(ip: &mut [u8], field: TcpField, delta: u32) {
+    let Some(&b0) = ip.first() else { return };
+    let ihl = usize::from(b0 & 0x0f) * 4;
+    if ip.len() < ihl + 20 || delta == 0 {
+        return;
+    }
+    let at = ihl + if field == TcpField::Seq { 4 } else { 8 };
+    let old = be32(ip, at);
+    let new = old.wrapping_add(delta);
+    ip[at..at + 4].copy_from_slice(&new.to_be_bytes());
+    let ck = ihl + 16;
+    let hc = u32::from(be16(ip, ck));
+    // HC' = ~(~HC + ~m + m'), over the two 16-bit halves of the field.
+    let mut sum = u32::from(!(hc as u16));
+    sum += u32::from(!((old >> 16) as u16)) + u32::from(!(old as u16));
+    sum += (new >> 16) + (new & 0xffff);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[ck..ck + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
 /// The IPv4 destination of an IP packet built by smoltcp (no checks: we
 /// built it).
 pub fn ipv4_dst(ip: &[u8]) -> Option<Ipv4Addr> {
@@ -388,5 +438,50 @@ mod tests {
         assert!(classify_ipv4(&ip).is_ok());
         ip[0] = 0x65;
         assert_eq!(classify_ipv4(&ip), Err(Malformed::BadHeader));
+    }
+
+    #[test]
+    fn tcp_add_keeps_a_valid_checksum_valid() {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{
+            IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+        };
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        for (seq, ack, delta) in [(1u32, 2u32, 3u32), (0xffff_fff0, 7, 0x20), (0x1234_5678, 0xdead_beef, 0xfedc_ba98)] {
+            let payload = [0x5au8; 33];
+            let tcp = TcpRepr {
+                src_port: 1,
+                dst_port: 2,
+                control: TcpControl::Psh,
+                seq_number: TcpSeqNumber(seq as i32),
+                ack_number: Some(TcpSeqNumber(ack as i32)),
+                window_len: 100,
+                window_scale: None,
+                max_seg_size: None,
+                sack_permitted: false,
+                sack_ranges: [None; 3],
+                timestamp: None,
+                payload: &payload,
+            };
+            let ip = Ipv4Repr {
+                src_addr: a,
+                dst_addr: b,
+                next_header: IpProtocol::Tcp,
+                payload_len: tcp.buffer_len(),
+                hop_limit: 64,
+            };
+            let caps = ChecksumCapabilities::default();
+            let mut p = vec![0u8; 20 + tcp.buffer_len()];
+            let mut pk = Ipv4Packet::new_unchecked(&mut p[..]);
+            ip.emit(&mut pk, &caps);
+            tcp.emit(&mut TcpPacket::new_unchecked(pk.payload_mut()), &IpAddress::Ipv4(a), &IpAddress::Ipv4(b), &caps);
+            tcp_add(&mut p, TcpField::Seq, delta);
+            tcp_add(&mut p, TcpField::Ack, delta.wrapping_neg());
+            let t = TcpPacket::new_checked(&p[20..]).unwrap();
+            assert!(t.verify_checksum(&IpAddress::Ipv4(a), &IpAddress::Ipv4(b)), "{seq:#x} {delta:#x}");
+            assert_eq!(t.seq_number().0 as u32, seq.wrapping_add(delta));
+            assert_eq!(t.ack_number().0 as u32, ack.wrapping_sub(delta));
+            assert_eq!(tcp_flags_of(&p), Some(tcp_flags::ACK | 0x08));
+        }
     }
 }

@@ -45,6 +45,7 @@
 mod api;
 pub mod config;
 mod conn;
+pub mod cookie;
 mod core;
 mod error;
 pub mod ether;
@@ -56,6 +57,7 @@ pub mod pcap;
 mod phy;
 pub mod rss;
 pub mod runtime;
+pub mod secret;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod sim;
 pub mod stats;
@@ -71,4 +73,5 @@ pub use crate::ether::MacAddr;
 pub use crate::io::PacketIo;
 pub use crate::neighbor::NeighborTable;
 pub use crate::rss::RssView;
+pub use crate::secret::HostSecret;
 pub use crate::stats::{CoreStats, StatsMirror};

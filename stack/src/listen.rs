@@ -23,6 +23,8 @@ pub(crate) struct Listener {
     pub accept_queue: VecDeque<u32>,
     /// Whether `Acceptable` was reported since the queue last drained.
     pub announced: bool,
+    /// When this listener last answered a SYN with a cookie, ms.
+    pub cookie_sent_ms: Option<u64>,
 }
 
 /// The listeners of a core, by port.
@@ -45,8 +47,14 @@ impl Listeners {
     /// Adds a listener; `false` if the port already listens.
     pub fn add(&mut self, port: u16, backlog: usize) -> bool {
         let Err(pos) = self.by_port.binary_search_by_key(&port, |&(p, _)| p) else { return false };
-        let l =
-            Listener { port, backlog, pending: 0, accept_queue: VecDeque::with_capacity(backlog), announced: false };
+        let l = Listener {
+            port,
+            backlog,
+            pending: 0,
+            accept_queue: VecDeque::with_capacity(backlog),
+            announced: false,
+            cookie_sent_ms: None,
+        };
         let slot = match self.slots.iter().position(Option::is_none) {
             Some(s) => {
                 self.slots[s] = Some(l);

@@ -49,10 +49,29 @@ pub(crate) struct Port<P: PacketIo> {
     /// Acknowledgement number of the last TCP segment sent (the core reads
     /// it back around each per-connection smoltcp call).
     pub last_tx_ack: Option<u32>,
+    /// Window field of that segment.
+    pub last_tx_win: u16,
     /// While a connection's smoltcp call runs: the end of the highest
     /// sequence space it has sent (SND.MAX), to count retransmissions.
     /// The core loads it from the connection before and stores it after.
     pub snd_max: Option<Option<u32>>,
+    /// While a connection's smoltcp call runs: how its sequence numbers
+    /// map to the wire (see `crate::secret`). The core loads it from the
+    /// connection before and stores it after.
+    pub seq: Option<SeqMap>,
+}
+
+/// A connection's sequence-number mapping: the ISN it must show on the
+/// wire and, once its first SYN has left, `wire - smoltcp`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SeqMap {
+    /// The ISN the wire must see (RFC 6528, or a SYN cookie).
+    pub isn: u32,
+    /// `wire - smoltcp`, fixed when the first SYN is sent.
+    pub off: Option<u32>,
+    /// Fix the offset from the next SYN but do not send it (the SYN-ACK of
+    /// a connection made from a SYN cookie: the peer already has ours).
+    pub swallow_syn: bool,
 }
 
 /// Addressing of a port.
@@ -83,7 +102,9 @@ impl<P: PacketIo> Port<P> {
             now: Instant::from_micros(0),
             now_ms: 0,
             last_tx_ack: None,
+            last_tx_win: 0,
             snd_max: None,
+            seq: None,
         }
     }
 
@@ -113,8 +134,22 @@ impl<P: PacketIo> Port<P> {
     /// Ethernet header for the next hop, or parks it for ARP.
     pub fn send_ip(&mut self, mut buf: PacketBuf) {
         let Some(dst) = ether::ipv4_dst(buf.data()) else { return };
+        let mut swallow = false;
+        if let Some(m) = self.seq.as_mut()
+            && let Some(flags) = ether::tcp_flags_of(buf.data())
+        {
+            if m.off.is_none() && flags & ether::tcp_flags::SYN != 0 {
+                let (seq, _) = ether::tcp_seq_ack(buf.data());
+                m.off = Some(m.isn.wrapping_sub(seq));
+                swallow = std::mem::take(&mut m.swallow_syn);
+            }
+            if let Some(off) = m.off {
+                ether::tcp_add(buf.data_mut(), ether::TcpField::Seq, off);
+            }
+        }
         if let Some(ack) = ether::tcp_ack_of(buf.data()) {
             self.last_tx_ack = Some(ack);
+            self.last_tx_win = ether::tcp_window_of(buf.data());
         }
         if let Some(hi) = self.snd_max.as_mut()
             && let Some((seq, len)) = ether::tcp_seq_space(buf.data())
@@ -127,6 +162,9 @@ impl<P: PacketIo> Port<P> {
                 Some(h) if (end.wrapping_sub(h) as i32) <= 0 => self.stats.tcp_retransmits += 1,
                 _ => *hi = Some(end),
             }
+        }
+        if swallow {
+            return;
         }
         let Some(hop) = self.next_hop(dst) else {
             self.stats.drop_no_route += 1;

@@ -29,6 +29,7 @@ use crate::io::PacketIo;
 use crate::neighbor::NeighborTable;
 use crate::pcap::PcapFile;
 use crate::rss::RssView;
+use crate::secret::HostSecret;
 use crate::stats::{CoreStats, StatsMirror};
 
 /// The capture file of core `index` of `cores`: `path` itself for one
@@ -61,6 +62,7 @@ pub fn build_cores<P: PacketIo>(
         )));
     }
     let table = NeighborTable::new(cfg.neighbor_capacity, cfg.neighbor_ttl_ms);
+    let secret = HostSecret::new(seed)?;
     queues
         .into_iter()
         .enumerate()
@@ -76,8 +78,16 @@ pub fn build_cores<P: PacketIo>(
                 }
                 None => None,
             };
-            let setup =
-                CoreSetup { index, io, mac, neighbors: Arc::clone(&table), rss: rss.for_queue(index), seed, pcap };
+            let setup = CoreSetup {
+                index,
+                io,
+                mac,
+                neighbors: Arc::clone(&table),
+                rss: rss.for_queue(index),
+                seed,
+                pcap,
+                secret,
+            };
             StackCore::new(Arc::clone(&cfg), setup, now_ns)
         })
         .collect()

@@ -82,8 +82,28 @@ core_stats! {
     /// RSTs for a synchronized connection whose sequence number was not
     /// exactly RCV.NXT (RFC 5961 3.2): dropped, the connection lives on.
     drop_rst_out_of_place,
-    /// SYNs dropped because the listener's backlog was full.
+    /// SYNs on a synchronized connection (RFC 5961 4): dropped, each
+    /// answered with a challenge ACK (within the limit).
+    drop_syn_synchronized,
+    /// Challenge ACKs sent (RFC 5961: an RST inside the window but not at
+    /// RCV.NXT, a SYN on a synchronized connection).
+    challenge_acks,
+    /// Challenge ACKs not sent: over the per-second `challenge_ack_limit`.
+    challenge_acks_limited,
+    /// SYNs that found the listener's backlog full (answered with a SYN
+    /// cookie when `syn_cookies` is on, else dropped), and valid cookie ACKs
+    /// dropped because the accept queue was full.
     drop_backlog_full,
+    /// SYN-ACKs sent with a SYN cookie (backlog full), keeping no state.
+    syn_cookies_sent,
+    /// ACKs carrying a valid cookie: connections made from cookies.
+    syn_cookies_validated,
+    /// Half-open (SYN-RECEIVED) connections dropped from a full backlog to
+    /// make room for a connection from a valid cookie (counted as reset).
+    syn_received_evicted,
+    /// ACKs to a listener that sent cookies lately whose cookie was stale,
+    /// had an MSS index outside the table, or was forged: no state, RST.
+    syn_cookies_rejected,
     /// SYNs dropped because the core had no free socket.
     drop_no_socket,
     /// Packets dropped waiting for ARP (queue full or timed out).

@@ -151,6 +151,11 @@ impl TimeWaitTable {
     /// Writes an IPv4 ACK from `local` to the tuple's remote end into `buf`
     /// (at least [`ACK_LEN`](Self::ACK_LEN) bytes).
     pub fn emit_ack(buf: &mut [u8], local: Ipv4Addr, k: &FlowKey, seq: u32, ack: u32) {
+        Self::emit_ack_with_window(buf, local, k, seq, ack, 0);
+    }
+
+    /// [`emit_ack`](Self::emit_ack) with a window field.
+    pub fn emit_ack_with_window(buf: &mut [u8], local: Ipv4Addr, k: &FlowKey, seq: u32, ack: u32, window: u16) {
         let caps = ChecksumCapabilities::default();
         let tcp = TcpRepr {
             src_port: k.local_port,
@@ -158,7 +163,7 @@ impl TimeWaitTable {
             control: TcpControl::None,
             seq_number: TcpSeqNumber(seq as i32),
             ack_number: Some(TcpSeqNumber(ack as i32)),
-            window_len: 0,
+            window_len: window,
             window_scale: None,
             max_seg_size: None,
             sack_permitted: false,

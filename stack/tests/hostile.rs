@@ -515,3 +515,392 @@ fn arp_spoofing_of_our_own_address_is_ignored_and_counted() {
     let to_attacker = w.injector.take().iter().filter(|f| f[0..6] == ATTACKER_MAC.0).count();
     assert_eq!(to_attacker, 0);
 }
+
+/// A made-up client on the victim's subnet, pinned in the victim's
+/// neighbour table at the injector's MAC so that what the victim sends it
+/// is captured.
+const FAKE_CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 50);
+
+fn from_fake(sport: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let seg =
+        TcpSeg { src: FAKE_CLIENT, dst: IPS[VICTIM], sport, dport: PORT, seq, ack, flags, window: 8192, payload: &[] };
+    frames::tcp_frame(model_mac(VICTIM), ATTACKER_MAC, &seg)
+}
+
+fn inject_and_settle(w: &mut ModelWorld, frame: &[u8]) -> Vec<TcpSeen> {
+    while !w.injector.inject(frame) {
+        w.step(&mut |_, _| {});
+    }
+    w.run_for(2_000_000, &mut |_, c| {
+        let _ = c.drain_events().count();
+    });
+    w.injector.take().iter().filter_map(|f| frames::parse_tcp(f)).filter(|s| s.dst == FAKE_CLIENT).collect()
+}
+
+/// The cookie SYN-ACK the victim answers a SYN from `sport` with.
+fn cookie_for(w: &mut ModelWorld, sport: u16, isn: u32) -> u32 {
+    let seen = inject_and_settle(w, &from_fake(sport, isn, 0, SYN));
+    let synack = seen.iter().find(|s| s.dport == sport && s.flags == SYN | ACK).expect("a cookie SYN-ACK");
+    assert_eq!(synack.ack, isn.wrapping_add(1));
+    synack.seq
+}
+
+#[test]
+fn syn_cookies_stale_altered_and_forged_are_rejected_without_state_and_a_valid_one_opens() {
+    let seeded = Seeded::new(0x5f_c00c);
+    let seed = seeded.seed;
+    let mut rng = seeded.fresh_rng();
+    let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| StackConfig {
+        // The spoofed SYN below holds the backlog for the whole test.
+        connect_timeout_ms: 600_000,
+        syn_cookies: true,
+        static_neighbors: vec![ixtcp_stack::config::StaticNeighbor { ip: FAKE_CLIENT, mac: ATTACKER_MAC }],
+        ..one_core(IPS[i])
+    });
+    w.core(VICTIM, 0).listen(PORT, Some(1)).unwrap();
+    w.run_for(10_000_000, &mut |_, c| {
+        let _ = c.drain_events().count();
+    });
+    w.injector.capture(true);
+    // Fill the backlog of one from a source that never answers.
+    let spoof = TcpSeg { src: Ipv4Addr::new(10, 0, 0, 77), ..from_fake_seg(999, 1) };
+    inject_and_settle(&mut w, &frames::tcp_frame(model_mac(VICTIM), ATTACKER_MAC, &spoof));
+    let census = |w: &mut ModelWorld| {
+        let n = w.core(VICTIM, 0).socket_census();
+        (n.slots - n.free, n.flows)
+    };
+    let state = census(&mut w);
+    assert_eq!(state, (1, 1), "seed {seed}");
+
+    let c1 = cookie_for(&mut w, 1111, 5000);
+    let s = w.stats(VICTIM);
+    assert_eq!((s.syn_cookies_sent, s.drop_backlog_full), (1, 1), "seed {seed}: {s:?}");
+    assert_eq!(census(&mut w), state, "seed {seed}: a cookie SYN-ACK kept state");
+
+    // The cookie with its MSS index moved out of the table (the low 24
+    // bits hold hash + index; the table has 4 entries).
+    let r = inject_and_settle(&mut w, &from_fake(1111, 5001, c1.wrapping_add(1 + 4), ACK));
+    assert!(r.iter().any(|s| s.dport == 1111 && s.flags & RST != 0), "seed {seed}: {r:?}");
+    // The right cookie with the wrong client sequence number.
+    inject_and_settle(&mut w, &from_fake(1111, 5001 + 1000, c1.wrapping_add(1), ACK));
+    // Forged: random numbers from random ports.
+    for _ in 0..500 {
+        let f = from_fake(rng.random_range(1024..=65535), rng.random(), rng.random(), ACK);
+        while !w.injector.inject(&f) {
+            w.step(&mut |_, _| {});
+        }
+        w.step(&mut |_, _| {});
+    }
+    w.run_for(2_000_000, &mut |_, _| {});
+    let s = w.stats(VICTIM);
+    assert_eq!((s.syn_cookies_rejected, s.syn_cookies_validated), (502, 0), "seed {seed}: {s:?}");
+    assert_eq!(census(&mut w), state, "seed {seed}: a rejected cookie made state");
+
+    // A cookie replayed after its window (3 periods of 64 s), while the
+    // listener keeps sending cookies (so ACKs are still checked).
+    let c2 = cookie_for(&mut w, 2222, 7000);
+    for k in 0..5 {
+        // Jump the virtual clock: nothing but timers happens meanwhile.
+        w.clock.advance(std::time::Duration::from_secs(40));
+        cookie_for(&mut w, 3000 + k, 1);
+    }
+    let before = w.stats(VICTIM);
+    inject_and_settle(&mut w, &from_fake(2222, 7001, c2.wrapping_add(1), ACK));
+    let s = w.stats(VICTIM);
+    assert_eq!(s.syn_cookies_rejected - before.syn_cookies_rejected, 1, "seed {seed}: {s:?}");
+    assert_eq!(s.syn_cookies_validated, 0, "seed {seed}: {s:?}");
+    assert_eq!(census(&mut w), state, "seed {seed}");
+
+    // And a fresh cookie, answered right, opens a connection that carries data.
+    let c3 = cookie_for(&mut w, 4444, 9000);
+    inject_and_settle(&mut w, &from_fake(4444, 9001, c3.wrapping_add(1), ACK));
+    let s = w.stats(VICTIM);
+    assert_eq!(s.syn_cookies_validated, 1, "seed {seed}: {s:?}");
+    let id = w.core(VICTIM, 0).accept(PORT).expect("the cookie's connection is accepted");
+    let (_, remote) = w.core(VICTIM, 0).endpoints(id).unwrap();
+    assert_eq!(remote, SocketAddrV4::new(FAKE_CLIENT, 4444));
+    let data = TcpSeg { payload: b"hello", flags: PSH | ACK, ..from_fake_seg(4444, 9001) };
+    let data = TcpSeg { ack: c3.wrapping_add(1), ..data };
+    let r = inject_and_settle(&mut w, &frames::tcp_frame(model_mac(VICTIM), ATTACKER_MAC, &data));
+    let mut buf = [0u8; 16];
+    assert_eq!(w.core(VICTIM, 0).recv(id, &mut buf), Ok(5), "seed {seed}");
+    assert_eq!(&buf[..5], b"hello");
+    // The victim's ACK is in the cookie's sequence space.
+    assert!(r.iter().any(|s| s.dport == 4444 && s.ack == 9006 && s.seq == c3.wrapping_add(1)), "seed {seed}: {r:?}");
+    w.core(VICTIM, 0).send(id, b"world").unwrap();
+    let mut r = Vec::new();
+    for _ in 0..10 {
+        w.step(&mut |_, _| {});
+        r.extend(w.injector.take().iter().filter_map(|f| frames::parse_tcp(f)).filter(|s| s.dport == 4444));
+    }
+    assert!(r.iter().any(|s| s.len == 5 && s.seq == c3.wrapping_add(1)), "seed {seed}: {r:?}");
+}
+
+fn from_fake_seg(sport: u16, seq: u32) -> TcpSeg<'static> {
+    TcpSeg {
+        src: FAKE_CLIENT,
+        dst: IPS[VICTIM],
+        sport,
+        dport: PORT,
+        seq,
+        ack: 0,
+        flags: SYN,
+        window: 8192,
+        payload: &[],
+    }
+}
+
+#[test]
+fn under_a_spoofed_syn_flood_a_thousand_real_connections_open_through_syn_cookies_and_carry_verified_data() {
+    let seeded = Seeded::new(0x5f_c0c1);
+    let seed = seeded.seed;
+    let mut rng = seeded.fresh_rng();
+    let max = 1_200;
+    let cfg = |i: usize| StackConfig {
+        backlog: 64,
+        max_connections: max,
+        syn_cookies: true,
+        connect_timeout_ms: 3_000,
+        socket_rx_buffer: 8 * 1024,
+        socket_tx_buffer: 8 * 1024,
+        // The two real hosts know each other (ARP is not what is tested).
+        static_neighbors: vec![ixtcp_stack::config::StaticNeighbor { ip: IPS[1 - i], mac: model_mac(1 - i) }],
+        ..one_core(IPS[i])
+    };
+    let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), cfg);
+    w.core(VICTIM, 0).listen(PORT, None).unwrap();
+    w.run_for(5_000_000, &mut |_, c| {
+        let _ = c.drain_events().count();
+    });
+    let conns = std::env::var("IXTCP_CONNS").map_or(1_000, |v| v.parse().unwrap());
+    let mut t = Transfer::new(seed, conns, 4 * 1024);
+    let victim_mac = model_mac(VICTIM);
+    let mut flooded = 0u64;
+    let flood_start = w.now_ns();
+    let mut slots_high = 0;
+    let deadline = w.now_ns() + 60_000_000_000;
+    while w.now_ns() < deadline && !t.finished() {
+        // The real client starts once the flood has filled the backlog.
+        if w.now_ns() > flood_start + 1_000_000 {
+            w.step(&mut t.app());
+        } else {
+            w.step(&mut |_, c| {
+                let _ = c.drain_events().count();
+            });
+        }
+        slots_high = slots_high.max(w.core(VICTIM, 0).socket_census().slots);
+        if std::env::var("IXTCP_DEBUG").is_ok() && w.steps % 2_000 == 0 {
+            let s = w.stats(VICTIM);
+            println!(
+                "t={} us flooded {flooded} finished {}+{} cookies {}/{}/{} census {:?} client {:?}",
+                w.now_ns() / 1000,
+                t.apps[0].finished,
+                t.apps[1].finished,
+                s.syn_cookies_sent,
+                s.syn_cookies_validated,
+                s.syn_cookies_rejected,
+                w.core(VICTIM, 0).socket_census(),
+                w.stats(1)
+            );
+        }
+        // SYNs from spoofed on-link sources that never answer, 50 per 5 µs
+        // step (10 million per second, two thirds of the link's rate for
+        // minimum-size frames): the rest of the link is the real client's,
+        // which a switch would give it.
+        for _ in 0..50 {
+            let syn = TcpSeg {
+                src: Ipv4Addr::new(10, 0, 0, rng.random_range(3..=250)),
+                dst: IPS[VICTIM],
+                sport: rng.random_range(1024..=65535),
+                dport: PORT,
+                seq: rng.random(),
+                ack: 0,
+                flags: SYN,
+                window: 65535,
+                payload: &[],
+            };
+            if !w.injector.inject(&frames::tcp_frame(victim_mac, ATTACKER_MAC, &syn)) {
+                break;
+            }
+            flooded += 1;
+        }
+    }
+    let flood_ms = (w.now_ns() - flood_start) / 1_000_000;
+    let s = w.stats(VICTIM);
+    let report = format!("seed {seed}; {flooded} SYNs in {flood_ms} ms; victim {s:?}");
+    assert!(t.errors().is_empty(), "{:?}; {report}", t.errors());
+    assert!(t.finished(), "{} of 2000 streams finished; {report}", t.apps[0].finished + t.apps[1].finished);
+    assert!(flooded > 50_000, "{report}");
+    // The backlog stayed full of spoofed entries: the real connections
+    // came through cookies.
+    assert!(s.syn_cookies_sent > 50_000, "{report}");
+    assert!(s.syn_cookies_validated >= 900, "{report}");
+    assert_eq!(s.syn_cookies_rejected, 0, "{report}");
+    assert!(slots_high <= max, "sockets grew past max_connections: {slots_high}; {report}");
+    assert_eq!(w.stats(1).conns_reset, 0, "{report}");
+    // Memory stays bounded: spoofed entries time out, every socket returns.
+    w.run_for(10_000_000_000, &mut |_, c| {
+        let _ = c.drain_events().count();
+    });
+    let n = w.core(VICTIM, 0).socket_census();
+    assert_eq!((n.not_closed, n.flows), (0, 0), "{n:?}; {report}");
+    let s = w.stats(VICTIM);
+    assert_eq!(s.conns_opened_passive, s.conns_closed + s.conns_reset + s.conns_open, "{s:?}");
+    assert_eq!(w.buffers_accounted(VICTIM), w.buffers_expected(VICTIM), "buffers leaked; {report}");
+    assert_eq!(w.hosts[VICTIM].model.faults(), vec![], "model faults");
+    println!("{report}");
+}
+
+/// Host 1 opens one connection to the victim and both sit idle; returns
+/// the client's port and the victim's RCV.NXT and SND.NXT (from its
+/// SYN-ACK).
+fn idle_connection(w: &mut ModelWorld) -> (u16, u32, u32) {
+    w.core(VICTIM, 0).listen(PORT, None).unwrap();
+    w.injector.capture(true);
+    let id = w.core(1, 0).connect(SocketAddrV4::new(IPS[VICTIM], PORT), None).unwrap();
+    w.run_for(20_000_000, &mut |h, c| {
+        let _ = c.drain_events().count();
+        if h == VICTIM {
+            let _ = c.accept(PORT);
+        }
+    });
+    let (l, _) = w.core(1, 0).endpoints(id).unwrap();
+    let seen: Vec<TcpSeen> = w.injector.take().iter().filter_map(|f| frames::parse_tcp(f)).collect();
+    let synack = seen.iter().find(|s| s.dport == l.port() && s.flags == SYN | ACK).expect("SYN-ACK");
+    (l.port(), synack.ack, synack.seq.wrapping_add(1))
+}
+
+fn to_victim(w: &mut ModelWorld, cport: u16, seq: u32, flags: u8) -> Vec<TcpSeen> {
+    let seg = TcpSeg {
+        src: IPS[1],
+        dst: IPS[VICTIM],
+        sport: cport,
+        dport: PORT,
+        seq,
+        ack: 0,
+        flags,
+        window: 0,
+        payload: &[],
+    };
+    let f = frames::tcp_frame(model_mac(VICTIM), ATTACKER_MAC, &seg);
+    while !w.injector.inject(&f) {
+        w.step(&mut |_, _| {});
+    }
+    w.run_for(1_000_000, &mut |_, c| {
+        let _ = c.drain_events().count();
+    });
+    w.injector.take().iter().filter_map(|f| frames::parse_tcp(f)).filter(|s| s.dport == cport).collect()
+}
+
+#[test]
+fn rfc_5961_challenge_acks_for_an_in_window_rst_and_a_syn_rate_limited_and_an_exact_rst_resets() {
+    let seeded = Seeded::new(0x5961);
+    let seed = seeded.seed;
+    let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| StackConfig {
+        challenge_ack_limit: 100,
+        ..one_core(IPS[i])
+    });
+    let (cport, rcv_nxt, snd_nxt) = idle_connection(&mut w);
+    // An RST inside the window, not at RCV.NXT: one challenge ACK,
+    // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, and the connection lives.
+    let r = to_victim(&mut w, cport, rcv_nxt.wrapping_add(1000), RST);
+    assert_eq!(r.len(), 1, "seed {seed}: {r:?}");
+    assert_eq!((r[0].flags, r[0].seq, r[0].ack, r[0].len), (ACK, snd_nxt, rcv_nxt, 0), "seed {seed}: {r:?}");
+    // Far outside the window: nothing.
+    let r = to_victim(&mut w, cport, rcv_nxt.wrapping_add(1 << 30), RST);
+    assert!(r.is_empty(), "seed {seed}: {r:?}");
+    // A SYN on the established connection, in the window or not: a
+    // challenge ACK each (smoltcp alone answers neither).
+    for off in [0u32, 1 << 30] {
+        let r = to_victim(&mut w, cport, rcv_nxt.wrapping_add(off), SYN);
+        assert_eq!(r.len(), 1, "seed {seed}: {r:?}");
+        assert_eq!((r[0].flags, r[0].seq, r[0].ack), (ACK, snd_nxt, rcv_nxt), "seed {seed}: {r:?}");
+    }
+    let s = w.stats(VICTIM);
+    assert_eq!((s.challenge_acks, s.drop_syn_synchronized, s.drop_rst_out_of_place), (3, 2, 2), "seed {seed}: {s:?}");
+    // A burst within one second: at most 1.5 x the limit is answered.
+    let before = w.stats(VICTIM);
+    let seg = |i: u32| TcpSeg {
+        src: IPS[1],
+        dst: IPS[VICTIM],
+        sport: cport,
+        dport: PORT,
+        seq: rcv_nxt.wrapping_add(1 + i),
+        ack: 0,
+        flags: RST,
+        window: 0,
+        payload: &[],
+    };
+    for i in 0..1_000 {
+        let f = frames::tcp_frame(model_mac(VICTIM), ATTACKER_MAC, &seg(i));
+        while !w.injector.inject(&f) {
+            w.step(&mut |_, _| {});
+        }
+    }
+    w.run_for(1_000_000, &mut |_, _| {});
+    let s = w.stats(VICTIM);
+    let sent = s.challenge_acks - before.challenge_acks;
+    let limited = s.challenge_acks_limited - before.challenge_acks_limited;
+    assert_eq!(sent + limited, 1_000, "seed {seed}: {s:?}");
+    assert!(sent <= 150 && limited >= 850, "seed {seed}: {sent} sent, {limited} limited");
+    assert_eq!(s.conns_reset, 0, "seed {seed}: {s:?}");
+    // The RST a peer that really reset sends, at exactly RCV.NXT, resets.
+    to_victim(&mut w, cport, rcv_nxt, RST);
+    assert_eq!(w.stats(VICTIM).conns_reset, 1, "seed {seed}");
+}
+
+/// Opens a connection to the victim from `FAKE_CLIENT:sport` with
+/// injected segments (the fake client then never speaks again); returns
+/// the victim's handle and its SND.NXT.
+fn fake_handshake(w: &mut ModelWorld, sport: u16, isn: u32) -> (ConnId, u32) {
+    let seen = inject_and_settle(w, &from_fake(sport, isn, 0, SYN));
+    let synack = seen.iter().find(|s| s.dport == sport && s.flags == SYN | ACK).expect("SYN-ACK");
+    inject_and_settle(w, &from_fake(sport, isn.wrapping_add(1), synack.seq.wrapping_add(1), ACK));
+    (w.core(VICTIM, 0).accept(PORT).expect("accepted"), synack.seq.wrapping_add(1))
+}
+
+#[test]
+fn a_vanished_peer_with_data_unacknowledged_is_reset_after_the_user_timeout_an_idle_one_is_not() {
+    let seeded = Seeded::new(0x5482);
+    let seed = seeded.seed;
+    let user_timeout_ms = 10_000;
+    let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| StackConfig {
+        user_timeout_ms,
+        static_neighbors: vec![ixtcp_stack::config::StaticNeighbor { ip: FAKE_CLIENT, mac: ATTACKER_MAC }],
+        ..one_core(IPS[i])
+    });
+    w.core(VICTIM, 0).listen(PORT, None).unwrap();
+    w.run_for(10_000_000, &mut |_, _| {});
+    w.injector.capture(true);
+    let (busy, _) = fake_handshake(&mut w, 1000, 100);
+    let (idle, _) = fake_handshake(&mut w, 2000, 200);
+    assert_eq!(w.core(VICTIM, 0).send(busy, &[7u8; 1000]), Ok(1000));
+    let sent_at = w.now_ns();
+    let mut reset_at = None;
+    let end = sent_at + 5 * user_timeout_ms * 1_000_000;
+    while w.now_ns() < end {
+        w.step(&mut |_, c| {
+            let _ = c.drain_events().count();
+        });
+        let rst = w
+            .injector
+            .take()
+            .iter()
+            .filter_map(|f| frames::parse_tcp(f))
+            .any(|s| s.dport == 1000 && s.flags & RST != 0);
+        if rst && reset_at.is_none() {
+            reset_at = Some(w.now_ns());
+        }
+    }
+    let s = w.stats(VICTIM);
+    let reset_at = reset_at.unwrap_or_else(|| panic!("seed {seed}: no RST to the vanished peer; {s:?}"));
+    let after_ms = (reset_at - sent_at) / 1_000_000;
+    // Reset once the peer has been silent for the user timeout since the
+    // data left, and no later than one polling tick after.
+    assert!((user_timeout_ms..=user_timeout_ms + 10).contains(&after_ms), "seed {seed}: reset after {after_ms} ms");
+    assert!(s.tcp_retransmits > 0, "seed {seed}: {s:?}");
+    assert_eq!(w.core(VICTIM, 0).close_reason(busy), Ok(Some(ixtcp_stack::CloseReason::TimedOut)));
+    // The idle connection (nothing unacknowledged, no idle timeout) lives.
+    assert_eq!(w.core(VICTIM, 0).state(idle), Ok(ixtcp_stack::TcpState::Established), "seed {seed}");
+    assert_eq!(w.core(VICTIM, 0).close_reason(idle), Ok(None));
+}

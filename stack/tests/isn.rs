@@ -124,3 +124,85 @@ fn ten_thousand_isns_show_no_predictable_pattern() {
     }
     assert!(predicted <= 2, "{}", report(&format!("an LCG fit predicted {predicted} ISNs")));
 }
+
+/// The SYNs host 0 sent (captured), as (local port, ISN).
+fn syns(w: &mut ModelWorld) -> Vec<(u16, u32)> {
+    w.injector
+        .take()
+        .iter()
+        .filter_map(|f| frames::parse_tcp(f))
+        .filter(|s| s.flags & (SYN | ACK) == SYN && s.src == IPS[0])
+        .map(|s| (s.sport, s.seq))
+        .collect()
+}
+
+/// Opens connections from host 0 to closed port 9 of host 1 from `ports`,
+/// all inside one step (one reading of the core's clock); returns that
+/// reading and the SYNs seen once they were refused.
+fn open_from(w: &mut ModelWorld, ports: &[u16]) -> (u64, Vec<(u16, u32)>) {
+    let t = w.now_ns();
+    let mut ids = Vec::new();
+    w.step(&mut |h, c| {
+        if h == 0 && ids.is_empty() {
+            for &p in ports {
+                ids.push(c.connect(SocketAddrV4::new(IPS[1], 9), Some(p)).unwrap());
+            }
+        }
+    });
+    w.run_for(5_000_000, &mut |_, c| {
+        let _ = c.drain_events().count();
+    });
+    for id in ids {
+        w.core(0, 0).close(id).unwrap();
+    }
+    (t, syns(w))
+}
+
+#[test]
+fn rfc_6528_isns_hide_other_tuples_and_advance_by_the_4us_clock_on_one() {
+    let seeded = ixtcp_testkit::seed::Seeded::new(0x6528);
+    let seed = seeded.seed;
+    let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), |i| StackConfig {
+        max_connections: 256,
+        ..model_config(IPS[i], 1)
+    });
+    w.injector.capture(true);
+    // Back to back: pairs of connections opened in the same instant from
+    // neighbouring ports. With a global counter or PRNG stepping by a
+    // pattern, their difference would be constant or small; with
+    // ISN = M + F(tuple), it is F(a) - F(b): unpredictable.
+    let mut diffs = Vec::new();
+    let mut base = 40_000u16;
+    while diffs.len() < 2_000 {
+        let ports: Vec<u16> = (0..100).map(|i| base + i).collect();
+        base += 100;
+        let (_, seen) = open_from(&mut w, &ports);
+        assert_eq!(seen.len(), ports.len(), "seed {seed}: {seen:?}");
+        for p in seen.chunks(2) {
+            diffs.push(p[1].1.wrapping_sub(p[0].1));
+        }
+    }
+    let distinct: HashSet<u32> = diffs.iter().copied().collect();
+    assert!(diffs.len() - distinct.len() <= 2, "seed {seed}: repeated differences");
+    // |d| < 2^24 has odds 2^-7 for a uniform d: about 16 of 2 000.
+    let small = diffs.iter().filter(|&&d| !(1 << 24..=u32::MAX - (1 << 24)).contains(&d)).count();
+    assert!(small <= 60, "seed {seed}: {small} small differences between neighbouring tuples");
+    for bit in 0..32 {
+        // 5 sigma of 1 000 is 112.
+        let ones = diffs.iter().filter(|&&d| d >> bit & 1 == 1).count();
+        assert!((888..=1112).contains(&ones), "seed {seed}: bit {bit} of the differences set {ones} times");
+    }
+
+    // The same 4-tuple again, a moment later: its ISN is ahead by exactly
+    // the 4 µs clock M (F is the same), so old segments of the first
+    // incarnation fall behind the new one.
+    let (t1, a) = open_from(&mut w, &[50_000]);
+    w.run_for(123_456_789, &mut |_, c| {
+        let _ = c.drain_events().count();
+    });
+    let (t2, b) = open_from(&mut w, &[50_000]);
+    assert_eq!((a.len(), b.len()), (1, 1), "seed {seed}: {a:?} {b:?}");
+    let m = (t2 / 4_000).wrapping_sub(t1 / 4_000) as u32;
+    assert_eq!(b[0].1.wrapping_sub(a[0].1), m, "seed {seed}: ISNs {:#x} then {:#x}", a[0].1, b[0].1);
+    assert!(m > 30_000, "the clock moved: {m}");
+}

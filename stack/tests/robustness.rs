@@ -229,9 +229,22 @@ fn ten_thousand_short_connections_leave_no_socket_and_no_buffer_behind() {
 
 #[test]
 fn backlog_overflow_is_counted_and_established_connections_keep_moving() {
+    backlog_overflow(false);
+}
+
+#[test]
+fn backlog_overflow_with_syn_cookies_still_holds_no_more_than_the_backlog() {
+    backlog_overflow(true);
+}
+
+/// Without cookies the listener takes exactly its backlog. With them, the
+/// SYNs beyond it get cookies, and a cookie's ACK makes a connection in the
+/// place of a half-open one while fewer than `backlog` wait to be accepted:
+/// still no more than the backlog waits.
+fn backlog_overflow(syn_cookies: bool) {
     let seeded = Seeded::new(10);
     let seed = seeded.seed;
-    let cfg = |ip| StackConfig { backlog: 8, max_connections: 512, ..base_config(ip, 1) };
+    let cfg = |ip| StackConfig { backlog: 8, max_connections: 512, syn_cookies, ..base_config(ip, 1) };
     let mut w = World::pair(
         Host::new(cfg(A), mac(1), seed),
         Host::new(cfg(B), mac(2), seed + 1),
@@ -289,7 +302,16 @@ fn backlog_overflow_is_counted_and_established_connections_keep_moving() {
     let moved: usize = apps[0].streams[0].values().map(|s| s.received).sum();
     assert!(moved > progress_during_burst);
     assert!(s.drop_backlog_full >= 192, "seed {seed}: {s:?}");
-    assert_eq!(s.conns_opened_passive, 2 + 8, "only the backlog's worth were taken: {s:?}");
+    if syn_cookies {
+        assert!(s.syn_cookies_validated > 0, "seed {seed}: {s:?}");
+        // A cookie's connection takes the place of a half-open one: no more
+        // than the backlog ever waits.
+        assert!(s.conns_open <= 2 + 8, "more than the backlog waits: {s:?}");
+        assert_eq!(s.conns_opened_passive, s.conns_closed + s.conns_reset + s.conns_open, "{s:?}");
+    } else {
+        assert_eq!(s.syn_cookies_sent, 0, "seed {seed}: {s:?}");
+        assert_eq!(s.conns_opened_passive, 2 + 8, "only the backlog's worth were taken: {s:?}");
+    }
 }
 
 #[test]
