@@ -679,12 +679,15 @@ fn init_tx<R: RegisterIo>(
         let i = u32::from(q);
         let ring = alloc_ring(dma, config.tx_ring_size, "tx", q)?;
         program_ring(regs, &ring, regs::TDBAL(i), regs::TDBAH(i), regs::TDLEN(i), regs::TDH(i), regs::TDT(i));
-        // 8.2.3.9.10: prefetch, host and write-back thresholds: PTHRESH 36,
-        // HTHRESH 8, WTHRESH 4 (DPDK's defaults), so the device fetches and
-        // writes back descriptors in bursts rather than one by one.
+        // 8.2.3.9.10: prefetch and host thresholds PTHRESH 36, HTHRESH 8
+        // (DPDK's defaults). WTHRESH 1, as Linux uses with interrupt
+        // moderation off: with a larger WTHRESH the device writes DD back
+        // only once that many descriptors are done, and with interrupts
+        // masked nothing flushes the remainder, so the last buffers of a
+        // burst would never come back to `TxQueue::clean`.
         use regs::dctl;
         let txdctl = regs.read32(regs::TXDCTL(i)) & !(dctl::PTHRESH_MASK | dctl::HTHRESH_MASK | dctl::WTHRESH_MASK);
-        regs.write32(regs::TXDCTL(i), txdctl | 36 | 8 << 8 | 4 << 16);
+        regs.write32(regs::TXDCTL(i), txdctl | 36 | 8 << 8 | 1 << 16);
         queues.push(TxQueue::new(QueueId(q), regs.clone(), ring, Arc::clone(shared)));
     }
     // 8.2.3.9.2: transmit DMA on.
