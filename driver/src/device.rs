@@ -247,12 +247,7 @@ impl<R: RegisterIo> Device<R> {
         config.validate()?;
         // 4.6.3.1: interrupts off before the reset, so none fires midway.
         disable_interrupts(&regs);
-        // 4.6.3.2: global reset: device (RST) and link (LNK_RST). Both bits
-        // self-clear when the reset is done; the datasheet then asks for
-        // 10 ms before further register access.
-        regs.write32(regs::CTRL, regs::ctrl::RST_MASK);
-        wait_bits(&regs, regs::CTRL, "CTRL", regs::ctrl::RST_MASK, 0, "the global reset to complete")?;
-        std::thread::sleep(Duration::from_millis(10));
+        global_reset(&regs)?;
         // 4.6.3.1 again: the reset re-enabled the defaults.
         disable_interrupts(&regs);
         // 4.6.3: the EEPROM auto-read loads the MAC address and the
@@ -299,7 +294,7 @@ impl<R: RegisterIo> Device<R> {
         let device = Device { handle, queues };
         // 4.6.7: enable the receive path last, once every ring is armed, as
         // Linux does (ixy enables it before starting the queues).
-        regs.set_bits(regs::RXCTRL, regs::rxctrl::RXEN);
+        enable_rx_dma(&regs);
         device.wait_for_link()?;
         Ok(device)
     }
@@ -451,6 +446,57 @@ fn wait_bits<R: RegisterIo>(
         register,
         waited,
     })
+}
+
+/// How long Linux gives the device to finish its master requests after
+/// CTRL.GIO_DIS (IXGBE_PCI_MASTER_DISABLE_TIMEOUT: 800 polls 100 us apart).
+const MASTER_DISABLE_TIMEOUT: Duration = Duration::from_millis(80);
+/// The datasheet's quiet time after CTRL.RST before any register access
+/// (Linux: usleep_range(1000, 1200) before it polls CTRL).
+const RESET_QUIET: Duration = Duration::from_millis(1);
+/// The settling time after the reset bits clear (Linux ixgbe_reset_hw_82599
+/// sleeps 50 ms before touching the device again).
+const RESET_SETTLE: Duration = Duration::from_millis(50);
+/// How long the receive-enable erratum sequence waits for SECRX_RDY.
+const SECRX_TIMEOUT: Duration = Duration::from_millis(40);
+
+/// 4.6.3.2: global reset, preceded by a PCIe master disable so that no DMA
+/// is in flight when the device resets (a board the kernel just released
+/// may still be receiving into its rings).
+///
+/// Master disable (5.2.5.3.2, Linux ixgbe_disable_pcie_master): set
+/// CTRL.GIO_DIS and poll STATUS.GIO until clear. If it does not clear,
+/// Linux resets twice ("double reset"), and so does this.
+fn global_reset<R: RegisterIo>(regs: &R) -> Result<(), DriverError> {
+    regs.set_bits(regs::CTRL, regs::ctrl::GIO_DIS);
+    let quiesced =
+        poll_register(regs, regs::STATUS, regs::status::GIO, 0, MASTER_DISABLE_TIMEOUT, Duration::from_micros(100));
+    let resets = if quiesced.is_ok() { 1 } else { 2 };
+    for _ in 0..resets {
+        // RST (device) and LNK_RST (link), OR-ed into CTRL as Linux does so
+        // that GIO_DIS stays set while the reset is issued.
+        regs.write32(regs::CTRL, regs.read32(regs::CTRL) | regs::ctrl::RST_MASK);
+        // No register access for 1 ms: the device does not answer while it
+        // resets.
+        regs.delay(RESET_QUIET);
+        wait_bits(regs, regs::CTRL, "CTRL", regs::ctrl::RST_MASK, 0, "the global reset to complete")?;
+        // Let the reset settle (EEPROM auto-read, PHY) before programming.
+        regs.delay(RESET_SETTLE);
+    }
+    Ok(())
+}
+
+/// Sets RXCTRL.RXEN with the 82599 receive-enable erratum sequence (Linux
+/// ixgbe_enable_rx_dma_82599): stop the security block's receive path
+/// (SECRXCTRL.RX_DIS), wait until it is empty (SECRXSTAT.SECRX_RDY), enable
+/// receive, restart the security path. Like Linux, a SECRX_RDY that never
+/// comes is not fatal: RXEN is still set.
+fn enable_rx_dma<R: RegisterIo>(regs: &R) {
+    regs.set_bits(regs::SECRXCTRL, regs::secrxctrl::RX_DIS);
+    let rdy = regs::secrxstat::SECRX_RDY;
+    let _ = poll_register(regs, regs::SECRXSTAT, rdy, rdy, SECRX_TIMEOUT, Duration::from_micros(10));
+    regs.set_bits(regs::RXCTRL, regs::rxctrl::RXEN);
+    regs.clear_bits(regs::SECRXCTRL, regs::secrxctrl::RX_DIS);
 }
 
 /// 4.6.3.1: mask every interrupt cause (EIMC is write-1-to-clear; bit 31 is
@@ -633,12 +679,15 @@ fn init_tx<R: RegisterIo>(
         let i = u32::from(q);
         let ring = alloc_ring(dma, config.tx_ring_size, "tx", q)?;
         program_ring(regs, &ring, regs::TDBAL(i), regs::TDBAH(i), regs::TDLEN(i), regs::TDH(i), regs::TDT(i));
-        // 8.2.3.9.10: prefetch, host and write-back thresholds: PTHRESH 36,
-        // HTHRESH 8, WTHRESH 4 (DPDK's defaults), so the device fetches and
-        // writes back descriptors in bursts rather than one by one.
+        // 8.2.3.9.10: prefetch and host thresholds PTHRESH 36, HTHRESH 8
+        // (DPDK's defaults). WTHRESH 1, as Linux uses with interrupt
+        // moderation off: with a larger WTHRESH the device writes DD back
+        // only once that many descriptors are done, and with interrupts
+        // masked nothing flushes the remainder, so the last buffers of a
+        // burst would never come back to `TxQueue::clean`.
         use regs::dctl;
         let txdctl = regs.read32(regs::TXDCTL(i)) & !(dctl::PTHRESH_MASK | dctl::HTHRESH_MASK | dctl::WTHRESH_MASK);
-        regs.write32(regs::TXDCTL(i), txdctl | 36 | 8 << 8 | 4 << 16);
+        regs.write32(regs::TXDCTL(i), txdctl | 36 | 8 << 8 | 1 << 16);
         queues.push(TxQueue::new(QueueId(q), regs.clone(), ring, Arc::clone(shared)));
     }
     // 8.2.3.9.2: transmit DMA on.

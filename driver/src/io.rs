@@ -28,6 +28,14 @@ pub trait RegisterIo: Clone + Send + Sync + 'static {
     fn clear_bits(&self, offset: u32, bits: u32) {
         self.write32(offset, self.read32(offset) & !bits);
     }
+
+    /// Waits `d` on the device's time: the datasheet's "wait N ms" steps
+    /// and the pauses between polls go through here. On hardware this
+    /// sleeps the thread; the model advances its own clock instead, so that
+    /// it can check that the driver waited (and tests do not sleep).
+    fn delay(&self, d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
 }
 
 /// Who unmaps a BAR mapping when the last [`Mmio`] clone goes away.

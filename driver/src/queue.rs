@@ -115,16 +115,20 @@ pub(crate) fn poll_register<R: RegisterIo>(
     timeout: Duration,
     interval: Duration,
 ) -> Result<(), Duration> {
-    let start = std::time::Instant::now();
+    // Time is counted as the sum of the delays taken (the device's time,
+    // see `RegisterIo::delay`): on hardware that is at most the wall time,
+    // so a timeout is never cut short, and on the model it is exact.
+    let mut waited = Duration::ZERO;
     loop {
         if regs.read32(offset) & mask == want {
             return Ok(());
         }
-        let waited = start.elapsed();
         if waited >= timeout {
             return Err(waited);
         }
-        std::thread::sleep(interval.min(timeout - waited));
+        let step = interval.min(timeout - waited);
+        regs.delay(step);
+        waited += step;
     }
 }
 

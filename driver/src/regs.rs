@@ -12,6 +12,10 @@ pub const CTRL: u32 = 0x00000;
 pub const STATUS: u32 = 0x00008;
 /// Extended Device Control Register (8.2.3.1.3).
 pub const CTRL_EXT: u32 = 0x00018;
+/// Security Rx Control (ixgbe_type.h IXGBE_SECRXCTRL).
+pub const SECRXCTRL: u32 = 0x08D00;
+/// Security Rx Status (ixgbe_type.h IXGBE_SECRXSTAT).
+pub const SECRXSTAT: u32 = 0x08D04;
 /// EEPROM/Flash Control Register (8.2.3.2.1).
 pub const EEC: u32 = 0x10010;
 /// Extended Interrupt Cause Register, clear on read (8.2.3.5.1).
@@ -200,6 +204,29 @@ pub mod ctrl {
     pub const RST: u32 = 1 << 26;
     /// Both reset bits, as written for a global reset (4.6.3.2).
     pub const RST_MASK: u32 = LNK_RST | RST;
+    /// PCIe master disable (GIO_DIS in ixgbe_type.h): the device stops
+    /// issuing new master requests; STATUS.GIO says when the last is done.
+    pub const GIO_DIS: u32 = 1 << 2;
+}
+
+/// STATUS bits.
+pub mod status {
+    /// PCIe master enable status: set while master requests may be
+    /// outstanding; clears after CTRL.GIO_DIS once they are all done.
+    pub const GIO: u32 = 1 << 19;
+}
+
+/// SECRXCTRL bits.
+pub mod secrxctrl {
+    /// Stop the receive data path in the security block (the receive-enable
+    /// erratum sequence sets it around RXCTRL.RXEN).
+    pub const RX_DIS: u32 = 1 << 1;
+}
+
+/// SECRXSTAT bits.
+pub mod secrxstat {
+    /// The security receive path is empty and stopped (after RX_DIS).
+    pub const SECRX_RDY: u32 = 1 << 0;
 }
 
 /// CTRL_EXT bits.

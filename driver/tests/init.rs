@@ -75,6 +75,21 @@ fn init_reaches_link_up_with_every_queue_enabled() {
 }
 
 #[test]
+fn init_waits_after_the_reset_and_applies_the_rx_enable_erratum_on_the_model_clock() {
+    let m = model(MAC_A);
+    let dev = init(&m, small_config(1));
+    // The model's clock moved only by the driver's delays: 1 ms of quiet
+    // after CTRL.RST and 50 ms of settling, at least.
+    let ns = ixtcp_driver::time::Clock::now_ns(&m.clock());
+    assert!(ns >= 51_000_000, "init took {ns} ns of device time");
+    // The erratum sequence left the security Rx path running again.
+    assert_eq!(m.regs().read32(regs::SECRXCTRL) & regs::secrxctrl::RX_DIS, 0);
+    assert_ne!(m.regs().read32(regs::RXCTRL) & regs::rxctrl::RXEN, 0);
+    drop(dev);
+    assert_eq!(m.faults(), vec![]);
+}
+
+#[test]
 fn default_config_inits_with_full_size_rings() {
     let m = model(MAC_A);
     let dev = init(&m, DeviceConfig { num_queues: 2, ..DeviceConfig::default() });

@@ -162,6 +162,32 @@ pub enum ModelFault {
         /// RDRXCTL.CRCSTRIP.
         rdrxctl: bool,
     },
+    /// A register access less than 1 ms (on the model's clock) after
+    /// CTRL.RST: the device is still resetting and does not answer (reads
+    /// return all ones, writes are lost). Wait 1 ms before polling CTRL
+    /// (datasheet 4.6.3.2; Linux sleeps 1–1.2 ms).
+    AccessDuringReset {
+        /// BAR0 offset accessed.
+        offset: u32,
+        /// True for a write.
+        write: bool,
+        /// Nanoseconds since the reset was written.
+        after_ns: u64,
+    },
+    /// CTRL.RST written without disabling PCIe mastering first
+    /// (CTRL.GIO_DIS set and STATUS.GIO read clear), so DMA may still be in
+    /// flight when the device resets (5.2.5.3.2; Linux
+    /// ixgbe_disable_pcie_master before every reset).
+    ResetWithMasterEnabled,
+    /// RXCTRL.RXEN set 0 -> 1 without the 82599 receive-enable erratum
+    /// sequence: SECRXCTRL.RX_DIS set and SECRXSTAT.SECRX_RDY polled until
+    /// set (Linux ixgbe_enable_rx_dma_82599). RXEN stays clear.
+    RxEnableErratum {
+        /// SECRXCTRL.RX_DIS was set.
+        rx_dis: bool,
+        /// SECRXSTAT.SECRX_RDY had been read as set.
+        ready_seen: bool,
+    },
     /// Something the real 82599 does but the model does not (TSO, VLAN
     /// insertion, header split, SCTP checksums …). Not a driver bug, but the
     /// model cannot continue faithfully, so the queue halts.
@@ -179,7 +205,11 @@ impl ModelFault {
     /// The queue a fault concerns and whether it is a receive queue, if any.
     pub fn queue(&self) -> Option<(u16, bool)> {
         match *self {
-            ModelFault::BadRegisterAccess { .. } | ModelFault::CrcStripMismatch { .. } => None,
+            ModelFault::BadRegisterAccess { .. }
+            | ModelFault::CrcStripMismatch { .. }
+            | ModelFault::AccessDuringReset { .. }
+            | ModelFault::ResetWithMasterEnabled
+            | ModelFault::RxEnableErratum { .. } => None,
             ModelFault::DmaOutOfBounds { queue, what, .. } => Some((queue, what.starts_with("rx"))),
             ModelFault::MisalignedRing { queue, rx, .. }
             | ModelFault::BadRingLength { queue, rx, .. }
@@ -259,6 +289,22 @@ impl fmt::Display for ModelFault {
                 "receive enabled with HLREG0.RXCRCSTRP = {} but RDRXCTL.CRCSTRIP = {}",
                 u8::from(hlreg0),
                 u8::from(rdrxctl)
+            ),
+            ModelFault::AccessDuringReset { offset, write, after_ns } => write!(
+                f,
+                "register {} at {offset:#x} {after_ns} ns after CTRL.RST: wait at least 1 ms after a reset \
+                 before touching the device",
+                if write { "write" } else { "read" }
+            ),
+            ModelFault::ResetWithMasterEnabled => f.write_str(
+                "CTRL.RST written with PCIe mastering enabled: set CTRL.GIO_DIS and poll STATUS.GIO clear first",
+            ),
+            ModelFault::RxEnableErratum { rx_dis, ready_seen } => write!(
+                f,
+                "RXCTRL.RXEN set without the receive-enable erratum sequence (SECRXCTRL.RX_DIS = {}, \
+                 SECRXSTAT.SECRX_RDY seen = {}): stop and drain the security Rx path around RXEN",
+                u8::from(rx_dis),
+                u8::from(ready_seen)
             ),
             ModelFault::Unsupported { queue, rx, what } => write!(f, "{} queue {queue}: not modelled: {what}", dir(rx)),
         }

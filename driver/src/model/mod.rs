@@ -12,6 +12,10 @@
 //!
 //! What the model covers (datasheet sections in the files):
 //!
+//! - time: a [`VirtualClock`] that moves when the driver waits
+//!   (`RegisterIo::delay`); no access within 1 ms of CTRL.RST, PCIe master
+//!   disable (CTRL.GIO_DIS, STATUS.GIO) before it, and the receive-enable
+//!   erratum (SECRXCTRL.RX_DIS, SECRXSTAT.SECRX_RDY) around RXCTRL.RXEN;
 //! - reset (CTRL.RST/LNK_RST) to power-on values, EEPROM auto-read (EEC.ARD)
 //!   and DMA-init done (RDRXCTL.DMAIDONE), the MAC address in RAL(0)/RAH(0);
 //! - link up at 10 Gb/s a few LINKS polls after AUTOC.AN_RESTART;
@@ -61,7 +65,7 @@
 //! filters, the multicast table array, VMDq, DCB, flow director, TSO, RSC,
 //! header split, IPv6 (no RSS hash and no checksum status for it), flow
 //! control, head write-back (faults), LinkSec/IPsec, the EEPROM and flash
-//! interfaces, PCI configuration space, and time (line rate is the wire's
+//! interfaces, PCI configuration space, and line rate (the wire's
 //! business).
 //!
 //! ## Threads
@@ -94,6 +98,7 @@ pub use fault::ModelFault;
 
 use crate::dma::{DmaAllocator, DmaError, DmaRegion, DmaRelease, HeapDma};
 use crate::io::RegisterIo;
+use crate::time::VirtualClock;
 use crate::wire::Wire;
 use iommu::IommuTable;
 use state::State;
@@ -165,7 +170,7 @@ impl Model82599 {
     /// A powered-on device: registers at their reset values, EEPROM read,
     /// link down until the driver restarts auto-negotiation, no wire.
     pub fn new(config: ModelConfig) -> Model82599 {
-        let shared = Shared { state: Mutex::new(State::new(config)), iommu: Arc::default() };
+        let shared = Shared { state: Mutex::new(State::new(config, VirtualClock::new())), iommu: Arc::default() };
         Model82599 { shared: Arc::new(shared) }
     }
 
@@ -175,13 +180,22 @@ impl Model82599 {
     /// physical addresses. A forwarder that receives on one port and
     /// transmits the same buffer on the other needs this.
     pub fn new_sharing_dma(config: ModelConfig, other: &Model82599) -> Model82599 {
-        let shared = Shared { state: Mutex::new(State::new(config)), iommu: Arc::clone(&other.shared.iommu) };
+        let state = State::new(config, VirtualClock::new());
+        let shared = Shared { state: Mutex::new(state), iommu: Arc::clone(&other.shared.iommu) };
         Model82599 { shared: Arc::new(shared) }
     }
 
     /// Register access for the driver.
     pub fn regs(&self) -> ModelRegs {
-        ModelRegs { shared: Arc::clone(&self.shared) }
+        ModelRegs { shared: Arc::clone(&self.shared), clock: self.clock() }
+    }
+
+    /// The model's clock. It starts at zero and moves only when the driver
+    /// waits through [`RegisterIo::delay`] on [`ModelRegs`] (or a test
+    /// advances it), so timing checks (the quiet time after CTRL.RST) are
+    /// exact and tests never sleep.
+    pub fn clock(&self) -> VirtualClock {
+        lock(&self.shared.state).clock.clone()
     }
 
     /// DMA memory for the driver; every region is registered with the
@@ -244,6 +258,7 @@ impl Model82599 {
 #[derive(Clone)]
 pub struct ModelRegs {
     shared: Arc<Shared>,
+    clock: VirtualClock,
 }
 
 impl fmt::Debug for ModelRegs {
@@ -259,6 +274,13 @@ impl RegisterIo for ModelRegs {
 
     fn write32(&self, offset: u32, value: u32) {
         self.shared.with(|state, iommu| state.write32(iommu, offset, value))
+    }
+
+    /// The model's time passes instead of the thread sleeping; the thread
+    /// yields so that a waiting driver does not spin at full speed.
+    fn delay(&self, d: std::time::Duration) {
+        self.clock.advance(d);
+        std::thread::yield_now();
     }
 }
 

@@ -9,6 +9,7 @@ use super::iommu::IommuTable;
 use super::state::{Link, QUEUES, RssCache, RxRing, State, TxRing};
 use crate::regs::{self, dctl, hlreg0, rdrxctl, srrctl};
 use crate::rss::{Reta, Toeplitz, key_from_registers};
+use crate::time::Clock;
 
 /// Registers `regs` does not name.
 pub(crate) mod off {
@@ -30,6 +31,10 @@ const EICR_LSC: u32 = 1 << 20;
 pub(crate) const MAX_RING_BYTES: u32 = 0xF_FF80;
 /// MAXFRS reset value: MFS = 1518 (8.2.3.22.13).
 const MAXFRS_RESET: u32 = 1518 << 16;
+/// How long after CTRL.RST the device does not answer: the datasheet asks
+/// software to wait at least 1 ms before any register access (Linux sleeps
+/// 1 to 1.2 ms before it polls CTRL).
+pub(crate) const RESET_QUIET_NS: u64 = 1_000_000;
 /// SRRCTL reset value (8.2.3.8.7): BSIZEPACKET = 2 (2 KiB), BSIZEHEADER =
 /// 4 (256 bytes), descriptor type legacy. The driver must choose the
 /// advanced one-buffer type anyway, and should write the size explicitly.
@@ -154,6 +159,9 @@ impl State {
         // the DMA initialises (RDRXCTL.DMAIDONE); the MAC address comes from
         // the EEPROM into RAL(0)/RAH(0) with Address Valid.
         self.set_reg(regs::EEC, regs::eec::ARD | EEC_PRES);
+        // Bus mastering enabled: master requests may be outstanding.
+        self.set_reg(regs::STATUS, regs::status::GIO);
+        self.secrx_reads = 0;
         // CRCSTRIP resets to 0 while HLREG0.RXCRCSTRP resets to 1: software
         // must set both alike before enabling receive (8.2.3.8.8).
         self.set_reg(regs::RDRXCTL, rdrxctl::DMAIDONE);
@@ -179,6 +187,10 @@ impl State {
             self.fault(ModelFault::BadRegisterAccess { offset, write: false });
             return u32::MAX;
         }
+        if self.in_reset_window(offset, false) {
+            // Nobody answers a read during the reset, as on PCIe.
+            return u32::MAX;
+        }
         let offset = canonical(offset);
         if let Some(v) = self.stats.read(offset) {
             return v;
@@ -189,8 +201,37 @@ impl State {
             // EIMC is write-only.
             regs::EIMC => 0,
             regs::LINKS => self.read_links(),
+            // The security block has drained one read after RX_DIS was set
+            // (a driver that does not poll SECRX_RDY is caught).
+            regs::SECRXSTAT => {
+                if self.reg(regs::SECRXCTRL) & regs::secrxctrl::RX_DIS == 0 {
+                    return 0;
+                }
+                self.secrx_reads = self.secrx_reads.saturating_add(1);
+                if self.secrx_ready() { regs::secrxstat::SECRX_RDY } else { 0 }
+            }
             _ => self.reg(offset),
         }
+    }
+
+    /// SECRXSTAT.SECRX_RDY has been reported since SECRXCTRL.RX_DIS was set:
+    /// the first read after RX_DIS still sees the path busy, the second
+    /// ready, so a driver has to poll.
+    fn secrx_ready(&self) -> bool {
+        self.secrx_reads >= 2
+    }
+
+    /// True (with a fault recorded) when an access comes less than
+    /// [`RESET_QUIET_NS`] after the last CTRL.RST on the model's clock.
+    fn in_reset_window(&mut self, offset: u32, write: bool) -> bool {
+        let Some(at) = self.reset_at else { return false };
+        let after_ns = self.clock.now_ns().saturating_sub(at);
+        if after_ns >= RESET_QUIET_NS {
+            self.reset_at = None;
+            return false;
+        }
+        self.fault(ModelFault::AccessDuringReset { offset, write, after_ns });
+        true
     }
 
     /// LINKS (8.2.3.22.20): down until auto-negotiation was restarted and
@@ -217,6 +258,9 @@ impl State {
             self.fault(ModelFault::BadRegisterAccess { offset, write: true });
             return;
         }
+        if self.in_reset_window(offset, true) {
+            return;
+        }
         let offset = canonical(offset);
         if let Some((q, r)) = rx_reg(offset) {
             return self.write_rx(io, q, r, offset, value);
@@ -234,14 +278,33 @@ impl State {
                 // 4.6.3.2: RST is a global reset, LNK_RST resets the link;
                 // both self-clear (the model finishes at once).
                 self.set_reg(offset, value & !regs::ctrl::RST_MASK);
+                // 5.2.5.3.2 / Linux ixgbe_disable_pcie_master: with
+                // GIO_DIS the device issues no new master requests, and
+                // STATUS.GIO clears once none is outstanding (at once here).
+                let status = self.reg(regs::STATUS) & !regs::status::GIO;
+                let gio = if value & regs::ctrl::GIO_DIS != 0 { 0 } else { regs::status::GIO };
+                self.set_reg(regs::STATUS, status | gio);
                 if value & regs::ctrl::RST != 0 {
+                    // A reset with master requests possibly in flight can
+                    // hang the PCIe link: disable the master first.
+                    if old & regs::ctrl::GIO_DIS == 0 || self.reg(regs::STATUS) & regs::status::GIO != 0 {
+                        self.fault(ModelFault::ResetWithMasterEnabled);
+                    }
                     self.count_reset();
                     self.reset_to_power_on();
+                    self.reset_at = Some(self.clock.now_ns());
                 } else if value & regs::ctrl::LNK_RST != 0 {
                     self.link = Link::default();
                 }
             }
-            // Read-only: STATUS, LINKS.
+            regs::SECRXCTRL => {
+                self.set_reg(offset, value);
+                if value & regs::secrxctrl::RX_DIS == 0 {
+                    self.secrx_reads = 0;
+                }
+            }
+            // Read-only: STATUS, LINKS, SECRXSTAT.
+            regs::SECRXSTAT => {}
             regs::STATUS | regs::LINKS => {}
             // EEC.ARD and RDRXCTL.DMAIDONE are status bits software cannot
             // change.
@@ -270,6 +333,18 @@ impl State {
             }
             regs::RXCTRL => {
                 let mut value = value;
+                if value & regs::rxctrl::RXEN != 0 && old & regs::rxctrl::RXEN == 0 {
+                    // 82599 erratum (Linux ixgbe_enable_rx_dma_82599): RXEN
+                    // goes 0 -> 1 only with the security Rx path stopped
+                    // (SECRXCTRL.RX_DIS) and drained (SECRXSTAT.SECRX_RDY
+                    // seen), or the receive path can hang.
+                    let rx_dis = self.reg(regs::SECRXCTRL) & regs::secrxctrl::RX_DIS != 0;
+                    let ready_seen = self.secrx_ready();
+                    if !rx_dis || !ready_seen {
+                        self.fault(ModelFault::RxEnableErratum { rx_dis, ready_seen });
+                        value &= !regs::rxctrl::RXEN;
+                    }
+                }
                 if value & regs::rxctrl::RXEN != 0 && old & regs::rxctrl::RXEN == 0 {
                     let hl = self.reg(regs::HLREG0) & hlreg0::RXCRCSTRP != 0;
                     let rd = self.reg(regs::RDRXCTL) & rdrxctl::CRCSTRIP != 0;

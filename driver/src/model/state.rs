@@ -13,6 +13,7 @@ use super::counters::Counters;
 use super::fault::ModelFault;
 use crate::regs;
 use crate::rss::{Reta, Toeplitz};
+use crate::time::VirtualClock;
 use crate::wire::Wire;
 
 /// Queues per direction.
@@ -120,11 +121,19 @@ pub(crate) struct State {
     pub rx_fifo: VecDeque<Vec<u8>>,
     /// Reused buffer for frames from the wire.
     pub rx_buf: Vec<u8>,
+    /// The model's time: it moves only when the driver waits
+    /// (`RegisterIo::delay` on `ModelRegs`) or a test advances it.
+    pub clock: VirtualClock,
+    /// When the last CTRL.RST was written, until the quiet time after it
+    /// has passed.
+    pub reset_at: Option<u64>,
+    /// SECRXSTAT reads since SECRXCTRL.RX_DIS was set.
+    pub secrx_reads: u8,
 }
 
 impl State {
     /// A device just powered on.
-    pub fn new(config: ModelConfig) -> State {
+    pub fn new(config: ModelConfig, clock: VirtualClock) -> State {
         let mut s = State {
             config,
             regs: vec![0; regs::BAR0_LEN / 4].into_boxed_slice(),
@@ -139,6 +148,9 @@ impl State {
             reset_count: 0,
             rx_fifo: VecDeque::new(),
             rx_buf: Vec::new(),
+            clock,
+            reset_at: None,
+            secrx_reads: 0,
         };
         s.reset_to_power_on();
         s

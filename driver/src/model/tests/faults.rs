@@ -276,8 +276,8 @@ fn legacy_rx_descriptor_type_is_unsupported() {
 fn crc_strip_mismatch() {
     let rig = Rig::new();
     // After reset HLREG0.RXCRCSTRP = 1 but RDRXCTL.CRCSTRIP = 0.
-    rig.wr(r::CTRL, r::ctrl::RST_MASK);
-    rig.wr(r::RXCTRL, r::rxctrl::RXEN);
+    rig.reset();
+    rig.enable_rx();
     assert_eq!(rig.faults(), vec![ModelFault::CrcStripMismatch { hlreg0: true, rdrxctl: false }]);
     assert_eq!(rig.rd(r::RXCTRL) & r::rxctrl::RXEN, 0);
 }
@@ -358,4 +358,62 @@ fn head_write_back_is_unsupported() {
     rig.wr(r::TXDCTL(0), r::dctl::ENABLE);
     assert!(matches!(rig.faults()[..], [ModelFault::Unsupported { queue: 0, rx: false, .. }]));
     assert_eq!(rig.rd(r::TXDCTL(0)) & r::dctl::ENABLE, 0);
+}
+
+#[test]
+fn register_access_within_1ms_of_reset() {
+    let rig = Rig::new();
+    rig.regs.set_bits(r::CTRL, r::ctrl::GIO_DIS);
+    let _ = rig.rd(r::STATUS);
+    // The old driver: CTRL polled right after the reset.
+    rig.wr(r::CTRL, r::ctrl::GIO_DIS | r::ctrl::RST_MASK);
+    assert_eq!(rig.rd(r::CTRL), u32::MAX, "nobody answers during the reset");
+    rig.model.clock().advance(std::time::Duration::from_micros(999));
+    rig.wr(r::FCTRL, r::fctrl::BAM);
+    assert!(matches!(
+        rig.faults()[..],
+        [
+            ModelFault::AccessDuringReset { offset: r::CTRL, write: false, after_ns: 0 },
+            ModelFault::AccessDuringReset { offset: r::FCTRL, write: true, after_ns: 999_000 }
+        ]
+    ));
+    // 1 ms after the reset the device answers again.
+    rig.model.clock().advance(std::time::Duration::from_micros(1));
+    assert_eq!(rig.rd(r::CTRL) & r::ctrl::RST_MASK, 0);
+    assert_eq!(rig.rd(r::FCTRL), 0, "the write during the reset was lost");
+    assert_eq!(rig.faults().len(), 2);
+}
+
+#[test]
+fn reset_without_master_disable() {
+    let rig = Rig::new();
+    // The old driver: CTRL.RST with bus mastering still on.
+    rig.wr(r::CTRL, r::ctrl::RST_MASK);
+    assert_eq!(rig.faults(), vec![ModelFault::ResetWithMasterEnabled]);
+    rig.model.take_faults();
+    rig.model.clock().advance(std::time::Duration::from_millis(1));
+    assert_ne!(rig.rd(r::STATUS) & r::status::GIO, 0, "mastering is back on after the reset");
+    rig.reset();
+    rig.assert_no_faults();
+}
+
+#[test]
+fn rx_enable_without_the_erratum_sequence() {
+    let rig = Rig::new();
+    rig.reset();
+    rig.regs.set_bits(r::RDRXCTL, r::rdrxctl::CRCSTRIP);
+    // The old driver: RXEN set directly.
+    rig.regs.set_bits(r::RXCTRL, r::rxctrl::RXEN);
+    assert_eq!(rig.faults(), vec![ModelFault::RxEnableErratum { rx_dis: false, ready_seen: false }]);
+    assert_eq!(rig.rd(r::RXCTRL) & r::rxctrl::RXEN, 0, "receive stays off");
+    rig.model.take_faults();
+    // RX_DIS set but SECRX_RDY never polled.
+    rig.regs.set_bits(r::SECRXCTRL, r::secrxctrl::RX_DIS);
+    rig.regs.set_bits(r::RXCTRL, r::rxctrl::RXEN);
+    assert_eq!(rig.faults(), vec![ModelFault::RxEnableErratum { rx_dis: true, ready_seen: false }]);
+    rig.model.take_faults();
+    rig.regs.clear_bits(r::SECRXCTRL, r::secrxctrl::RX_DIS);
+    rig.enable_rx();
+    rig.assert_no_faults();
+    assert_ne!(rig.rd(r::RXCTRL) & r::rxctrl::RXEN, 0);
 }

@@ -55,12 +55,29 @@ impl Rig {
     /// The global part of an ixy-style init: reset, CRC strip on both
     /// sides, accept broadcast, receive and transmit enabled.
     pub fn init(&self) {
-        self.wr(r::CTRL, r::ctrl::RST_MASK);
+        self.reset();
         self.regs.set_bits(r::HLREG0, r::hlreg0::RXCRCSTRP | r::hlreg0::TXPADEN);
         self.regs.set_bits(r::RDRXCTL, r::rdrxctl::CRCSTRIP);
         self.regs.set_bits(r::FCTRL, r::fctrl::BAM);
         self.wr(r::DMATXCTL, r::dmatxctl::TE);
+        self.enable_rx();
+    }
+
+    /// A global reset as the datasheet wants it: PCIe master disabled
+    /// first, then 1 ms (on the model's clock) of silence after CTRL.RST.
+    pub fn reset(&self) {
+        self.regs.set_bits(r::CTRL, r::ctrl::GIO_DIS);
+        assert_eq!(self.rd(r::STATUS) & r::status::GIO, 0);
+        self.regs.set_bits(r::CTRL, r::ctrl::RST_MASK);
+        self.regs.delay(std::time::Duration::from_millis(1));
+    }
+
+    /// RXCTRL.RXEN set with the receive-enable erratum sequence.
+    pub fn enable_rx(&self) {
+        self.regs.set_bits(r::SECRXCTRL, r::secrxctrl::RX_DIS);
+        while self.rd(r::SECRXSTAT) & r::secrxstat::SECRX_RDY == 0 {}
         self.regs.set_bits(r::RXCTRL, r::rxctrl::RXEN);
+        self.regs.clear_bits(r::SECRXCTRL, r::secrxctrl::RX_DIS);
     }
 
     /// RSS over `queues` queues with `key`, TCP/IPv4 and IPv4 hashing.

@@ -6,10 +6,11 @@ use super::*;
 fn reset_loads_mac_sets_done_bits_and_self_clears() {
     let rig = Rig::new();
     rig.wr(r::RDRXCTL, r::rdrxctl::CRCSTRIP);
-    rig.wr(r::RXCTRL, r::rxctrl::RXEN);
+    rig.enable_rx();
+    assert_ne!(rig.rd(r::RXCTRL) & r::rxctrl::RXEN, 0);
     rig.wr(r::FCTRL, r::fctrl::UPE);
     rig.wr(r::RAL(0), 0);
-    rig.wr(r::CTRL, r::ctrl::RST_MASK);
+    rig.reset();
     // Self-clearing: the reset is done by the time it is read back.
     assert_eq!(rig.rd(r::CTRL) & r::ctrl::RST_MASK, 0);
     assert_ne!(rig.rd(r::EEC) & r::eec::ARD, 0);
@@ -53,7 +54,7 @@ fn link_comes_up_at_10g_after_an_restart_and_polls() {
     assert_ne!(links & r::links::UP, 0);
     assert_eq!(links & r::links::SPEED_MASK, r::links::SPEED_10G);
     // A reset takes the link down until the next AN restart.
-    rig.wr(r::CTRL, r::ctrl::RST_MASK);
+    rig.reset();
     assert_eq!(rig.rd(r::LINKS) & r::links::UP, 0);
 }
 

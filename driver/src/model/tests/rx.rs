@@ -298,7 +298,7 @@ fn without_crc_strip_the_fcs_is_written_to_the_buffer() {
     rig.regs.clear_bits(r::RXCTRL, r::rxctrl::RXEN);
     rig.regs.clear_bits(r::HLREG0, r::hlreg0::RXCRCSTRP);
     rig.regs.clear_bits(r::RDRXCTL, r::rdrxctl::CRCSTRIP);
-    rig.regs.set_bits(r::RXCTRL, r::rxctrl::RXEN);
+    rig.enable_rx();
     let rx = rig.rx_queue(0, 8, 2);
     let f = tcp_frame(flow(1).0, flow(1).1, b"long enough not to be padded");
     rig.inject(&f);
