@@ -1,7 +1,7 @@
 //! # ixtcp-driver
 //!
-//! A poll-mode driver for the Intel 82599 10 GbE controller (ixgbe family:
-//! 82599, X520, X540) and a strict software model of the same controller, so
+//! A poll-mode driver for the Intel 82599 10 GbE controller on SFP+ boards
+//! (82599ES/EN, X520; see [`board`] for the ids) and a strict software model of the same controller, so
 //! that the very same driver code runs on machines without the NIC.
 //!
 //! ## Layers
@@ -13,7 +13,8 @@
 //! - [`dma`], [`mempool`]: DMA memory and packet buffers carved from it.
 //!   [`hugepage`] and [`vfio`] provide the memory on hardware; the model
 //!   provides its own, registering each region like an IOMMU.
-//! - [`pci`], [`vfio`]: finding, checking, binding and mapping the device.
+//! - [`pci`], [`vfio`]: finding, checking, binding and mapping the device;
+//!   [`board`]: which device ids (and media) are brought up.
 //! - [`device`]: the init sequence (datasheet 4.6.3 onwards), RSS and the split
 //!   into per-queue values; [`queue`]: `rx_batch`/`tx_batch`; [`stats`]:
 //!   counters accumulated from the clear-on-read registers.
@@ -38,6 +39,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod board;
 pub mod desc;
 pub mod device;
 pub mod dma;

@@ -6,6 +6,9 @@
 //! takes it away from the kernel driver, turns on bus mastering and maps
 //! BAR0 from `resource0` as an [`Mmio`].
 //!
+//! Which ids are accepted, and why the others are refused, is in
+//! [`board`](crate::board).
+//!
 //! [`open_ixgbe`] does all of that in one call and picks the DMA memory that
 //! matches the access path: with an IOMMU group the device is driven through
 //! VFIO and DMA addresses are IOVAs ([`VfioDma`]); without one it is driven
@@ -50,43 +53,7 @@ pub const PCI_COMMAND_BUS_MASTER: u16 = 1 << 2;
 /// `resource0` is not an ixgbe register file.
 pub const MIN_BAR0_LEN: usize = 0x2_0000;
 
-/// One ixgbe-family controller this driver supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IxgbeModel {
-    /// PCI device id.
-    pub device_id: u16,
-    /// What the id denotes (ixgbe_type.h's name, without the prefix).
-    pub name: &'static str,
-}
-
-/// Physical functions of the 82599 (X520 boards are 82599s) and the X540,
-/// by device id, as ixgbe_type.h names them. Virtual functions (0x10ED,
-/// 0x1515) are left out: they have a different register map.
-pub const SUPPORTED_DEVICES: &[IxgbeModel] = &[
-    IxgbeModel { device_id: 0x10F7, name: "82599 KX4" },
-    IxgbeModel { device_id: 0x10F8, name: "82599 combo backplane" },
-    IxgbeModel { device_id: 0x10F9, name: "82599 CX4" },
-    IxgbeModel { device_id: 0x10FB, name: "82599 SFP+" },
-    IxgbeModel { device_id: 0x10FC, name: "82599 XAUI LOM" },
-    IxgbeModel { device_id: 0x1507, name: "82599 SFP+ EM" },
-    IxgbeModel { device_id: 0x1514, name: "82599 KX4 mezzanine" },
-    IxgbeModel { device_id: 0x1517, name: "82599 KR" },
-    IxgbeModel { device_id: 0x151C, name: "82599 T3 LOM" },
-    IxgbeModel { device_id: 0x1529, name: "82599 SFP+ FCoE" },
-    IxgbeModel { device_id: 0x152A, name: "82599 backplane FCoE" },
-    IxgbeModel { device_id: 0x154A, name: "82599 SFP+ SF QP (X520-4)" },
-    IxgbeModel { device_id: 0x154D, name: "82599 SFP+ SF2" },
-    IxgbeModel { device_id: 0x154F, name: "82599 LS" },
-    IxgbeModel { device_id: 0x1557, name: "82599EN SFP+" },
-    IxgbeModel { device_id: 0x1558, name: "82599 QSFP+ SF QP (X520-Q1)" },
-    IxgbeModel { device_id: 0x1528, name: "X540-T" },
-    IxgbeModel { device_id: 0x1560, name: "X540-T1" },
-];
-
-/// The supported model with `device_id`, if any.
-pub fn supported_model(device_id: u16) -> Option<&'static IxgbeModel> {
-    SUPPORTED_DEVICES.iter().find(|m| m.device_id == device_id)
-}
+pub use crate::board::{IxgbeModel, Media, REFUSED_DEVICES, SUPPORTED_DEVICES, supported_model};
 
 /// Errors of finding, checking and mapping a PCI device.
 #[derive(Debug)]
@@ -134,6 +101,16 @@ pub enum PciError {
         address: PciAddress,
         /// Its device id.
         device: u16,
+    },
+    /// An ixgbe controller this driver knows but does not bring up (its
+    /// medium needs a link setup the driver does not implement).
+    UnsupportedBoard {
+        /// The device's address.
+        address: PciAddress,
+        /// Which controller it is.
+        model: &'static IxgbeModel,
+        /// Why it is refused.
+        reason: &'static str,
     },
     /// The class code is not a network controller.
     NotNetwork {
@@ -190,16 +167,21 @@ impl fmt::Display for PciError {
             PciError::NotIntel { address, vendor } => {
                 write!(f, "device {address} has vendor {vendor:#06x}, not Intel ({INTEL_VENDOR_ID:#06x}): not an 82599")
             }
-            PciError::Unsupported { address, device } => {
-                write!(
-                    f,
-                    "device {address} is an Intel device with id {device:#06x}, which is not a supported ixgbe controller (supported ids:"
-                )?;
-                for m in SUPPORTED_DEVICES {
-                    write!(f, " {:#06x}", m.device_id)?;
-                }
-                write!(f, ")")
-            }
+            PciError::Unsupported { address, device } => write!(
+                f,
+                "device {address} is an Intel device with id {device:#06x}, which is not an ixgbe controller this \
+                 driver supports; supported (82599 SFP+ boards): {}",
+                crate::board::supported_list()
+            ),
+            PciError::UnsupportedBoard { address, model, reason } => write!(
+                f,
+                "device {address} is an {} ({:#06x}) with {} media, which this driver does not bring up: {reason}; \
+                 supported (82599 SFP+ boards): {}",
+                model.name,
+                model.device_id,
+                model.media,
+                crate::board::supported_list()
+            ),
             PciError::NotNetwork { address, class } => {
                 write!(f, "device {address} has class {class:#08x}, not a network controller (0x02xxxx)")
             }
@@ -402,7 +384,13 @@ impl PciDevice {
             return Err(PciError::NotIntel { address: self.address, vendor });
         }
         let device = self.device_id()?;
-        let model = supported_model(device).ok_or(PciError::Unsupported { address: self.address, device })?;
+        let model = match (supported_model(device), crate::board::refused_model(device)) {
+            (Some(model), _) => model,
+            (None, Some((model, reason))) => {
+                return Err(PciError::UnsupportedBoard { address: self.address, model, reason });
+            }
+            (None, None) => return Err(PciError::Unsupported { address: self.address, device }),
+        };
         let class = self.class()?;
         if (class >> 16) as u8 != NETWORK_CLASS {
             return Err(PciError::NotNetwork { address: self.address, class });
@@ -680,15 +668,14 @@ mod tests {
     }
 
     #[test]
-    fn supported_table_has_the_common_parts_and_no_duplicates() {
-        for id in [0x10FB, 0x10F7, 0x154D, 0x1528, 0x1560] {
+    fn supported_table_holds_the_sfp_parts_and_refuses_the_others() {
+        for id in [0x10FB, 0x154D, 0x1557] {
             assert!(supported_model(id).is_some(), "{id:#x}");
         }
-        assert!(supported_model(0x10ED).is_none(), "virtual functions are not supported");
-        let mut ids: Vec<u16> = SUPPORTED_DEVICES.iter().map(|m| m.device_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        assert_eq!(ids.len(), SUPPORTED_DEVICES.len());
+        for id in [0x10F7, 0x10F9, 0x1517, 0x151C, 0x1528, 0x1560] {
+            assert!(supported_model(id).is_none(), "{id:#x} has no link setup here");
+            assert!(crate::board::refused_model(id).is_some(), "{id:#x} is refused by name");
+        }
     }
 
     #[test]

@@ -136,6 +136,25 @@ fn an_unsupported_device_id_is_refused_by_name() {
 }
 
 #[test]
+fn every_known_board_without_a_link_setup_is_refused_naming_its_media() {
+    use ixtcp_driver::board::{REFUSED_DEVICES, SUPPORTED_DEVICES};
+    let fake = FakeSysfs::new();
+    for (model, _) in REFUSED_DEVICES {
+        fake.write("device", &format!("{:#06x}\n", model.device_id));
+        let err = fake.open().check_ixgbe().unwrap_err();
+        assert!(matches!(err, PciError::UnsupportedBoard { model: m, .. } if m == model), "{err:?}");
+        let msg = err.to_string();
+        let id = format!("{:#06x}", model.device_id);
+        assert!(msg.contains(&id) && msg.contains(model.name) && msg.contains(&model.media.to_string()), "{msg}");
+        assert!(msg.contains("0x10fb (82599 SFP+)"), "the error lists the supported boards: {msg}");
+    }
+    for model in SUPPORTED_DEVICES {
+        fake.write("device", &format!("{:#06x}\n", model.device_id));
+        assert_eq!(fake.open().check_ixgbe().unwrap(), model);
+    }
+}
+
+#[test]
 fn a_device_that_is_not_a_network_controller_is_refused() {
     let fake = FakeSysfs::new();
     fake.write("class", "0x010802\n");
