@@ -508,36 +508,105 @@ fn disable_interrupts<R: RegisterIo>(regs: &R) {
 }
 
 /// Reads the station address the EEPROM loaded into RAL(0)/RAH(0)
-/// (8.2.3.7.9–10), or writes the configured one there with RAH.AV set.
+/// (8.2.3.7.9–10), or takes the configured one, and writes it to RAR(0)
+/// with RAH.AV set either way: after a reset the EEPROM load normally sets
+/// AV, but Linux (ixgbe_init_rx_addrs_generic) rewrites RAR(0) with AV
+/// rather than rely on it, and so does this. Then clears the other
+/// receive addresses and the multicast table, which have no reset value
+/// (stale filters would accept frames for addresses that are not ours).
 fn setup_mac<R: RegisterIo>(regs: &R, mac: Option<[u8; 6]>) -> Result<[u8; 6], DriverError> {
-    if let Some(m) = mac {
-        regs.write32(regs::RAL(0), u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
-        regs.write32(regs::RAH(0), u32::from(u16::from_le_bytes([m[4], m[5]])) | regs::rah::AV);
-        return Ok(m);
-    }
-    let low = regs.read32(regs::RAL(0)).to_le_bytes();
-    let high = regs.read32(regs::RAH(0)).to_le_bytes();
-    let m = [low[0], low[1], low[2], low[3], high[0], high[1]];
+    let m = match mac {
+        Some(m) => m,
+        None => {
+            let low = regs.read32(regs::RAL(0)).to_le_bytes();
+            let high = regs.read32(regs::RAH(0)).to_le_bytes();
+            [low[0], low[1], low[2], low[3], high[0], high[1]]
+        }
+    };
     if m[0] & 1 != 0 || m == [0; 6] {
         return Err(config_error(
             "mac",
             format!("the EEPROM holds no valid station address ({}); set DeviceConfig.mac", fmt_mac(m)),
         ));
     }
+    regs.write32(regs::RAL(0), u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+    regs.write32(regs::RAH(0), u32::from(u16::from_le_bytes([m[4], m[5]])) | regs::rah::AV);
+    for i in 1..regs::RAR_ENTRIES {
+        // RAL first, then RAH (which holds AV), as Linux clears them.
+        regs.write32(regs::RAL(i), 0);
+        regs.write32(regs::RAH(i), 0);
+    }
+    for i in 0..regs::MTA_ENTRIES {
+        regs.write32(regs::MTA(i), 0);
+    }
     Ok(m)
 }
 
-/// 4.6.4: link setup for a 10G serial link (SFI/KR): link mode select 10G
-/// serial, 10G PMA/PMD XAUI, and restart auto-negotiation. The link is
-/// waited for at the very end of init, so it comes up while the rest is
-/// programmed.
+/// How long the SFP+ laser takes to light up after SDP3 goes low (Linux
+/// ixgbe_enable_tx_laser_multispeed_fiber sleeps 100 ms).
+const LASER_ON_SETTLE: Duration = Duration::from_millis(100);
+/// Polls of ANLP1 during a pipeline reset, and the wait before each (Linux
+/// ixgbe_reset_pipeline_82599: 10 polls 4 ms apart).
+const PIPELINE_RESET_POLLS: u32 = 10;
+/// See [`PIPELINE_RESET_POLLS`].
+const PIPELINE_RESET_INTERVAL: Duration = Duration::from_millis(4);
+
+/// 4.6.4: link setup for the SFP+ boards this driver accepts
+/// ([`board::SUPPORTED_DEVICES`](crate::board::SUPPORTED_DEVICES)), as
+/// Linux's SFP path does it (ixgbe_setup_sfp_modules_82599): switch the
+/// transmit laser on, select the 10G serial link mode (SFI) and reset the
+/// MAC pipeline so the new mode takes effect. The link is waited for at
+/// the very end of init, so it comes up while the rest is programmed.
 fn init_link<R: RegisterIo>(regs: &R) {
+    enable_tx_laser(regs);
     use regs::autoc;
     let value = regs.read32(regs::AUTOC);
     let value = (value & !autoc::LMS_MASK) | autoc::LMS_10G_SERIAL;
+    // The parallel 10G PMA/PMD field is unused in serial mode (the serial
+    // PMA/PMD, SFI, is in AUTOC2 from the EEPROM); XAUI as ixy writes it.
     let value = (value & !autoc::PMA_PMD_10G_MASK) | autoc::PMA_PMD_10G_XAUI;
     regs.write32(regs::AUTOC, value);
-    regs.set_bits(regs::AUTOC, autoc::AN_RESTART);
+    reset_pipeline(regs);
+}
+
+/// Switches the SFP+ transmit laser on: SDP3 drives the module's
+/// TX_DISABLE, and Linux sets it (laser off) when it brings the port down
+/// or probes it, so a port just released by the kernel is dark. SDP3 low
+/// turns it on (Linux ixgbe_enable_tx_laser_multispeed_fiber, DPDK and
+/// FreeBSD "turn on the laser" at start). Linux leaves SDP3's direction to
+/// the EEPROM; this also sets SDP3_DIR (output), which every accepted board
+/// wires that way, so a direction cleared by someone else cannot leave the
+/// pin floating.
+fn enable_tx_laser<R: RegisterIo>(regs: &R) {
+    let esdp = regs.read32(regs::ESDP);
+    regs.write32(regs::ESDP, (esdp & !regs::esdp::SDP3) | regs::esdp::SDP3_DIR);
+    // Give the laser time to light up before the link is set up.
+    regs.delay(LASER_ON_SETTLE);
+}
+
+/// The 82599 pipeline reset after an AUTOC change (Linux
+/// ixgbe_reset_pipeline_82599): clear an NVM link disable in AUTOC2,
+/// restart auto-negotiation with LMS bit 2 toggled, wait until ANLP1 shows
+/// AN out of its idle state, then restart again with the real link mode.
+/// Like Linux, an AN that never leaves idle is not fatal here: the final
+/// AUTOC write happens anyway and the link wait at the end of init tells.
+fn reset_pipeline<R: RegisterIo>(regs: &R) {
+    use regs::autoc;
+    let autoc2 = regs.read32(regs::AUTOC2);
+    if autoc2 & regs::autoc2::LINK_DISABLE_MASK != 0 {
+        regs.write32(regs::AUTOC2, autoc2 & !regs::autoc2::LINK_DISABLE_MASK);
+    }
+    let value = regs.read32(regs::AUTOC) | autoc::AN_RESTART;
+    // Toggling LMS bit 2 together with AN_RESTART resets the whole pipeline.
+    regs.write32(regs::AUTOC, value ^ (0x4 << autoc::LMS_SHIFT));
+    for _ in 0..PIPELINE_RESET_POLLS {
+        regs.delay(PIPELINE_RESET_INTERVAL);
+        if regs.read32(regs::ANLP1) & regs::anlp1::AN_STATE_MASK != 0 {
+            break;
+        }
+    }
+    // The real link mode, with AN_RESTART.
+    regs.write32(regs::AUTOC, value);
 }
 
 /// Maps queue `i` to per-queue statistics set `i` for the first 16 queues

@@ -54,9 +54,16 @@ impl QueueId {
 pub const TX_CLEAN_BATCH: usize = 32;
 
 /// Smallest frame `tx_batch` accepts: an Ethernet header. The device pads
-/// shorter frames to 60 bytes (HLREG0.TXPADEN), but a frame without a
-/// header is a caller bug.
+/// frames to 60 bytes (HLREG0.TXPADEN), but a frame without a header is a
+/// caller bug.
 pub const MIN_TX_FRAME: usize = 14;
+
+/// Shortest frame handed to the device: its PAYLEN must be at least 17, so
+/// `tx_batch` pads 14..17-byte frames with zeros to 17, as Linux does
+/// (ixgbe_xmit_frame). On the wire nothing changes: the device pads to 60
+/// anyway. Padding rather than refusing keeps [`MIN_TX_FRAME`] the natural
+/// "an Ethernet header" bound for callers.
+pub const DEVICE_MIN_TX_FRAME: usize = 17;
 
 /// Largest frame `tx_batch` accepts, without FCS: 1514 bytes, the standard
 /// maximum. Jumbo frames (HLREG0.JUMBOEN) are not enabled.
@@ -428,7 +435,9 @@ impl<R: RegisterIo> TxQueue<R> {
     /// Buffers that do not fit stay in `bufs`, in order, for the next call
     /// (counted once in `ring_full`). A buffer whose length is outside
     /// [`MIN_TX_FRAME`]..=[`MAX_TX_FRAME`] is removed and dropped (counted in
-    /// `errors`): leaving it at the front would block the queue forever.
+    /// `errors`): leaving it at the front would block the queue forever. A
+    /// frame shorter than [`DEVICE_MIN_TX_FRAME`] is padded with zeros to
+    /// that length.
     /// Every descriptor asks for a status report (RS), so DD of any
     /// descriptor tells that it and all before it are done. The tail
     /// register is written once per batch.
@@ -443,11 +452,21 @@ impl<R: RegisterIo> TxQueue<R> {
             self.stats.ring_full += 1;
         }
         let mut sent = 0;
-        for buf in bufs.drain(..take) {
-            let len = buf.len();
+        for mut buf in bufs.drain(..take) {
+            let mut len = buf.len();
             if !(MIN_TX_FRAME..=MAX_TX_FRAME).contains(&len) {
                 self.stats.errors += 1;
                 continue;
+            }
+            if len < DEVICE_MIN_TX_FRAME {
+                // Every buffer holds far more than 17 bytes (buf_size >=
+                // 2048), so this only fails if the caller took headroom away.
+                if !buf.set_len(DEVICE_MIN_TX_FRAME) {
+                    self.stats.errors += 1;
+                    continue;
+                }
+                buf.data_mut()[len..].fill(0);
+                len = DEVICE_MIN_TX_FRAME;
             }
             let desc = self.tail * DESC_SIZE;
             // 7.2.3.2.4: one advanced data descriptor per frame: EOP (the

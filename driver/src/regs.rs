@@ -12,6 +12,9 @@ pub const CTRL: u32 = 0x00000;
 pub const STATUS: u32 = 0x00008;
 /// Extended Device Control Register (8.2.3.1.3).
 pub const CTRL_EXT: u32 = 0x00018;
+/// Extended SDP Control (8.2.3.1.4): the software-definable pins; on
+/// SFP+ boards SDP3 drives the module's TX_DISABLE.
+pub const ESDP: u32 = 0x00020;
 /// Security Rx Control (ixgbe_type.h IXGBE_SECRXCTRL).
 pub const SECRXCTRL: u32 = 0x08D00;
 /// Security Rx Status (ixgbe_type.h IXGBE_SECRXSTAT).
@@ -51,6 +54,11 @@ pub const HLREG0: u32 = 0x04240;
 pub const AUTOC: u32 = 0x042A0;
 /// Link Status (8.2.3.22.20).
 pub const LINKS: u32 = 0x042A4;
+/// Auto-Negotiation Control 2 (8.2.3.22.21).
+pub const AUTOC2: u32 = 0x042A8;
+/// Auto-Negotiation Link Partner Link Control Word 1 (8.2.3.22.23); bits
+/// 19:16 hold the auto-negotiation state.
+pub const ANLP1: u32 = 0x042B0;
 /// DCB Transmit Descriptor Plane Control and Status (8.2.3.10.2).
 pub const RTTDCS: u32 = 0x04900;
 /// DMA Tx Control (8.2.3.9.2).
@@ -70,6 +78,15 @@ pub const MTQC: u32 = 0x08120;
 pub const MAX_QUEUES: u16 = 128;
 /// Number of unicast receive address registers (RAL/RAH pairs) modelled.
 pub const NUM_RAR: u32 = 16;
+/// Receive address registers the 82599 has (8.2.3.7.9: 128 pairs).
+pub const RAR_ENTRIES: u32 = 128;
+/// Entries of the multicast table array (8.2.3.7.7: 128 words of 32 bits).
+pub const MTA_ENTRIES: u32 = 128;
+
+/// Multicast Table Array (8.2.3.7.7), `i` in 0..128.
+pub const fn MTA(i: u32) -> u32 {
+    0x05200 + 4 * i
+}
 
 /// Receive Descriptor Base Address Low (8.2.3.8.1).
 pub const fn RDBAL(n: u32) -> u32 {
@@ -158,9 +175,12 @@ pub const fn TXDCTL(n: u32) -> u32 {
 pub const fn QPRC(i: u32) -> u32 {
     0x01030 + 0x40 * i
 }
-/// Queue Packets Transmitted Count (8.2.3.23.72), `i` in 0..16.
+/// Queue Packets Transmitted Count (8.2.3.23.72), `i` in 0..16. At
+/// 0x06030 + 0x40 i, inside each transmit queue's register block, as
+/// ixgbe_type.h has it and as Linux, DPDK and FreeBSD read it on the 82599
+/// (this driver had 0x08680 + 4 i before).
 pub const fn QPTC(i: u32) -> u32 {
-    0x08680 + 4 * i
+    0x06030 + 0x40 * i
 }
 /// Queue Bytes Received Count low (8.2.3.23.73), `i` in 0..16.
 pub const fn QBRC_L(i: u32) -> u32 {
@@ -275,10 +295,33 @@ pub mod hlreg0 {
     pub const LPBK: u32 = 1 << 15;
 }
 
+/// ESDP bits.
+pub mod esdp {
+    /// SDP3 data value; on SFP+ boards 1 switches the transmit laser off.
+    pub const SDP3: u32 = 1 << 3;
+    /// SDP3 direction: 1 = output.
+    pub const SDP3_DIR: u32 = 1 << 11;
+}
+
+/// AUTOC2 bits.
+pub mod autoc2 {
+    /// Link disabled by the NVM (bits 30:28); Linux clears them before a
+    /// pipeline reset.
+    pub const LINK_DISABLE_MASK: u32 = 0x7 << 28;
+}
+
+/// ANLP1 bits.
+pub mod anlp1 {
+    /// Auto-negotiation state, bits 19:16; 0 until AN has left its idle state.
+    pub const AN_STATE_MASK: u32 = 0xF << 16;
+}
+
 /// AUTOC bits.
 pub mod autoc {
     /// Restart auto-negotiation, self-clearing.
     pub const AN_RESTART: u32 = 1 << 12;
+    /// Position of the link mode select field.
+    pub const LMS_SHIFT: u32 = 13;
     /// Link mode select, bits 15:13.
     pub const LMS_MASK: u32 = 0x7 << 13;
     /// Link mode: 10 GbE serial link (KX4/KX/KR, SFI).
@@ -428,5 +471,17 @@ mod tests {
         assert_eq!(RAL(0), 0x05400);
         assert_eq!(RAH(15), 0x0547C);
         assert_eq!(RAL(16), 0x0A280);
+    }
+
+    #[test]
+    fn statistics_and_link_offsets_match_ixgbe_type_h() {
+        assert_eq!(QPTC(0), 0x06030);
+        assert_eq!(QPTC(15), 0x06030 + 0x40 * 15);
+        assert_eq!(QPRC(1), 0x01070);
+        assert_eq!(QBTC_L(1), 0x08708);
+        assert_eq!(QPRDC(2), 0x014B0);
+        assert_eq!(MTA(127), 0x053FC);
+        assert_eq!(RAL(127), 0x0A200 + 8 * 127);
+        assert_eq!((ESDP, AUTOC2, ANLP1), (0x00020, 0x042A8, 0x042B0));
     }
 }

@@ -216,8 +216,8 @@ impl Counters {
 
     fn read_queue(&mut self, offset: u32) -> Option<u32> {
         use crate::regs::{QBRC_H, QBRC_L, QBTC_H, QBTC_L, QPRC, QPRDC, QPTC};
-        // Receive-side queue counters sit in 0x40-byte strides (inside the
-        // receive queue register blocks), transmit ones are packed.
+        // QPRC/QBRC/QPRDC and QPTC sit in 0x40-byte strides (inside the
+        // queue register blocks), QBTC is packed at 0x08700.
         if (QPRC(0)..QPRC(16)).contains(&offset) {
             let (q, r) = (((offset - QPRC(0)) / 0x40) as usize, (offset - QPRC(0)) % 0x40);
             return match r {
@@ -230,8 +230,8 @@ impl Counters {
         if (QPRDC(0)..QPRDC(16)).contains(&offset) && (offset - QPRDC(0)) % 0x40 == 0 {
             return Some(std::mem::take(&mut self.qprdc[((offset - QPRDC(0)) / 0x40) as usize]));
         }
-        if (QPTC(0)..QPTC(16)).contains(&offset) && offset % 4 == 0 {
-            return Some(std::mem::take(&mut self.qptc[((offset - QPTC(0)) / 4) as usize]));
+        if (QPTC(0)..QPTC(16)).contains(&offset) && (offset - QPTC(0)) % 0x40 == 0 {
+            return Some(std::mem::take(&mut self.qptc[((offset - QPTC(0)) / 0x40) as usize]));
         }
         if (QBTC_L(0)..QBTC_L(16)).contains(&offset) {
             let q = ((offset - QBTC_L(0)) / 8) as usize;

@@ -199,6 +199,50 @@ pub enum ModelFault {
         /// What.
         what: &'static str,
     },
+    /// LINKS polled after auto-negotiation was restarted with an AUTOC link
+    /// mode that does not suit the board's media (4.6.4): the link stays
+    /// down. An SFP+ port needs LMS = 10G serial (3), a backplane KX4/KX/KR
+    /// (4, 6 or 7), CX4 10G without AN (1); a copper PHY needs MDIO setup,
+    /// which the model does not have. Recorded once per AN restart.
+    LinkModeMismatch {
+        /// The PCI device id the model presents.
+        device_id: u16,
+        /// Its media, if the id is known.
+        media: Option<crate::board::Media>,
+        /// AUTOC.LMS (bits 15:13).
+        lms: u32,
+    },
+    /// LINKS polled on an SFP+ board whose transmit laser is off: ESDP.SDP3
+    /// (the module's TX_DISABLE) must be an output (SDP3_DIR) driven low.
+    /// The link partner sees no light, so the link stays down. Recorded once
+    /// per AN restart.
+    LaserOff {
+        /// ESDP as programmed.
+        esdp: u32,
+    },
+    /// Receive or transmit enabled while the packet buffer sizes add up to
+    /// more than the device has (8.2.3.8.9: 512 KB of receive buffer on
+    /// the 82599; 8.2.3.9.13: 160 KB of transmit buffer). RXEN or TE stays
+    /// clear.
+    PacketBufferOvercommitted {
+        /// True for RXPBSIZE, false for TXPBSIZE.
+        rx: bool,
+        /// The sum of the eight sizes, in KB.
+        total_kb: u32,
+        /// What the device has, in KB.
+        capacity_kb: u32,
+    },
+    /// A transmit packet shorter than 17 bytes: the descriptor's PAYLEN must
+    /// be at least 17 (Linux pads every frame to 17 bytes for this reason
+    /// before it reaches the ring). The queue halts.
+    TxFrameTooShort {
+        /// Queue index.
+        queue: u16,
+        /// Ring index of the packet's first descriptor.
+        index: u32,
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 impl ModelFault {
@@ -209,7 +253,10 @@ impl ModelFault {
             | ModelFault::CrcStripMismatch { .. }
             | ModelFault::AccessDuringReset { .. }
             | ModelFault::ResetWithMasterEnabled
-            | ModelFault::RxEnableErratum { .. } => None,
+            | ModelFault::RxEnableErratum { .. }
+            | ModelFault::LinkModeMismatch { .. }
+            | ModelFault::LaserOff { .. }
+            | ModelFault::PacketBufferOvercommitted { .. } => None,
             ModelFault::DmaOutOfBounds { queue, what, .. } => Some((queue, what.starts_with("rx"))),
             ModelFault::MisalignedRing { queue, rx, .. }
             | ModelFault::BadRingLength { queue, rx, .. }
@@ -223,6 +270,7 @@ impl ModelFault {
             | ModelFault::TxPacketTooLong { queue, .. } => Some((queue, false)),
             ModelFault::BadBufferSize { queue, .. } => Some((queue, true)),
             ModelFault::Unsupported { queue, rx, .. } => Some((queue, rx)),
+            ModelFault::TxFrameTooShort { queue, .. } => Some((queue, false)),
         }
     }
 }
@@ -307,6 +355,33 @@ impl fmt::Display for ModelFault {
                 u8::from(ready_seen)
             ),
             ModelFault::Unsupported { queue, rx, what } => write!(f, "{} queue {queue}: not modelled: {what}", dir(rx)),
+            ModelFault::LinkModeMismatch { device_id, media, lms } => {
+                match media {
+                    Some(m) => write!(f, "device {device_id:#06x} has {m} media")?,
+                    None => write!(f, "device {device_id:#06x} has unknown media")?,
+                }
+                write!(
+                    f,
+                    ", but auto-negotiation was restarted with AUTOC.LMS = {lms}, which does not suit it: \
+                     the link stays down"
+                )
+            }
+            ModelFault::LaserOff { esdp } => write!(
+                f,
+                "link polled with the SFP+ transmit laser off (ESDP = {esdp:#x}; SDP3 must be an output, SDP3_DIR, \
+                 driven low): the link stays down"
+            ),
+            ModelFault::PacketBufferOvercommitted { rx, total_kb, capacity_kb } => write!(
+                f,
+                "{} enabled with {}PBSIZE summing to {total_kb} KB, more than the {capacity_kb} KB packet buffer",
+                if rx { "receive" } else { "transmit" },
+                if rx { "RX" } else { "TX" }
+            ),
+            ModelFault::TxFrameTooShort { queue, index, len } => write!(
+                f,
+                "tx queue {queue}: descriptor {index}: a {len}-byte frame is shorter than the 17 bytes the device \
+                 can send; pad it"
+            ),
         }
     }
 }

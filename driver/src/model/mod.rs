@@ -18,7 +18,12 @@
 //!   erratum (SECRXCTRL.RX_DIS, SECRXSTAT.SECRX_RDY) around RXCTRL.RXEN;
 //! - reset (CTRL.RST/LNK_RST) to power-on values, EEPROM auto-read (EEC.ARD)
 //!   and DMA-init done (RDRXCTL.DMAIDONE), the MAC address in RAL(0)/RAH(0);
-//! - link up at 10 Gb/s a few LINKS polls after AUTOC.AN_RESTART;
+//! - the board: its media from the PCI device id ([`crate::board`]); link
+//!   up at 10 Gb/s a few LINKS polls after AUTOC.AN_RESTART only when
+//!   AUTOC.LMS suits the media and, on SFP+, the transmit laser is on
+//!   (ESDP.SDP3 an output driven low), else a fault says why; ANLP1's AN
+//!   state for the pipeline reset; the packet buffer sizes (Σ RXPBSIZE
+//!   at most 512 KB, Σ TXPBSIZE at most 160 KB when RX/TX is enabled);
 //! - interrupt cause and mask registers (EICR clear-on-read, EICS, EIMS,
 //!   EIMC), without raising interrupts;
 //! - receive: RXCTRL.RXEN, frame length checks, FCTRL/RAL/RAH filtering, RSS
@@ -37,6 +42,12 @@
 //!
 //! ## Choices where the datasheet leaves room
 //!
+//! - After a reset an SFP+ board's laser is off (ESDP = SDP3_DIR | SDP3,
+//!   the state Linux leaves it in when it brings the port down), RAR[1] and
+//!   RAR[100] hold a stale valid address and every MTA word stale bits (the
+//!   datasheet gives them no reset value), so the driver must switch the
+//!   laser on and clear the filters. Copper media never link (no PHY).
+//! - A transmit packet shorter than 17 bytes faults (PAYLEN minimum).
 //! - Reset values: SRRCTL has BSIZEPACKET = 2 (2 KiB), BSIZEHEADER = 4 and
 //!   the legacy descriptor type (the driver must select advanced
 //!   one-buffer, or enabling the queue faults); HLREG0.RXCRCSTRP resets to

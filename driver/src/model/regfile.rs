@@ -7,6 +7,7 @@ use super::counters::Counters;
 use super::fault::ModelFault;
 use super::iommu::IommuTable;
 use super::state::{Link, QUEUES, RssCache, RxRing, State, TxRing};
+use crate::board::{self, Media};
 use crate::regs::{self, dctl, hlreg0, rdrxctl, srrctl};
 use crate::rss::{Reta, Toeplitz, key_from_registers};
 use crate::time::Clock;
@@ -35,6 +36,17 @@ const MAXFRS_RESET: u32 = 1518 << 16;
 /// software to wait at least 1 ms before any register access (Linux sleeps
 /// 1 to 1.2 ms before it polls CTRL).
 pub(crate) const RESET_QUIET_NS: u64 = 1_000_000;
+/// Receive packet buffer of the 82599 in KB (8.2.3.8.9).
+pub(crate) const RX_PB_KB: u32 = 512;
+/// Transmit packet buffer of the 82599 in KB (8.2.3.9.13).
+pub(crate) const TX_PB_KB: u32 = 160;
+/// What the model leaves in RAR[1] after a reset: the datasheet gives the
+/// receive address registers other than RAR[0] (and the MTA) no reset
+/// value, so the model fills them with a stale station address (valid) and
+/// stale multicast bits; a driver has to clear them.
+pub(crate) const STALE_RAR: [u8; 6] = [0x0e, 0x5c, 0xa1, 0xab, 0x1e, 0x01];
+/// The stale MTA word the model leaves after a reset, in every entry.
+pub(crate) const STALE_MTA: u32 = 0x0001_0040;
 /// SRRCTL reset value (8.2.3.8.7): BSIZEPACKET = 2 (2 KiB), BSIZEHEADER =
 /// 4 (256 bytes), descriptor type legacy. The driver must choose the
 /// advanced one-buffer type anyway, and should write the size explicitly.
@@ -179,6 +191,21 @@ impl State {
         let mac = self.config.mac;
         self.set_reg(regs::RAL(0), u32::from_le_bytes([mac[0], mac[1], mac[2], mac[3]]));
         self.set_reg(regs::RAH(0), u32::from_le_bytes([mac[4], mac[5], 0, 0]) | regs::rah::AV);
+        // No reset value for RAR[1..] and the MTA: stale contents.
+        let [a, b, c, d, e, f] = STALE_RAR;
+        for i in [1, 100] {
+            self.set_reg(regs::RAL(i), u32::from_le_bytes([a, b, c, d]));
+            self.set_reg(regs::RAH(i), u32::from_le_bytes([e, f, 0, 0]) | regs::rah::AV);
+        }
+        for i in 0..regs::MTA_ENTRIES {
+            self.set_reg(regs::MTA(i), STALE_MTA);
+        }
+        // SFP+ boards: the EEPROM makes SDP3 (the module's TX_DISABLE) an
+        // output; the model has it drive high, laser off, as Linux leaves it
+        // after ixgbe_down, so that the driver must switch the laser on.
+        if board::media_of(self.config.device_id).is_some_and(Media::has_sdp3_laser) {
+            self.set_reg(regs::ESDP, regs::esdp::SDP3_DIR | regs::esdp::SDP3);
+        }
     }
 
     /// Reads BAR0 at `offset`.
@@ -201,6 +228,12 @@ impl State {
             // EIMC is write-only.
             regs::EIMC => 0,
             regs::LINKS => self.read_links(),
+            // Auto-negotiation leaves its idle state as soon as it is
+            // restarted (what a pipeline reset waits for).
+            regs::ANLP1 => {
+                let state = if self.link.restarted { 1 << 16 } else { 0 };
+                (self.reg(offset) & !regs::anlp1::AN_STATE_MASK) | state
+            }
             // The security block has drained one read after RX_DIS was set
             // (a driver that does not poll SECRX_RDY is caught).
             regs::SECRXSTAT => {
@@ -234,10 +267,44 @@ impl State {
         true
     }
 
-    /// LINKS (8.2.3.22.20): down until auto-negotiation was restarted and
+    /// What keeps the link down although auto-negotiation was restarted: a
+    /// link mode that does not suit the board's media, or (on SFP+) the
+    /// transmit laser off.
+    fn link_blocker(&self) -> Option<ModelFault> {
+        let device_id = self.config.device_id;
+        let media = board::media_of(device_id);
+        let lms = (self.reg(regs::AUTOC) & regs::autoc::LMS_MASK) >> regs::autoc::LMS_SHIFT;
+        let suits = match media {
+            Some(Media::SfpFibre | Media::FibreLco | Media::QsfpFibre) => lms == 3,
+            Some(Media::Backplane) => matches!(lms, 4 | 6 | 7),
+            Some(Media::Cx4) => lms == 1,
+            Some(Media::Copper) | None => false,
+        };
+        if !suits {
+            return Some(ModelFault::LinkModeMismatch { device_id, media, lms });
+        }
+        let esdp = self.reg(regs::ESDP);
+        let laser_on = esdp & regs::esdp::SDP3_DIR != 0 && esdp & regs::esdp::SDP3 == 0;
+        if media.is_some_and(Media::has_sdp3_laser) && !laser_on {
+            return Some(ModelFault::LaserOff { esdp });
+        }
+        None
+    }
+
+    /// LINKS (8.2.3.22.20): down until auto-negotiation was restarted with a
+    /// link mode that suits the media (and, on SFP+, the laser is on) and
     /// `link_up_after_polls` reads have seen it down; then up at 10 Gb/s.
+    /// What keeps it down is recorded as a fault once per restart.
     fn read_links(&mut self) -> u32 {
         if !self.link.restarted {
+            return 0;
+        }
+        if let Some(fault) = self.link_blocker() {
+            self.link.up = false;
+            if !self.link.blocker_reported {
+                self.link.blocker_reported = true;
+                self.fault(fault);
+            }
             return 0;
         }
         if !self.link.up {
@@ -328,7 +395,10 @@ impl State {
                 // after the configured number of LINKS polls.
                 self.set_reg(offset, value & !regs::autoc::AN_RESTART);
                 if value & regs::autoc::AN_RESTART != 0 {
-                    self.link = Link { restarted: true, polls: 0, up: false };
+                    self.link = Link { restarted: true, ..Link::default() };
+                } else if (value ^ old) & regs::autoc::LMS_MASK != 0 {
+                    // A new link mode takes effect only with a restart.
+                    self.link = Link::default();
                 }
             }
             regs::RXCTRL => {
@@ -345,6 +415,9 @@ impl State {
                         value &= !regs::rxctrl::RXEN;
                     }
                 }
+                if value & regs::rxctrl::RXEN != 0 && old & regs::rxctrl::RXEN == 0 && !self.packet_buffers_fit(true) {
+                    value &= !regs::rxctrl::RXEN;
+                }
                 if value & regs::rxctrl::RXEN != 0 && old & regs::rxctrl::RXEN == 0 {
                     let hl = self.reg(regs::HLREG0) & hlreg0::RXCRCSTRP != 0;
                     let rd = self.reg(regs::RDRXCTL) & rdrxctl::CRCSTRIP != 0;
@@ -359,6 +432,10 @@ impl State {
                 }
             }
             regs::DMATXCTL => {
+                let mut value = value;
+                if value & regs::dmatxctl::TE != 0 && old & regs::dmatxctl::TE == 0 && !self.packet_buffers_fit(false) {
+                    value &= !regs::dmatxctl::TE;
+                }
                 self.set_reg(offset, value);
                 if value & regs::dmatxctl::TE != 0 && old & regs::dmatxctl::TE == 0 {
                     for q in 0..QUEUES {
@@ -380,6 +457,21 @@ impl State {
             }
             _ => self.set_reg(offset, value),
         }
+    }
+
+    /// Whether the eight RXPBSIZE (or TXPBSIZE) sizes fit the device's
+    /// packet buffer; records the fault if not. Checked when receive or
+    /// transmit is enabled, since the sizes are written one at a time.
+    fn packet_buffers_fit(&mut self, rx: bool) -> bool {
+        let (at, capacity_kb): (fn(u32) -> u32, u32) =
+            if rx { (regs::RXPBSIZE, RX_PB_KB) } else { (regs::TXPBSIZE, TX_PB_KB) };
+        // Size in KB at bits 19:10 of each register.
+        let total_kb = (0..8).map(|i| (self.reg(at(i)) >> 10) & 0x3FF).sum::<u32>();
+        if total_kb > capacity_kb {
+            self.fault(ModelFault::PacketBufferOvercommitted { rx, total_kb, capacity_kb });
+            return false;
+        }
+        true
     }
 
     fn write_rx(&mut self, io: &IommuTable, q: usize, r: RxReg, offset: u32, value: u32) {

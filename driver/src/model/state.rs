@@ -92,6 +92,9 @@ pub(crate) struct Link {
     pub polls: u32,
     /// Link reported up.
     pub up: bool,
+    /// Why the link cannot come up was recorded as a fault since the
+    /// restart (once, not on every poll).
+    pub blocker_reported: bool,
 }
 
 /// RSS tables rebuilt only when RSSRK/RETA change.

@@ -27,6 +27,10 @@ use crate::wire::WireError;
 
 /// Shortest frame without FCS after padding (64 bytes with FCS).
 const MIN_FRAME: usize = 60;
+/// The shortest packet the 82599 takes: PAYLEN in the data descriptor must
+/// be at least 17 (Linux pads every frame to 17 bytes for this reason
+/// before it reaches the ring).
+const MIN_SENDABLE: usize = 17;
 
 /// What one descriptor did to the queue.
 enum Step {
@@ -214,6 +218,10 @@ impl State {
                     return Step::Halt;
                 }
             }
+        }
+        if frame.len() < MIN_SENDABLE {
+            self.fault(ModelFault::TxFrameTooShort { queue, index, len: frame.len() });
+            return Step::Halt;
         }
         if self.reg(regs::HLREG0) & hlreg0::TXPADEN != 0 && frame.len() < MIN_FRAME {
             frame.resize(MIN_FRAME, 0);

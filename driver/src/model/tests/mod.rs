@@ -5,6 +5,7 @@
 //! only bytes cross between them (the testkit links its own copy of this
 //! crate).
 
+mod board;
 mod concurrency;
 mod faults;
 mod regs;

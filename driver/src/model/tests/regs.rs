@@ -43,6 +43,8 @@ fn link_comes_up_at_10g_after_an_restart_and_polls() {
     for _ in 0..10 {
         assert_eq!(rig.rd(r::LINKS) & r::links::UP, 0, "down before AN restart");
     }
+    // An SFP+ board: the laser on (SDP3 an output driven low) and SFI.
+    rig.wr(r::ESDP, r::esdp::SDP3_DIR);
     let autoc = (rig.rd(r::AUTOC) & !r::autoc::LMS_MASK) | r::autoc::LMS_10G_SERIAL;
     rig.wr(r::AUTOC, autoc);
     rig.wr(r::AUTOC, autoc | r::autoc::AN_RESTART);
@@ -70,7 +72,8 @@ fn eicr_is_clear_on_read_and_eims_eimc_manage_the_mask() {
     rig.wr(r::EIMC, r::IRQ_CLEAR_MASK);
     assert_eq!(rig.rd(r::EIMS), 0);
     // Link up raises LSC.
-    rig.wr(r::AUTOC, r::autoc::AN_RESTART);
+    rig.wr(r::ESDP, r::esdp::SDP3_DIR);
+    rig.wr(r::AUTOC, r::autoc::LMS_10G_SERIAL | r::autoc::AN_RESTART);
     while rig.rd(r::LINKS) & r::links::UP == 0 {}
     assert_eq!(rig.rd(r::EICR), 1 << 20);
 }
