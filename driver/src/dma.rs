@@ -5,8 +5,9 @@
 //! a physical address from pagemap on sysfs, an IOVA under VFIO, the virtual
 //! address itself on the model). Word accesses to it are atomic, so that the
 //! device (or the model, on another thread) and the driver can share
-//! descriptors safely; ordering comes from explicit fences at the places the
-//! datasheet's ownership protocol requires them.
+//! descriptors safely; ordering comes from the DMA barriers in
+//! [`crate::io`] (`dma_wmb`, `dma_rmb`) at the places the datasheet's
+//! ownership protocol requires them.
 #![allow(unsafe_code)]
 
 use std::fmt;

@@ -5,7 +5,60 @@
 //! `model::ModelRegs`, which calls the model's register handlers the way an
 //! emulator traps MMIO. Either way the driver code is the same,
 //! monomorphised, with no dynamic dispatch on the data path.
+//!
+//! It also holds the two DMA barriers the rings need ([`dma_wmb`] before a
+//! tail write, [`dma_rmb`] after seeing DD), because what they must compile
+//! to depends on how the CPU orders its accesses to DMA memory against the
+//! device's view and against MMIO:
+//!
+//! - x86-64 (TSO): stores are not reordered with older stores, loads not
+//!   with older loads, also across write-back (DMA) and uncached (BAR0)
+//!   memory, so only the compiler must be kept from reordering: a Rust
+//!   fence, which emits no instruction here. Linux's `writel` on x86-64
+//!   adds nothing either.
+//! - aarch64: a Rust fence is `dmb ish` (inner shareable), which orders
+//!   accesses between CPUs but not against a device in the outer shareable
+//!   domain; Linux uses `dma_wmb()` = `dmb oshst` before a doorbell write
+//!   (inside `writel`) and `dma_rmb()` = `dmb oshld` after reading a
+//!   descriptor's done bit, and so does this.
+//! - Any other architecture: not built (a `compile_error!`), rather than
+//!   guess its barriers.
 #![allow(unsafe_code)]
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!(
+    "ixtcp-driver orders DMA memory against the device only for x86_64 and aarch64 (see io.rs); \
+     add this architecture's DMA barriers to io::dma_wmb/dma_rmb first"
+);
+
+/// The write barrier before a tail (doorbell) write: every store to DMA
+/// memory before it (descriptors, frame data) is visible to the device
+/// before any register write after it.
+#[inline(always)]
+pub fn dma_wmb() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: a barrier instruction; it touches no memory or register the
+    // compiler knows of (and, without `nomem`, also orders the compiler).
+    unsafe {
+        std::arch::asm!("dmb oshst", options(nostack, preserves_flags));
+    }
+    // x86-64: keeps the compiler from sinking the stores past the MMIO write.
+    std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+}
+
+/// The read barrier after seeing a descriptor's DD bit: nothing the device
+/// wrote before DD (the rest of the write-back, frame data) is read before
+/// DD itself, and buffers it read are not reused before.
+#[inline(always)]
+pub fn dma_rmb() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as in `dma_wmb`.
+    unsafe {
+        std::arch::asm!("dmb oshld", options(nostack, preserves_flags));
+    }
+    // x86-64: keeps the compiler from hoisting later loads above the DD load.
+    std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+}
 
 use std::ptr::NonNull;
 use std::sync::Arc;

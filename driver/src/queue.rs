@@ -7,8 +7,9 @@
 //! descriptor from its DD bit, and hands descriptors over by writing the
 //! tail register. Everything here is safe code: descriptor words are read
 //! and written with atomic loads and stores through [`DmaRegion`], and
-//! ordering comes from explicit fences at the two points the protocol needs
-//! them (after seeing DD, before writing a tail).
+//! ordering comes from the DMA barriers in [`crate::io`] at the two points
+//! the protocol needs them ([`dma_rmb`] after seeing DD, [`dma_wmb`] before
+//! writing a tail).
 //!
 //! A [`QueuePair`] belongs to one core. Nothing in `rx_batch`/`tx_batch`
 //! takes a lock, allocates or makes a system call; the only shared state is
@@ -16,13 +17,13 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::desc::{DESC_SIZE, field, rx_status, tx_cmd, tx_olinfo};
 use crate::dma::DmaRegion;
 use crate::error::DriverError;
-use crate::io::RegisterIo;
+use crate::io::{RegisterIo, dma_rmb, dma_wmb};
 use crate::mempool::{Mempool, PacketBuf};
 use crate::regs;
 use crate::stats::QueueStats;
@@ -236,9 +237,9 @@ impl<R: RegisterIo> RxQueue<R> {
         // intentionally off by one, because RDT == RDH means "the device owns
         // nothing". The device may fill N-1 descriptors; the last one is
         // handed over by the first rx_batch.
-        // Release: the descriptor contents written in `new` must be visible
-        // to the device before it owns them.
-        fence(Ordering::Release);
+        // Write barrier: the descriptor contents written in `new` must be
+        // visible to the device before it owns them.
+        dma_wmb();
         self.regs.write32(regs::RDT(q), self.mask as u32);
         Ok(())
     }
@@ -266,9 +267,10 @@ impl<R: RegisterIo> RxQueue<R> {
             if status & rx_status::DD == 0 {
                 break;
             }
-            // Acquire: pairs with the device's write of DD, which it makes
-            // after the rest of the write-back and the frame data (7.1.6.2).
-            fence(Ordering::Acquire);
+            // Read barrier: pairs with the device's write of DD, which it
+            // makes after the rest of the write-back and the frame data
+            // (7.1.6.2).
+            dma_rmb();
             let len = self.ring.load_u32(desc + field::RX_WB_LENGTH_VLAN) & 0xFFFF;
             let eop = status & rx_status::EOP != 0;
             let bad = status & rx_status::ERR_RXE != 0 || len == 0 || len > self.buf_size;
@@ -302,9 +304,9 @@ impl<R: RegisterIo> RxQueue<R> {
             self.next = slot;
             self.stats.packets += received as u64;
             self.stats.batches += 1;
-            // Release: the refilled descriptors must be visible to the
+            // Write barrier: the refilled descriptors must be visible to the
             // device before the tail write gives them to it.
-            fence(Ordering::Release);
+            dma_wmb();
             // Intentionally off by one: RDT points at the last descriptor
             // processed, never at `next`, so RDT == RDH only when the ring is
             // empty (see `start`).
@@ -489,10 +491,10 @@ impl<R: RegisterIo> TxQueue<R> {
         if sent > 0 {
             self.stats.packets += sent as u64;
             self.stats.batches += 1;
-            // Release: the descriptors (and the frame data the caller wrote)
-            // must be visible to the device before the tail write hands them
-            // over.
-            fence(Ordering::Release);
+            // Write barrier: the descriptors (and the frame data the caller
+            // wrote) must be visible to the device before the tail write
+            // hands them over.
+            dma_wmb();
             self.regs.write32(regs::TDT(self.id.reg()), self.tail as u32);
         }
         sent
@@ -520,9 +522,9 @@ impl<R: RegisterIo> TxQueue<R> {
             if !self.done((self.clean + TX_CLEAN_BATCH - 1) & self.mask) {
                 break;
             }
-            // Acquire: the device has finished reading these buffers before
-            // it wrote DD; only now may they be reused.
-            fence(Ordering::Acquire);
+            // Read barrier: the device has finished reading these buffers
+            // before it wrote DD; only now may they be reused.
+            dma_rmb();
             self.release(TX_CLEAN_BATCH);
             cleaned += TX_CLEAN_BATCH;
         }
@@ -539,8 +541,8 @@ impl<R: RegisterIo> TxQueue<R> {
             count += 1;
         }
         if count > 0 {
-            // Acquire: as in `clean_groups`.
-            fence(Ordering::Acquire);
+            // Read barrier: as in `clean_groups`.
+            dma_rmb();
             self.release(count);
             cleaned += count;
         }
@@ -594,6 +596,8 @@ impl<R: RegisterIo> Drop for TxQueue<R> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::fence;
+
     use super::*;
     use crate::dma::{DmaAllocator, HeapDma};
     use crate::io::{HeapBar, Mmio};
