@@ -31,28 +31,30 @@ ADDRESS is a PCI address as \`lspci -D\` prints it (0000:03:00.0) or 03:00.0.
 EOF
 }
 
-# The model name of a supported device id (4 hex digits, lower case), or
-# nothing. Kept in step with SUPPORTED_DEVICES in driver/src/pci.rs.
+# The model name of a known ixgbe device id (4 hex digits, lower case), or
+# nothing; ids the driver refuses (their link setup is not implemented) say
+# so. Kept in step with SUPPORTED_DEVICES and REFUSED_DEVICES in
+# driver/src/board.rs.
 model_name() {
     case $1 in
-        10f7) echo "82599 KX4" ;;
-        10f8) echo "82599 combo backplane" ;;
-        10f9) echo "82599 CX4" ;;
+        10f7) echo "82599 KX4, not supported" ;;
+        10f8) echo "82599 combo backplane, not supported" ;;
+        10f9) echo "82599 CX4, not supported" ;;
         10fb) echo "82599 SFP+" ;;
-        10fc) echo "82599 XAUI LOM" ;;
+        10fc) echo "82599 XAUI LOM, not supported" ;;
         1507) echo "82599 SFP+ EM" ;;
-        1514) echo "82599 KX4 mezzanine" ;;
-        1517) echo "82599 KR" ;;
-        151c) echo "82599 T3 LOM" ;;
+        1514) echo "82599 KX4 mezzanine, not supported" ;;
+        1517) echo "82599 KR, not supported" ;;
+        151c) echo "82599 T3 LOM, not supported" ;;
         1529) echo "82599 SFP+ FCoE" ;;
-        152a) echo "82599 backplane FCoE" ;;
+        152a) echo "82599 backplane FCoE, not supported" ;;
         154a) echo "82599 SFP+ SF QP (X520-4)" ;;
         154d) echo "82599 SFP+ SF2" ;;
-        154f) echo "82599 LS" ;;
+        154f) echo "82599 LS, not supported" ;;
         1557) echo "82599EN SFP+" ;;
-        1558) echo "82599 QSFP+ SF QP (X520-Q1)" ;;
-        1528) echo "X540-T" ;;
-        1560) echo "X540-T1" ;;
+        1558) echo "82599 QSFP+ SF QP (X520-Q1), not supported" ;;
+        1528) echo "X540-T, not supported" ;;
+        1560) echo "X540-T1, not supported" ;;
     esac
 }
 

@@ -308,8 +308,13 @@ impl<R: RegisterIo> Device<R> {
         // 4.6.4: the link comes up once auto-negotiation completes; with a
         // 10G link partner that takes up to a few seconds on hardware.
         let interval = Duration::from_millis(1).max(timeout / 10_000).min(Duration::from_millis(100));
-        poll_register(&self.handle.regs, regs::LINKS, regs::links::UP, regs::links::UP, timeout, interval)
-            .map_err(|waited| DriverError::LinkDown { waited })
+        poll_register(&self.handle.regs, regs::LINKS, regs::links::UP, regs::links::UP, timeout, interval).map_err(
+            |waited| {
+                let r = &self.handle.regs;
+                let (links, autoc, esdp) = (r.read32(regs::LINKS), r.read32(regs::AUTOC), r.read32(regs::ESDP));
+                DriverError::LinkDown { waited, links, autoc, esdp }
+            },
+        )
     }
 
     /// The station MAC address (RAL(0)/RAH(0)).

@@ -36,6 +36,13 @@ pub enum DriverError {
     LinkDown {
         /// How long the driver waited.
         waited: Duration,
+        /// LINKS, AUTOC and ESDP when it gave up, for the bring-up
+        /// checklist (docs/HARDWARE.md).
+        links: u32,
+        /// See `links`.
+        autoc: u32,
+        /// See `links`.
+        esdp: u32,
     },
     /// A descriptor ring's memory does not meet the 82599's alignment rule
     /// (128 bytes, datasheet 8.2.3.8.1 and 8.2.3.9.5).
@@ -62,9 +69,10 @@ impl fmt::Display for DriverError {
                 "timed out after {waited:?} waiting for {what} (register {register}); \
                  check that the device is an 82599, bound to this process and not in use elsewhere"
             ),
-            DriverError::LinkDown { waited } => write!(
+            DriverError::LinkDown { waited, links, autoc, esdp } => write!(
                 f,
-                "link still down after {waited:?}; check the cable or SFP+ module and the link partner, \
+                "link still down after {waited:?} (LINKS {links:#010x}, AUTOC {autoc:#010x}, ESDP {esdp:#010x}); \
+                 check the SFP+ module, the cable and the link partner (docs/HARDWARE.md), \
                  or raise DeviceConfig.link_timeout (Duration::ZERO skips the wait)"
             ),
             DriverError::RingAlignment { ring, queue, iova } => write!(

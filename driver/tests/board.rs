@@ -83,8 +83,9 @@ fn without_the_laser_write_the_link_stays_down() {
     let m = board(0x10FB);
     let io = Tamper::new(&m, |o, v| (o != regs::ESDP).then_some(v));
     let err = Device::init(io, &m.dma(), short_wait()).unwrap_err();
-    assert!(matches!(err, DriverError::LinkDown { .. }), "{err}");
     let esdp = regs::esdp::SDP3_DIR | regs::esdp::SDP3;
+    assert!(matches!(err, DriverError::LinkDown { esdp: e, .. } if e == esdp), "{err}");
+    assert!(err.to_string().contains("ESDP 0x00000808"), "the error shows the laser's pin: {err}");
     assert_eq!(m.faults(), vec![ModelFault::LaserOff { esdp }]);
 }
 
