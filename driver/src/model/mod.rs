@@ -124,6 +124,9 @@ pub struct ModelConfig {
     /// The MAC address in the "EEPROM", loaded into RAL(0)/RAH(0) at reset.
     pub mac: [u8; 6],
     /// The PCI device id reported to whoever asks (0x10FB: 82599ES SFI/SFP+).
+    /// It also picks the board's media ([`crate::board::media_of`]), which
+    /// decide which AUTOC link mode gets link and whether a laser on SDP3
+    /// must be switched on.
     pub device_id: u16,
     /// LINKS reads after AUTOC.AN_RESTART that still report the link down.
     pub link_up_after_polls: u32,
