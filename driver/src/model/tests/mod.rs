@@ -7,6 +7,7 @@
 
 mod concurrency;
 mod faults;
+mod iova;
 mod regs;
 mod rx;
 mod tx;
