@@ -28,7 +28,8 @@
 //!   write-back (also across several descriptors), IPv4/TCP/UDP checksum
 //!   status, a missed frame when a ring is full;
 //! - transmit: advanced data and context descriptors, multi-descriptor
-//!   packets, IPv4/TCP/UDP checksum insertion, padding, DD write-back on RS,
+//!   packets, IPv4/TCP/UDP checksum insertion, padding, DD write-back by
+//!   TXDCTL.WTHRESH (per RS descriptor, or in bursts, never by a timer),
 //!   MAC loopback (HLREG0.LPBK);
 //! - clear-on-read statistics (GPRC, GPTC, GORC, GOTC, MPC, RLEC, per-queue
 //!   QPRC/QPTC/QBRC/QBTC/QPRDC …).

@@ -11,6 +11,7 @@ mod iova;
 mod regs;
 mod rx;
 mod tx;
+mod writeback;
 
 use std::net::Ipv4Addr;
 
