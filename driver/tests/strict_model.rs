@@ -121,3 +121,22 @@ fn the_drivers_wthresh_returns_every_buffer() {
     a.finish();
     b.finish();
 }
+
+#[test]
+fn init_sets_the_bits_receive_needs_in_the_order_the_model_checks() {
+    let m = model(MAC_A);
+    let dev = init(&m, small_config(4));
+    let r = m.regs();
+    assert_ne!(r.read32(regs::CTRL_EXT) & regs::ctrl_ext::NS_DIS, 0);
+    let rdrxctl = r.read32(regs::RDRXCTL);
+    assert_eq!(rdrxctl & regs::rdrxctl::RSCFRSTSIZE, 0);
+    let want = regs::rdrxctl::RSCACKC | regs::rdrxctl::FCOE_WRFIX;
+    assert_eq!(rdrxctl & want, want);
+    for q in 0..4 {
+        assert_eq!(r.read32(regs::DCA_RXCTRL(q)) & regs::dca_rxctrl::RESERVED_BIT12, 0, "queue {q}");
+    }
+    // TE before the queues, tails after their enables, MTQC under ARBDIS:
+    // any slip would be a fault.
+    assert_eq!(m.faults(), vec![]);
+    drop(dev);
+}

@@ -18,6 +18,10 @@
 //!   (`RegisterIo::delay`); no access within 1 ms of CTRL.RST, PCIe master
 //!   disable (CTRL.GIO_DIS, STATUS.GIO) before it, and the receive-enable
 //!   erratum (SECRXCTRL.RX_DIS, SECRXSTAT.SECRX_RDY) around RXCTRL.RXEN;
+//! - init order: DMATXCTL.TE before any TXDCTL.ENABLE, tails moved only
+//!   on enabled queues, MTQC only with RTTDCS.ARBDIS, and at RXEN the bits
+//!   4.6.7 requires (CTRL_EXT.NS_DIS, DCA_RXCTRL bit 12 clear, RDRXCTL
+//!   RSCFRSTSIZE 0 with RSCACKC and FCOE_WRFIX);
 //! - reset (CTRL.RST/LNK_RST) to power-on values, EEPROM auto-read (EEC.ARD)
 //!   and DMA-init done (RDRXCTL.DMAIDONE), the MAC address in RAL(0)/RAH(0);
 //! - link up at 10 Gb/s a few LINKS polls after AUTOC.AN_RESTART;
