@@ -140,3 +140,35 @@ fn init_sets_the_bits_receive_needs_in_the_order_the_model_checks() {
     assert_eq!(m.faults(), vec![]);
     drop(dev);
 }
+
+#[test]
+fn init_on_a_device_left_running_comes_up_clean() {
+    use ixtcp_driver::model::{DIRTY_QUEUES, ModelConfig};
+    let a = Model82599::left_running(ModelConfig { mac: MAC_A, ..ModelConfig::default() });
+    let b = common::model(MAC_B);
+    let (wa, wb) = QueueWire::pair();
+    a.attach(Box::new(wa));
+    b.attach(Box::new(wb));
+    let config = small_config(2);
+    let side = |model: Model82599| {
+        let (handle, queues) = init(&model, config.clone()).into_queues();
+        let pools = queues.iter().map(|q| std::sync::Arc::clone(&q.pool)).collect();
+        Side { model, handle, queues, pools }
+    };
+    let (mut a, mut b) = (side(a), side(b));
+    // No fault: no DMA into the stale rings, every disable and the reset in
+    // the right order.
+    assert_eq!(a.model.faults(), vec![]);
+    assert_eq!(a.model.reset_count(), 1);
+    // The stale transmit work was never sent.
+    assert_eq!(b.model.pump(), 0, "frames from the stale rings reached the wire");
+    let r = a.model.regs();
+    for q in 2..DIRTY_QUEUES {
+        assert_eq!(r.read32(regs::RXDCTL(q)) & regs::dctl::ENABLE, 0, "old rx queue {q} stays off");
+        assert_eq!(r.read32(regs::TXDCTL(q)) & regs::dctl::ENABLE, 0, "old tx queue {q} stays off");
+    }
+    assert_eq!(r.read32(regs::RAH(1)) & regs::rah::AV, 0, "old filters gone");
+    cross(&mut a, &mut b, &[60, 100, 1514]);
+    a.finish();
+    b.finish();
+}

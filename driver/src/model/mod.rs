@@ -16,7 +16,8 @@
 //!
 //! - time: a [`VirtualClock`] that moves when the driver waits
 //!   (`RegisterIo::delay`); no access within 1 ms of CTRL.RST, PCIe master
-//!   disable (CTRL.GIO_DIS, STATUS.GIO) before it, and the receive-enable
+//!   disable (CTRL.GIO_DIS, STATUS.GIO, which clears only once receive and
+//!   every queue are stopped) before it, and the receive-enable
 //!   erratum (SECRXCTRL.RX_DIS, SECRXSTAT.SECRX_RDY) around RXCTRL.RXEN;
 //! - init order: DMATXCTL.TE before any TXDCTL.ENABLE, tails moved only
 //!   on enabled queues, MTQC only with RTTDCS.ARBDIS, and at RXEN the bits
@@ -37,6 +38,11 @@
 //!   MAC loopback (HLREG0.LPBK);
 //! - clear-on-read statistics (GPRC, GPTC, GORC, GOTC, MPC, RLEC, per-queue
 //!   QPRC/QPTC/QBRC/QBTC/QPRDC …).
+//!
+//! [`Model82599::left_running`] starts the model as a previous owner left
+//! it (receive on, queues enabled on rings in freed memory, transmit work
+//! pending, filters set, laser off), so that tests exercise every stop and
+//! reset step of init.
 //!
 //! Whatever the datasheet forbids is a [`ModelFault`], never a panic: the
 //! model exists to catch driver bugs. A fault on a queue halts that queue
@@ -86,6 +92,7 @@
 //! pumps.
 
 mod counters;
+mod dirty;
 mod fault;
 mod iommu;
 mod packet;
@@ -101,6 +108,7 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+pub use dirty::DIRTY_QUEUES;
 pub use fault::ModelFault;
 pub use iommu::IOVA_BASE;
 

@@ -201,6 +201,10 @@ impl State {
             // EIMC is write-only.
             regs::EIMC => 0,
             regs::LINKS => self.read_links(),
+            regs::STATUS => {
+                let status = self.reg(offset) & !regs::status::GIO;
+                if self.master_busy() { status | regs::status::GIO } else { status }
+            }
             // The security block has drained one read after RX_DIS was set
             // (a driver that does not poll SECRX_RDY is caught).
             regs::SECRXSTAT => {
@@ -212,6 +216,21 @@ impl State {
             }
             _ => self.reg(offset),
         }
+    }
+
+    /// STATUS.GIO (5.2.5.3.2, Linux ixgbe_disable_pcie_master): master
+    /// requests may be outstanding unless CTRL.GIO_DIS is set and the DMA
+    /// engines are idle. The model counts receive on (RXCTRL.RXEN) or any
+    /// queue enabled as not idle: Linux stops the receive unit and every
+    /// queue (ixgbe_stop_adapter) before the master disable, and on a device
+    /// left running that is what lets the requests drain; a driver that
+    /// skips it waits for GIO in vain and resets with it set
+    /// (`ResetWithMasterEnabled`).
+    fn master_busy(&self) -> bool {
+        let idle = self.reg(regs::RXCTRL) & regs::rxctrl::RXEN == 0
+            && !self.rx.iter().any(|r| r.enabled)
+            && !self.tx.iter().any(|t| t.enabled);
+        self.reg(regs::CTRL) & regs::ctrl::GIO_DIS == 0 || !idle
     }
 
     /// SECRXSTAT.SECRX_RDY has been reported since SECRXCTRL.RX_DIS was set:
@@ -278,16 +297,10 @@ impl State {
                 // 4.6.3.2: RST is a global reset, LNK_RST resets the link;
                 // both self-clear (the model finishes at once).
                 self.set_reg(offset, value & !regs::ctrl::RST_MASK);
-                // 5.2.5.3.2 / Linux ixgbe_disable_pcie_master: with
-                // GIO_DIS the device issues no new master requests, and
-                // STATUS.GIO clears once none is outstanding (at once here).
-                let status = self.reg(regs::STATUS) & !regs::status::GIO;
-                let gio = if value & regs::ctrl::GIO_DIS != 0 { 0 } else { regs::status::GIO };
-                self.set_reg(regs::STATUS, status | gio);
                 if value & regs::ctrl::RST != 0 {
                     // A reset with master requests possibly in flight can
                     // hang the PCIe link: disable the master first.
-                    if old & regs::ctrl::GIO_DIS == 0 || self.reg(regs::STATUS) & regs::status::GIO != 0 {
+                    if old & regs::ctrl::GIO_DIS == 0 || self.master_busy() {
                         self.fault(ModelFault::ResetWithMasterEnabled);
                     }
                     self.count_reset();

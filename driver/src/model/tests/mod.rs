@@ -6,6 +6,7 @@
 //! crate).
 
 mod concurrency;
+mod dirty;
 mod faults;
 mod init_order;
 mod iova;
@@ -75,9 +76,15 @@ impl Rig {
         self.regs.set_bits(r::CTRL_EXT, r::ctrl_ext::NS_DIS);
     }
 
-    /// A global reset as the datasheet wants it: PCIe master disabled
-    /// first, then 1 ms (on the model's clock) of silence after CTRL.RST.
+    /// A global reset as the datasheet wants it: receive and every queue
+    /// stopped, PCIe master disabled, then 1 ms (on the model's clock) of
+    /// silence after CTRL.RST.
     pub fn reset(&self) {
+        self.regs.clear_bits(r::RXCTRL, r::rxctrl::RXEN);
+        for q in 0..u32::from(r::MAX_QUEUES) {
+            self.regs.clear_bits(r::RXDCTL(q), r::dctl::ENABLE);
+            self.regs.clear_bits(r::TXDCTL(q), r::dctl::ENABLE);
+        }
         self.regs.set_bits(r::CTRL, r::ctrl::GIO_DIS);
         assert_eq!(self.rd(r::STATUS) & r::status::GIO, 0);
         self.regs.set_bits(r::CTRL, r::ctrl::RST_MASK);
