@@ -172,3 +172,77 @@ fn init_on_a_device_left_running_comes_up_clean() {
     a.finish();
     b.finish();
 }
+
+/// Receive off and not one of the 128 queues enabled: the device writes and
+/// reads no memory any more.
+fn assert_dma_stopped(m: &Model82599) {
+    let r = m.regs();
+    assert_eq!(r.read32(regs::RXCTRL) & regs::rxctrl::RXEN, 0, "RXCTRL.RXEN");
+    for q in 0..u32::from(regs::MAX_QUEUES) {
+        assert_eq!(r.read32(regs::RXDCTL(q)) & regs::dctl::ENABLE, 0, "RXDCTL({q}).ENABLE");
+        assert_eq!(r.read32(regs::TXDCTL(q)) & regs::dctl::ENABLE, 0, "TXDCTL({q}).ENABLE");
+    }
+}
+
+/// A device on `m` with traffic in both directions through its rings, so
+/// that dropping it has buffers in flight.
+fn busy_device(m: &Model82599, peer: &mut QueueWire) -> Device<ixtcp_driver::model::ModelRegs> {
+    use ixtcp_driver::wire::Wire;
+    let (port, other) = QueueWire::pair();
+    m.attach(Box::new(port));
+    *peer = other;
+    let mut dev = init(m, small_config(2));
+    let flow = flow_to_queue(0, &Reta::round_robin(2), &Toeplitz::new(&rss::SYMMETRIC_KEY));
+    for i in 0..5 {
+        peer.transmit(&tcp_frame(MAC_B, MAC_A, flow, 100, i)).unwrap();
+    }
+    assert_eq!(m.pump(), 5);
+    let q = &mut dev.queues_mut()[0];
+    let mut bufs: Vec<PacketBuf> = (0..3).map(|i| buf(&q.pool, &tcp_frame(MAC_A, MAC_B, flow, 80, i))).collect();
+    assert_eq!(q.tx.tx_batch(&mut bufs), 3);
+    dev
+}
+
+#[test]
+fn dropping_the_device_stops_all_dma() {
+    let m = model(MAC_A);
+    let (_, mut peer) = QueueWire::pair();
+    let dev = busy_device(&m, &mut peer);
+    drop(dev);
+    assert_dma_stopped(&m);
+    assert_eq!(m.dma_regions(), 0, "every ring and buffer freed, after the queues stopped");
+    // Traffic after the drop touches no memory.
+    use ixtcp_driver::wire::Wire;
+    let flow = flow_to_queue(1, &Reta::round_robin(2), &Toeplitz::new(&rss::SYMMETRIC_KEY));
+    peer.transmit(&tcp_frame(MAC_B, MAC_A, flow, 60, 0)).unwrap();
+    m.pump();
+    assert_eq!(m.faults(), vec![]);
+}
+
+#[test]
+fn dropping_the_handle_alone_stops_all_dma_while_the_queues_live() {
+    let m = model(MAC_A);
+    let (_, mut peer) = QueueWire::pair();
+    let (handle, mut queues) = busy_device(&m, &mut peer).into_queues();
+    drop(handle);
+    assert_dma_stopped(&m);
+    let mut out = Vec::new();
+    assert_eq!(queues[0].rx.rx_batch(&mut out, 32), 0, "a stopped queue delivers nothing");
+    drop(queues);
+    assert_eq!(m.dma_regions(), 0);
+    assert_eq!(m.faults(), vec![]);
+}
+
+#[test]
+fn a_panic_unwinding_past_the_device_stops_all_dma() {
+    let m = model(MAC_A);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (_, mut peer) = QueueWire::pair();
+        let _dev = busy_device(&m, &mut peer);
+        panic!("the application crashed with the device running");
+    }));
+    assert!(result.is_err());
+    assert_dma_stopped(&m);
+    assert_eq!(m.dma_regions(), 0);
+    assert_eq!(m.faults(), vec![]);
+}
