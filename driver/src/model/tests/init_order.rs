@@ -79,6 +79,9 @@ fn mtqc_written_with_the_arbiter_running() {
     rig.assert_no_faults();
 }
 
+/// Undoes one of the bits 4.6.7 wants.
+type Spoil<'a> = &'a dyn Fn(&Rig);
+
 /// RXEN with everything 4.6.7 wants except what `spoil` undoes; returns the
 /// faults and whether receive came on.
 fn enable_rx_with(spoil: impl Fn(&Rig)) -> (Vec<ModelFault>, bool) {
@@ -97,7 +100,7 @@ fn enable_rx_with(spoil: impl Fn(&Rig)) -> (Vec<ModelFault>, bool) {
 #[test]
 fn rx_enabled_without_the_required_bits() {
     assert_eq!(enable_rx_with(|_| {}), (vec![], true));
-    let cases: [(&dyn Fn(&Rig), &str, Option<u16>); 5] = [
+    let cases: [(Spoil, &str, Option<u16>); 5] = [
         (&|rig| rig.regs.clear_bits(r::CTRL_EXT, r::ctrl_ext::NS_DIS), "CTRL_EXT", None),
         (&|rig| rig.regs.set_bits(r::RDRXCTL, 1 << 17), "RDRXCTL", None),
         (&|rig| rig.regs.clear_bits(r::RDRXCTL, r::rdrxctl::RSCACKC), "RDRXCTL", None),
