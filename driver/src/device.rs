@@ -1,8 +1,9 @@
 //! Device initialisation (82599 datasheet 4.6.3 onwards), RSS programming,
 //! and the split into per-core queue pairs.
 //!
-//! [`Device::init`] runs the whole sequence: disable interrupts, global
-//! reset, wait for the EEPROM and DMA init, set up the link, clear the
+//! [`Device::init`] runs the whole sequence: disable interrupts, stop
+//! whatever a previous owner left running (receive and all 128 queues),
+//! PCIe master disable and global reset, wait for the EEPROM and DMA init, set up the link, clear the
 //! statistics, program the receive path (with RSS) and the transmit path,
 //! enable every queue, enable receive, and wait for the link.
 //! [`Device::into_queues`] then hands out one [`QueuePair`] per core and a
