@@ -1,8 +1,9 @@
 //! Device initialisation (82599 datasheet 4.6.3 onwards), RSS programming,
 //! and the split into per-core queue pairs.
 //!
-//! [`Device::init`] runs the whole sequence: disable interrupts, global
-//! reset, wait for the EEPROM and DMA init, set up the link, clear the
+//! [`Device::init`] runs the whole sequence: disable interrupts, stop
+//! whatever a previous owner left running (receive and all 128 queues),
+//! PCIe master disable and global reset, wait for the EEPROM and DMA init, set up the link, clear the
 //! statistics, program the receive path (with RSS) and the transmit path,
 //! enable every queue, enable receive, and wait for the link.
 //! [`Device::into_queues`] then hands out one [`QueuePair`] per core and a
@@ -247,6 +248,10 @@ impl<R: RegisterIo> Device<R> {
         config.validate()?;
         // 4.6.3.1: interrupts off before the reset, so none fires midway.
         disable_interrupts(&regs);
+        // A device left running (by the kernel, or by a run of this driver
+        // that crashed) may still own rings in memory that is gone: stop its
+        // DMA before anything else.
+        stop_adapter(&regs);
         global_reset(&regs)?;
         // 4.6.3.1 again: the reset re-enabled the defaults.
         disable_interrupts(&regs);
@@ -464,6 +469,24 @@ const RESET_QUIET: Duration = Duration::from_millis(1);
 const RESET_SETTLE: Duration = Duration::from_millis(50);
 /// How long the receive-enable erratum sequence waits for SECRX_RDY.
 const SECRX_TIMEOUT: Duration = Duration::from_millis(40);
+
+/// How long the queues get to finish after they are disabled, before the
+/// master disable (Linux ixgbe_stop_adapter_generic sleeps 1 to 2 ms).
+const QUEUE_STOP_SETTLE: Duration = Duration::from_millis(2);
+
+/// Stops every DMA engine, as Linux ixgbe_stop_adapter does before each
+/// reset: receive off (RXCTRL.RXEN), then every one of the 128 receive and
+/// transmit queues disabled, not just the ones this driver will use (a
+/// previous owner may have used others), then a short settle. Only then can
+/// the master disable in [`global_reset`] drain the outstanding requests.
+fn stop_adapter<R: RegisterIo>(regs: &R) {
+    regs.clear_bits(regs::RXCTRL, regs::rxctrl::RXEN);
+    for q in 0..u32::from(regs::MAX_QUEUES) {
+        regs.clear_bits(regs::RXDCTL(q), regs::dctl::ENABLE);
+        regs.clear_bits(regs::TXDCTL(q), regs::dctl::ENABLE);
+    }
+    regs.delay(QUEUE_STOP_SETTLE);
+}
 
 /// 4.6.3.2: global reset, preceded by a PCIe master disable so that no DMA
 /// is in flight when the device resets (a board the kernel just released

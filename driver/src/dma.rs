@@ -2,8 +2,9 @@
 //!
 //! A [`DmaRegion`] is a span of memory pinned for the device, known by its
 //! virtual address (for the CPU) and its IO virtual address (for the device:
-//! a physical address from pagemap on sysfs, an IOVA under VFIO, the virtual
-//! address itself on the model). Word accesses to it are atomic, so that the
+//! a physical address from pagemap on sysfs, an IOVA under VFIO, an address
+//! from the model's own IOVA space on the model, disjoint from every virtual
+//! address). Word accesses to it are atomic, so that the
 //! device (or the model, on another thread) and the driver can share
 //! descriptors safely; ordering comes from the DMA barriers in
 //! [`crate::io`] (`dma_wmb`, `dma_rmb`) at the places the datasheet's
@@ -205,49 +206,71 @@ impl Drop for DmaRegion {
 }
 
 /// Page-aligned memory from the Rust allocator; the device address is the
-/// virtual address. Used by the model (through its own allocator, which also
-/// registers each region) and by tests.
+/// virtual address. For tests of ring logic without a device model; the
+/// model's own allocator ([`ModelDma`](crate::model::ModelDma)) puts its
+/// regions at device addresses no virtual address can have, so that a
+/// driver which hands the device a virtual address is caught.
 pub struct HeapDma;
 
 /// Alignment of heap DMA regions: a 4 KiB page, more than the 128 bytes the
 /// 82599 needs for rings.
 pub const HEAP_DMA_ALIGN: usize = 4096;
 
-struct HeapRelease;
+struct HeapRelease {
+    align: usize,
+}
 
 impl DmaRelease for HeapRelease {
     fn release(&mut self, virt: NonNull<u8>, len: usize, _iova: u64) {
-        if let Ok(layout) = std::alloc::Layout::from_size_align(len, HEAP_DMA_ALIGN) {
-            // SAFETY: allocated in `HeapDma::alloc` with exactly this layout.
+        if let Ok(layout) = std::alloc::Layout::from_size_align(len, self.align) {
+            // SAFETY: allocated in `HeapDma::alloc_at` with exactly this
+            // layout.
             unsafe { std::alloc::dealloc(virt.as_ptr(), layout) }
         }
     }
 }
 
 impl HeapDma {
-    /// Allocates a zeroed region from the heap, with `release` run before the
-    /// memory is freed.
-    pub fn alloc_with(size: usize, mut release: Box<dyn DmaRelease>) -> Result<DmaRegion, DmaError> {
+    /// Allocates a zeroed, page-aligned region from the heap, with `release`
+    /// run before the memory is freed; the device address is the virtual
+    /// address.
+    pub fn alloc_with(size: usize, release: Box<dyn DmaRelease>) -> Result<DmaRegion, DmaError> {
+        HeapDma::alloc_at(size, HEAP_DMA_ALIGN, None, release)
+    }
+
+    /// Allocates a zeroed region of `size` bytes aligned to `align` (a power
+    /// of two, at least [`HEAP_DMA_ALIGN`]) that the device sees at `iova`
+    /// (`None`: at its virtual address), with `release` run before the
+    /// memory is freed. Whoever picks `iova` must make the device see the
+    /// memory there (the model registers it in its IOMMU table).
+    pub(crate) fn alloc_at(
+        size: usize,
+        align: usize,
+        iova: Option<u64>,
+        mut release: Box<dyn DmaRelease>,
+    ) -> Result<DmaRegion, DmaError> {
         if size == 0 {
             return Err(DmaError::BadSize { size, reason: "zero-sized region" });
         }
-        let layout = std::alloc::Layout::from_size_align(size, HEAP_DMA_ALIGN)
+        let align = align.max(HEAP_DMA_ALIGN);
+        let layout = std::alloc::Layout::from_size_align(size, align)
             .map_err(|_| DmaError::BadSize { size, reason: "size overflows the address space" })?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         let virt = NonNull::new(ptr)
             .ok_or(DmaError::Os { what: format!("allocating {size} bytes"), err: "out of memory".into() })?;
-        struct Chain(Box<dyn DmaRelease>);
+        struct Chain(Box<dyn DmaRelease>, HeapRelease);
         impl DmaRelease for Chain {
             fn release(&mut self, virt: NonNull<u8>, len: usize, iova: u64) {
                 self.0.release(virt, len, iova);
-                HeapRelease.release(virt, len, iova);
+                self.1.release(virt, len, iova);
             }
         }
-        release = Box::new(Chain(release));
-        // SAFETY: freshly allocated, zeroed, page-aligned, owned by the region;
-        // the device address of heap memory is its virtual address.
-        Ok(unsafe { DmaRegion::from_raw_parts(virt, size, virt.as_ptr() as u64, release) })
+        release = Box::new(Chain(release, HeapRelease { align }));
+        let iova = iova.unwrap_or(virt.as_ptr() as u64);
+        // SAFETY: freshly allocated, zeroed, aligned to at least a page,
+        // owned by the region; the caller makes the device see it at `iova`.
+        Ok(unsafe { DmaRegion::from_raw_parts(virt, size, iova, release) })
     }
 }
 

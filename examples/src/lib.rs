@@ -210,14 +210,16 @@ pub fn open_sharing_dma<U: DeviceUser>(
     user.run(device, Some(&model))
 }
 
-/// Set when Ctrl-C was pressed; programs poll it to stop cleanly.
+/// Set when Ctrl-C was pressed or the process got SIGTERM or SIGHUP
+/// (ctrlc's `termination` feature); programs poll it to stop cleanly, so the
+/// device is dropped, which stops its DMA before the hugepages are freed.
 pub fn interrupted() -> Arc<AtomicBool> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
     Arc::clone(FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
         let f = Arc::clone(&flag);
         if let Err(e) = ctrlc::set_handler(move || f.store(true, Ordering::Relaxed)) {
-            eprintln!("warning: cannot catch Ctrl-C ({e}); the program stops only when its time is up");
+            eprintln!("warning: cannot catch Ctrl-C or SIGTERM ({e}); the program stops only when its time is up");
         }
         flag
     }))

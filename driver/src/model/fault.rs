@@ -243,6 +243,45 @@ pub enum ModelFault {
         /// Its length in bytes.
         len: usize,
     },
+    /// TXDCTL.ENABLE set while DMATXCTL.TE is clear: 4.6.8 enables the
+    /// transmit DMA before the first queue (Linux ixgbe_configure_tx sets
+    /// TE before it configures any ring). The queue stays disabled.
+    TxEnabledBeforeTransmitDma {
+        /// Queue index.
+        queue: u16,
+    },
+    /// A non-zero RDT/TDT written while the queue is disabled: the tail may
+    /// only move once RXDCTL/TXDCTL.ENABLE reads back set (4.6.7.1, 4.6.8;
+    /// before that the ring is programmed with head = tail = 0). The write is
+    /// ignored.
+    TailWrittenWhileDisabled {
+        /// Queue index.
+        queue: u16,
+        /// True for a receive ring.
+        rx: bool,
+        /// The value written.
+        tail: u32,
+    },
+    /// MTQC written while RTTDCS.ARBDIS is clear: the transmit queue layout
+    /// may only change with the descriptor arbiter disabled (8.2.3.9.15;
+    /// Linux ixgbe_setup_mtqc).
+    MtqcWithoutArbiterDisabled {
+        /// The value written.
+        value: u32,
+    },
+    /// RXCTRL.RXEN set (or a receive queue enabled while RXEN is set) with
+    /// one of the bits 4.6.7 requires before receive not as required:
+    /// CTRL_EXT.NS_DIS set, bit 12 of DCA_RXCTRL clear on every enabled
+    /// queue, RDRXCTL.RSCFRSTSIZE 0 with RSCACKC and FCOE_WRFIX set (Linux
+    /// ixgbe_setup_rdrxctl for the 82599). Receive (or the queue) stays off.
+    RxInitBits {
+        /// The register at fault: "CTRL_EXT", "DCA_RXCTRL", "RDRXCTL".
+        register: &'static str,
+        /// The queue, for DCA_RXCTRL.
+        queue: Option<u16>,
+        /// What it must hold.
+        rule: &'static str,
+    },
 }
 
 impl ModelFault {
@@ -256,7 +295,11 @@ impl ModelFault {
             | ModelFault::RxEnableErratum { .. }
             | ModelFault::LinkModeMismatch { .. }
             | ModelFault::LaserOff { .. }
-            | ModelFault::PacketBufferOvercommitted { .. } => None,
+            | ModelFault::PacketBufferOvercommitted { .. }
+            | ModelFault::MtqcWithoutArbiterDisabled { .. }
+            | ModelFault::RxInitBits { .. } => None,
+            ModelFault::TxEnabledBeforeTransmitDma { queue } => Some((queue, false)),
+            ModelFault::TailWrittenWhileDisabled { queue, rx, .. } => Some((queue, rx)),
             ModelFault::DmaOutOfBounds { queue, what, .. } => Some((queue, what.starts_with("rx"))),
             ModelFault::MisalignedRing { queue, rx, .. }
             | ModelFault::BadRingLength { queue, rx, .. }
@@ -382,6 +425,23 @@ impl fmt::Display for ModelFault {
                 "tx queue {queue}: descriptor {index}: a {len}-byte frame is shorter than the 17 bytes the device \
                  can send; pad it"
             ),
+            ModelFault::TxEnabledBeforeTransmitDma { queue } => write!(
+                f,
+                "tx queue {queue}: TXDCTL.ENABLE set before DMATXCTL.TE: enable transmit DMA before the first queue"
+            ),
+            ModelFault::TailWrittenWhileDisabled { queue, rx, tail } => write!(
+                f,
+                "{} queue {queue}: tail {tail} written while the queue is disabled: move the tail only after \
+                 ENABLE reads back set",
+                dir(rx)
+            ),
+            ModelFault::MtqcWithoutArbiterDisabled { value } => {
+                write!(f, "MTQC written ({value:#x}) with RTTDCS.ARBDIS clear: disable the Tx arbiter around it")
+            }
+            ModelFault::RxInitBits { register, queue, rule } => match queue {
+                Some(q) => write!(f, "receive enabled with {register}({q}) not as 4.6.7 requires: {rule}"),
+                None => write!(f, "receive enabled with {register} not as 4.6.7 requires: {rule}"),
+            },
         }
     }
 }

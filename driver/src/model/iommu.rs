@@ -24,12 +24,36 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 struct Mapping {
     virt: NonNull<u8>,
     len: usize,
+    /// The mapping of a region's first byte (a region in the hugepage
+    /// layout has one mapping per page).
+    first: bool,
 }
 
-/// Registered DMA regions, keyed by their first device address.
-#[derive(Debug, Default)]
+/// The first device address the model hands out: 2^56. Every user-space
+/// virtual address lies below it (x86-64 with 4- or 5-level paging: below
+/// 2^47 or 2^56; aarch64: below 2^52), and on x86-64 it is not even a
+/// canonical address, so a virtual address written where the device expects
+/// a device address never falls inside a registered region.
+pub const IOVA_BASE: u64 = 1 << 56;
+
+/// Unmapped device addresses left after every mapping, so that an access
+/// running off the end of one region never lands in the next.
+const IOVA_GUARD: u64 = 1 << 21;
+
+/// Registered DMA regions, keyed by their first device address, and the
+/// allocator of device addresses: a bump pointer from [`IOVA_BASE`] that
+/// never reuses an address, so a stale address (memory already freed) stays
+/// unmapped for good.
+#[derive(Debug)]
 pub(crate) struct IommuTable {
     regions: BTreeMap<u64, Mapping>,
+    next_iova: u64,
+}
+
+impl Default for IommuTable {
+    fn default() -> Self {
+        IommuTable { regions: BTreeMap::new(), next_iova: IOVA_BASE }
+    }
 }
 
 // SAFETY: the table only stores pointers to DMA regions; it dereferences
@@ -38,9 +62,20 @@ pub(crate) struct IommuTable {
 unsafe impl Send for IommuTable {}
 
 impl IommuTable {
+    /// Reserves `len` bytes of device address space aligned to `align` (a
+    /// power of two), followed by an unmapped guard gap; returns the first
+    /// address. Nothing is mapped there until [`map`](Self::map).
+    pub(crate) fn alloc_iova(&mut self, len: usize, align: u64) -> u64 {
+        let start = self.next_iova.next_multiple_of(align);
+        self.next_iova = start + (len as u64).next_multiple_of(IOVA_GUARD) + IOVA_GUARD;
+        start
+    }
+
     /// Registers `len` bytes at `virt` as visible to the device at `iova`.
-    pub(crate) fn map(&mut self, iova: u64, virt: NonNull<u8>, len: usize) {
-        self.regions.insert(iova, Mapping { virt, len });
+    /// `first` marks the mapping of a region's first byte (see
+    /// [`len`](Self::len)).
+    pub(crate) fn map(&mut self, iova: u64, virt: NonNull<u8>, len: usize, first: bool) {
+        self.regions.insert(iova, Mapping { virt, len, first });
     }
 
     /// Forgets the region that starts at `iova`.
@@ -48,9 +83,10 @@ impl IommuTable {
         self.regions.remove(&iova);
     }
 
-    /// Number of registered regions.
+    /// Number of registered regions (not counting the further pages of a
+    /// region in the hugepage layout).
     pub(crate) fn len(&self) -> usize {
-        self.regions.len()
+        self.regions.values().filter(|m| m.first).count()
     }
 
     /// The CPU address of device address `addr`, if one region covers all
@@ -171,10 +207,24 @@ mod tests {
     use crate::dma::{DmaAllocator, HeapDma};
 
     #[test]
+    fn device_addresses_are_never_virtual_addresses() {
+        let mut t = IommuTable::default();
+        let a = t.alloc_iova(4096, 4096);
+        let b = t.alloc_iova(3 << 20, 2 << 20);
+        let c = t.alloc_iova(1, 4096);
+        assert!(a >= IOVA_BASE);
+        assert!(b >= a + 4096 + IOVA_GUARD, "a guard gap after each reservation");
+        assert_eq!(b % (2 << 20), 0);
+        assert!(c >= b + (3 << 20) + IOVA_GUARD);
+        let r = HeapDma.alloc(4096).unwrap();
+        assert!((r.virt().as_ptr() as u64) < IOVA_BASE, "user addresses lie below the model's IOVA space");
+    }
+
+    #[test]
     fn accesses_must_fall_inside_one_region() {
         let r = HeapDma.alloc(4096).unwrap();
         let mut t = IommuTable::default();
-        t.map(r.iova(), r.virt(), r.len());
+        t.map(r.iova(), r.virt(), r.len(), true);
         let base = r.iova();
         assert!(t.contains(base, 4096));
         assert!(!t.contains(base, 4097));

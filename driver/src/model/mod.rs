@@ -7,15 +7,22 @@
 //! [`RegisterIo`] by calling the model's read and
 //! write handlers, as an emulator traps MMIO. Descriptor rings and packet
 //! buffers live in DMA memory the driver allocates from [`ModelDma`], which
-//! registers every region in the model's IOMMU table; every DMA the model
+//! registers every region in the model's IOMMU table at device addresses of
+//! the model's own, disjoint from every virtual address (and, in the
+//! hugepage layout, contiguous only within 2 MiB); every DMA the model
 //! performs is checked against that table.
 //!
 //! What the model covers (datasheet sections in the files):
 //!
 //! - time: a [`VirtualClock`] that moves when the driver waits
 //!   (`RegisterIo::delay`); no access within 1 ms of CTRL.RST, PCIe master
-//!   disable (CTRL.GIO_DIS, STATUS.GIO) before it, and the receive-enable
+//!   disable (CTRL.GIO_DIS, STATUS.GIO, which clears only once receive and
+//!   every queue are stopped) before it, and the receive-enable
 //!   erratum (SECRXCTRL.RX_DIS, SECRXSTAT.SECRX_RDY) around RXCTRL.RXEN;
+//! - init order: DMATXCTL.TE before any TXDCTL.ENABLE, tails moved only
+//!   on enabled queues, MTQC only with RTTDCS.ARBDIS, and at RXEN the bits
+//!   4.6.7 requires (CTRL_EXT.NS_DIS, DCA_RXCTRL bit 12 clear, RDRXCTL
+//!   RSCFRSTSIZE 0 with RSCACKC and FCOE_WRFIX);
 //! - reset (CTRL.RST/LNK_RST) to power-on values, EEPROM auto-read (EEC.ARD)
 //!   and DMA-init done (RDRXCTL.DMAIDONE), the MAC address in RAL(0)/RAH(0);
 //! - the board: its media from the PCI device id ([`crate::board`]); link
@@ -31,10 +38,16 @@
 //!   write-back (also across several descriptors), IPv4/TCP/UDP checksum
 //!   status, a missed frame when a ring is full;
 //! - transmit: advanced data and context descriptors, multi-descriptor
-//!   packets, IPv4/TCP/UDP checksum insertion, padding, DD write-back on RS,
+//!   packets, IPv4/TCP/UDP checksum insertion, padding, DD write-back by
+//!   TXDCTL.WTHRESH (per RS descriptor, or in bursts, never by a timer),
 //!   MAC loopback (HLREG0.LPBK);
 //! - clear-on-read statistics (GPRC, GPTC, GORC, GOTC, MPC, RLEC, per-queue
 //!   QPRC/QPTC/QBRC/QBTC/QPRDC …).
+//!
+//! [`Model82599::left_running`] starts the model as a previous owner left
+//! it (receive on, queues enabled on rings in freed memory, transmit work
+//! pending, filters set, laser off), so that tests exercise every stop and
+//! reset step of init.
 //!
 //! Whatever the datasheet forbids is a [`ModelFault`], never a panic: the
 //! model exists to catch driver bugs. A fault on a queue halts that queue
@@ -90,6 +103,7 @@
 //! pumps.
 
 mod counters;
+mod dirty;
 mod fault;
 mod iommu;
 mod packet;
@@ -105,9 +119,12 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+pub use dirty::DIRTY_QUEUES;
 pub use fault::ModelFault;
+pub use iommu::IOVA_BASE;
 
-use crate::dma::{DmaAllocator, DmaError, DmaRegion, DmaRelease, HeapDma};
+use crate::dma::{DmaAllocator, DmaError, DmaRegion, DmaRelease, HEAP_DMA_ALIGN, HeapDma};
+use crate::hugepage::HUGEPAGE_SIZE;
 use crate::io::RegisterIo;
 use crate::time::VirtualClock;
 use crate::wire::Wire;
@@ -212,10 +229,19 @@ impl Model82599 {
         lock(&self.shared.state).clock.clone()
     }
 
-    /// DMA memory for the driver; every region is registered with the
-    /// model's IOMMU table until it is dropped.
+    /// DMA memory for the driver, laid out as behind an IOMMU (VFIO): each
+    /// region is contiguous for the device, at a device address from the
+    /// model's IOVA space ([`IOVA_BASE`] up), never its virtual address.
+    /// Every region is registered with the model's IOMMU table until it is
+    /// dropped.
     pub fn dma(&self) -> ModelDma {
-        ModelDma { iommu: Arc::clone(&self.shared.iommu) }
+        ModelDma { iommu: Arc::clone(&self.shared.iommu), layout: IovaLayout::Iommu }
+    }
+
+    /// DMA memory for the driver laid out as hugepages with physical
+    /// addresses are (the sysfs path): see [`IovaLayout::Hugepages`].
+    pub fn hugepage_dma(&self) -> ModelDma {
+        ModelDma { iommu: Arc::clone(&self.shared.iommu), layout: IovaLayout::Hugepages }
     }
 
     /// Plugs the port into `wire`, replacing (and dropping) any previous one.
@@ -298,12 +324,32 @@ impl RegisterIo for ModelRegs {
     }
 }
 
+/// How [`ModelDma`] gives a region its device addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IovaLayout {
+    /// As behind an IOMMU (VFIO): a region is contiguous for the device.
+    Iommu,
+    /// As 2 MiB hugepages seen at their physical addresses (the sysfs path):
+    /// each 2 MiB page of a region, 2 MiB-aligned, has a device address of
+    /// its own, not adjacent to the next page's, so a DMA that crosses a
+    /// 2 MiB boundary inside a region faults (`DmaOutOfBounds`), as it would
+    /// run into an unrelated physical page on hardware.
+    /// [`HugepageDma`](crate::hugepage::HugepageDma) never hands out more
+    /// than one page per region for this reason, and the mempool splits its
+    /// memory into regions of at most 2 MiB.
+    Hugepages,
+}
+
 /// DMA memory from the heap, registered with the model like an IOMMU
-/// mapping (the device address is the virtual address, as with VFIO's
-/// identity mapping).
+/// mapping. Device addresses come from the model's own IOVA space (from
+/// [`IOVA_BASE`], which no user-space virtual address reaches), so a driver
+/// that writes a virtual address where the device expects a device address
+/// (`virt()` for `iova()`) makes the model fault instead of passing.
+/// Addresses are never reused, so a stale one stays unmapped.
 #[derive(Clone)]
 pub struct ModelDma {
     iommu: Arc<Mutex<IommuTable>>,
+    layout: IovaLayout,
 }
 
 impl fmt::Debug for ModelDma {
@@ -317,20 +363,53 @@ impl fmt::Debug for ModelDma {
 /// Holds the table weakly, so regions may outlive the model.
 struct Unmap {
     iommu: Weak<Mutex<IommuTable>>,
+    /// The device address of each mapping of the region.
+    iovas: Vec<u64>,
 }
 
 impl DmaRelease for Unmap {
-    fn release(&mut self, _virt: NonNull<u8>, _len: usize, iova: u64) {
+    fn release(&mut self, _virt: NonNull<u8>, _len: usize, _iova: u64) {
         if let Some(table) = self.iommu.upgrade() {
-            lock(&table).unmap(iova);
+            let mut table = lock(&table);
+            for &iova in &self.iovas {
+                table.unmap(iova);
+            }
         }
+    }
+}
+
+impl ModelDma {
+    /// The layout of this allocator's regions.
+    pub fn layout(&self) -> IovaLayout {
+        self.layout
     }
 }
 
 impl DmaAllocator for ModelDma {
     fn alloc(&self, size: usize) -> Result<DmaRegion, DmaError> {
-        let region = HeapDma::alloc_with(size, Box::new(Unmap { iommu: Arc::downgrade(&self.iommu) }))?;
-        lock(&self.iommu).map(region.iova(), region.virt(), region.len());
+        if size == 0 {
+            return Err(DmaError::BadSize { size, reason: "zero-sized region" });
+        }
+        // (alignment, bytes per separately addressed piece)
+        let (align, piece) = match self.layout {
+            IovaLayout::Iommu => (HEAP_DMA_ALIGN, size),
+            IovaLayout::Hugepages => (HUGEPAGE_SIZE, HUGEPAGE_SIZE),
+        };
+        let lens: Vec<usize> = (0..size.div_ceil(piece)).map(|i| (size - i * piece).min(piece)).collect();
+        let iovas: Vec<u64> = {
+            let mut table = lock(&self.iommu);
+            lens.iter().map(|&len| table.alloc_iova(len, align as u64)).collect()
+        };
+        let unmap = Unmap { iommu: Arc::downgrade(&self.iommu), iovas: iovas.clone() };
+        let region = HeapDma::alloc_at(size, align, Some(iovas[0]), Box::new(unmap))?;
+        let mut table = lock(&self.iommu);
+        for (i, (&iova, &len)) in iovas.iter().zip(&lens).enumerate() {
+            // In bounds: piece `i` starts inside the region's allocation.
+            if let Some(virt) = NonNull::new(region.virt().as_ptr().wrapping_add(i * piece)) {
+                table.map(iova, virt, len, i == 0);
+            }
+        }
+        drop(table);
         Ok(region)
     }
 }

@@ -234,6 +234,10 @@ impl State {
                 let state = if self.link.restarted { 1 << 16 } else { 0 };
                 (self.reg(offset) & !regs::anlp1::AN_STATE_MASK) | state
             }
+            regs::STATUS => {
+                let status = self.reg(offset) & !regs::status::GIO;
+                if self.master_busy() { status | regs::status::GIO } else { status }
+            }
             // The security block has drained one read after RX_DIS was set
             // (a driver that does not poll SECRX_RDY is caught).
             regs::SECRXSTAT => {
@@ -245,6 +249,21 @@ impl State {
             }
             _ => self.reg(offset),
         }
+    }
+
+    /// STATUS.GIO (5.2.5.3.2, Linux ixgbe_disable_pcie_master): master
+    /// requests may be outstanding unless CTRL.GIO_DIS is set and the DMA
+    /// engines are idle. The model counts receive on (RXCTRL.RXEN) or any
+    /// queue enabled as not idle: Linux stops the receive unit and every
+    /// queue (ixgbe_stop_adapter) before the master disable, and on a device
+    /// left running that is what lets the requests drain; a driver that
+    /// skips it waits for GIO in vain and resets with it set
+    /// (`ResetWithMasterEnabled`).
+    fn master_busy(&self) -> bool {
+        let idle = self.reg(regs::RXCTRL) & regs::rxctrl::RXEN == 0
+            && !self.rx.iter().any(|r| r.enabled)
+            && !self.tx.iter().any(|t| t.enabled);
+        self.reg(regs::CTRL) & regs::ctrl::GIO_DIS == 0 || !idle
     }
 
     /// SECRXSTAT.SECRX_RDY has been reported since SECRXCTRL.RX_DIS was set:
@@ -345,16 +364,10 @@ impl State {
                 // 4.6.3.2: RST is a global reset, LNK_RST resets the link;
                 // both self-clear (the model finishes at once).
                 self.set_reg(offset, value & !regs::ctrl::RST_MASK);
-                // 5.2.5.3.2 / Linux ixgbe_disable_pcie_master: with
-                // GIO_DIS the device issues no new master requests, and
-                // STATUS.GIO clears once none is outstanding (at once here).
-                let status = self.reg(regs::STATUS) & !regs::status::GIO;
-                let gio = if value & regs::ctrl::GIO_DIS != 0 { 0 } else { regs::status::GIO };
-                self.set_reg(regs::STATUS, status | gio);
                 if value & regs::ctrl::RST != 0 {
                     // A reset with master requests possibly in flight can
                     // hang the PCIe link: disable the master first.
-                    if old & regs::ctrl::GIO_DIS == 0 || self.reg(regs::STATUS) & regs::status::GIO != 0 {
+                    if old & regs::ctrl::GIO_DIS == 0 || self.master_busy() {
                         self.fault(ModelFault::ResetWithMasterEnabled);
                     }
                     self.count_reset();
@@ -426,6 +439,12 @@ impl State {
                         value &= !regs::rxctrl::RXEN;
                     }
                 }
+                if value & regs::rxctrl::RXEN != 0 && old & regs::rxctrl::RXEN == 0 {
+                    if let Some(fault) = self.rx_init_fault(None) {
+                        self.fault(fault);
+                        value &= !regs::rxctrl::RXEN;
+                    }
+                }
                 self.set_reg(offset, value);
                 if value & regs::rxctrl::RXEN != 0 {
                     self.drain_rx_fifo(io);
@@ -442,6 +461,14 @@ impl State {
                         self.transmit(io, q);
                     }
                 }
+            }
+            regs::MTQC => {
+                // 8.2.3.9.15: the Tx queue layout changes only with the
+                // descriptor arbiter disabled.
+                if self.reg(regs::RTTDCS) & regs::rttdcs::ARBDIS == 0 {
+                    self.fault(ModelFault::MtqcWithoutArbiterDisabled { value });
+                }
+                self.set_reg(offset, value);
             }
             o if (regs::RSSRK(0)..regs::RSSRK(10)).contains(&o) => {
                 self.set_reg(o, value);
@@ -495,6 +522,8 @@ impl State {
                     // Descriptors arrived: frames waiting in the packet
                     // buffer may go now.
                     self.drain_rx_fifo(io);
+                } else if !ring.enabled && value != 0 {
+                    self.fault(ModelFault::TailWrittenWhileDisabled { queue: qid, rx: true, tail: value });
                 } else {
                     self.set_reg(offset, value);
                 }
@@ -512,7 +541,15 @@ impl State {
                 // 4.6.7.1: enabling latches the ring; a re-enable also
                 // clears an earlier fault.
                 self.rx[q].faulted = false;
-                match self.validate_rx(io, q) {
+                let latched = self.validate_rx(io, q).filter(|_| {
+                    // With receive already on, the queue joins it only with
+                    // the bits 4.6.7 requires.
+                    let fault = (self.reg(regs::RXCTRL) & regs::rxctrl::RXEN != 0)
+                        .then(|| self.rx_init_fault(Some(q)))
+                        .flatten();
+                    fault.map(|f| self.fault(f)).is_none()
+                });
+                match latched {
                     Some(latched) => {
                         self.rx[q] = latched;
                         self.set_reg(offset, value);
@@ -522,6 +559,35 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The first bit that 4.6.7 requires before receive is enabled and that
+    /// is not as required (Linux ixgbe_start_hw_generic sets NS_DIS,
+    /// ixgbe_setup_rdrxctl the RDRXCTL bits; ixy clears DCA_RXCTRL bit 12):
+    /// for every enabled receive queue, or only for queue `only`.
+    fn rx_init_fault(&self, only: Option<usize>) -> Option<ModelFault> {
+        let bad = |register, queue, rule| Some(ModelFault::RxInitBits { register, queue, rule });
+        if self.reg(regs::CTRL_EXT) & regs::ctrl_ext::NS_DIS == 0 {
+            return bad("CTRL_EXT", None, "NS_DIS (bit 16) set");
+        }
+        let rdrxctl = self.reg(regs::RDRXCTL);
+        if rdrxctl & rdrxctl::RSCFRSTSIZE != 0 {
+            return bad("RDRXCTL", None, "RSCFRSTSIZE (bits 21:17) 0");
+        }
+        if rdrxctl & rdrxctl::RSCACKC == 0 {
+            return bad("RDRXCTL", None, "RSCACKC (bit 25) set");
+        }
+        if rdrxctl & rdrxctl::FCOE_WRFIX == 0 {
+            return bad("RDRXCTL", None, "FCOE_WRFIX (bit 26) set");
+        }
+        let queues: Vec<usize> = match only {
+            Some(q) => vec![q],
+            None => (0..QUEUES).filter(|&q| self.rx[q].enabled).collect(),
+        };
+        queues
+            .into_iter()
+            .find(|&q| self.reg(regs::DCA_RXCTRL(q as u32)) & regs::dca_rxctrl::RESERVED_BIT12 != 0)
+            .and_then(|q| bad("DCA_RXCTRL", Some(q as u16), "bit 12 (reserved, set at reset) clear"))
     }
 
     /// Checks a tail write on an enabled ring; records the fault and
@@ -610,6 +676,8 @@ impl State {
                     // 7.2.1: a tail write hands descriptors to the device;
                     // the model transmits them synchronously.
                     self.transmit(io, q);
+                } else if !enabled && value != 0 {
+                    self.fault(ModelFault::TailWrittenWhileDisabled { queue: qid, rx: false, tail: value });
                 } else {
                     self.set_reg(offset, value);
                 }
@@ -622,6 +690,13 @@ impl State {
                 }
                 if old & dctl::ENABLE != 0 && enabled {
                     self.set_reg(offset, value);
+                    return;
+                }
+                if self.reg(regs::DMATXCTL) & regs::dmatxctl::TE == 0 {
+                    // 4.6.8: transmit DMA first, then the queues.
+                    self.tx[q] = TxRing::default();
+                    self.fault(ModelFault::TxEnabledBeforeTransmitDma { queue: qid });
+                    self.set_reg(offset, value & !dctl::ENABLE);
                     return;
                 }
                 let q32 = q as u32;

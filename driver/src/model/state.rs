@@ -81,6 +81,9 @@ pub(crate) struct TxRing {
     pub held: Option<Vec<u8>>,
     /// Host bytes of the held frame, for QBTC.
     pub held_host_bytes: usize,
+    /// Device addresses of data descriptors done but not yet written back
+    /// (TXDCTL.WTHRESH > 0 batches write-backs, 7.2.3.5.1).
+    pub wb_pending: Vec<u64>,
 }
 
 /// Link state machine (LINKS, AUTOC.AN_RESTART).

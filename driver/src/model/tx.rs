@@ -9,8 +9,10 @@
 //! frames are padded (HLREG0.TXPADEN) and the frame goes to the wire, or
 //! back into the receive path with MAC loopback (HLREG0.LPBK).
 //!
-//! DD is written back into a data descriptor that has RS set once its
-//! buffer has been read. A frame the wire refuses as busy stays in the
+//! DD is written back into data descriptors once their buffers have been
+//! read, as TXDCTL.WTHRESH says: per descriptor with RS (WTHRESH 0), or in
+//! bursts of WTHRESH descriptors whatever their RS bits, with no timer
+//! flush (see `write_back`). A frame the wire refuses as busy stays in the
 //! transmit packet buffer (its descriptors are done) and the queue fetches
 //! nothing more until it has gone out.
 
@@ -172,18 +174,44 @@ impl State {
             self.fault(ModelFault::DmaOutOfBounds { addr, len, what: "tx buffer", queue });
             return Step::Halt;
         }
-        if cmd & tx_cmd::RS != 0 {
-            // Release: the buffer has been read before DD tells the driver
-            // it may reuse it. The write-back format has only the status
-            // word (DD) in bytes 12..16.
-            fence(Ordering::Release);
-            io.store_u32(desc + field::TX_OLINFO_STATUS as u64, tx_olinfo::DD);
-        }
+        self.write_back(io, q, desc, cmd & tx_cmd::RS != 0);
         if cmd & tx_cmd::EOP == 0 {
             return Step::Next;
         }
         let partial = std::mem::take(&mut self.tx[q].partial);
         self.finish(q, partial)
+    }
+
+    /// Descriptor write-back (7.2.3.5.1, 8.2.3.9.10) of the data descriptor
+    /// at `desc`, whose buffer has been read. With TXDCTL.WTHRESH = 0 the
+    /// device writes DD back into each descriptor that has RS set. With
+    /// WTHRESH > 0 it ignores RS and writes back in bursts: nothing until
+    /// WTHRESH descriptors are pending, then all of them. The 82599 also
+    /// flushes pending write-backs when the queue's interrupt throttling
+    /// timer fires, but with interrupts masked (as this driver runs) no
+    /// timer runs, so the model never flushes: the last descriptors of a
+    /// burst stay without DD until more traffic follows.
+    fn write_back(&mut self, io: &IommuTable, q: usize, desc: u64, rs: bool) {
+        let wthresh = (self.reg(regs::TXDCTL(q as u32)) & regs::dctl::WTHRESH_MASK) >> 16;
+        let pending = &mut self.tx[q].wb_pending;
+        if wthresh == 0 {
+            if !rs {
+                return;
+            }
+            pending.push(desc);
+        } else {
+            pending.push(desc);
+            if pending.len() < wthresh as usize {
+                return;
+            }
+        }
+        // Release: the buffers have been read before DD tells the driver it
+        // may reuse them. The write-back format has only the status word
+        // (DD) in bytes 12..16.
+        fence(Ordering::Release);
+        for desc in pending.drain(..) {
+            io.store_u32(desc + field::TX_OLINFO_STATUS as u64, tx_olinfo::DD);
+        }
     }
 
     /// Checks PAYLEN, applies the offloads and pads a gathered packet.

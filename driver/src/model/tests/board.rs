@@ -87,6 +87,7 @@ fn packet_buffer_sizes_beyond_the_device_refuse_rx_and_tx_enable() {
     rig.reset();
     rig.regs.set_bits(r::HLREG0, r::hlreg0::RXCRCSTRP);
     rig.regs.set_bits(r::RDRXCTL, r::rdrxctl::CRCSTRIP);
+    rig.rx_required_bits();
     // The reset values (512 KB / 160 KB in buffer 0) fit; one more buffer
     // of 64 KB (ixy's habit of sizing PB 0 without zeroing the rest, or a
     // DCB split that forgets PB 0) does not.

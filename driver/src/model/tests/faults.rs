@@ -402,6 +402,7 @@ fn rx_enable_without_the_erratum_sequence() {
     let rig = Rig::new();
     rig.reset();
     rig.regs.set_bits(r::RDRXCTL, r::rdrxctl::CRCSTRIP);
+    rig.rx_required_bits();
     // The old driver: RXEN set directly.
     rig.regs.set_bits(r::RXCTRL, r::rxctrl::RXEN);
     assert_eq!(rig.faults(), vec![ModelFault::RxEnableErratum { rx_dis: false, ready_seen: false }]);

@@ -7,10 +7,14 @@
 
 mod board;
 mod concurrency;
+mod dirty;
 mod faults;
+mod init_order;
+mod iova;
 mod regs;
 mod rx;
 mod tx;
+mod writeback;
 
 use std::net::Ipv4Addr;
 
@@ -54,19 +58,34 @@ impl Rig {
     }
 
     /// The global part of an ixy-style init: reset, CRC strip on both
-    /// sides, accept broadcast, receive and transmit enabled.
+    /// sides, the bits 4.6.7 requires (CTRL_EXT.NS_DIS, RDRXCTL RSCACKC and
+    /// FCOE_WRFIX), accept broadcast, receive and transmit enabled.
     pub fn init(&self) {
         self.reset();
         self.regs.set_bits(r::HLREG0, r::hlreg0::RXCRCSTRP | r::hlreg0::TXPADEN);
         self.regs.set_bits(r::RDRXCTL, r::rdrxctl::CRCSTRIP);
+        self.rx_required_bits();
         self.regs.set_bits(r::FCTRL, r::fctrl::BAM);
         self.wr(r::DMATXCTL, r::dmatxctl::TE);
         self.enable_rx();
     }
 
-    /// A global reset as the datasheet wants it: PCIe master disabled
-    /// first, then 1 ms (on the model's clock) of silence after CTRL.RST.
+    /// The bits 4.6.7 requires before RXEN: CTRL_EXT.NS_DIS, RDRXCTL
+    /// RSCACKC and FCOE_WRFIX (RSCFRSTSIZE resets to 0).
+    pub fn rx_required_bits(&self) {
+        self.regs.set_bits(r::RDRXCTL, r::rdrxctl::RSCACKC | r::rdrxctl::FCOE_WRFIX);
+        self.regs.set_bits(r::CTRL_EXT, r::ctrl_ext::NS_DIS);
+    }
+
+    /// A global reset as the datasheet wants it: receive and every queue
+    /// stopped, PCIe master disabled, then 1 ms (on the model's clock) of
+    /// silence after CTRL.RST.
     pub fn reset(&self) {
+        self.regs.clear_bits(r::RXCTRL, r::rxctrl::RXEN);
+        for q in 0..u32::from(r::MAX_QUEUES) {
+            self.regs.clear_bits(r::RXDCTL(q), r::dctl::ENABLE);
+            self.regs.clear_bits(r::TXDCTL(q), r::dctl::ENABLE);
+        }
         self.regs.set_bits(r::CTRL, r::ctrl::GIO_DIS);
         assert_eq!(self.rd(r::STATUS) & r::status::GIO, 0);
         self.regs.set_bits(r::CTRL, r::ctrl::RST_MASK);
@@ -125,9 +144,11 @@ impl Rig {
         rx
     }
 
-    /// Writes the ring registers and SRRCTL for `rx`, without enabling.
+    /// Writes the ring registers and SRRCTL for `rx` and clears the
+    /// reserved bit 12 of DCA_RXCTRL, without enabling.
     pub fn program_rx(&self, rx: &Rx, extra_srrctl: u32) {
         let q = rx.q;
+        self.regs.clear_bits(r::DCA_RXCTRL(q), r::dca_rxctrl::RESERVED_BIT12);
         self.wr(r::SRRCTL(q), r::srrctl::DESCTYPE_ADV_ONEBUF | rx.buf_kib | extra_srrctl);
         self.wr(r::RDBAL(q), rx.ring.iova() as u32);
         self.wr(r::RDBAH(q), (rx.ring.iova() >> 32) as u32);

@@ -6,6 +6,7 @@ use super::*;
 fn reset_loads_mac_sets_done_bits_and_self_clears() {
     let rig = Rig::new();
     rig.wr(r::RDRXCTL, r::rdrxctl::CRCSTRIP);
+    rig.rx_required_bits();
     rig.enable_rx();
     assert_ne!(rig.rd(r::RXCTRL) & r::rxctrl::RXEN, 0);
     rig.wr(r::FCTRL, r::fctrl::UPE);
