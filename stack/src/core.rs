@@ -724,29 +724,15 @@ impl<P: PacketIo> StackCore<P> {
             }
         };
         let l = self.listeners.get_mut(li)?;
-        if l.pending >= l.backlog {
-            if l.accept_queue.len() >= l.backlog {
-                // Like Linux with a full accept queue: dropped, the client
-                // retransmits.
-                self.port.stats.drop_backlog_full += 1;
-                return None;
-            }
-            // The backlog holds half-open connections (under a flood,
-            // spoofed ones): a client that has answered a cookie takes the
-            // place of one, so the backlog still bounds what waits.
-            let victim = self.conns.iter().position(|c| {
-                c.phase == Phase::Embryonic
-                    && c.listener == Some(li)
-                    && !c.in_accept_queue
-                    && c.sock().state() == State::SynReceived
-            });
-            let Some(v) = victim else {
-                self.port.stats.drop_backlog_full += 1;
-                return None;
-            };
-            self.free_slot(v);
-            self.port.stats.syn_received_evicted += 1;
-            self.port.stats.conns_reset += 1;
+        if l.accept_queue.len() >= l.backlog {
+            // Like Linux (a listen overflow): a cookie connection goes
+            // straight to the accept queue, so a full queue drops its ACK;
+            // the client retransmits (its data, if it sends any) and is
+            // taken once the application has accepted. Half-open entries
+            // are not evicted for it: under a burst of real clients they
+            // are real, and their own ACK would then draw an RST.
+            self.port.stats.drop_backlog_full += 1;
+            return None;
         }
         let Some(mut syn) = self.port.io.alloc() else {
             self.port.stats.drop_mempool_empty += 1;

@@ -98,9 +98,6 @@ core_stats! {
     syn_cookies_sent,
     /// ACKs carrying a valid cookie: connections made from cookies.
     syn_cookies_validated,
-    /// Half-open (SYN-RECEIVED) connections dropped from a full backlog to
-    /// make room for a connection from a valid cookie (counted as reset).
-    syn_received_evicted,
     /// ACKs to a listener that sent cookies lately whose cookie was stale,
     /// had an MSS index outside the table, or was forged: no state, RST.
     syn_cookies_rejected,
