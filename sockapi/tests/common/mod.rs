@@ -83,6 +83,12 @@ impl Env<'_> {
             None => self.net.stats(),
         }
     }
+
+    /// The real stack's counters of the server host (`None` on the test
+    /// engine, which has no such counters).
+    pub fn server_stats(&self) -> Option<ixtcp_stack::CoreStats> {
+        self.models.map(|m| m.server())
+    }
 }
 
 /// `IP:port`.

@@ -65,6 +65,11 @@ fn sum(ms: &[Arc<StatsMirror>]) -> CoreStats {
 }
 
 impl PairStats {
+    /// The server host's counters, summed over its cores.
+    pub fn server(&self) -> CoreStats {
+        sum(&self.server)
+    }
+
     /// What maps: handshakes on the server, refusals and ARP-starved
     /// segments on the client, backlog drops on the server, resets and
     /// normal closes on both. `fins` counts connections closed normally
