@@ -581,7 +581,10 @@ impl<P: PacketIo> StackCore<P> {
         }
         self.port.rx_current = Some(buf);
         self.port.last_tx_ack = None;
+        let now_ms = self.now_ms();
         let conn = &mut self.conns[idx];
+        conn.heard_ms = now_ms;
+        conn.probes = 0;
         self.port.snd_max = Some(conn.snd_max);
         self.port.seq = Some(conn.seq);
         self.iface.poll_ingress_single(self.now, &mut self.port, &mut conn.set);
@@ -920,7 +923,7 @@ impl<P: PacketIo> StackCore<P> {
             // empty), and is the idle timeout, if any, otherwise.
             let outstanding =
                 c.sock().send_queue() > 0 || matches!(st, State::FinWait1 | State::Closing | State::LastAck);
-            let (user, idle) = (self.cfg.user_timeout_ms, self.cfg.idle_timeout_ms);
+            let (user, idle) = (c.user_timeout_ms.unwrap_or(self.cfg.user_timeout_ms), self.cfg.idle_timeout_ms);
             let ms = match (outstanding && user > 0, idle > 0) {
                 (true, true) => Some(user.min(idle)),
                 (true, false) => Some(user),
@@ -1061,7 +1064,47 @@ impl<P: PacketIo> StackCore<P> {
         if any { self.port.flush() } else { 0 }
     }
 
+    /// The stack's own keep-alive on connection `idx` (see
+    /// `conn::KeepAlive`): a probe `<SEQ=SND.NXT-1><ACK=RCV.NXT><CTL=ACK>`,
+    /// which any TCP answers with an ACK, once the peer has been silent for
+    /// `idle_ms` and then every `interval_ms`; after `count` unanswered
+    /// probes the socket is aborted, and the egress that follows sends its
+    /// RST (Linux does the same). smoltcp's keep-alive has one interval and
+    /// no count, so it is off on such a connection. Returns when the next
+    /// step is due, ms.
+    fn keepalive_step(&mut self, idx: usize) -> Option<u64> {
+        let now = self.now_ms();
+        let c = &mut self.conns[idx];
+        let ka = c.keepalive?;
+        let idle = c.established
+            && matches!(c.sock().state(), State::Established | State::CloseWait)
+            && c.sock().send_queue() == 0;
+        if !idle {
+            return None;
+        }
+        let due = c.heard_ms + ka.idle_ms + u64::from(c.probes) * ka.interval_ms;
+        if now < due {
+            return Some(due);
+        }
+        if c.probes >= ka.count {
+            c.sock_mut().abort();
+            self.port.stats.keepalive_timeouts += 1;
+            return None;
+        }
+        let (Some(key), Some(ack), Some(seq)) = (c.key, c.sent_ack, c.snd_max) else {
+            return Some(now + ka.interval_ms);
+        };
+        c.probes += 1;
+        let (ip, win) = (self.ip, c.sent_win);
+        let probe = seq.wrapping_sub(1);
+        self.port
+            .build_ip(TimeWaitTable::ACK_LEN, |b| TimeWaitTable::emit_ack_with_window(b, ip, &key, probe, ack, win));
+        self.port.stats.keepalive_probes += 1;
+        Some(due + ka.interval_ms)
+    }
+
     fn egress_conn(&mut self, idx: usize) {
+        let keepalive_due = self.keepalive_step(idx);
         let burst = self.cfg.egress_burst;
         let now = self.now;
         let mut sent = 0;
@@ -1103,6 +1146,11 @@ impl<P: PacketIo> StackCore<P> {
             }
             Some(t) => self.wheel.arm(idx as u32, tick_ceil(t)),
             None => self.wheel.cancel(idx as u32),
+        }
+        if let Some(due) = keepalive_due
+            && self.wheel.deadline(idx as u32).is_none_or(|d| d > due)
+        {
+            self.wheel.arm(idx as u32, due);
         }
         self.after(idx, Cause::Egress { owed });
     }

@@ -90,6 +90,11 @@ core_stats! {
     challenge_acks,
     /// Challenge ACKs not sent: over the per-second `challenge_ack_limit`.
     challenge_acks_limited,
+    /// Keep-alive probes sent by the stack (connections with per-socket
+    /// keep-alive idle/interval/count).
+    keepalive_probes,
+    /// Connections reset because `count` keep-alive probes went unanswered.
+    keepalive_timeouts,
     /// SYNs that found the listener's backlog full (answered with a SYN
     /// cookie when `syn_cookies` is on, else dropped), and valid cookie ACKs
     /// dropped because the accept queue was full.
