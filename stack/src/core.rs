@@ -602,8 +602,17 @@ impl<P: PacketIo> StackCore<P> {
     }
 
     fn open_passive(&mut self, key: FlowKey, li: usize, buf: PacketBuf) {
+        // With cookies, half-open connections may hold at most three
+        // quarters of the core's sockets: the rest stay for connections
+        // made from cookies. A listener's backlog can be larger than the
+        // socket pool (httpd asks for 4 096 with 1 024 sockets), and a
+        // flood would otherwise take every socket before the backlog is
+        // full, so no cookie would ever be sent and no client get in.
+        let max = self.cfg.max_connections;
+        let free = self.free.len() + max.saturating_sub(self.conns.len());
+        let reserved = self.cfg.syn_cookies && free <= max / 4;
         let Some(l) = self.listeners.get_mut(li) else { return };
-        if l.pending >= l.backlog {
+        if l.pending >= l.backlog || reserved {
             self.port.stats.drop_backlog_full += 1;
             if self.cfg.syn_cookies {
                 self.send_cookie(key, li, &buf);

@@ -95,8 +95,9 @@ core_stats! {
     keepalive_probes,
     /// Connections reset because `count` keep-alive probes went unanswered.
     keepalive_timeouts,
-    /// SYNs that found the listener's backlog full (answered with a SYN
-    /// cookie when `syn_cookies` is on, else dropped), and valid cookie ACKs
+    /// SYNs that found the listener's backlog full, or (with cookies) three
+    /// quarters of the core's sockets half-open (answered with a SYN cookie
+    /// when `syn_cookies` is on, else dropped), and valid cookie ACKs
     /// dropped because the accept queue was full.
     drop_backlog_full,
     /// SYN-ACKs sent with a SYN cookie (backlog full), keeping no state.
