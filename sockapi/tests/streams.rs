@@ -312,7 +312,7 @@ fn backlog_holds_connections_until_accepted(mode: Mode) {
         let l = TcpListener::bind_with_backlog(env.ctx, addr(80), BACKLOG).unwrap();
         let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| TcpStream::connect(env.ctx, addr(80)).unwrap()).collect();
         let message = |i: usize| format!("message of client {i:02}").into_bytes();
-        let mut written = vec![0usize; CLIENTS];
+        let mut written = [0usize; CLIENTS];
         // Each client writes its message as soon as it is connected.
         let mut write_messages = || {
             for (i, c) in clients.iter().enumerate() {
