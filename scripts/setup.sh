@@ -2,7 +2,7 @@
 # Installs what building and testing ixtcp needs on a fresh Debian machine:
 # the system tools the tests drive (iproute2 for network namespaces, curl as
 # an HTTP client, tshark to read pcap captures, valgrind for instruction
-# counts) and the Rust components (rustfmt, clippy). Safe to run again: it
+# counts, hping3 for the SYN-flood test and scripts/synflood.sh) and the Rust components (rustfmt, clippy). Safe to run again: it
 # only installs what is missing. Without root it only reports what it would
 # install, since the tests that need these tools skip without root anyway.
 set -euo pipefail
@@ -12,6 +12,7 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+command -v hping3 >/dev/null 2>&1 || need+=(hping3)
 
 if ((${#need[@]})); then
   if [[ $(id -u) -eq 0 ]]; then

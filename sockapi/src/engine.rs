@@ -196,6 +196,47 @@ pub enum SockOpt {
     SendBuffer(usize),
     /// Requested receive buffer size in bytes. An engine may round or clamp it.
     RecvBuffer(usize),
+    /// User timeout (RFC 5482, `TCP_USER_TIMEOUT`): reset the connection
+    /// when unacknowledged data waits this long; zero: never.
+    UserTimeout(Duration),
+    /// Keep-alive probes with an idle time, interval and count; `None`
+    /// turns them off.
+    KeepAliveProbes(Option<KeepAlive>),
+}
+
+/// Keep-alive settings of one connection, as Linux's `TCP_KEEPIDLE`,
+/// `TCP_KEEPINTVL` and `TCP_KEEPCNT`: the first probe after `idle` without
+/// hearing from the peer, then one every `interval`; after `count`
+/// unanswered probes the connection is reset and reports `TimedOut`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Silence from the peer before the first probe (1 ms ..= 32 767 s).
+    pub idle: Duration,
+    /// Time between probes (1 ms ..= 32 767 s).
+    pub interval: Duration,
+    /// Unanswered probes after which the connection is reset (1 ..= 127).
+    pub count: u32,
+}
+
+impl KeepAlive {
+    /// Linux's limit on the idle time and the interval.
+    pub const MAX_TIME: Duration = Duration::from_secs(32_767);
+    /// Linux's limit on the count.
+    pub const MAX_COUNT: u32 = 127;
+
+    /// What is wrong with these values, if anything.
+    pub fn problem(&self) -> Option<&'static str> {
+        let ok = |d: Duration| d >= Duration::from_millis(1) && d <= Self::MAX_TIME;
+        if !ok(self.idle) {
+            Some("keep-alive idle time must be 1 ms ..= 32 767 s")
+        } else if !ok(self.interval) {
+            Some("keep-alive interval must be 1 ms ..= 32 767 s")
+        } else if self.count == 0 || self.count > Self::MAX_COUNT {
+            Some("keep-alive count must be 1 ..= 127")
+        } else {
+            None
+        }
+    }
 }
 
 /// Errors an engine returns. Each maps to the `io::ErrorKind` a sockets user

@@ -186,7 +186,7 @@ mod stack_side;
 pub mod testing;
 
 pub use context::{Context, StopHandle};
-pub use engine::{ConnId, Engine, EngineError, ListenerId};
+pub use engine::{ConnId, Engine, EngineError, KeepAlive, ListenerId};
 pub use epoll::{Epoll, Event, Events, Interest, Source, SourceId, Token, Trigger};
 pub use net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 pub use runtime::{Builder, Mode, Runtime};

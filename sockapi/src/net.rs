@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::context::{Context, Sock, SockKind};
-use crate::engine::{ConnId, ListenerId, SockOpt};
+use crate::engine::{ConnId, KeepAlive, ListenerId, SockOpt};
 use crate::epoll::{Source, SourceId};
 use crate::shared::{ConnBuf, DEFAULT_BUF, Job, ListenBuf, lock};
 use crate::slab::Key;
@@ -27,6 +27,10 @@ fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
         SocketAddr::V6(_) => Err(io::Error::new(io::ErrorKind::InvalidInput, "IPv6 is not supported")),
     }
 }
+
+/// The longest user timeout a stream accepts (as the stack's
+/// `user_timeout_ms`).
+const MAX_USER_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 fn table_full() -> io::Error {
     io::Error::new(io::ErrorKind::OutOfMemory, "socket table is full")
@@ -80,6 +84,8 @@ pub struct TcpStream {
     nonblocking: Cell<bool>,
     nodelay: Cell<bool>,
     keepalive: Cell<Option<Duration>>,
+    user_timeout: Cell<Option<Duration>>,
+    keepalive_probes: Cell<Option<KeepAlive>>,
 }
 
 impl std::fmt::Debug for TcpStream {
@@ -155,6 +161,8 @@ impl TcpStream {
             nonblocking: Cell::new(true),
             nodelay: Cell::new(false),
             keepalive: Cell::new(None),
+            user_timeout: Cell::new(None),
+            keepalive_probes: Cell::new(None),
         }
     }
 
@@ -382,6 +390,7 @@ impl TcpStream {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "keep-alive interval must not be zero"));
         }
         self.keepalive.set(interval);
+        self.keepalive_probes.set(None);
         self.set_opt(SockOpt::KeepAlive(interval))
     }
 
@@ -389,6 +398,53 @@ impl TcpStream {
     pub fn keepalive(&self) -> io::Result<Option<Duration>> {
         self.check_open()?;
         Ok(self.keepalive.get())
+    }
+
+    /// The user timeout of this stream (RFC 5482, Linux's
+    /// `TCP_USER_TIMEOUT`): when data written (or the FIN) stays
+    /// unacknowledged and the peer silent this long, the connection is
+    /// reset and reports `TimedOut`; `Duration::ZERO`: never. Replaces the
+    /// stack's configured default (`user_timeout_ms`) for this stream.
+    /// `InvalidInput` above 24 h.
+    pub fn set_user_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.check_open()?;
+        if timeout > MAX_USER_TIMEOUT {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "user timeout must be at most 24 h"));
+        }
+        self.user_timeout.set(Some(timeout));
+        self.set_opt(SockOpt::UserTimeout(timeout))
+    }
+
+    /// The last value given to [`set_user_timeout`](Self::set_user_timeout);
+    /// `None` until then (the stack's configured default applies).
+    pub fn user_timeout(&self) -> io::Result<Option<Duration>> {
+        self.check_open()?;
+        Ok(self.user_timeout.get())
+    }
+
+    /// Keep-alive probes with an idle time, interval and count (Linux's
+    /// `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`; see [`KeepAlive`]):
+    /// an idle connection whose peer has gone answers no probe and is reset
+    /// after `idle + count × interval`, reporting `TimedOut`. `None` turns
+    /// them off. Replaces [`set_keepalive`](Self::set_keepalive)'s
+    /// interval. `InvalidInput`, saying which, for a value out of range.
+    pub fn set_keepalive_probes(&self, probes: Option<KeepAlive>) -> io::Result<()> {
+        self.check_open()?;
+        if let Some(problem) = probes.and_then(|k| k.problem()) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, problem));
+        }
+        self.keepalive_probes.set(probes);
+        if probes.is_some() {
+            self.keepalive.set(None);
+        }
+        self.set_opt(SockOpt::KeepAliveProbes(probes))
+    }
+
+    /// The last value given to
+    /// [`set_keepalive_probes`](Self::set_keepalive_probes) (default `None`).
+    pub fn keepalive_probes(&self) -> io::Result<Option<KeepAlive>> {
+        self.check_open()?;
+        Ok(self.keepalive_probes.get())
     }
 
     /// Size the send side: the stream buffers up to `size` written bytes

@@ -22,7 +22,7 @@
 //! | `close` | `abort` if unread data remains in the core, else `close` (Linux) |
 //! | `state` | `state` + `readiness` + `close_reason` |
 //! | `connections` | slots not in the free pool ([`ixtcp_stack::SocketCensus`]) |
-//! | `set_option` | `set_nodelay`, `set_keepalive`; buffer sizes: the core's slots have fixed buffers, so a size up to the configured one is accepted (the slot keeps its buffer) and a larger one is `InvalidInput` |
+//! | `set_option` | `set_nodelay`, `set_keepalive`, `set_user_timeout`, `set_keepalive_probes`; buffer sizes: the core's slots have fixed buffers, so a size up to the configured one is accepted (the slot keeps its buffer) and a larger one is `InvalidInput` |
 
 use std::net::SocketAddrV4;
 use std::sync::Arc;
@@ -79,6 +79,11 @@ fn failure_of(reason: Option<CloseReason>) -> Option<Failure> {
 }
 
 /// The error a sockets user expects for a core's error.
+/// Whole milliseconds, rounded up (so a short time stays non-zero).
+fn ms_ceil(d: Duration) -> u64 {
+    d.as_nanos().div_ceil(1_000_000).min(u128::from(u64::MAX)) as u64
+}
+
 fn engine_error(e: StackError) -> EngineError {
     match e {
         StackError::StaleHandle => EngineError::InvalidHandle,
@@ -405,9 +410,18 @@ impl<P: PacketIo> Engine for StackEngine<P> {
             SockOpt::NoDelay(on) => self.core.set_nodelay(id, on),
             SockOpt::KeepAlive(interval) => {
                 // Round up to whole milliseconds, so a short interval stays on.
-                let ms = interval.map(|d| d.as_nanos().div_ceil(1_000_000).min(u128::from(u64::MAX)) as u64);
+                let ms = interval.map(ms_ceil);
                 self.core.set_keepalive(id, ms)
             }
+            SockOpt::UserTimeout(d) => self.core.set_user_timeout(id, ms_ceil(d)),
+            SockOpt::KeepAliveProbes(ka) => self.core.set_keepalive_probes(
+                id,
+                ka.map(|k| ixtcp_stack::KeepAlive {
+                    idle_ms: ms_ceil(k.idle),
+                    interval_ms: ms_ceil(k.interval),
+                    count: k.count,
+                }),
+            ),
             SockOpt::SendBuffer(n) | SockOpt::RecvBuffer(n) if n == 0 => return Err(EngineError::InvalidInput),
             SockOpt::SendBuffer(n) => {
                 self.core.state(id).map_err(engine_error)?;

@@ -844,7 +844,10 @@ impl Engine for TestEngine {
                     e.rcv_cap = n;
                     net.mark_dirty(k, 1 - side);
                 }
-                SockOpt::NoDelay(_) | SockOpt::KeepAlive(_) => {}
+                // No timers here: accepted (sockapi checked the values) and
+                // without effect.
+                SockOpt::NoDelay(_) | SockOpt::KeepAlive(_) | SockOpt::UserTimeout(_) | SockOpt::KeepAliveProbes(_) => {
+                }
             }
             Ok(())
         })

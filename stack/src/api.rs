@@ -23,11 +23,14 @@ use smoltcp::socket::tcp::{RecvError, SendError, State};
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
-use crate::conn::{CloseReason, ConnId, Phase, Readiness};
+use crate::conn::{CloseReason, ConnId, KeepAlive, Phase, Readiness};
 use crate::core::{Cause, StackCore};
 use crate::error::StackError;
 use crate::flow::FlowKey;
 use crate::io::PacketIo;
+
+/// The longest per-connection user timeout (as `user_timeout_ms` allows).
+const MAX_USER_TIMEOUT_MS: u64 = 86_400_000;
 
 /// A connection's TCP state (smoltcp's, re-exported).
 pub type TcpState = State;
@@ -237,10 +240,58 @@ impl<P: PacketIo> StackCore<P> {
         if interval_ms == Some(0) {
             return Err(StackError::InvalidOption("keep-alive interval 0"));
         }
+        self.conns[idx].keepalive = None;
         self.conns[idx].sock_mut().set_keep_alive(interval_ms.map(Duration::from_millis));
         // The socket's next timer may now be earlier.
         self.mark_dirty(idx);
         Ok(())
+    }
+
+    /// This connection's user timeout (RFC 5482, Linux's
+    /// `TCP_USER_TIMEOUT`): reset it when the peer has been silent for
+    /// `ms` while data or our FIN is unacknowledged; 0: never. Replaces the
+    /// configured `user_timeout_ms` for this connection.
+    pub fn set_user_timeout(&mut self, id: ConnId, ms: u64) -> Result<(), StackError> {
+        let idx = self.slot_of(id)?;
+        if ms > MAX_USER_TIMEOUT_MS {
+            return Err(StackError::InvalidOption("user timeout above 24 h"));
+        }
+        self.conns[idx].user_timeout_ms = Some(ms);
+        // Re-arm smoltcp's timeout with the new value now.
+        self.after(idx, Cause::App);
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
+    /// This connection's user timeout, ms (0: never).
+    pub fn user_timeout(&self, id: ConnId) -> Result<u64, StackError> {
+        let c = &self.conns[self.slot_of(id)?];
+        Ok(c.user_timeout_ms.unwrap_or(self.cfg.user_timeout_ms))
+    }
+
+    /// Keep-alive probes by the stack on one connection, with Linux's idle
+    /// time, interval and count (see [`KeepAlive`]); `None` turns them
+    /// off. Replaces any [`set_keepalive`](Self::set_keepalive) interval
+    /// (smoltcp's keep-alive is turned off). The idle time counts from now
+    /// or the peer's next segment.
+    pub fn set_keepalive_probes(&mut self, id: ConnId, ka: Option<KeepAlive>) -> Result<(), StackError> {
+        let idx = self.slot_of(id)?;
+        if let Some(k) = ka {
+            k.validate().map_err(StackError::InvalidOption)?;
+        }
+        let now = self.now_ms();
+        let c = &mut self.conns[idx];
+        c.keepalive = ka;
+        c.heard_ms = now;
+        c.probes = 0;
+        c.sock_mut().set_keep_alive(None);
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
+    /// The keep-alive probes set on this connection, if any.
+    pub fn keepalive_probes(&self, id: ConnId) -> Result<Option<KeepAlive>, StackError> {
+        Ok(self.conns[self.slot_of(id)?].keepalive)
     }
 
     /// The keep-alive interval of this connection, ms.

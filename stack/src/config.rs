@@ -118,10 +118,12 @@ pub struct StackConfig {
     /// SYN-RECEIVED (a spoofed SYN's SYN-ACK is never answered).
     pub connect_timeout_ms: u64,
     /// Answer SYNs beyond a listener's backlog with SYN cookies (no state
-    /// kept; see `ixtcp_stack::cookie`) instead of dropping them. Off by
-    /// default for now: with cookies a client beyond the backlog sees its
-    /// connect succeed before the server accepts (as with Linux), which the
-    /// sockapi suite's backlog test does not expect yet.
+    /// kept; see `ixtcp_stack::cookie`) instead of dropping them: Linux's
+    /// `tcp_syncookies = 1`. On by default. A client beyond the backlog then
+    /// sees its connect succeed before the server has room for it; the
+    /// server takes it when its ACK or data arrives and there is room (a
+    /// cookie ACK that finds the accept queue full is dropped and counted,
+    /// and the client's retransmission completes it later), as with Linux.
     pub syn_cookies: bool,
     /// Challenge ACKs (RFC 5961) per second per core, on average: each
     /// second's budget is drawn between half and 1.5 times this (0: none).
@@ -178,7 +180,7 @@ impl Default for StackConfig {
             ephemeral_first: 32_768,
             ephemeral_last: 60_999,
             connect_timeout_ms: 20_000,
-            syn_cookies: false,
+            syn_cookies: true,
             challenge_ack_limit: 1_000,
             user_timeout_ms: 120_000,
             idle_timeout_ms: 0,

@@ -76,6 +76,44 @@ impl std::ops::BitOrAssign for Readiness {
     }
 }
 
+/// Keep-alive probes sent by the stack on one connection, as Linux's
+/// `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and `TCP_KEEPCNT`: the first probe after
+/// `idle_ms` without hearing from the peer, then one every `interval_ms`;
+/// after `count` unanswered probes the connection is reset
+/// (`CloseReason::TimedOut`). Only while nothing is unacknowledged: then
+/// the user timeout decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Silence from the peer before the first probe, ms.
+    pub idle_ms: u64,
+    /// Time between probes, ms.
+    pub interval_ms: u64,
+    /// Unanswered probes after which the connection is reset.
+    pub count: u32,
+}
+
+impl KeepAlive {
+    /// Longest idle time or interval: Linux's limit (32 767 s).
+    pub const MAX_MS: u64 = 32_767_000;
+    /// Most probes: Linux's limit.
+    pub const MAX_COUNT: u32 = 127;
+
+    /// Refuses values Linux refuses too: a zero or over-long time, no
+    /// probes or too many.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.idle_ms == 0 || self.idle_ms > Self::MAX_MS {
+            return Err("keep-alive idle time must be 1 ms ..= 32 767 s");
+        }
+        if self.interval_ms == 0 || self.interval_ms > Self::MAX_MS {
+            return Err("keep-alive interval must be 1 ms ..= 32 767 s");
+        }
+        if self.count == 0 || self.count > Self::MAX_COUNT {
+            return Err("keep-alive count must be 1 ..= 127");
+        }
+        Ok(())
+    }
+}
+
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -148,6 +186,15 @@ pub(crate) struct Conn {
     pub snd_max: Option<u32>,
     /// How this connection's sequence numbers map to the wire.
     pub seq: crate::phy::SeqMap,
+    /// This connection's user timeout, ms (`None`: the configured
+    /// `user_timeout_ms`).
+    pub user_timeout_ms: Option<u64>,
+    /// The stack's own keep-alive probes, if set on this connection.
+    pub keepalive: Option<KeepAlive>,
+    /// When the peer was last heard from, ms (for `keepalive`).
+    pub heard_ms: u64,
+    /// Keep-alive probes sent since then.
+    pub probes: u32,
 }
 
 impl Conn {
@@ -173,6 +220,10 @@ impl Conn {
             sent_win: 0,
             snd_max: None,
             seq: crate::phy::SeqMap::default(),
+            user_timeout_ms: None,
+            keepalive: None,
+            heard_ms: 0,
+            probes: 0,
         }
     }
 
@@ -209,6 +260,9 @@ impl Conn {
         self.seq = crate::phy::SeqMap::default();
         self.in_accept_queue = false;
         self.listener = None;
+        self.user_timeout_ms = None;
+        self.keepalive = None;
+        self.probes = 0;
     }
 
     /// Puts the socket back to CLOSED with no tuple and empty buffers,

@@ -581,7 +581,10 @@ impl<P: PacketIo> StackCore<P> {
         }
         self.port.rx_current = Some(buf);
         self.port.last_tx_ack = None;
+        let now_ms = self.now_ms();
         let conn = &mut self.conns[idx];
+        conn.heard_ms = now_ms;
+        conn.probes = 0;
         self.port.snd_max = Some(conn.snd_max);
         self.port.seq = Some(conn.seq);
         self.iface.poll_ingress_single(self.now, &mut self.port, &mut conn.set);
@@ -599,8 +602,17 @@ impl<P: PacketIo> StackCore<P> {
     }
 
     fn open_passive(&mut self, key: FlowKey, li: usize, buf: PacketBuf) {
+        // With cookies, half-open connections may hold at most three
+        // quarters of the core's sockets: the rest stay for connections
+        // made from cookies. A listener's backlog can be larger than the
+        // socket pool (httpd asks for 4 096 with 1 024 sockets), and a
+        // flood would otherwise take every socket before the backlog is
+        // full, so no cookie would ever be sent and no client get in.
+        let max = self.cfg.max_connections;
+        let free = self.free.len() + max.saturating_sub(self.conns.len());
+        let reserved = self.cfg.syn_cookies && free <= max / 4;
         let Some(l) = self.listeners.get_mut(li) else { return };
-        if l.pending >= l.backlog {
+        if l.pending >= l.backlog || reserved {
             self.port.stats.drop_backlog_full += 1;
             if self.cfg.syn_cookies {
                 self.send_cookie(key, li, &buf);
@@ -724,29 +736,15 @@ impl<P: PacketIo> StackCore<P> {
             }
         };
         let l = self.listeners.get_mut(li)?;
-        if l.pending >= l.backlog {
-            if l.accept_queue.len() >= l.backlog {
-                // Like Linux with a full accept queue: dropped, the client
-                // retransmits.
-                self.port.stats.drop_backlog_full += 1;
-                return None;
-            }
-            // The backlog holds half-open connections (under a flood,
-            // spoofed ones): a client that has answered a cookie takes the
-            // place of one, so the backlog still bounds what waits.
-            let victim = self.conns.iter().position(|c| {
-                c.phase == Phase::Embryonic
-                    && c.listener == Some(li)
-                    && !c.in_accept_queue
-                    && c.sock().state() == State::SynReceived
-            });
-            let Some(v) = victim else {
-                self.port.stats.drop_backlog_full += 1;
-                return None;
-            };
-            self.free_slot(v);
-            self.port.stats.syn_received_evicted += 1;
-            self.port.stats.conns_reset += 1;
+        if l.accept_queue.len() >= l.backlog {
+            // Like Linux (a listen overflow): a cookie connection goes
+            // straight to the accept queue, so a full queue drops its ACK;
+            // the client retransmits (its data, if it sends any) and is
+            // taken once the application has accepted. Half-open entries
+            // are not evicted for it: under a burst of real clients they
+            // are real, and their own ACK would then draw an RST.
+            self.port.stats.drop_backlog_full += 1;
+            return None;
         }
         let Some(mut syn) = self.port.io.alloc() else {
             self.port.stats.drop_mempool_empty += 1;
@@ -934,7 +932,7 @@ impl<P: PacketIo> StackCore<P> {
             // empty), and is the idle timeout, if any, otherwise.
             let outstanding =
                 c.sock().send_queue() > 0 || matches!(st, State::FinWait1 | State::Closing | State::LastAck);
-            let (user, idle) = (self.cfg.user_timeout_ms, self.cfg.idle_timeout_ms);
+            let (user, idle) = (c.user_timeout_ms.unwrap_or(self.cfg.user_timeout_ms), self.cfg.idle_timeout_ms);
             let ms = match (outstanding && user > 0, idle > 0) {
                 (true, true) => Some(user.min(idle)),
                 (true, false) => Some(user),
@@ -1075,7 +1073,47 @@ impl<P: PacketIo> StackCore<P> {
         if any { self.port.flush() } else { 0 }
     }
 
+    /// The stack's own keep-alive on connection `idx` (see
+    /// `conn::KeepAlive`): a probe `<SEQ=SND.NXT-1><ACK=RCV.NXT><CTL=ACK>`,
+    /// which any TCP answers with an ACK, once the peer has been silent for
+    /// `idle_ms` and then every `interval_ms`; after `count` unanswered
+    /// probes the socket is aborted, and the egress that follows sends its
+    /// RST (Linux does the same). smoltcp's keep-alive has one interval and
+    /// no count, so it is off on such a connection. Returns when the next
+    /// step is due, ms.
+    fn keepalive_step(&mut self, idx: usize) -> Option<u64> {
+        let now = self.now_ms();
+        let c = &mut self.conns[idx];
+        let ka = c.keepalive?;
+        let idle = c.established
+            && matches!(c.sock().state(), State::Established | State::CloseWait)
+            && c.sock().send_queue() == 0;
+        if !idle {
+            return None;
+        }
+        let due = c.heard_ms + ka.idle_ms + u64::from(c.probes) * ka.interval_ms;
+        if now < due {
+            return Some(due);
+        }
+        if c.probes >= ka.count {
+            c.sock_mut().abort();
+            self.port.stats.keepalive_timeouts += 1;
+            return None;
+        }
+        let (Some(key), Some(ack), Some(seq)) = (c.key, c.sent_ack, c.snd_max) else {
+            return Some(now + ka.interval_ms);
+        };
+        c.probes += 1;
+        let (ip, win) = (self.ip, c.sent_win);
+        let probe = seq.wrapping_sub(1);
+        self.port
+            .build_ip(TimeWaitTable::ACK_LEN, |b| TimeWaitTable::emit_ack_with_window(b, ip, &key, probe, ack, win));
+        self.port.stats.keepalive_probes += 1;
+        Some(due + ka.interval_ms)
+    }
+
     fn egress_conn(&mut self, idx: usize) {
+        let keepalive_due = self.keepalive_step(idx);
         let burst = self.cfg.egress_burst;
         let now = self.now;
         let mut sent = 0;
@@ -1117,6 +1155,11 @@ impl<P: PacketIo> StackCore<P> {
             }
             Some(t) => self.wheel.arm(idx as u32, tick_ceil(t)),
             None => self.wheel.cancel(idx as u32),
+        }
+        if let Some(due) = keepalive_due
+            && self.wheel.deadline(idx as u32).is_none_or(|d| d > due)
+        {
+            self.wheel.arm(idx as u32, due);
         }
         self.after(idx, Cause::Egress { owed });
     }

@@ -66,7 +66,7 @@ pub mod timewait;
 
 pub use crate::api::TcpState;
 pub use crate::config::{ConfigError, StackConfig};
-pub use crate::conn::{CloseReason, ConnId, Event, Readiness};
+pub use crate::conn::{CloseReason, ConnId, Event, KeepAlive, Readiness};
 pub use crate::core::{CoreSetup, PollOutcome, SocketCensus, StackCore};
 pub use crate::error::StackError;
 pub use crate::ether::MacAddr;

@@ -6,9 +6,12 @@
 //! takes a socket from the core's free pool and puts it in LISTEN in its
 //! own set, and smoltcp turns it into SYN-RECEIVED. The backlog bounds the
 //! connections in SYN-RECEIVED plus those established and not yet accepted;
-//! a SYN beyond it is dropped and counted (the client retransmits it, as
-//! with Linux's accept-queue overflow). The accept queue is sized to the
-//! backlog at `listen`.
+//! a SYN beyond it is answered with a SYN cookie (`syn_cookies`, the
+//! default) or dropped (the client retransmits it), and counted. A valid
+//! cookie's connection joins the accept queue while that holds fewer than
+//! `backlog` (Linux's rule), so at most the backlog's half-open connections
+//! plus a full accept queue wait. The accept queue is sized to the backlog
+//! at `listen`.
 
 use std::collections::VecDeque;
 

@@ -90,17 +90,20 @@ core_stats! {
     challenge_acks,
     /// Challenge ACKs not sent: over the per-second `challenge_ack_limit`.
     challenge_acks_limited,
-    /// SYNs that found the listener's backlog full (answered with a SYN
-    /// cookie when `syn_cookies` is on, else dropped), and valid cookie ACKs
+    /// Keep-alive probes sent by the stack (connections with per-socket
+    /// keep-alive idle/interval/count).
+    keepalive_probes,
+    /// Connections reset because `count` keep-alive probes went unanswered.
+    keepalive_timeouts,
+    /// SYNs that found the listener's backlog full, or (with cookies) three
+    /// quarters of the core's sockets half-open (answered with a SYN cookie
+    /// when `syn_cookies` is on, else dropped), and valid cookie ACKs
     /// dropped because the accept queue was full.
     drop_backlog_full,
     /// SYN-ACKs sent with a SYN cookie (backlog full), keeping no state.
     syn_cookies_sent,
     /// ACKs carrying a valid cookie: connections made from cookies.
     syn_cookies_validated,
-    /// Half-open (SYN-RECEIVED) connections dropped from a full backlog to
-    /// make room for a connection from a valid cookie (counted as reset).
-    syn_received_evicted,
     /// ACKs to a listener that sent cookies lately whose cookie was stale,
     /// had an MSS index outside the table, or was forged: no state, RST.
     syn_cookies_rejected,

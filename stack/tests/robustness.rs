@@ -233,14 +233,15 @@ fn backlog_overflow_is_counted_and_established_connections_keep_moving() {
 }
 
 #[test]
-fn backlog_overflow_with_syn_cookies_still_holds_no_more_than_the_backlog() {
+fn backlog_overflow_with_syn_cookies_holds_at_most_the_backlog_and_a_full_accept_queue_and_resets_no_one() {
     backlog_overflow(true);
 }
 
 /// Without cookies the listener takes exactly its backlog. With them, the
-/// SYNs beyond it get cookies, and a cookie's ACK makes a connection in the
-/// place of a half-open one while fewer than `backlog` wait to be accepted:
-/// still no more than the backlog waits.
+/// SYNs beyond it get cookies, and a cookie's ACK makes a connection while
+/// fewer than `backlog` wait in the accept queue (Linux's rule): at most the
+/// backlog's half-open connections plus a full accept queue wait, and no
+/// real client is reset to make room.
 fn backlog_overflow(syn_cookies: bool) {
     let seeded = Seeded::new(10);
     let seed = seeded.seed;
@@ -304,9 +305,11 @@ fn backlog_overflow(syn_cookies: bool) {
     assert!(s.drop_backlog_full >= 192, "seed {seed}: {s:?}");
     if syn_cookies {
         assert!(s.syn_cookies_validated > 0, "seed {seed}: {s:?}");
-        // A cookie's connection takes the place of a half-open one: no more
-        // than the backlog ever waits.
-        assert!(s.conns_open <= 2 + 8, "more than the backlog waits: {s:?}");
+        // Cookie connections go to the accept queue only while it has
+        // room: the backlog's half-open entries plus a full queue, at most.
+        assert!(s.conns_open <= 2 + 2 * 8, "more than two backlogs wait: {s:?}");
+        assert!(s.syn_cookies_validated <= 8, "cookies beyond a full accept queue: {s:?}");
+        assert_eq!(s.conns_reset, 0, "a real client was reset to make room: {s:?}");
         assert_eq!(s.conns_opened_passive, s.conns_closed + s.conns_reset + s.conns_open, "{s:?}");
     } else {
         assert_eq!(s.syn_cookies_sent, 0, "seed {seed}: {s:?}");

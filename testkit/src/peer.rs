@@ -3,7 +3,8 @@
 //!
 //! Tests with the kernel as a peer make a network namespace of their own
 //! and send traffic only to its addresses; that takes root, iproute2's
-//! `ip`, and for TAP devices `/dev/net/tun` (some also run curl). Where
+//! `ip`, and for TAP devices `/dev/net/tun` (some also run curl or
+//! hping3). Where
 //! these are missing the test is skipped: it prints
 //! `SKIPPED <test>: <reason>` and returns early, and so passes. CI runs as
 //! root and sets `IXTCP_REQUIRE_PEER=1`: there a skip is a failure, so a
@@ -33,22 +34,34 @@ pub struct Needs {
     pub tun: bool,
     /// The `curl` command, run inside the namespace.
     pub curl: bool,
+    /// The `hping3` command (a SYN flood), run inside the namespace.
+    pub hping3: bool,
 }
 
 impl Needs {
     /// Root and `ip` only: veth pairs and AF_PACKET sockets.
-    pub const NETNS: Needs = Needs { tun: false, curl: false };
+    pub const NETNS: Needs = Needs { tun: false, curl: false, hping3: false };
     /// A TAP device as well.
-    pub const TAP: Needs = Needs { tun: true, curl: false };
+    pub const TAP: Needs = Needs { tun: true, curl: false, hping3: false };
     /// A TAP device and curl.
-    pub const TAP_AND_CURL: Needs = Needs { tun: true, curl: true };
+    pub const TAP_AND_CURL: Needs = Needs { tun: true, curl: true, hping3: false };
+    /// A TAP device, curl and hping3.
+    pub const TAP_CURL_AND_HPING3: Needs = Needs { tun: true, curl: true, hping3: true };
 }
 
 /// Why the kernel cannot be a peer with `needs` here, or `None` when it can.
 pub fn kernel_peer_unavailable(needs: Needs) -> Option<String> {
     ixtcp_driver::wire::netns::kernel_peer_unavailable(needs.tun).or_else(|| {
         let curl = || Command::new("curl").arg("--version").output().is_ok_and(|o| o.status.success());
-        (needs.curl && !curl()).then(|| "curl is missing (scripts/setup.sh installs it)".to_string())
+        // `hping3 --version` exits with 0 and needs no privileges.
+        let hping3 = || Command::new("hping3").arg("--version").output().is_ok_and(|o| o.status.success());
+        if needs.curl && !curl() {
+            Some("curl is missing (scripts/setup.sh installs it)".to_string())
+        } else if needs.hping3 && !hping3() {
+            Some("hping3 is missing (scripts/setup.sh installs it)".to_string())
+        } else {
+            None
+        }
     })
 }
 

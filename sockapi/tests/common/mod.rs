@@ -83,6 +83,18 @@ impl Env<'_> {
             None => self.net.stats(),
         }
     }
+
+    /// The real stack's counters of the server host (`None` on the test
+    /// engine, which has no such counters).
+    pub fn server_stats(&self) -> Option<ixtcp_stack::CoreStats> {
+        self.models.map(|m| m.server())
+    }
+
+    /// On the models: the client host goes silent for good (see
+    /// [`models::PairStats::client_vanishes`]). Panics on the test engine.
+    pub fn client_vanishes(&self) {
+        self.models.expect("only the models have a client host").client_vanishes();
+    }
 }
 
 /// `IP:port`.

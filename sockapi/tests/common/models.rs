@@ -13,6 +13,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ixtcp_driver::time::{Clock, MonotonicClock, VirtualClock};
@@ -49,11 +50,13 @@ fn stack_config(ip: Ipv4Addr, cores: u16, t: &TestConfig) -> StackConfig {
     }
 }
 
-/// Counters of both hosts, as the test engine's [`TestStats`] names them.
+/// Counters of both hosts, as the test engine's [`TestStats`] names them,
+/// and the switch that makes the client host vanish.
 #[derive(Clone, Default)]
 pub struct PairStats {
     server: Vec<Arc<StatsMirror>>,
     client: Vec<Arc<StatsMirror>>,
+    client_gone: Arc<AtomicBool>,
 }
 
 fn sum(ms: &[Arc<StatsMirror>]) -> CoreStats {
@@ -65,6 +68,17 @@ fn sum(ms: &[Arc<StatsMirror>]) -> CoreStats {
 }
 
 impl PairStats {
+    /// From now on the client host neither receives nor sends anything:
+    /// a peer that has gone away without a word (power cut, cable pulled).
+    pub fn client_vanishes(&self) {
+        self.client_gone.store(true, Ordering::Relaxed);
+    }
+
+    /// The server host's counters, summed over its cores.
+    pub fn server(&self) -> CoreStats {
+        sum(&self.server)
+    }
+
     /// What maps: handshakes on the server, refusals and ARP-starved
     /// segments on the client, backlog drops on the server, resets and
     /// normal closes on both. `fins` counts connections closed normally
@@ -88,6 +102,7 @@ type Half = StackEngine<NicQueue>;
 pub struct PairEngine {
     server: Half,
     client: Half,
+    client_gone: Arc<AtomicBool>,
     // Dropped after the engines (field order): stops the devices.
     _devices: Arc<std::sync::Mutex<Devices>>,
 }
@@ -154,7 +169,12 @@ pub fn pair_engines(cores: u16, t: &TestConfig, simulated: bool) -> (Vec<PairEng
     let engines = servers
         .into_iter()
         .zip(clients)
-        .map(|(server, client)| PairEngine { server, client, _devices: Arc::clone(&devices) })
+        .map(|(server, client)| PairEngine {
+            server,
+            client,
+            client_gone: Arc::clone(&stats.client_gone),
+            _devices: Arc::clone(&devices),
+        })
         .collect();
     (engines, stats)
 }
@@ -199,11 +219,15 @@ impl Engine for PairEngine {
     }
     fn ingress(&mut self, now_ns: u64) {
         self.server.ingress(now_ns);
-        self.client.ingress(now_ns);
+        if !self.client_gone.load(Ordering::Relaxed) {
+            self.client.ingress(now_ns);
+        }
     }
     fn egress(&mut self, now_ns: u64) {
         self.server.egress(now_ns);
-        self.client.egress(now_ns);
+        if !self.client_gone.load(Ordering::Relaxed) {
+            self.client.egress(now_ns);
+        }
     }
     fn take_events(&mut self, out: &mut Vec<EngineEvent>) {
         let start = out.len();
@@ -228,11 +252,14 @@ impl Engine for PairEngine {
         self.server.virtual_clock()
     }
     fn next_wakeup_ns(&self) -> Option<u64> {
-        [self.server.next_wakeup_ns(), self.client.next_wakeup_ns()].into_iter().flatten().min()
+        let client = if self.client_gone.load(Ordering::Relaxed) { None } else { self.client.next_wakeup_ns() };
+        [self.server.next_wakeup_ns(), client].into_iter().flatten().min()
     }
     fn egress_unanswerable(&mut self, now_ns: u64) {
         self.server.egress_unanswerable(now_ns);
-        self.client.egress_unanswerable(now_ns);
+        if !self.client_gone.load(Ordering::Relaxed) {
+            self.client.egress_unanswerable(now_ns);
+        }
     }
     fn connections(&self) -> usize {
         self.server.connections() + self.client.connections()
