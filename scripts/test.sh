@@ -5,13 +5,21 @@
 # IXTCP_REQUIRE_HUGEPAGES=1 makes such a skip a failure (.ci/run sets both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked --no-fail-fast
+
+# Each step says when it starts, so a slow run shows where its time went.
+step() {
+  echo "test.sh: [$((SECONDS / 60))m$((SECONDS % 60))s] $*" >&2
+  "$@"
+}
+
+step scripts/setup.sh
+step cargo fmt --all -- --check
+step cargo clippy --workspace --all-targets --locked -- -D warnings
+step cargo test --workspace --locked --no-fail-fast
 
 # Fuzzing (a separate step; the fuzz crate is outside the workspace): every
 # checked-in corpus and regression input replayed as a test, then a short
 # libFuzzer run of each target (scripts/fuzz.sh SECONDS for longer runs).
-cargo test --manifest-path fuzz/Cargo.toml --release --locked
-scripts/fuzz.sh 20
+step cargo test --manifest-path fuzz/Cargo.toml --release --locked
+step scripts/fuzz.sh 20
+echo "test.sh: [$((SECONDS / 60))m$((SECONDS % 60))s] done" >&2
