@@ -7,7 +7,8 @@
 # nightly-only flags (-Zsanitizer, coverage instrumentation); the stable
 # toolchain ships the AddressSanitizer runtime, so targets run under ASan
 # (FUZZ_SANITIZER=none to run without it, about twice as fast). The checked-
-# in corpus (fuzz/corpus/TARGET) is read as seeds; new inputs go to a scratch
+# in corpus (fuzz/corpus/TARGET) and regression inputs (fuzz/regressions/TARGET)
+# are read as seeds, so each run replays them first; new inputs go to a scratch
 # directory, so the tree stays clean. A crash stops the script with the
 # reproducer in fuzz/artifacts/TARGET/; replay it with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET fuzz/artifacts/TARGET/crash-...
@@ -30,7 +31,11 @@ for target in $(cargo fuzz list); do
     mkdir -p "$scratch/$target" "corpus/$target"
     echo "fuzz.sh: $target for ${secs}s"
     set +e
-    cargo fuzz run --sanitizer "$sanitizer" "$target" "$scratch/$target" "corpus/$target" -- \
+    # libFuzzer runs every input of the seed directories before it mutates:
+    # the checked-in corpus and the regression inputs are replayed under ASan.
+    seeds=("corpus/$target")
+    if [ -d "regressions/$target" ]; then seeds+=("regressions/$target"); fi
+    cargo fuzz run --sanitizer "$sanitizer" "$target" "$scratch/$target" "${seeds[@]}" -- \
         -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
         grep -E '^(INFO: Seed|#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss_mb)|panicked|ERROR|SUMMARY|Test unit written|^ +[0-9]+: '
     status="${PIPESTATUS[0]}"
