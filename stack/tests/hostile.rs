@@ -104,6 +104,23 @@ impl Transfer {
     }
 }
 
+/// A SYN to the victim's port from `src`, with a random source port and
+/// sequence number (drawn in that order), as the attacker's frame.
+fn spoofed_syn(rng: &mut impl Rng, src: Ipv4Addr, victim_mac: MacAddr) -> Vec<u8> {
+    let syn = TcpSeg {
+        src,
+        dst: IPS[VICTIM],
+        sport: rng.random_range(1024..=65535),
+        dport: PORT,
+        seq: rng.random(),
+        ack: 0,
+        flags: SYN,
+        window: 65535,
+        payload: &[],
+    };
+    frames::tcp_frame(victim_mac, ATTACKER_MAC, &syn)
+}
+
 fn one_core(ip: Ipv4Addr) -> StackConfig {
     StackConfig { socket_rx_buffer: 64 * 1024, socket_tx_buffer: 64 * 1024, ..model_config(ip, 1) }
 }
@@ -144,18 +161,7 @@ fn syn_flood_at_line_rate_leaves_transfers_intact_memory_bounded_and_syn_receive
         // address on ports it does not use (its stack answers RST).
         loop {
             let src = if rng.random_bool(0.1) { IPS[1] } else { Ipv4Addr::new(10, 0, 0, rng.random_range(3..=250)) };
-            let syn = TcpSeg {
-                src,
-                dst: IPS[VICTIM],
-                sport: rng.random_range(1024..=65535),
-                dport: PORT,
-                seq: rng.random(),
-                ack: 0,
-                flags: SYN,
-                window: 65535,
-                payload: &[],
-            };
-            if !w.injector.inject(&frames::tcp_frame(victim_mac, ATTACKER_MAC, &syn)) {
+            if !w.injector.inject(&spoofed_syn(&mut rng, src, victim_mac)) {
                 break;
             }
             flooded += 1;
@@ -724,18 +730,8 @@ fn syn_flood(backlog: usize, conns: usize) {
         // minimum-size frames): the rest of the link is the real client's,
         // which a switch would give it.
         for _ in 0..50 {
-            let syn = TcpSeg {
-                src: Ipv4Addr::new(10, 0, 0, rng.random_range(3..=250)),
-                dst: IPS[VICTIM],
-                sport: rng.random_range(1024..=65535),
-                dport: PORT,
-                seq: rng.random(),
-                ack: 0,
-                flags: SYN,
-                window: 65535,
-                payload: &[],
-            };
-            if !w.injector.inject(&frames::tcp_frame(victim_mac, ATTACKER_MAC, &syn)) {
+            let src = Ipv4Addr::new(10, 0, 0, rng.random_range(3..=250));
+            if !w.injector.inject(&spoofed_syn(&mut rng, src, victim_mac)) {
                 break;
             }
             flooded += 1;
