@@ -9,19 +9,26 @@
 //! before its memory is freed, under the same lock that every access holds,
 //! so an access never touches freed memory.
 //!
+//! Translation is a table lookup, not a search: the model hands out every
+//! device address itself ([`IommuTable::alloc_iova`]), each region starting
+//! on a 2 MiB granule and followed by at least one unmapped granule, so a
+//! granule belongs to at most one region and the granule number
+//! (`(iova - IOVA_BASE) >> 21`) indexes a flat table of region slots.
+//!
 //! All accesses are atomic (whole words for descriptor fields, and bytes or
 //! aligned words for packet data): the descriptor ownership protocol
 //! (7.1.9, 7.2.3.3) says who may touch which memory when, but atomics keep
 //! the model's side sound even if a buggy driver breaks that protocol.
 #![allow(unsafe_code)]
 
-use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 /// One registered region.
 #[derive(Debug)]
 struct Mapping {
+    /// Its first device address (granule-aligned).
+    iova: u64,
     virt: NonNull<u8>,
     len: usize,
     /// The mapping of a region's first byte (a region in the hugepage
@@ -38,22 +45,38 @@ pub const IOVA_BASE: u64 = 1 << 56;
 
 /// Unmapped device addresses left after every mapping, so that an access
 /// running off the end of one region never lands in the next.
-const IOVA_GUARD: u64 = 1 << 21;
+const IOVA_GUARD: u64 = 1 << GRANULE_SHIFT;
 
-/// Registered DMA regions, keyed by their first device address, and the
-/// allocator of device addresses: a bump pointer from [`IOVA_BASE`] that
-/// never reuses an address, so a stale address (memory already freed) stays
-/// unmapped for good.
+/// log2 of the granule the translation table is indexed by (2 MiB). Every
+/// reservation starts on a granule boundary and ends at least one whole
+/// granule before the next one starts.
+const GRANULE_SHIFT: u32 = 21;
+
+/// Registered DMA regions and the allocator of device addresses: a bump
+/// pointer from [`IOVA_BASE`] that never reuses an address, so a stale
+/// address (memory already freed) stays unmapped for good.
+///
+/// `granules[g]` is the slot in `mappings` (plus one; 0 is unmapped) of the
+/// region covering granule `g` of the IOVA space. The table grows by four
+/// bytes per 2 MiB of device address space handed out; slots of unmapped
+/// regions are reused.
 #[derive(Debug)]
 pub(crate) struct IommuTable {
-    regions: BTreeMap<u64, Mapping>,
+    granules: Vec<u32>,
+    mappings: Vec<Option<Mapping>>,
+    free_slots: Vec<u32>,
     next_iova: u64,
 }
 
 impl Default for IommuTable {
     fn default() -> Self {
-        IommuTable { regions: BTreeMap::new(), next_iova: IOVA_BASE }
+        IommuTable { granules: Vec::new(), mappings: Vec::new(), free_slots: Vec::new(), next_iova: IOVA_BASE }
     }
+}
+
+/// The granule of device address `addr`, if it lies in the model's space.
+fn granule(addr: u64) -> Option<usize> {
+    usize::try_from(addr.checked_sub(IOVA_BASE)? >> GRANULE_SHIFT).ok()
 }
 
 // SAFETY: the table only stores pointers to DMA regions; it dereferences
@@ -71,30 +94,61 @@ impl IommuTable {
         start
     }
 
-    /// Registers `len` bytes at `virt` as visible to the device at `iova`.
-    /// `first` marks the mapping of a region's first byte (see
-    /// [`len`](Self::len)).
+    /// Registers `len` bytes at `virt` as visible to the device at `iova`,
+    /// an address [`alloc_iova`](Self::alloc_iova) returned for at least
+    /// `len` bytes (an address outside the model's IOVA space, or one whose
+    /// granules are taken, is not mapped). `first` marks the mapping of a
+    /// region's first byte (see [`len`](Self::len)).
     pub(crate) fn map(&mut self, iova: u64, virt: NonNull<u8>, len: usize, first: bool) {
-        self.regions.insert(iova, Mapping { virt, len, first });
+        let (Some(start), Some(end)) = (granule(iova), granule(iova + len.max(1) as u64 - 1)) else { return };
+        if iova % IOVA_GUARD != 0 || self.granules.get(start..=end).is_some_and(|g| g.iter().any(|&s| s != 0)) {
+            debug_assert!(false, "IOVA {iova:#x} was not reserved by alloc_iova");
+            return;
+        }
+        let mapping = Some(Mapping { iova, virt, len, first });
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.mappings[slot as usize] = mapping;
+                slot
+            }
+            None => {
+                self.mappings.push(mapping);
+                (self.mappings.len() - 1) as u32
+            }
+        };
+        if self.granules.len() <= end {
+            self.granules.resize(end + 1, 0);
+        }
+        self.granules[start..=end].fill(slot + 1);
     }
 
     /// Forgets the region that starts at `iova`.
     pub(crate) fn unmap(&mut self, iova: u64) {
-        self.regions.remove(&iova);
+        let Some(slot) = self.slot_of(iova) else { return };
+        let Some(m) = self.mappings[slot].take_if(|m| m.iova == iova) else { return };
+        let (Some(start), Some(end)) = (granule(m.iova), granule(m.iova + m.len.max(1) as u64 - 1)) else { return };
+        self.granules[start..=end].fill(0);
+        self.free_slots.push(slot as u32);
     }
 
     /// Number of registered regions (not counting the further pages of a
     /// region in the hugepage layout).
     pub(crate) fn len(&self) -> usize {
-        self.regions.values().filter(|m| m.first).count()
+        self.mappings.iter().flatten().filter(|m| m.first).count()
+    }
+
+    /// The slot of the mapping covering device address `addr`.
+    fn slot_of(&self, addr: u64) -> Option<usize> {
+        let slot = *self.granules.get(granule(addr)?)?;
+        Some(slot.checked_sub(1)? as usize)
     }
 
     /// The CPU address of device address `addr`, if one region covers all
     /// of `[addr, addr + len)` (an empty access must still start inside a
-    /// region).
+    /// region): one table lookup.
     fn translate(&self, addr: u64, len: usize) -> Option<*mut u8> {
-        let (&start, m) = self.regions.range(..=addr).next_back()?;
-        let offset = usize::try_from(addr - start).ok()?;
+        let m = self.mappings.get(self.slot_of(addr)?)?.as_ref()?;
+        let offset = usize::try_from(addr.checked_sub(m.iova)?).ok()?;
         let end = offset.checked_add(len.max(1))?;
         if end > m.len {
             return None;
@@ -224,8 +278,8 @@ mod tests {
     fn accesses_must_fall_inside_one_region() {
         let r = HeapDma.alloc(4096).unwrap();
         let mut t = IommuTable::default();
-        t.map(r.iova(), r.virt(), r.len(), true);
-        let base = r.iova();
+        let base = t.alloc_iova(r.len(), 4096);
+        t.map(base, r.virt(), r.len(), true);
         assert!(t.contains(base, 4096));
         assert!(!t.contains(base, 4097));
         assert!(!t.contains(base + 4096, 1));
@@ -242,5 +296,29 @@ mod tests {
         t.unmap(base);
         assert!(!t.contains(base, 1));
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn neighbouring_regions_never_join_and_stale_addresses_stay_unmapped() {
+        let (r1, r2, r3) = (HeapDma.alloc(3 << 20).unwrap(), HeapDma.alloc(4096).unwrap(), HeapDma.alloc(4096).unwrap());
+        let mut t = IommuTable::default();
+        let a = t.alloc_iova(r1.len(), 4096);
+        let b = t.alloc_iova(r2.len(), 4096);
+        t.map(a, r1.virt(), r1.len(), true);
+        t.map(b, r2.virt(), r2.len(), true);
+        assert!(t.contains(a + (2 << 20), 1 << 20), "the second granule of a region translates too");
+        assert!(!t.contains(a + (3 << 20) - 4, 8), "straddles the end of the first region");
+        assert!(!t.contains(a + (3 << 20), 1), "the guard after a region is unmapped");
+        assert!(!t.contains(b - 1, 2), "straddles the start of the second region");
+        assert!(t.store_u32(b, 7) && t.load_u32(b) == Some(7));
+        t.unmap(a);
+        let c = t.alloc_iova(r3.len(), 4096);
+        t.map(c, r3.virt(), r3.len(), true);
+        assert!(!t.contains(a, 1), "a freed region's address stays unmapped when its slot is reused");
+        assert!(t.contains(c, 4096) && t.contains(b, 4096));
+        assert_eq!(t.len(), 2);
+        t.unmap(a + 4096);
+        assert!(t.contains(c, 4096), "unmapping an address that starts no region changes nothing");
+        assert_eq!(t.load_u32(IOVA_BASE - 4), None, "below the model's IOVA space");
     }
 }

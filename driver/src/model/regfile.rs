@@ -209,7 +209,7 @@ impl State {
     }
 
     /// Reads BAR0 at `offset`.
-    pub(crate) fn read32(&mut self, _io: &IommuTable, offset: u32) -> u32 {
+    pub(crate) fn read32(&mut self, offset: u32) -> u32 {
         if offset % 4 != 0 || offset as usize >= regs::BAR0_LEN {
             self.fault(ModelFault::BadRegisterAccess { offset, write: false });
             return u32::MAX;
