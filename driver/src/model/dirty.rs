@@ -72,6 +72,8 @@ impl Model82599 {
                 s.tx[qi].enabled = true;
                 s.tx[qi].base = tx_base;
                 s.tx[qi].entries = DIRTY_RING;
+                // The engine has not got round to that work yet.
+                s.tx_pending |= 1 << qi;
             }
             let rdrxctl = rdrxctl::DMAIDONE | rdrxctl::CRCSTRIP | rdrxctl::RSCACKC | rdrxctl::FCOE_WRFIX;
             s.set_reg(regs::RDRXCTL, rdrxctl);

@@ -300,7 +300,8 @@ mod tests {
 
     #[test]
     fn neighbouring_regions_never_join_and_stale_addresses_stay_unmapped() {
-        let (r1, r2, r3) = (HeapDma.alloc(3 << 20).unwrap(), HeapDma.alloc(4096).unwrap(), HeapDma.alloc(4096).unwrap());
+        let (r1, r2, r3) =
+            (HeapDma.alloc(3 << 20).unwrap(), HeapDma.alloc(4096).unwrap(), HeapDma.alloc(4096).unwrap());
         let mut t = IommuTable::default();
         let a = t.alloc_iova(r1.len(), 4096);
         let b = t.alloc_iova(r2.len(), 4096);

@@ -19,7 +19,7 @@ use super::fault::ModelFault;
 use super::iommu::IommuTable;
 use super::packet::{ETH_HLEN, Ipv4, ipv4_header_ok, l4_checksum_ok, parse_ipv4};
 use super::regfile::owned;
-use super::state::{QUEUES, State};
+use super::state::State;
 use crate::desc::{field, pkt_type, rss_type, rx_status};
 use crate::regs::{self, fctrl, hlreg0, mrqc, rxcsum, srrctl};
 
@@ -61,7 +61,13 @@ impl State {
     /// frames moved.
     pub(crate) fn pump(&mut self, io: &IommuTable) -> usize {
         let mut moved = 0;
-        for q in 0..QUEUES {
+        // Only queues with work left (a refused frame) have anything to
+        // retry: every other one was run to its tail (or halted) when TDT
+        // was written.
+        let mut held = self.tx_pending;
+        while held != 0 {
+            let q = held.trailing_zeros() as usize;
+            held &= held - 1;
             moved += self.transmit(io, q);
         }
         self.drain_rx_fifo(io);

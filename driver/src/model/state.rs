@@ -18,6 +18,8 @@ use crate::wire::Wire;
 
 /// Queues per direction.
 pub(crate) const QUEUES: usize = regs::MAX_QUEUES as usize;
+// `State::tx_pending` has one bit per transmit queue.
+const _: () = assert!(QUEUES <= u128::BITS as usize);
 
 /// Faults kept before further ones are only counted, so that a driver
 /// hammering a bad register cannot exhaust memory.
@@ -116,6 +118,12 @@ pub(crate) struct State {
     pub regs: Box<[u32]>,
     pub rx: Vec<RxRing>,
     pub tx: Vec<TxRing>,
+    /// Bit `q` set: transmit queue `q` may have work left that
+    /// [`pump`](State::pump) must retry: a frame the wire refused, or
+    /// descriptors a previous owner left (`Model82599::left_running`).
+    /// Every other queue was run to its tail when TDT was written. A stale
+    /// bit only costs one look at the queue.
+    pub tx_pending: u128,
     pub stats: Counters,
     pub link: Link,
     pub rss: RssCache,
@@ -145,6 +153,7 @@ impl State {
             regs: vec![0; regs::BAR0_LEN / 4].into_boxed_slice(),
             rx: vec![RxRing::default(); QUEUES],
             tx: (0..QUEUES).map(|_| TxRing::default()).collect(),
+            tx_pending: 0,
             stats: Counters::default(),
             link: Link::default(),
             rss: RssCache::default(),

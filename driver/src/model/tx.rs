@@ -48,6 +48,18 @@ impl State {
     /// Processes queue `q`'s descriptors from TDH to TDT; returns frames
     /// sent.
     pub(crate) fn transmit(&mut self, io: &IommuTable, q: usize) -> usize {
+        let sent = self.run_queue(io, q);
+        // Only a held frame is left to do once the queue has run.
+        let bit = 1u128 << q;
+        if self.tx[q].held.is_some() {
+            self.tx_pending |= bit
+        } else {
+            self.tx_pending &= !bit
+        }
+        sent
+    }
+
+    fn run_queue(&mut self, io: &IommuTable, q: usize) -> usize {
         if self.reg(regs::DMATXCTL) & regs::dmatxctl::TE == 0 {
             return 0;
         }

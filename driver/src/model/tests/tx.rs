@@ -194,12 +194,19 @@ impl Wire for BusyWire {
 
 #[test]
 fn busy_wire_holds_the_frame_and_pump_retries_it() {
+    // Queue 0, and one above 64 (pump tracks held queues in a bit mask).
+    for q in [0, 70] {
+        busy_wire_holds_and_pump_retries_on(q);
+    }
+}
+
+fn busy_wire_holds_and_pump_retries_on(q: u32) {
     let rig = Rig::new();
     rig.init();
     let wire = BusyWire::default();
     wire.inner.lock().unwrap().0 = 3;
     rig.model.attach(Box::new(wire.clone()));
-    let mut tx = rig.tx_queue(0, 64);
+    let mut tx = rig.tx_queue(q, 64);
     let a = runt(PEER_MAC);
     let mut b = runt(PEER_MAC);
     b[20] = 0xEE;
@@ -208,16 +215,16 @@ fn busy_wire_holds_the_frame_and_pump_retries_it() {
     // `a` is held in the packet buffer (its descriptor done; the second
     // TDT write retried it, busy again); `b` waits.
     assert!(wire.inner.lock().unwrap().1.is_empty());
-    assert_eq!(rig.rd(r::TDH(0)), 1);
+    assert_eq!(rig.rd(r::TDH(q)), 1);
     assert_eq!(tx.status(1) & tx_olinfo::DD, 0);
     assert_eq!(rig.rd(r::GPTC), 0);
-    assert_eq!(rig.model.pump(), 0, "still busy once");
-    assert_eq!(rig.model.pump(), 2);
+    assert_eq!(rig.model.pump(), 0, "queue {q}: still busy once");
+    assert_eq!(rig.model.pump(), 2, "queue {q}");
     let sent = wire.inner.lock().unwrap().1.clone();
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0][..42], a[..]);
     assert_eq!(sent[1][..42], b[..]);
-    assert_eq!(rig.rd(r::TDH(0)), 2);
+    assert_eq!(rig.rd(r::TDH(q)), 2);
     assert_eq!(rig.rd(r::GPTC), 2);
     rig.assert_no_faults();
 }
