@@ -204,26 +204,26 @@ impl IommuTable {
     /// Returns false, writing nothing, if no region covers the range.
     pub(crate) fn write(&self, addr: u64, data: &[u8]) -> bool {
         let Some(base) = self.translate(addr, data.len()) else { return false };
-        let mut i = 0;
         // Bytes up to an 8-byte boundary, then aligned words, then the rest.
-        while i < data.len() && (base as usize + i) % 8 != 0 {
+        let (lead, rest) = data.split_at(base.align_offset(8).min(data.len()));
+        for (i, &b) in lead.iter().enumerate() {
             // SAFETY: `base + i` is inside the registered range checked by
             // `translate`; byte atomics have no alignment requirement.
-            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(data[i], Ordering::Relaxed);
-            i += 1;
+            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(b, Ordering::Relaxed);
         }
-        while i + 8 <= data.len() {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&data[i..i + 8]);
-            // SAFETY: inside the checked range and 8-byte aligned (the loop
-            // above reached an aligned address).
-            unsafe { AtomicU64::from_ptr(base.add(i).cast()) }.store(u64::from_ne_bytes(w), Ordering::Relaxed);
-            i += 8;
+        // In bounds: `lead` and `rest` together are `data.len()` bytes.
+        let aligned = base.wrapping_add(lead.len());
+        let mut words = rest.chunks_exact(8);
+        for (i, w) in (&mut words).enumerate() {
+            let w = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            // SAFETY: inside the checked range and 8-byte aligned (`aligned`
+            // is on a boundary, and so is every 8th byte after it).
+            unsafe { AtomicU64::from_ptr(aligned.add(8 * i).cast()) }.store(w, Ordering::Relaxed);
         }
-        while i < data.len() {
+        let tail = aligned.wrapping_add(rest.len() - words.remainder().len());
+        for (i, &b) in words.remainder().iter().enumerate() {
             // SAFETY: as for the leading bytes.
-            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(data[i], Ordering::Relaxed);
-            i += 1;
+            unsafe { AtomicU8::from_ptr(tail.add(i)) }.store(b, Ordering::Relaxed);
         }
         true
     }
@@ -233,23 +233,27 @@ impl IommuTable {
     /// range.
     pub(crate) fn read_into(&self, addr: u64, len: usize, out: &mut Vec<u8>) -> bool {
         let Some(base) = self.translate(addr, len) else { return false };
-        out.reserve(len);
-        let mut i = 0;
-        while i < len && (base as usize + i) % 8 != 0 {
+        let start = out.len();
+        out.resize(start + len, 0);
+        let dst = &mut out[start..];
+        let (lead, rest) = dst.split_at_mut(base.align_offset(8).min(len));
+        for (i, b) in lead.iter_mut().enumerate() {
             // SAFETY: inside the range checked by `translate`.
-            out.push(unsafe { AtomicU8::from_ptr(base.add(i)) }.load(Ordering::Relaxed));
-            i += 1;
+            *b = unsafe { AtomicU8::from_ptr(base.add(i)) }.load(Ordering::Relaxed);
         }
-        while i + 8 <= len {
+        // In bounds: `lead` and `rest` together are `len` bytes.
+        let aligned = base.wrapping_add(lead.len());
+        let whole = rest.len() - rest.len() % 8;
+        let (words, tail) = rest.split_at_mut(whole);
+        for (i, w) in words.chunks_exact_mut(8).enumerate() {
             // SAFETY: inside the checked range and 8-byte aligned.
-            let w = unsafe { AtomicU64::from_ptr(base.add(i).cast()) }.load(Ordering::Relaxed);
-            out.extend_from_slice(&w.to_ne_bytes());
-            i += 8;
+            let v = unsafe { AtomicU64::from_ptr(aligned.add(8 * i).cast()) }.load(Ordering::Relaxed);
+            w.copy_from_slice(&v.to_ne_bytes());
         }
-        while i < len {
+        let after = aligned.wrapping_add(whole);
+        for (i, b) in tail.iter_mut().enumerate() {
             // SAFETY: inside the range checked by `translate`.
-            out.push(unsafe { AtomicU8::from_ptr(base.add(i)) }.load(Ordering::Relaxed));
-            i += 1;
+            *b = unsafe { AtomicU8::from_ptr(after.add(i)) }.load(Ordering::Relaxed);
         }
         true
     }
@@ -296,6 +300,23 @@ mod tests {
         t.unmap(base);
         assert!(!t.contains(base, 1));
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn copies_are_byte_exact_at_every_alignment_and_length() {
+        let r = HeapDma.alloc(256).unwrap();
+        let mut t = IommuTable::default();
+        let base = t.alloc_iova(r.len(), 4096);
+        t.map(base, r.virt(), r.len(), true);
+        for off in 0..9u64 {
+            for len in [0usize, 1, 7, 8, 9, 15, 16, 17, 60, 100] {
+                let data: Vec<u8> = (0..len).map(|i| (i as u64 * 7 + off) as u8 ^ 0x5a).collect();
+                assert!(t.write(base + 16 + off, &data));
+                let mut back = vec![0xee];
+                assert!(t.read_into(base + 16 + off, len, &mut back), "offset {off} length {len}");
+                assert_eq!((back[0], &back[1..]), (0xee, &data[..]), "offset {off} length {len}");
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! packet buffer, which holds `ModelConfig::rx_fifo_frames` frames; a frame
 //! that finds the packet buffer full is missed.
 
-use std::borrow::Cow;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{Ordering, fence};
 
@@ -78,7 +77,7 @@ impl State {
                 break;
             }
             moved += 1;
-            self.receive_frame(io, &buf);
+            self.receive_frame(io, &mut buf);
         }
         self.rx_buf = buf;
         // Nothing can attach another wire meanwhile: we hold the lock.
@@ -87,8 +86,10 @@ impl State {
     }
 
     /// One frame (without FCS) arriving at the MAC, from the wire or from
-    /// MAC loopback.
-    pub(crate) fn receive_frame(&mut self, io: &IommuTable, frame: &[u8]) {
+    /// MAC loopback. The buffer is the model's to change (a runt is padded
+    /// in place) or to keep (a frame that waits in the packet buffer is
+    /// moved there, leaving `frame` empty).
+    pub(crate) fn receive_frame(&mut self, io: &IommuTable, frame: &mut Vec<u8>) {
         // 8.2.3.8.10: with RXEN clear the receiver takes nothing in.
         if self.reg(regs::RXCTRL) & regs::rxctrl::RXEN == 0 {
             return;
@@ -104,20 +105,16 @@ impl State {
         if !self.accept(frame) {
             return;
         }
-        let frame: Cow<'_, [u8]> = if frame.len() < MIN_FRAME {
-            let mut padded = frame.to_vec();
-            padded.resize(MIN_FRAME, 0);
-            Cow::Owned(padded)
-        } else {
-            Cow::Borrowed(frame)
-        };
+        if frame.len() < MIN_FRAME {
+            frame.resize(MIN_FRAME, 0);
+        }
         // The packet buffer is a FIFO: while frames wait in it, a new one
         // queues behind them whatever its queue.
-        if self.rx_fifo.is_empty() && self.deliver(io, &frame, true) != Delivery::Blocked {
+        if self.rx_fifo.is_empty() && self.deliver(io, frame, true) != Delivery::Blocked {
             return;
         }
         if self.rx_fifo.len() < self.config.rx_fifo_frames {
-            self.rx_fifo.push_back(frame.into_owned());
+            self.rx_fifo.push_back(std::mem::take(frame));
         } else {
             // 8.2.3.23.4: no room in the packet buffer.
             self.stats.missed();
@@ -237,14 +234,17 @@ impl State {
             return Delivery::Dropped;
         }
         let bsize = (bsizepkt << srrctl::BSIZEPKT_SHIFT) as usize;
-        // With CRC stripping off the FCS lands in host memory too.
+        // With CRC stripping off the FCS lands in host memory too: the frame
+        // and its FCS are put together in a scratch buffer kept for that.
         let strip = self.reg(regs::HLREG0) & hlreg0::RXCRCSTRP != 0;
-        let data: Cow<'_, [u8]> = if strip {
-            Cow::Borrowed(frame)
+        let mut with_fcs = std::mem::take(&mut self.rx_fcs_scratch);
+        let data: &[u8] = if strip {
+            frame
         } else {
-            let mut d = frame.to_vec();
-            d.extend_from_slice(&super::packet::ethernet_fcs(frame));
-            Cow::Owned(d)
+            with_fcs.clear();
+            with_fcs.extend_from_slice(frame);
+            with_fcs.extend_from_slice(&super::packet::ethernet_fcs(frame));
+            &with_fcs
         };
         let needed = data.len().div_ceil(bsize) as u32;
         let (rdh, rdt) = (regs::RDH(q as u32), regs::RDT(q as u32));
@@ -297,8 +297,11 @@ impl State {
             fence(Ordering::Release);
             io.store_u32(desc + field::RX_WB_STATUS_ERROR as u64, status | rx_status::DD);
         }
+        let host_bytes = data.len();
+        // Kept for the next frame (an early return above just drops it).
+        self.rx_fcs_scratch = with_fcs;
         self.set_reg(rdh, (head + needed) % ring.entries);
-        self.stats.received(class.queue, Cast::of(frame), frame.len(), data.len());
+        self.stats.received(class.queue, Cast::of(frame), frame.len(), host_bytes);
         Delivery::Done
     }
 }

@@ -135,6 +135,9 @@ pub(crate) struct State {
     pub rx_fifo: VecDeque<Vec<u8>>,
     /// Reused buffer for frames from the wire.
     pub rx_buf: Vec<u8>,
+    /// Reused buffer for a received frame with its FCS appended (receive
+    /// CRC stripping off).
+    pub rx_fcs_scratch: Vec<u8>,
     /// The model's time: it moves only when the driver waits
     /// (`RegisterIo::delay` on `ModelRegs`) or a test advances it.
     pub clock: VirtualClock,
@@ -163,6 +166,7 @@ impl State {
             reset_count: 0,
             rx_fifo: VecDeque::new(),
             rx_buf: Vec::new(),
+            rx_fcs_scratch: Vec::new(),
             clock,
             reset_at: None,
             secrx_reads: 0,

@@ -72,7 +72,12 @@ impl State {
             if let Some(frame) = ring.held.take() {
                 let host_bytes = ring.held_host_bytes;
                 match self.emit(io, q, frame, host_bytes) {
-                    Ok(()) => sent += 1,
+                    Ok(buf) => {
+                        sent += 1;
+                        // The buffer the wire gave back gathers the next
+                        // packet (nothing is gathered while a frame is held).
+                        self.tx[q].partial.data = buf;
+                    }
                     Err(frame) => {
                         self.tx[q].held = Some(frame);
                         return sent;
@@ -174,8 +179,9 @@ impl State {
         let partial = &mut self.tx[q].partial;
         if !partial.started {
             // The first data descriptor of a packet carries PAYLEN and the
-            // offload requests (7.2.3.2.4).
-            *partial = TxPartial { data: Vec::new(), started: true, olinfo, first_index: index };
+            // offload requests (7.2.3.2.4). The buffer is reused.
+            partial.data.clear();
+            (partial.started, partial.olinfo, partial.first_index) = (true, olinfo, index);
         }
         let so_far = partial.data.len() + len;
         if so_far > max {
@@ -190,8 +196,10 @@ impl State {
         if cmd & tx_cmd::EOP == 0 {
             return Step::Next;
         }
-        let partial = std::mem::take(&mut self.tx[q].partial);
-        self.finish(q, partial)
+        let partial = &mut self.tx[q].partial;
+        let done = TxPartial { data: std::mem::take(&mut partial.data), ..*partial };
+        partial.started = false;
+        self.finish(q, done)
     }
 
     /// Descriptor write-back (7.2.3.5.1, 8.2.3.9.10) of the data descriptor
@@ -270,27 +278,30 @@ impl State {
     }
 
     /// Puts a finished frame on the wire (or into the receive path with MAC
-    /// loopback). Gives the frame back if the wire is busy.
-    fn emit(&mut self, io: &IommuTable, q: usize, frame: Vec<u8>, host_bytes: usize) -> Result<(), Vec<u8>> {
-        let cast = Cast::of(&frame);
+    /// loopback). Returns a buffer to gather the next packet in (the wire
+    /// may have taken the frame's own and given another), or gives the
+    /// frame back if the wire is busy.
+    fn emit(&mut self, io: &IommuTable, q: usize, mut frame: Vec<u8>, host_bytes: usize) -> Result<Vec<u8>, Vec<u8>> {
+        let (cast, len) = (Cast::of(&frame), frame.len());
         if self.reg(regs::HLREG0) & hlreg0::LPBK != 0 {
-            self.stats.transmitted(q as u16, cast, frame.len(), host_bytes);
-            self.receive_frame(io, &frame);
-            return Ok(());
+            self.stats.transmitted(q as u16, cast, len, host_bytes);
+            self.receive_frame(io, &mut frame);
+            return Ok(frame);
         }
         let result = match self.wire.as_mut() {
-            Some(wire) => wire.transmit(&frame),
+            // The frame moves onto the wire as it is, without another copy.
+            Some(wire) => wire.transmit_buf(&mut frame),
             // No cable: the frame leaves the MAC and is lost.
             None => Ok(()),
         };
         match result {
-            Ok(()) => self.stats.transmitted(q as u16, cast, frame.len(), host_bytes),
+            Ok(()) => self.stats.transmitted(q as u16, cast, len, host_bytes),
             Err(WireError::Busy) => return Err(frame),
             // The wire dropped it (too long for it, or its OS side failed):
             // as a frame lost on the line, not counted as sent.
             Err(_) => {}
         }
-        Ok(())
+        Ok(frame)
     }
 }
 

@@ -22,16 +22,22 @@
 //!
 //! # Threads
 //!
-//! The two ends may live on different threads. Each direction is one
-//! `Mutex`-protected queue, touched by its sender and its receiver only;
-//! this is the simulator, not the data path.
+//! The two ends may live on different threads. Each direction is a
+//! single-producer/single-consumer handoff (a bounded lock-free ring of
+//! frames, buffers travelling back on another, see `channel`): neither end
+//! takes a lock per frame, and steady traffic reuses the same buffers. The
+//! sender books the wire and decides each frame's fate; the receiver keeps
+//! the frames in flight and the reordered ones held back.
 
+use super::channel;
 use super::impair::{Fate, Impairer, Impairments, REORDER_MAX_HOLD, flip_bit};
 use super::{Wire, WireError};
 use crate::time::Clock;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Preamble and start-of-frame delimiter, in bytes.
@@ -227,6 +233,55 @@ impl fmt::Display for LinkStats {
     }
 }
 
+/// The counters of one direction, shared by its two ends. Each field has
+/// one writer (the sender for what it sends, the receiver for what it
+/// takes), which adds with a plain load and store: no read-modify-write,
+/// no lock. Readers on either end may see a frame counted as sent and not
+/// yet as delivered.
+#[derive(Debug, Default)]
+struct SharedStats {
+    sent_frames: AtomicU64,
+    sent_bytes: AtomicU64,
+    delivered_frames: AtomicU64,
+    delivered_bytes: AtomicU64,
+    dropped: AtomicU64,
+    duplicated: AtomicU64,
+    reordered: AtomicU64,
+    corrupted: AtomicU64,
+    busy: AtomicU64,
+}
+
+/// Adds `n` to a counter only this thread writes.
+fn add(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+impl SharedStats {
+    fn snapshot(&self) -> LinkStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        LinkStats {
+            sent_frames: get(&self.sent_frames),
+            sent_bytes: get(&self.sent_bytes),
+            delivered_frames: get(&self.delivered_frames),
+            delivered_bytes: get(&self.delivered_bytes),
+            dropped: get(&self.dropped),
+            duplicated: get(&self.duplicated),
+            reordered: get(&self.reordered),
+            corrupted: get(&self.corrupted),
+            busy: get(&self.busy),
+        }
+    }
+}
+
+/// A frame on its way, as the sender hands it to the receiving end.
+#[derive(Debug)]
+struct Sent {
+    arrival_ns: u64,
+    frame: Vec<u8>,
+    /// `Some(n)`: reordered, held back until `n` later frames have passed.
+    overtaken_by: Option<u32>,
+}
+
 #[derive(Debug)]
 struct InFlight {
     arrival_ns: u64,
@@ -242,89 +297,112 @@ struct Held {
     deadline_ns: u64,
 }
 
-/// Spare buffers kept per direction so steady traffic does not allocate.
-const SPARE_BUFFERS: usize = 1024;
-
-/// One direction of the link: the sender's pacing and impairments, the
-/// frames in flight towards the receiver.
-#[derive(Debug)]
-struct Direction {
+/// The sending half of one direction, owned by the end that transmits on
+/// it: pacing, impairments, and the handoff to the other end.
+struct TxSide {
     pacer: Pacer,
     latency_ns: u64,
     max_frame: usize,
     impairer: Option<Impairer>,
+    stats: Arc<SharedStats>,
+    chan: channel::Sender<Sent>,
+}
+
+/// The receiving half of one direction, owned by the end that receives
+/// from it: frames taken from the handoff, ordered by arrival, and the
+/// reordered ones held back.
+///
+/// The sender decides every frame's arrival time and fate; the receiver
+/// replays, in sending order, what happens to the held frames when each
+/// frame joins (`push`). It does so when it next looks (receive,
+/// `next_arrival_ns`, `pending`), with no receive-side step in between, so
+/// the outcome is what it would have been at the sending time.
+struct RxSide {
+    chan: channel::Receiver<Sent>,
     /// Ordered by arrival time (see `push`).
     in_flight: VecDeque<InFlight>,
     /// Reordered frames, in the order they were held (so also by deadline).
     held: VecDeque<Held>,
-    stats: LinkStats,
-    spare: Vec<Vec<u8>>,
+    stats: Arc<SharedStats>,
 }
 
-impl Direction {
-    fn new(config: &LinkConfig, index: u64) -> Direction {
-        let imp = &config.impairments;
-        Direction {
-            pacer: Pacer::new(config.rate_bps, config.max_backlog),
-            latency_ns: saturating_ns(config.latency),
-            max_frame: config.max_frame,
-            impairer: (!imp.is_none()).then(|| Impairer::new(imp, index)),
-            in_flight: VecDeque::new(),
-            held: VecDeque::new(),
-            stats: LinkStats::default(),
-            spare: Vec::new(),
-        }
-    }
+/// One direction: the sending half for one end, the receiving half for the
+/// other.
+fn direction(config: &LinkConfig, index: u64) -> (TxSide, RxSide) {
+    let imp = &config.impairments;
+    let stats = Arc::new(SharedStats::default());
+    let (tx, rx) = channel::channel();
+    let tx = TxSide {
+        pacer: Pacer::new(config.rate_bps, config.max_backlog),
+        latency_ns: saturating_ns(config.latency),
+        max_frame: config.max_frame,
+        impairer: (!imp.is_none()).then(|| Impairer::new(imp, index)),
+        stats: Arc::clone(&stats),
+        chan: tx,
+    };
+    let rx = RxSide { chan: rx, in_flight: VecDeque::new(), held: VecDeque::new(), stats };
+    (tx, rx)
+}
 
-    fn copy_of(&mut self, frame: &[u8]) -> Vec<u8> {
-        let mut buf = self.spare.pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(frame);
-        buf
-    }
-
-    fn transmit(&mut self, now_ns: u64, frame: &[u8]) -> Result<(), WireError> {
-        if frame.len() > self.max_frame {
-            return Err(WireError::TooLong { len: frame.len(), max: self.max_frame });
+impl TxSide {
+    /// Books the wire for a frame of `len` bytes and decides its fate;
+    /// `Ok(None)` when it is lost on the way.
+    fn admit(&mut self, now_ns: u64, len: usize) -> Result<Option<(u64, Fate)>, WireError> {
+        if len > self.max_frame {
+            return Err(WireError::TooLong { len, max: self.max_frame });
         }
-        let end_ns = match self.pacer.try_book(now_ns, frame.len()) {
+        let end_ns = match self.pacer.try_book(now_ns, len) {
             Ok(end) => end,
             Err(e) => {
-                self.stats.busy += 1;
+                add(&self.stats.busy, 1);
                 return Err(e);
             }
         };
-        self.stats.sent_frames += 1;
-        self.stats.sent_bytes += frame.len() as u64;
+        add(&self.stats.sent_frames, 1);
+        add(&self.stats.sent_bytes, len as u64);
         let arrival_ns = end_ns.saturating_add(self.latency_ns);
-
         let fate = match self.impairer.as_mut() {
-            Some(imp) => imp.decide(frame.len()),
+            Some(imp) => imp.decide(len),
             None => Fate::default(),
         };
         if fate.lost {
-            self.stats.dropped += 1;
-            return Ok(());
+            add(&self.stats.dropped, 1);
+            return Ok(None);
         }
-        let mut buf = self.copy_of(frame);
+        Ok(Some((arrival_ns, fate)))
+    }
+
+    /// Sends the frame in `buf` (already admitted) with its fate applied.
+    fn send(&mut self, arrival_ns: u64, fate: Fate, mut buf: Vec<u8>) {
         if let Some(at) = fate.corrupt_at {
             flip_bit(&mut buf, at);
-            self.stats.corrupted += 1;
+            add(&self.stats.corrupted, 1);
         }
         if fate.duplicated {
-            let copy = self.copy_of(&buf);
-            self.push(arrival_ns, copy);
-            self.stats.duplicated += 1;
+            let mut copy = self.chan.buffer();
+            copy.extend_from_slice(&buf);
+            self.chan.send(Sent { arrival_ns, frame: copy, overtaken_by: None });
+            add(&self.stats.duplicated, 1);
         }
-        match fate.overtaken_by {
-            Some(remaining) => {
-                let deadline_ns = arrival_ns.saturating_add(saturating_ns(REORDER_MAX_HOLD));
-                self.held.push_back(Held { frame: buf, remaining, deadline_ns });
-                self.stats.reordered += 1;
+        if fate.overtaken_by.is_some() {
+            add(&self.stats.reordered, 1);
+        }
+        self.chan.send(Sent { arrival_ns, frame: buf, overtaken_by: fate.overtaken_by });
+    }
+}
+
+impl RxSide {
+    /// Takes every frame the sender has handed over.
+    fn sync(&mut self) {
+        while let Some(sent) = self.chan.recv() {
+            match sent.overtaken_by {
+                Some(remaining) => {
+                    let deadline_ns = sent.arrival_ns.saturating_add(saturating_ns(REORDER_MAX_HOLD));
+                    self.held.push_back(Held { frame: sent.frame, remaining, deadline_ns });
+                }
+                None => self.push(sent.arrival_ns, sent.frame),
             }
-            None => self.push(arrival_ns, buf),
         }
-        Ok(())
     }
 
     /// Appends a frame arriving at `arrival_ns` and lets held frames go.
@@ -366,31 +444,29 @@ impl Direction {
     }
 
     fn receive(&mut self, now_ns: u64, buf: &mut Vec<u8>) -> bool {
+        self.sync();
         self.release_expired(now_ns);
         if self.in_flight.front().is_none_or(|f| f.arrival_ns > now_ns) {
             return false;
         }
-        let Some(mut f) = self.in_flight.pop_front() else { return false };
-        std::mem::swap(buf, &mut f.frame);
-        self.stats.delivered_frames += 1;
-        self.stats.delivered_bytes += buf.len() as u64;
-        if self.spare.len() < SPARE_BUFFERS {
-            self.spare.push(f.frame);
-        }
+        let Some(f) = self.in_flight.pop_front() else { return false };
+        let old = std::mem::replace(buf, f.frame);
+        add(&self.stats.delivered_frames, 1);
+        add(&self.stats.delivered_bytes, buf.len() as u64);
+        self.chan.recycle(old);
         true
     }
 
-    fn next_arrival_ns(&self) -> Option<u64> {
+    fn next_arrival_ns(&mut self) -> Option<u64> {
+        self.sync();
         // By the invariant of `push`, frames in flight come before held ones.
         self.in_flight.front().map(|f| f.arrival_ns).or_else(|| self.held.front().map(|h| h.deadline_ns))
     }
-}
 
-type Shared = Arc<Mutex<Direction>>;
-
-fn lock(d: &Shared) -> MutexGuard<'_, Direction> {
-    // A panic on the other end's thread leaves the queue itself intact.
-    d.lock().unwrap_or_else(PoisonError::into_inner)
+    fn pending(&mut self) -> usize {
+        self.sync();
+        self.in_flight.len() + self.held.len()
+    }
 }
 
 /// The in-memory link; [`Link::pair`] makes its two ends.
@@ -402,19 +478,23 @@ impl Link {
     /// `clock`. End `.0` sends on direction 0 (its impairments use stream 0
     /// of the seed), end `.1` on direction 1.
     pub fn pair(config: LinkConfig, clock: Arc<dyn Clock>) -> (LinkEnd, LinkEnd) {
-        let a: Shared = Arc::new(Mutex::new(Direction::new(&config, 0)));
-        let b: Shared = Arc::new(Mutex::new(Direction::new(&config, 1)));
+        let (a_tx, a_rx) = direction(&config, 0);
+        let (b_tx, b_rx) = direction(&config, 1);
         (
-            LinkEnd { tx: Arc::clone(&a), rx: Arc::clone(&b), clock: Arc::clone(&clock), config },
-            LinkEnd { tx: b, rx: a, clock, config },
+            LinkEnd { tx: a_tx, rx: RefCell::new(b_rx), clock: Arc::clone(&clock), config },
+            LinkEnd { tx: b_tx, rx: RefCell::new(a_rx), clock, config },
         )
     }
 }
 
-/// One end of a [`Link`].
+/// One end of a [`Link`]. It may move to another thread (`Send`) but is not
+/// shared between threads (`!Sync`): each end is one direction's only
+/// sender and the other's only receiver.
 pub struct LinkEnd {
-    tx: Shared,
-    rx: Shared,
+    tx: TxSide,
+    /// Also looked at through `&self` (`next_arrival_ns`, `pending`), which
+    /// first takes what the sender handed over.
+    rx: RefCell<RxSide>,
     clock: Arc<dyn Clock>,
     config: LinkConfig,
 }
@@ -429,12 +509,12 @@ impl LinkEnd {
     /// Counters of the direction this end transmits on (its frames towards
     /// the other end).
     pub fn stats(&self) -> LinkStats {
-        lock(&self.tx).stats
+        self.tx.stats.snapshot()
     }
 
     /// Counters of the direction this end receives from.
     pub fn incoming_stats(&self) -> LinkStats {
-        lock(&self.rx).stats
+        self.rx.borrow().stats.snapshot()
     }
 
     /// When the next frame towards this end becomes deliverable (it may be
@@ -442,25 +522,24 @@ impl LinkEnd {
     /// A virtual-time loop advances the clock straight to the smallest of
     /// these over all ends.
     pub fn next_arrival_ns(&self) -> Option<u64> {
-        lock(&self.rx).next_arrival_ns()
+        self.rx.borrow_mut().next_arrival_ns()
     }
 
     /// The earliest time at which [`transmit`](Wire::transmit) accepts a
     /// frame again (in the past when it accepts now).
     pub fn transmit_ready_ns(&self) -> u64 {
-        lock(&self.tx).pacer.ready_at_ns()
+        self.tx.pacer.ready_at_ns()
     }
 
     /// Wire time queued on this end's transmit side at the clock's present
     /// time.
     pub fn backlog(&self) -> Duration {
-        Duration::from_nanos(lock(&self.tx).pacer.backlog_ns(self.clock.now_ns()))
+        Duration::from_nanos(self.tx.pacer.backlog_ns(self.clock.now_ns()))
     }
 
     /// Frames in flight towards this end, deliverable or not.
     pub fn pending(&self) -> usize {
-        let d = lock(&self.rx);
-        d.in_flight.len() + d.held.len()
+        self.rx.borrow_mut().pending()
     }
 
     /// The link's configuration.
@@ -472,12 +551,28 @@ impl LinkEnd {
 impl Wire for LinkEnd {
     fn transmit(&mut self, frame: &[u8]) -> Result<(), WireError> {
         let now = self.clock.now_ns();
-        lock(&self.tx).transmit(now, frame)
+        if let Some((arrival_ns, fate)) = self.tx.admit(now, frame.len())? {
+            let mut buf = self.tx.chan.buffer();
+            buf.extend_from_slice(frame);
+            self.tx.send(arrival_ns, fate, buf);
+        }
+        Ok(())
+    }
+
+    /// Takes the caller's buffer onto the link and gives it an emptied one
+    /// from the other end in exchange: the frame is not copied.
+    fn transmit_buf(&mut self, frame: &mut Vec<u8>) -> Result<(), WireError> {
+        let now = self.clock.now_ns();
+        if let Some((arrival_ns, fate)) = self.tx.admit(now, frame.len())? {
+            let spare = self.tx.chan.buffer();
+            self.tx.send(arrival_ns, fate, std::mem::replace(frame, spare));
+        }
+        Ok(())
     }
 
     fn receive(&mut self, buf: &mut Vec<u8>) -> bool {
         let now = self.clock.now_ns();
-        lock(&self.rx).receive(now, buf)
+        self.rx.get_mut().receive(now, buf)
     }
 }
 

@@ -19,6 +19,7 @@
 //! [`Clock`](crate::time::Clock) they are given, so they replay exactly
 //! under a virtual clock. Unsafe code is allowed in `tap` and `packet` only.
 
+mod channel;
 pub mod impair;
 pub mod link;
 pub mod netns;
@@ -33,9 +34,7 @@ pub use packet::PacketWire;
 pub use sink::{GeneratorCounters, GeneratorWire, SinkCounters, SinkWire};
 pub use tap::{TapWire, in_netns};
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Mutex};
 
 /// Errors a wire reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +71,17 @@ pub trait Wire: Send {
     /// other errors mean the frame is dropped.
     fn transmit(&mut self, frame: &[u8]) -> Result<(), WireError>;
 
+    /// Offers the frame held in `frame`, as [`transmit`](Wire::transmit)
+    /// does, for a caller that owns its buffer: an in-memory wire takes the
+    /// buffer itself and gives back an emptied one in exchange, so the frame
+    /// is not copied. After `Ok(())` (and after an error other than
+    /// [`WireError::Busy`]) `frame` holds a buffer whose contents are
+    /// unspecified, for the caller to reuse; after `Busy` it still holds the
+    /// frame. The default copies through [`transmit`](Wire::transmit).
+    fn transmit_buf(&mut self, frame: &mut Vec<u8>) -> Result<(), WireError> {
+        self.transmit(frame)
+    }
+
     /// Takes the next frame that has arrived into `buf` (replacing its
     /// contents) and returns true, or returns false when none is waiting.
     fn receive(&mut self, buf: &mut Vec<u8>) -> bool;
@@ -81,45 +91,64 @@ impl<W: Wire + ?Sized> Wire for Box<W> {
     fn transmit(&mut self, frame: &[u8]) -> Result<(), WireError> {
         (**self).transmit(frame)
     }
+    fn transmit_buf(&mut self, frame: &mut Vec<u8>) -> Result<(), WireError> {
+        (**self).transmit_buf(frame)
+    }
     fn receive(&mut self, buf: &mut Vec<u8>) -> bool {
         (**self).receive(buf)
     }
 }
 
-type Queue = Arc<Mutex<VecDeque<Vec<u8>>>>;
-
-/// One end of an unlimited, loss-free in-memory cable.
-#[derive(Debug)]
+/// One end of an unlimited, loss-free in-memory cable. Each direction is a
+/// single-producer/single-consumer handoff (see `channel`): no lock per
+/// frame, and buffers travel back to the sender, so steady traffic does not
+/// allocate.
 pub struct QueueWire {
-    tx: Queue,
-    rx: Queue,
+    tx: channel::Sender<Vec<u8>>,
+    rx: channel::Receiver<Vec<u8>>,
+}
+
+impl fmt::Debug for QueueWire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueWire").field("pending", &self.pending()).finish()
+    }
 }
 
 impl QueueWire {
     /// Two ends of one cable: what one transmits the other receives.
     pub fn pair() -> (QueueWire, QueueWire) {
-        let a: Queue = Arc::default();
-        let b: Queue = Arc::default();
-        (QueueWire { tx: Arc::clone(&a), rx: Arc::clone(&b) }, QueueWire { tx: b, rx: a })
+        let (a_tx, a_rx) = channel::channel();
+        let (b_tx, b_rx) = channel::channel();
+        (QueueWire { tx: a_tx, rx: b_rx }, QueueWire { tx: b_tx, rx: a_rx })
     }
 
     /// Frames sent towards this end and not yet received.
     pub fn pending(&self) -> usize {
-        self.rx.lock().map(|q| q.len()).unwrap_or(0)
+        self.rx.len()
     }
 }
 
 impl Wire for QueueWire {
+    #[inline]
     fn transmit(&mut self, frame: &[u8]) -> Result<(), WireError> {
-        self.tx.lock().map_err(|_| WireError::Io("peer panicked".into()))?.push_back(frame.to_vec());
+        let mut buf = self.tx.buffer();
+        buf.extend_from_slice(frame);
+        self.tx.send(buf);
         Ok(())
     }
 
+    #[inline]
+    fn transmit_buf(&mut self, frame: &mut Vec<u8>) -> Result<(), WireError> {
+        let spare = self.tx.buffer();
+        self.tx.send(std::mem::replace(frame, spare));
+        Ok(())
+    }
+
+    #[inline]
     fn receive(&mut self, buf: &mut Vec<u8>) -> bool {
-        let Ok(mut q) = self.rx.lock() else { return false };
-        match q.pop_front() {
+        match self.rx.recv() {
             Some(frame) => {
-                *buf = frame;
+                self.rx.recycle(std::mem::replace(buf, frame));
                 true
             }
             None => false,
@@ -145,5 +174,18 @@ mod tests {
         assert!(!b.receive(&mut buf));
         assert!(a.receive(&mut buf));
         assert_eq!(buf, b"back");
+    }
+
+    #[test]
+    fn queue_wire_takes_owned_buffers_without_copying() {
+        let (mut a, mut b) = QueueWire::pair();
+        let mut frame = b"owned".to_vec();
+        let ptr = frame.as_ptr();
+        a.transmit_buf(&mut frame).unwrap();
+        assert_eq!(b.pending(), 1);
+        let mut buf = Vec::with_capacity(64);
+        assert!(b.receive(&mut buf));
+        assert_eq!((buf.as_slice(), buf.as_ptr()), (&b"owned"[..], ptr), "the very buffer sent");
+        assert_eq!(b.pending(), 0);
     }
 }
