@@ -21,6 +21,7 @@
 //! the model's side sound even if a buggy driver breaks that protocol.
 #![allow(unsafe_code)]
 
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
@@ -162,42 +163,13 @@ impl IommuTable {
         self.translate(addr, len).is_some()
     }
 
-    fn word<T>(&self, addr: u64) -> Option<*mut T> {
-        let size = std::mem::size_of::<T>();
-        let p = self.translate(addr, size)?;
-        (p as usize % size == 0).then_some(p.cast())
-    }
-
-    /// Loads the aligned `u32` at device address `addr`.
-    pub(crate) fn load_u32(&self, addr: u64) -> Option<u32> {
-        let p = self.word::<u32>(addr)?;
-        // SAFETY: `word` checked that the 4 bytes lie in a registered region
-        // (alive while `self` is borrowed, see the module doc) and are
-        // aligned; the driver accesses descriptor words atomically too.
-        Some(unsafe { AtomicU32::from_ptr(p) }.load(Ordering::Relaxed))
-    }
-
-    /// Stores the aligned `u32` at device address `addr`.
-    pub(crate) fn store_u32(&self, addr: u64, value: u32) -> bool {
-        let Some(p) = self.word::<u32>(addr) else { return false };
-        // SAFETY: as in `load_u32`.
-        unsafe { AtomicU32::from_ptr(p) }.store(value, Ordering::Relaxed);
-        true
-    }
-
-    /// Loads the aligned `u64` at device address `addr`.
-    pub(crate) fn load_u64(&self, addr: u64) -> Option<u64> {
-        let p = self.word::<u64>(addr)?;
-        // SAFETY: as in `load_u32`.
-        Some(unsafe { AtomicU64::from_ptr(p) }.load(Ordering::Relaxed))
-    }
-
-    /// Stores the aligned `u64` at device address `addr`.
-    pub(crate) fn store_u64(&self, addr: u64, value: u64) -> bool {
-        let Some(p) = self.word::<u64>(addr) else { return false };
-        // SAFETY: as in `load_u32`.
-        unsafe { AtomicU64::from_ptr(p) }.store(value, Ordering::Relaxed);
-        true
+    /// The 16-byte descriptor at device address `addr`, translated once for
+    /// all the accesses to its fields; every access through it is `None`
+    /// (or false) if no region covers the 16 bytes or they are not 8-byte
+    /// aligned, as each access through the table would be.
+    pub(crate) fn desc(&self, addr: u64) -> Desc<'_> {
+        let base = self.translate(addr, DESC_LEN).filter(|p| *p as usize % 8 == 0);
+        Desc { base, _table: PhantomData }
     }
 
     /// Copies `data` to device address `addr` (a receive DMA write).
@@ -259,6 +231,60 @@ impl IommuTable {
     }
 }
 
+/// Length of an advanced receive or transmit descriptor.
+const DESC_LEN: usize = 16;
+
+/// A descriptor in DMA memory, translated once (see [`IommuTable::desc`]).
+/// It borrows the table, so the region stays registered while it lives.
+pub(crate) struct Desc<'a> {
+    /// The descriptor's CPU address, 8-byte aligned, or `None` if unmapped.
+    base: Option<*mut u8>,
+    _table: PhantomData<&'a IommuTable>,
+}
+
+impl Desc<'_> {
+    /// The field of type `T` at byte `offset`, if it lies inside the
+    /// descriptor on its natural alignment and the descriptor is mapped.
+    fn field<T>(&self, offset: usize) -> Option<*mut T> {
+        let size = std::mem::size_of::<T>();
+        let fits = offset % size == 0 && offset + size <= DESC_LEN;
+        // In bounds of the 16 translated bytes by `fits`.
+        self.base.filter(|_| fits).map(|p| p.wrapping_add(offset).cast())
+    }
+
+    /// Loads the `u32` at byte `offset` of the descriptor.
+    pub(crate) fn load_u32(&self, offset: usize) -> Option<u32> {
+        let p = self.field::<u32>(offset)?;
+        // SAFETY: `field` checked that the 4 bytes lie in the descriptor,
+        // which `IommuTable::desc` found in a registered region (alive while
+        // the table is borrowed), and are aligned (the base is 8-aligned).
+        Some(unsafe { AtomicU32::from_ptr(p) }.load(Ordering::Relaxed))
+    }
+
+    /// Loads the `u64` at byte `offset` of the descriptor.
+    pub(crate) fn load_u64(&self, offset: usize) -> Option<u64> {
+        let p = self.field::<u64>(offset)?;
+        // SAFETY: as in `load_u32`.
+        Some(unsafe { AtomicU64::from_ptr(p) }.load(Ordering::Relaxed))
+    }
+
+    /// Stores the `u32` at byte `offset` of the descriptor.
+    pub(crate) fn store_u32(&self, offset: usize, value: u32) -> bool {
+        let Some(p) = self.field::<u32>(offset) else { return false };
+        // SAFETY: as in `load_u32`.
+        unsafe { AtomicU32::from_ptr(p) }.store(value, Ordering::Relaxed);
+        true
+    }
+
+    /// Stores the `u64` at byte `offset` of the descriptor.
+    pub(crate) fn store_u64(&self, offset: usize, value: u64) -> bool {
+        let Some(p) = self.field::<u64>(offset) else { return false };
+        // SAFETY: as in `load_u32`.
+        unsafe { AtomicU64::from_ptr(p) }.store(value, Ordering::Relaxed);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,9 +314,9 @@ mod tests {
         assert!(!t.contains(base, 4097));
         assert!(!t.contains(base + 4096, 1));
         assert!(!t.contains(base.wrapping_sub(1), 2));
-        assert!(t.store_u32(base + 8, 0xabcd));
+        assert!(t.desc(base).store_u32(8, 0xabcd));
         assert_eq!(r.load_u32(8), 0xabcd);
-        assert_eq!(t.load_u32(base + 6), None, "misaligned word");
+        assert_eq!(t.desc(base).load_u32(6), None, "misaligned word");
         let data: Vec<u8> = (0..100).collect();
         assert!(t.write(base + 3, &data));
         let mut back = Vec::new();
@@ -300,6 +326,23 @@ mod tests {
         t.unmap(base);
         assert!(!t.contains(base, 1));
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn a_descriptor_is_translated_once_and_checked_like_single_accesses() {
+        let r = HeapDma.alloc(4096).unwrap();
+        let mut t = IommuTable::default();
+        let base = t.alloc_iova(r.len(), 4096);
+        t.map(base, r.virt(), r.len(), true);
+        let d = t.desc(base + 32);
+        assert!(d.store_u64(0, 0x1122_3344_5566_7788) && d.store_u32(12, 9));
+        assert_eq!((r.load_u32(32), r.load_u32(36), r.load_u32(44)), (0x5566_7788, 0x1122_3344, 9));
+        assert_eq!((d.load_u64(0), d.load_u32(12)), (Some(0x1122_3344_5566_7788), Some(9)));
+        assert_eq!(d.load_u32(14), None, "misaligned field");
+        assert_eq!(d.load_u64(16), None, "past the descriptor");
+        assert_eq!(t.desc(base + 4088).load_u32(0), None, "straddles the end of the region");
+        assert_eq!(t.desc(base + 4).load_u32(0), None, "not 8-byte aligned");
+        assert!(!t.desc(base + 8192).store_u32(0, 1), "unmapped");
     }
 
     #[test]
@@ -332,7 +375,7 @@ mod tests {
         assert!(!t.contains(a + (3 << 20) - 4, 8), "straddles the end of the first region");
         assert!(!t.contains(a + (3 << 20), 1), "the guard after a region is unmapped");
         assert!(!t.contains(b - 1, 2), "straddles the start of the second region");
-        assert!(t.store_u32(b, 7) && t.load_u32(b) == Some(7));
+        assert!(t.desc(b).store_u32(0, 7) && t.desc(b).load_u32(0) == Some(7));
         t.unmap(a);
         let c = t.alloc_iova(r3.len(), 4096);
         t.map(c, r3.virt(), r3.len(), true);
@@ -341,6 +384,6 @@ mod tests {
         assert_eq!(t.len(), 2);
         t.unmap(a + 4096);
         assert!(t.contains(c, 4096), "unmapping an address that starts no region changes nothing");
-        assert_eq!(t.load_u32(IOVA_BASE - 4), None, "below the model's IOVA space");
+        assert_eq!(t.desc(IOVA_BASE - 16).load_u32(0), None, "below the model's IOVA space");
     }
 }

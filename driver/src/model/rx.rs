@@ -267,7 +267,7 @@ impl State {
         let desc_at = |i: u32| ring.base + 16 * u64::from((head + i) % ring.entries);
         for i in 0..needed {
             let desc = desc_at(i);
-            let Some(pkt_addr) = io.load_u64(desc + field::RX_PKT_ADDR as u64) else {
+            let Some(pkt_addr) = io.desc(desc).load_u64(field::RX_PKT_ADDR) else {
                 let what = "rx descriptor ring";
                 self.fault(ModelFault::DmaOutOfBounds { addr: desc, len: 16, what, queue: class.queue });
                 return Delivery::Dropped;
@@ -281,8 +281,8 @@ impl State {
             }
         }
         for (i, chunk) in data.chunks(bsize).enumerate() {
-            let desc = desc_at(i as u32);
-            let pkt_addr = io.load_u64(desc).unwrap_or(0);
+            let d = io.desc(desc_at(i as u32));
+            let pkt_addr = d.load_u64(field::RX_PKT_ADDR).unwrap_or(0);
             io.write(pkt_addr, chunk);
             let last = i as u32 + 1 == needed;
             let status = if last { rx_status::EOP | class.csum_status } else { 0 };
@@ -290,12 +290,12 @@ impl State {
             // with DD clear first, then DD behind a release fence, so a
             // driver that sees DD (and fences acquire) sees the rest.
             let info = u64::from(class.pkt_info) | u64::from(class.rss_field) << 32;
-            io.store_u64(desc + field::RX_WB_INFO as u64, info);
-            io.store_u32(desc + field::RX_WB_LENGTH_VLAN as u64, chunk.len() as u32);
-            io.store_u32(desc + field::RX_WB_STATUS_ERROR as u64, status);
+            d.store_u64(field::RX_WB_INFO, info);
+            d.store_u32(field::RX_WB_LENGTH_VLAN, chunk.len() as u32);
+            d.store_u32(field::RX_WB_STATUS_ERROR, status);
             // Release: the packet data and the fields above before DD.
             fence(Ordering::Release);
-            io.store_u32(desc + field::RX_WB_STATUS_ERROR as u64, status | rx_status::DD);
+            d.store_u32(field::RX_WB_STATUS_ERROR, status | rx_status::DD);
         }
         let host_bytes = data.len();
         // Kept for the next frame (an early return above just drops it).

@@ -110,10 +110,11 @@ impl State {
         let queue = q as u16;
         // The descriptor is visible: the driver wrote it before the TDT
         // write that handed it over, and that write went through the lock.
+        let d = io.desc(desc);
         let words = (
-            io.load_u64(desc + field::TX_BUFFER_ADDR as u64),
-            io.load_u32(desc + field::TX_CMD_TYPE_LEN as u64),
-            io.load_u32(desc + field::TX_OLINFO_STATUS as u64),
+            d.load_u64(field::TX_BUFFER_ADDR),
+            d.load_u32(field::TX_CMD_TYPE_LEN),
+            d.load_u32(field::TX_OLINFO_STATUS),
         );
         let (Some(addr), Some(cmd), Some(olinfo)) = words else {
             self.fault(ModelFault::DmaOutOfBounds { addr: desc, len: 16, what: "tx descriptor ring", queue });
@@ -230,7 +231,7 @@ impl State {
         // (DD) in bytes 12..16.
         fence(Ordering::Release);
         for desc in pending.drain(..) {
-            io.store_u32(desc + field::TX_OLINFO_STATUS as u64, tx_olinfo::DD);
+            io.desc(desc).store_u32(field::TX_OLINFO_STATUS, tx_olinfo::DD);
         }
     }
 
