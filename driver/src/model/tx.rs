@@ -49,6 +49,12 @@ impl State {
     /// sent.
     pub(crate) fn transmit(&mut self, io: &IommuTable, q: usize) -> usize {
         let sent = self.run_queue(io, q);
+        if sent != 0 {
+            // The burst is complete: the wire hands it on.
+            if let Some(wire) = self.wire.as_mut() {
+                wire.flush();
+            }
+        }
         // Only a held frame is left to do once the queue has run.
         let bit = 1u128 << q;
         if self.tx[q].held.is_some() {

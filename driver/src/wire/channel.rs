@@ -3,34 +3,41 @@
 //! (the sending end), one consumer (the receiving end), and no lock either
 //! end takes per frame.
 //!
+//! - The sender gathers items in a batch and publishes it whole (when it
+//!   holds [`BATCH`] items, or when the sender flushes: the model does at
+//!   the end of every transmit burst), so that the cross-thread queue
+//!   operations happen once per batch, not once per frame.
 //! - `ring`: a bounded lock-free queue (crossbeam's `ArrayQueue`) that
-//!   carries items from the sender to the receiver in order.
-//! - `spare`: the same in the other direction, carrying emptied frame
-//!   buffers back to the sender in bundles of [`BUNDLE`] (one queue
-//!   operation per bundle, not per buffer), so steady traffic reuses the
-//!   same buffers and allocates nothing; `bundles` carries the emptied
-//!   bundle vectors back to the receiver for the same reason.
-//! - `overflow`: a queue behind a mutex for the rare burst that finds the
-//!   ring full (a sender far ahead of a receiver that does not poll), so
-//!   that an in-memory wire never refuses or loses a frame for lack of room.
-//!   Once an item went there, every later one follows it there until the
-//!   receiver has taken them all, which keeps the order.
+//!   carries the batches from the sender to the receiver in order;
+//!   `batches` carries the emptied batch vectors back.
+//! - `spare`: emptied frame buffers going back to the sender in bundles of
+//!   [`BUNDLE`], so steady traffic reuses the same buffers and allocates
+//!   nothing; `bundles` carries the emptied bundle vectors back.
+//! - `overflow`: batches behind a mutex for the rare case that finds the
+//!   ring full (a sender far ahead of a receiver that does not poll), so an
+//!   in-memory wire never refuses or loses a frame for lack of room. Once a
+//!   batch went there, every later one follows it there until the receiver
+//!   has taken them all, which keeps the order.
 //!
-//! Ordering argument: the sender puts an item into `ring` only while
+//! Ordering argument: the sender puts a batch into `ring` only while
 //! `overflowing` is false; only the sender sets it (under the mutex, with
-//! the item it queues there) and only the receiver clears it (under the
-//! mutex, after taking every item from `ring` and then from `overflow`).
+//! the batch it queues there) and only the receiver clears it (under the
+//! mutex, after taking every batch from `ring` and then from `overflow`).
 //! So while it is set, everything in `ring` is older than everything in
 //! `overflow`, and the receiver takes them in that order.
 
 use crossbeam_queue::ArrayQueue;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// Items the ring holds before the sender spills into the overflow queue:
-/// more than a pump takes at once ([`PUMP_BATCH`](crate::model::PUMP_BATCH)).
-pub(crate) const RING_SLOTS: usize = 4096;
+/// Items the sender gathers before it publishes them without being asked.
+pub(crate) const BATCH: usize = 32;
+
+/// Batches the ring holds before the sender spills into the overflow queue
+/// (with full batches, more than a pump takes at once,
+/// [`PUMP_BATCH`](crate::model::PUMP_BATCH)).
+pub(crate) const RING_SLOTS: usize = 256;
 
 /// Emptied buffers kept for the sender; beyond this they are freed.
 pub(crate) const SPARE_BUFFERS: usize = 1024;
@@ -42,9 +49,13 @@ pub(crate) const BUNDLE: usize = 32;
 type Bundle = Vec<Vec<u8>>;
 
 struct Channel<T> {
-    ring: ArrayQueue<T>,
+    ring: ArrayQueue<Vec<T>>,
+    /// Items published and not yet taken by the receiver (changed once per
+    /// batch on each side).
+    queued: AtomicUsize,
     overflowing: AtomicBool,
-    overflow: Mutex<VecDeque<T>>,
+    overflow: Mutex<VecDeque<Vec<T>>>,
+    batches: ArrayQueue<Vec<T>>,
     spare: ArrayQueue<Bundle>,
     bundles: ArrayQueue<Bundle>,
 }
@@ -57,6 +68,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The sending end of one direction.
 pub(crate) struct Sender<T> {
     chan: Arc<Channel<T>>,
+    /// Items sent and not yet published.
+    batch: Vec<T>,
     /// Emptied buffers from the last bundle taken.
     stash: Bundle,
 }
@@ -64,8 +77,7 @@ pub(crate) struct Sender<T> {
 /// The receiving end of one direction.
 pub(crate) struct Receiver<T> {
     chan: Arc<Channel<T>>,
-    /// Items taken from the ring and the overflow queue in one go on the
-    /// slow path, not yet handed out.
+    /// Items of the batches taken, not yet handed out.
     staged: VecDeque<T>,
     /// Emptied buffers gathered for the next bundle.
     returning: Bundle,
@@ -75,33 +87,53 @@ pub(crate) struct Receiver<T> {
 pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Channel {
         ring: ArrayQueue::new(RING_SLOTS),
+        queued: AtomicUsize::new(0),
         overflowing: AtomicBool::new(false),
         overflow: Mutex::new(VecDeque::new()),
+        batches: ArrayQueue::new(RING_SLOTS + 2),
         spare: ArrayQueue::new(SPARE_BUFFERS / BUNDLE),
         bundles: ArrayQueue::new(SPARE_BUFFERS / BUNDLE + 2),
     });
-    let sender = Sender { chan: Arc::clone(&chan), stash: Vec::new() };
+    let sender = Sender { chan: Arc::clone(&chan), batch: Vec::with_capacity(BATCH), stash: Vec::new() };
     (sender, Receiver { chan, staged: VecDeque::new(), returning: Vec::with_capacity(BUNDLE) })
 }
 
 impl<T> Sender<T> {
-    /// Queues `item` behind everything sent before; never refuses.
+    /// Queues `item` behind everything sent before; never refuses. It
+    /// reaches the receiver with its batch: at the latest at the next
+    /// [`flush`](Self::flush).
     #[inline]
-    pub(crate) fn send(&self, item: T) {
+    pub(crate) fn send(&mut self, item: T) {
+        self.batch.push(item);
+        if self.batch.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    /// Publishes the items sent since the last flush.
+    pub(crate) fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let next = self.chan.batches.pop().unwrap_or_else(|| Vec::with_capacity(BATCH));
+        let batch = std::mem::replace(&mut self.batch, next);
         let chan = &*self.chan;
+        // Counted before it is visible, so the receiver never subtracts
+        // more than was added (one RMW per batch).
+        chan.queued.fetch_add(batch.len(), Ordering::Relaxed);
         // Acquire pairs with the receiver's release when it clears the flag:
         // having seen it clear, the overflow queue is empty.
-        let item = if chan.overflowing.load(Ordering::Acquire) {
-            item
+        let batch = if chan.overflowing.load(Ordering::Acquire) {
+            batch
         } else {
-            match chan.ring.push(item) {
+            match chan.ring.push(batch) {
                 Ok(()) => return,
-                Err(item) => item,
+                Err(batch) => batch,
             }
         };
         let mut overflow = lock(&chan.overflow);
-        overflow.push_back(item);
-        // Under the mutex, so the receiver sees the flag and the item
+        overflow.push_back(batch);
+        // Under the mutex, so the receiver sees the flag and the batch
         // together; Relaxed suffices as the mutex orders them.
         chan.overflowing.store(true, Ordering::Relaxed);
     }
@@ -120,39 +152,50 @@ impl<T> Sender<T> {
     }
 }
 
+/// Moves a published batch's items to `staged` and gives the emptied vector
+/// back to the sender.
+fn stage<T>(chan: &Channel<T>, staged: &mut VecDeque<T>, mut batch: Vec<T>) {
+    chan.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+    staged.extend(batch.drain(..));
+    let _ = chan.batches.push(batch);
+}
+
 impl<T> Receiver<T> {
-    /// The oldest item not yet received.
+    /// The oldest published item not yet received.
     #[inline]
     pub(crate) fn recv(&mut self) -> Option<T> {
         if let Some(item) = self.staged.pop_front() {
             return Some(item);
         }
-        let chan = &*self.chan;
-        if let Some(item) = chan.ring.pop() {
-            return Some(item);
+        let Receiver { chan, staged, .. } = self;
+        match chan.ring.pop() {
+            Some(batch) => stage(chan, staged, batch),
+            None => {
+                if !chan.overflowing.load(Ordering::Acquire) {
+                    return None;
+                }
+                // The slow path: the ring (everything in it is older than
+                // the overflow queue while the flag is set), then the
+                // overflow queue, then the flag cleared, all under the mutex
+                // the sender spills under.
+                let mut overflow = lock(&chan.overflow);
+                while let Some(batch) = chan.ring.pop() {
+                    stage(chan, staged, batch);
+                }
+                while let Some(batch) = overflow.pop_front() {
+                    stage(chan, staged, batch);
+                }
+                // Release: a sender that sees the flag clear sees the queue
+                // empty.
+                chan.overflowing.store(false, Ordering::Release);
+            }
         }
-        if !chan.overflowing.load(Ordering::Acquire) {
-            return None;
-        }
-        // The slow path: the ring (everything in it is older than the
-        // overflow queue while the flag is set), then the overflow queue,
-        // then the flag cleared, all under the mutex the sender spills under.
-        let mut overflow = lock(&chan.overflow);
-        while let Some(item) = chan.ring.pop() {
-            self.staged.push_back(item);
-        }
-        self.staged.append(&mut overflow);
-        // Release: a sender that sees the flag clear sees the queue empty.
-        chan.overflowing.store(false, Ordering::Release);
-        drop(overflow);
         self.staged.pop_front()
     }
 
-    /// Items sent and not yet received.
+    /// Items published and not yet received.
     pub(crate) fn len(&self) -> usize {
-        let chan = &*self.chan;
-        let spilled = if chan.overflowing.load(Ordering::Acquire) { lock(&chan.overflow).len() } else { 0 };
-        self.staged.len() + chan.ring.len() + spilled
+        self.staged.len() + self.chan.queued.load(Ordering::Relaxed)
     }
 
     /// Gives an emptied frame buffer back to the sender, with the next
@@ -178,12 +221,15 @@ mod tests {
 
     #[test]
     fn items_keep_their_order_through_the_overflow_queue() {
-        let (tx, mut rx) = channel::<u32>();
-        let n = RING_SLOTS as u32 * 2 + 5;
+        let (mut tx, mut rx) = channel::<u32>();
+        let n = (RING_SLOTS * BATCH * 2 + 5) as u32;
         for i in 0..n {
             tx.send(i);
         }
+        assert_eq!(rx.len(), n as usize - 5, "the last partial batch waits for a flush");
+        tx.flush();
         assert_eq!(rx.len(), n as usize);
+        assert!(rx.chan.overflowing.load(Ordering::Relaxed), "the ring filled up");
         // Take part, then send more while the overflow queue is in use.
         for i in 0..10 {
             assert_eq!(rx.recv(), Some(i));
@@ -191,11 +237,14 @@ mod tests {
         for i in n..n + 10 {
             tx.send(i);
         }
+        tx.flush();
         let got: Vec<u32> = std::iter::from_fn(|| rx.recv()).collect();
         assert_eq!(got, (10..n + 10).collect::<Vec<_>>());
         assert_eq!(rx.len(), 0);
         // Back on the ring once the overflow queue has been emptied.
         tx.send(7);
+        assert_eq!(rx.recv(), None, "not flushed yet");
+        tx.flush();
         assert!(!rx.chan.overflowing.load(Ordering::Relaxed));
         assert_eq!(rx.recv(), Some(7));
         assert_eq!(rx.recv(), None);
@@ -226,12 +275,16 @@ mod tests {
 
     #[test]
     fn two_threads_see_every_item_once_in_order() {
-        let (tx, mut rx) = channel::<u64>();
+        let (mut tx, mut rx) = channel::<u64>();
         const N: u64 = 50_000;
         let sender = std::thread::spawn(move || {
             for i in 0..N {
                 tx.send(i);
+                if i % 7 == 0 {
+                    tx.flush();
+                }
             }
+            tx.flush();
         });
         let mut next = 0;
         while next < N {

@@ -24,8 +24,11 @@
 //!
 //! The two ends may live on different threads. Each direction is a
 //! single-producer/single-consumer handoff (a bounded lock-free ring of
-//! frames, buffers travelling back on another, see `channel`): neither end
-//! takes a lock per frame, and steady traffic reuses the same buffers. The
+//! frame batches, buffers travelling back on another, see `channel`):
+//! neither end takes a lock per frame, and steady traffic reuses the same
+//! buffers. [`transmit`](Wire::transmit) hands its frame on at once;
+//! [`transmit_buf`](Wire::transmit_buf) (the model's) with its burst, at
+//! [`flush`](Wire::flush). The
 //! sender books the wire and decides each frame's fate; the receiver keeps
 //! the frames in flight and the reordered ones held back.
 
@@ -555,12 +558,15 @@ impl Wire for LinkEnd {
             let mut buf = self.tx.chan.buffer();
             buf.extend_from_slice(frame);
             self.tx.send(arrival_ns, fate, buf);
+            self.tx.chan.flush();
         }
         Ok(())
     }
 
     /// Takes the caller's buffer onto the link and gives it an emptied one
-    /// from the other end in exchange: the frame is not copied.
+    /// from the other end in exchange: the frame is not copied. It reaches
+    /// the other end with its burst, at the latest at [`flush`](Wire::flush)
+    /// (its arrival time is booked now).
     fn transmit_buf(&mut self, frame: &mut Vec<u8>) -> Result<(), WireError> {
         let now = self.clock.now_ns();
         if let Some((arrival_ns, fate)) = self.tx.admit(now, frame.len())? {
@@ -568,6 +574,10 @@ impl Wire for LinkEnd {
             self.tx.send(arrival_ns, fate, std::mem::replace(frame, spare));
         }
         Ok(())
+    }
+
+    fn flush(&mut self) {
+        self.tx.chan.flush();
     }
 
     fn receive(&mut self, buf: &mut Vec<u8>) -> bool {

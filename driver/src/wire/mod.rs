@@ -72,15 +72,22 @@ pub trait Wire: Send {
     fn transmit(&mut self, frame: &[u8]) -> Result<(), WireError>;
 
     /// Offers the frame held in `frame`, as [`transmit`](Wire::transmit)
-    /// does, for a caller that owns its buffer: an in-memory wire takes the
-    /// buffer itself and gives back an emptied one in exchange, so the frame
-    /// is not copied. After `Ok(())` (and after an error other than
-    /// [`WireError::Busy`]) `frame` holds a buffer whose contents are
-    /// unspecified, for the caller to reuse; after `Busy` it still holds the
-    /// frame. The default copies through [`transmit`](Wire::transmit).
+    /// does, for a caller that owns its buffer and sends in bursts: an
+    /// in-memory wire takes the buffer itself and gives back an emptied one
+    /// in exchange, so the frame is not copied, and may hold the frame back
+    /// with others of the burst until [`flush`](Wire::flush). After `Ok(())`
+    /// (and after an error other than [`WireError::Busy`]) `frame` holds a
+    /// buffer whose contents are unspecified, for the caller to reuse; after
+    /// `Busy` it still holds the frame. The default copies through
+    /// [`transmit`](Wire::transmit).
     fn transmit_buf(&mut self, frame: &mut Vec<u8>) -> Result<(), WireError> {
         self.transmit(frame)
     }
+
+    /// Hands on every frame [`transmit_buf`](Wire::transmit_buf) held back
+    /// (the model calls it at the end of each transmit burst). The default
+    /// does nothing.
+    fn flush(&mut self) {}
 
     /// Takes the next frame that has arrived into `buf` (replacing its
     /// contents) and returns true, or returns false when none is waiting.
@@ -93,6 +100,9 @@ impl<W: Wire + ?Sized> Wire for Box<W> {
     }
     fn transmit_buf(&mut self, frame: &mut Vec<u8>) -> Result<(), WireError> {
         (**self).transmit_buf(frame)
+    }
+    fn flush(&mut self) {
+        (**self).flush()
     }
     fn receive(&mut self, buf: &mut Vec<u8>) -> bool {
         (**self).receive(buf)
@@ -134,6 +144,7 @@ impl Wire for QueueWire {
         let mut buf = self.tx.buffer();
         buf.extend_from_slice(frame);
         self.tx.send(buf);
+        self.tx.flush();
         Ok(())
     }
 
@@ -142,6 +153,10 @@ impl Wire for QueueWire {
         let spare = self.tx.buffer();
         self.tx.send(std::mem::replace(frame, spare));
         Ok(())
+    }
+
+    fn flush(&mut self) {
+        self.tx.flush();
     }
 
     #[inline]
@@ -182,6 +197,8 @@ mod tests {
         let mut frame = b"owned".to_vec();
         let ptr = frame.as_ptr();
         a.transmit_buf(&mut frame).unwrap();
+        assert_eq!(b.pending(), 0, "held back with its burst");
+        a.flush();
         assert_eq!(b.pending(), 1);
         let mut buf = Vec::with_capacity(64);
         assert!(b.receive(&mut buf));
