@@ -206,12 +206,14 @@ impl IommuTable {
     pub(crate) fn read_into(&self, addr: u64, len: usize, out: &mut Vec<u8>) -> bool {
         let Some(base) = self.translate(addr, len) else { return false };
         let start = out.len();
-        out.resize(start + len, 0);
-        let dst = &mut out[start..];
+        out.reserve(len);
+        // Filled in place (no zeroing first): every one of the `len` bytes
+        // is written below before the length covers them.
+        let dst = &mut out.spare_capacity_mut()[..len];
         let (lead, rest) = dst.split_at_mut(base.align_offset(8).min(len));
         for (i, b) in lead.iter_mut().enumerate() {
             // SAFETY: inside the range checked by `translate`.
-            *b = unsafe { AtomicU8::from_ptr(base.add(i)) }.load(Ordering::Relaxed);
+            b.write(unsafe { AtomicU8::from_ptr(base.add(i)) }.load(Ordering::Relaxed));
         }
         // In bounds: `lead` and `rest` together are `len` bytes.
         let aligned = base.wrapping_add(lead.len());
@@ -220,13 +222,19 @@ impl IommuTable {
         for (i, w) in words.chunks_exact_mut(8).enumerate() {
             // SAFETY: inside the checked range and 8-byte aligned.
             let v = unsafe { AtomicU64::from_ptr(aligned.add(8 * i).cast()) }.load(Ordering::Relaxed);
-            w.copy_from_slice(&v.to_ne_bytes());
+            for (d, b) in w.iter_mut().zip(v.to_ne_bytes()) {
+                d.write(b);
+            }
         }
         let after = aligned.wrapping_add(whole);
         for (i, b) in tail.iter_mut().enumerate() {
             // SAFETY: inside the range checked by `translate`.
-            *b = unsafe { AtomicU8::from_ptr(after.add(i)) }.load(Ordering::Relaxed);
+            b.write(unsafe { AtomicU8::from_ptr(after.add(i)) }.load(Ordering::Relaxed));
         }
+        // SAFETY: the `len` bytes after the old length were all initialised
+        // above (lead, words and tail cover `dst` exactly), and `reserve`
+        // made room for them.
+        unsafe { out.set_len(start + len) };
         true
     }
 }

@@ -96,11 +96,13 @@
 //!
 //! [`Model82599`], [`ModelRegs`] and [`ModelDma`] are cheap clones of one
 //! shared model, usable from any thread. All state sits behind one mutex (a
-//! simulator may lock; the driver's data path on hardware does not): each
-//! core writes its own tails through its `ModelRegs`, while another thread
-//! calls [`Model82599::pump`]. A TDT write transmits synchronously, on the
-//! writing thread; frames from the wire reach the rings only when someone
-//! pumps.
+//! simulator may lock; the driver's data path on hardware does not), the
+//! IOMMU table behind another: each core writes its own tails through its
+//! `ModelRegs`, while another thread calls [`Model82599::pump`]. A register
+//! write or a pump takes both once (a register read only the state), so the
+//! data path locks once per batch, not per frame. A TDT write transmits
+//! synchronously, on the writing thread, and flushes the burst to the wire;
+//! frames from the wire reach the rings only when someone pumps.
 
 mod counters;
 mod dirty;
