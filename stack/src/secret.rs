@@ -74,6 +74,14 @@ impl HostSecret {
         siphash24(self.isn_key, &tuple_bytes(local, remote)) as u32
     }
 
+    /// The offset of a connection's TCP timestamp clock (RFC 7323 section
+    /// 7.1: per connection, so TSvals reveal neither the host's uptime nor
+    /// a link between its connections): the hash's other 32 bits, so it
+    /// tells nothing about the ISN offset.
+    pub fn ts_offset(&self, local: (std::net::Ipv4Addr, u16), remote: (std::net::Ipv4Addr, u16)) -> u32 {
+        (siphash24(self.isn_key, &tuple_bytes(local, remote)) >> 32) as u32
+    }
+
     /// The key SYN cookies are made with.
     pub(crate) fn cookie_key(&self) -> (u64, u64) {
         self.cookie_key
