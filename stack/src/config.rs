@@ -360,7 +360,9 @@ impl StackConfig {
         }
         in_range("rx_burst", self.rx_burst, 1, 1024)?;
         in_range("mtu", self.mtu, MTU_RANGE.0, MTU_RANGE.1)?;
-        in_range("socket_rx_buffer", self.socket_rx_buffer, 1024, 1 << 30)?;
+        // Below 1 GiB: smoltcp announces a window scale of log2(capacity)
+        // - 15, so 2^30 itself would ask for 15, beyond RFC 7323's 14.
+        in_range("socket_rx_buffer", self.socket_rx_buffer, 1024, (1 << 30) - 1)?;
         in_range("socket_tx_buffer", self.socket_tx_buffer, 1024, 1 << 30)?;
         in_range("max_connections", self.max_connections, 1, 1 << 22)?;
         in_range("backlog", self.backlog, 1, 1 << 22)?;
@@ -436,6 +438,7 @@ mod tests {
             ("rx_ring_size", StackConfig { rx_ring_size: 100, ..base.clone() }),
             ("mempool_size", StackConfig { mempool_size: 100, ..base.clone() }),
             ("socket_tx_buffer", StackConfig { socket_tx_buffer: 10, ..base.clone() }),
+            ("socket_rx_buffer", StackConfig { socket_rx_buffer: 1 << 30, ..base.clone() }),
             ("ephemeral_first", StackConfig { ephemeral_first: 5000, ephemeral_last: 4000, ..base.clone() }),
             ("mac", StackConfig { mac: Some(MacAddr::BROADCAST), ..base.clone() }),
         ];

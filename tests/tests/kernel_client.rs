@@ -18,6 +18,7 @@ use ixtcp_sockapi::host::{Host, HostConfig};
 use ixtcp_sockapi::nic::Nic;
 use ixtcp_sockapi::{Mode, TcpListener};
 use ixtcp_stack::StackConfig;
+use ixtcp_testkit::frames;
 use ixtcp_testkit::peer::{self, Needs};
 use ixtcp_testkit::seed::Seeded;
 use rand::RngCore;
@@ -106,18 +107,19 @@ fn kernel_client_echoes_through_the_threaded_runtime_over_tap() {
     assert!(link.contains("mtu 1500"), "the TAP keeps the standard MTU: {link}");
 }
 
-/// Lengths of the IPv4 frames in a classic pcap file (little-endian, as
-/// smoltcp's writer makes it on this host), by source address.
-fn frame_lengths_by_source(pcap: &[u8]) -> Vec<(Ipv4Addr, usize)> {
+/// The IPv4 frames in a classic pcap file (little-endian, as smoltcp's
+/// writer makes it on this host), with their source addresses.
+fn ipv4_frames(pcap: &[u8]) -> Vec<(Ipv4Addr, Vec<u8>)> {
     let u32_at = |i: usize| u32::from_le_bytes(pcap[i..i + 4].try_into().unwrap()) as usize;
     assert_eq!(u32_at(0), 0xa1b2_c3d4, "pcap magic");
     let mut out = Vec::new();
     let mut at = 24;
     while at + 16 <= pcap.len() {
         let len = u32_at(at + 8);
+        assert_eq!(len, u32_at(at + 12), "a frame was cut short in the capture");
         let frame = &pcap[at + 16..(at + 16 + len).min(pcap.len())];
         if frame.len() >= 34 && frame[12..14] == [0x08, 0x00] {
-            out.push((Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]), u32_at(at + 12)));
+            out.push((Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]), frame.to_vec()));
         }
         at += 16 + len;
     }
@@ -139,20 +141,30 @@ fn kernel_client_moves_jumbo_frames_both_ways_over_tap() {
         socket_rx_buffer: 256 * 1024,
         socket_tx_buffer: 256 * 1024,
         pcap: Some(pcap.clone()),
+        tcp_timestamps: true,
         ..StackConfig::new(*SERVER.ip(), 24)
     };
     let len = 4 << 20;
     let link = kernel_echo(test, stack, 1, len, 0x9000);
     assert!(link.contains("mtu 9000"), "the TAP's MTU follows the stack's: {link}");
     // The capture holds every frame the stack received and sent: full
-    // 9014-byte frames went both ways, and most of the data in them.
-    let frames = frame_lengths_by_source(&std::fs::read(&pcap).expect("read the capture"));
+    // 9014-byte frames went both ways, and most of the data in them; both
+    // sides put RFC 7323 timestamps on every segment (Linux offers them by
+    // default, and so did we).
+    let frames = ipv4_frames(&std::fs::read(&pcap).expect("read the capture"));
     let kernel = Ipv4Addr::new(10, 86, 0, 2);
     for (from, what) in [(kernel, "from the kernel"), (*SERVER.ip(), "from ixtcp")] {
-        let lens: Vec<usize> = frames.iter().filter(|(src, _)| *src == from).map(|&(_, l)| l).collect();
-        let largest = lens.iter().copied().max().unwrap_or(0);
+        let sent: Vec<&Vec<u8>> = frames.iter().filter(|(src, _)| *src == from).map(|(_, f)| f).collect();
+        let largest = sent.iter().map(|f| f.len()).max().unwrap_or(0);
         assert_eq!(largest, 9014, "largest frame {what}: {largest} bytes");
-        let jumbo_bytes: usize = lens.iter().filter(|&&l| l > 1514).sum();
+        let jumbo_bytes: usize = sent.iter().map(|f| f.len()).filter(|&l| l > 1514).sum();
         assert!(jumbo_bytes > len / 2, "{jumbo_bytes} bytes in frames above 1514 {what}");
+        // RSTs (the answer to a connect that came before the listener)
+        // carry none: RFC 7323 section 3.2 exempts them.
+        let not_rst = |f: &&&Vec<u8>| frames::parse_tcp(f).is_some_and(|t| t.flags & frames::RST == 0);
+        let options: Vec<_> = sent.iter().filter(not_rst).filter_map(|f| frames::parse_tcp_options(f)).collect();
+        assert!(!options.is_empty(), "no TCP segment {what}");
+        let without = options.iter().filter(|o| o.timestamp.is_none()).count();
+        assert_eq!(without, 0, "{without} of {} segments {what} without timestamps", options.len());
     }
 }
