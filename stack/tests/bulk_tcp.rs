@@ -81,11 +81,8 @@ fn transfer(seed: u64, tweak: impl Fn(&mut StackConfig)) -> Run {
 
 /// Host 0's SYN, parsed.
 fn syn_options(run: &Run) -> frames::TcpOptionsSeen {
-    let syn = run
-        .sent
-        .iter()
-        .find(|f| frames::parse_tcp(f).is_some_and(|t| t.flags & SYN != 0))
-        .expect("host 0 sent a SYN");
+    let syn =
+        run.sent.iter().find(|f| frames::parse_tcp(f).is_some_and(|t| t.flags & SYN != 0)).expect("host 0 sent a SYN");
     frames::parse_tcp_options(syn).expect("the SYN parses")
 }
 
@@ -162,7 +159,11 @@ fn a_window_above_64_kib_at_mtu_1500_with_timestamps() {
     assert!(largest_window(&run, 4) > UNSCALED_WINDOW);
     let floor = unscaled_floor_ns();
     assert!(run.elapsed_ns < floor / 2, "took {} µs; a 64 KiB window needs {} µs", run.elapsed_ns / 1000, floor / 1000);
-    println!("mtu 1500, 512 KiB window, reno, timestamps: {} µs (64 KiB floor {} µs)", run.elapsed_ns / 1000, floor / 1000);
+    println!(
+        "mtu 1500, 512 KiB window, reno, timestamps: {} µs (64 KiB floor {} µs)",
+        run.elapsed_ns / 1000,
+        floor / 1000
+    );
 }
 
 #[test]

@@ -749,8 +749,11 @@ impl State {
     /// Largest frame without FCS the MAC accepts or sends: 1518 with FCS,
     /// or MAXFRS.MFS when HLREG0.JUMBOEN is set (8.2.3.22.13).
     pub(crate) fn max_frame(&self) -> usize {
-        let with_fcs =
-            if self.reg(regs::HLREG0) & hlreg0::JUMBOEN != 0 { (self.reg(regs::MAXFRS) >> regs::maxfrs::MFS_SHIFT) as usize } else { 1518 };
+        let with_fcs = if self.reg(regs::HLREG0) & hlreg0::JUMBOEN != 0 {
+            (self.reg(regs::MAXFRS) >> regs::maxfrs::MFS_SHIFT) as usize
+        } else {
+            1518
+        };
         with_fcs.saturating_sub(4)
     }
 }
