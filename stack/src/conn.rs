@@ -348,3 +348,36 @@ impl Conn {
         Some(((la, l.port), (ra, r.port)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configure_applies_congestion_control_and_timestamps_at_every_reuse() {
+        let mut conn = Conn::new(4096, 4096);
+        let base = StackConfig::new(Ipv4Addr::new(10, 0, 0, 1), 24);
+        for (congestion, want) in [
+            (Congestion::Cubic, tcp::CongestionControl::Cubic),
+            (Congestion::Reno, tcp::CongestionControl::Reno),
+            (Congestion::None, tcp::CongestionControl::None),
+        ] {
+            conn.configure(&StackConfig { congestion, ..base.clone() });
+            assert_eq!(conn.sock().congestion_control(), want);
+        }
+        conn.configure(&StackConfig { tcp_timestamps: true, ..base.clone() });
+        assert!(conn.sock().timestamp_enabled());
+        // A slot reused under a config without them does not keep them.
+        conn.configure(&base);
+        assert!(!conn.sock().timestamp_enabled());
+    }
+
+    #[test]
+    fn tsval_is_the_clock_plus_the_connection_offset() {
+        set_tsval(1_000, 5);
+        assert_eq!(tsval(), 1_005);
+        // 32-bit wrap-around, as RFC 7323 timestamps do.
+        set_tsval(u64::from(u32::MAX), 2);
+        assert_eq!(tsval(), 1);
+    }
+}

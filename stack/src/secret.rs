@@ -178,4 +178,16 @@ mod tests {
         assert_ne!(s.isn(l, (r.0, 40_001), 1_000_000), a);
         assert_ne!(HostSecret::from_seed(2).isn(l, r, 1_000_000), a);
     }
+
+    #[test]
+    fn timestamp_offsets_differ_by_tuple_and_host_and_from_the_isn_offset() {
+        let s = HostSecret::from_seed(1);
+        let l = (Ipv4Addr::new(10, 0, 0, 1), 80);
+        let r = (Ipv4Addr::new(10, 0, 0, 2), 40_000);
+        let t = s.ts_offset(l, r);
+        assert_eq!(s.ts_offset(l, r), t, "fixed for a tuple");
+        assert_ne!(s.ts_offset(l, (r.0, 40_001)), t);
+        assert_ne!(HostSecret::from_seed(2).ts_offset(l, r), t);
+        assert_ne!(s.isn_offset(l, r), t, "the two halves of the hash");
+    }
 }
