@@ -41,6 +41,17 @@ pub const MIN_RING_SIZE: u16 = 64;
 /// See [`MIN_RING_SIZE`].
 pub const MAX_RING_SIZE: u16 = 4096;
 
+/// Largest standard Ethernet frame, FCS included (1500-byte MTU, no VLAN
+/// tag): the MAC's limit while HLREG0.JUMBOEN is clear.
+pub const STANDARD_MAX_FRAME: u32 = 1518;
+/// Largest frame, FCS included, [`DeviceConfig::max_frame_size`] accepts:
+/// 9 728 bytes, the jumbo limit Linux's ixgbe driver uses for the 82599
+/// (`IXGBE_MAX_JUMBO_FRAME_SIZE`), room for a 9 000-byte MTU and tags.
+pub const MAX_JUMBO_FRAME: u32 = 9728;
+
+/// Frame check sequence: counted in `max_frame_size`, added by the MAC.
+const FCS_LEN: usize = 4;
+
 /// How often the init sequence polls a register it waits on.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
 /// How long the init sequence waits for a bit the device sets by itself.
@@ -62,8 +73,16 @@ pub struct DeviceConfig {
     pub mempool_entries: u32,
     /// Mempool entry size in bytes: 2048, 4096, 8192 or 16384. RX writes
     /// frames of up to this size into one descriptor (SRRCTL.BSIZEPKT is
-    /// programmed from it), so it must hold a full 1518-byte frame.
+    /// programmed from it), so it must hold a frame of `max_frame_size`
+    /// (a frame the device spreads over several descriptors is dropped).
     pub buf_size: u32,
+    /// Largest frame, FCS included, the MAC receives and sends:
+    /// [`STANDARD_MAX_FRAME`] (1518, the default) up to
+    /// [`MAX_JUMBO_FRAME`]. Above 1518 the driver sets HLREG0.JUMBOEN and
+    /// MAXFRS.MFS (8.2.3.22.8, 8.2.3.22.13); longer frames from the wire
+    /// are dropped and counted in ROC and RLEC. A 9 000-byte MTU needs
+    /// 9 018 and a `buf_size` of 16384.
+    pub max_frame_size: u32,
     /// The RSS key (RSSRK). The default, [`rss::SYMMETRIC_KEY`], sends both
     /// directions of a flow to the same queue index.
     pub rss_key: RssKey,
@@ -89,6 +108,7 @@ impl Default for DeviceConfig {
             tx_ring_size: 512,
             mempool_entries: 4096,
             buf_size: 2048,
+            max_frame_size: STANDARD_MAX_FRAME,
             rss_key: rss::SYMMETRIC_KEY,
             reta: None,
             promiscuous: false,
@@ -127,6 +147,27 @@ impl DeviceConfig {
                     "{} is not one of 2048, 4096, 8192, 16384 (a power of two of whole KiB, for \
                      SRRCTL.BSIZEPKT, holding a 1518-byte frame)",
                     self.buf_size
+                ),
+            ));
+        }
+        if !(STANDARD_MAX_FRAME..=MAX_JUMBO_FRAME).contains(&self.max_frame_size) {
+            return Err(config_error(
+                "max_frame_size",
+                format!(
+                    "{} is not in {STANDARD_MAX_FRAME}..={MAX_JUMBO_FRAME} (bytes with FCS: 1518 for a 1500-byte \
+                     MTU, 9018 for 9000)",
+                    self.max_frame_size
+                ),
+            ));
+        }
+        if self.buf_size < self.max_frame_size {
+            return Err(config_error(
+                "buf_size",
+                format!(
+                    "{} bytes cannot hold a frame of max_frame_size {} in one receive buffer; use {}",
+                    self.buf_size,
+                    self.max_frame_size,
+                    self.max_frame_size.next_power_of_two()
                 ),
             ));
         }
@@ -687,6 +728,7 @@ fn init_rx<R: RegisterIo>(
     for i in 1..8 {
         regs.write32(regs::RXPBSIZE(i), 0);
     }
+    set_max_frame(regs, config.max_frame_size);
     // 8.2.3.22.8 / 8.2.3.8.8: strip the CRC; HLREG0.RXCRCSTRP and
     // RDRXCTL.CRCSTRIP must agree.
     regs.set_bits(regs::HLREG0, regs::hlreg0::RXCRCSTRP);
@@ -726,6 +768,20 @@ fn init_rx<R: RegisterIo>(
     regs.set_bits(regs::CTRL_EXT, regs::ctrl_ext::NS_DIS);
     init_rss(regs, config);
     Ok(queues)
+}
+
+/// 8.2.3.22.13: MAXFRS.MFS is the largest frame (FCS included) the MAC
+/// takes while HLREG0.JUMBOEN is set (8.2.3.22.8); with JUMBOEN clear the
+/// limit is 1518 whatever MFS holds. Jumbo frames on above 1518 only.
+fn set_max_frame<R: RegisterIo>(regs: &R, max_frame: u32) {
+    use regs::maxfrs;
+    let v = regs.read32(regs::MAXFRS) & !maxfrs::MFS_MASK;
+    regs.write32(regs::MAXFRS, v | max_frame << maxfrs::MFS_SHIFT);
+    if max_frame > STANDARD_MAX_FRAME {
+        regs.set_bits(regs::HLREG0, regs::hlreg0::JUMBOEN);
+    } else {
+        regs.clear_bits(regs::HLREG0, regs::hlreg0::JUMBOEN);
+    }
 }
 
 /// 7.1.2.8: receive-side scaling. The key into RSSRK (little-endian bytes
@@ -785,7 +841,10 @@ fn init_tx<R: RegisterIo>(
         use regs::dctl;
         let txdctl = regs.read32(regs::TXDCTL(i)) & !(dctl::PTHRESH_MASK | dctl::HTHRESH_MASK | dctl::WTHRESH_MASK);
         regs.write32(regs::TXDCTL(i), txdctl | 36 | 8 << 8 | 1 << 16);
-        queues.push(TxQueue::new(QueueId(q), regs.clone(), ring, Arc::clone(shared)));
+        let mut tx = TxQueue::new(QueueId(q), regs.clone(), ring, Arc::clone(shared));
+        // The MAC sends frames up to MAXFRS.MFS with FCS (set_max_frame).
+        tx.set_max_len(config.max_frame_size as usize - FCS_LEN);
+        queues.push(tx);
     }
     // 8.2.3.9.2: transmit DMA on.
     regs.set_bits(regs::DMATXCTL, regs::dmatxctl::TE);
@@ -816,6 +875,13 @@ mod tests {
         assert_eq!(field_of(DeviceConfig { tx_ring_size: 32, ..d() }), Some("tx_ring_size"));
         assert_eq!(field_of(DeviceConfig { buf_size: 1024, ..d() }), Some("buf_size"));
         assert_eq!(field_of(DeviceConfig { buf_size: 3000, ..d() }), Some("buf_size"));
+        assert_eq!(field_of(DeviceConfig { max_frame_size: 1517, ..d() }), Some("max_frame_size"));
+        assert_eq!(field_of(DeviceConfig { max_frame_size: 9729, ..d() }), Some("max_frame_size"));
+        let jumbo = DeviceConfig { max_frame_size: 9018, ..d() };
+        let e = jumbo.clone().validate().unwrap_err();
+        assert_eq!(e.field(), Some("buf_size"));
+        assert!(e.to_string().contains("9018") && e.to_string().contains("16384"), "{e}");
+        assert_eq!(field_of(DeviceConfig { buf_size: 16384, ..jumbo }), None);
         assert_eq!(field_of(DeviceConfig { mempool_entries: 1000, ..d() }), Some("mempool_entries"));
         assert_eq!(field_of(DeviceConfig { mac: Some([1, 0, 0, 0, 0, 1]), ..d() }), Some("mac"));
         let reta = Some(Reta::round_robin(4));

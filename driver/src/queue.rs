@@ -66,8 +66,9 @@ pub const MIN_TX_FRAME: usize = 14;
 /// "an Ethernet header" bound for callers.
 pub const DEVICE_MIN_TX_FRAME: usize = 17;
 
-/// Largest frame `tx_batch` accepts, without FCS: 1514 bytes, the standard
-/// maximum. Jumbo frames (HLREG0.JUMBOEN) are not enabled.
+/// Largest frame `tx_batch` accepts by default, without FCS: 1514 bytes,
+/// the standard maximum. A device configured for jumbo frames
+/// (`DeviceConfig::max_frame_size`) raises it to that size less the FCS.
 pub const MAX_TX_FRAME: usize = 1514;
 
 /// How long dropping a queue waits for the device to acknowledge the
@@ -381,6 +382,9 @@ pub struct TxQueue<R: RegisterIo> {
     /// Oldest descriptor not yet cleaned.
     clean: usize,
     mask: usize,
+    /// Largest frame accepted, without FCS (MAXFRS.MFS - 4 with jumbo
+    /// frames on, else [`MAX_TX_FRAME`]).
+    max_len: usize,
     shared: Arc<QueueShared>,
     stats: QueueStats,
 }
@@ -409,9 +413,21 @@ impl<R: RegisterIo> TxQueue<R> {
             tail: 0,
             clean: 0,
             mask: n - 1,
+            max_len: MAX_TX_FRAME,
             shared,
             stats: QueueStats::default(),
         }
+    }
+
+    /// Sets the largest frame (without FCS) `tx_batch` accepts: what the
+    /// MAC was programmed to send, so a longer frame never reaches it.
+    pub(crate) fn set_max_len(&mut self, len: usize) {
+        self.max_len = len;
+    }
+
+    /// The largest frame (without FCS) `tx_batch` accepts.
+    pub fn max_len(&self) -> usize {
+        self.max_len
     }
 
     /// Enables the queue (4.6.8: TDH and TDT are 0 from init; ENABLE must
@@ -436,7 +452,7 @@ impl<R: RegisterIo> TxQueue<R> {
     /// First reclaims finished descriptors in groups of [`TX_CLEAN_BATCH`].
     /// Buffers that do not fit stay in `bufs`, in order, for the next call
     /// (counted once in `ring_full`). A buffer whose length is outside
-    /// [`MIN_TX_FRAME`]..=[`MAX_TX_FRAME`] is removed and dropped (counted in
+    /// [`MIN_TX_FRAME`]..=[`max_len`](Self::max_len) is removed and dropped (counted in
     /// `errors`): leaving it at the front would block the queue forever. A
     /// frame shorter than [`DEVICE_MIN_TX_FRAME`] is padded with zeros to
     /// that length.
@@ -456,7 +472,7 @@ impl<R: RegisterIo> TxQueue<R> {
         let mut sent = 0;
         for mut buf in bufs.drain(..take) {
             let mut len = buf.len();
-            if !(MIN_TX_FRAME..=MAX_TX_FRAME).contains(&len) {
+            if !(MIN_TX_FRAME..=self.max_len).contains(&len) {
                 self.stats.errors += 1;
                 continue;
             }

@@ -50,6 +50,9 @@ pub const MPC0: u32 = 0x03FA0;
 pub const RLEC: u32 = 0x04040;
 /// MAC Core Control 0 (8.2.3.22.8).
 pub const HLREG0: u32 = 0x04240;
+/// Max Frame Size (8.2.3.22.13): MFS in bits 31:16, the largest frame
+/// (FCS included) received or sent while HLREG0.JUMBOEN is set.
+pub const MAXFRS: u32 = 0x04268;
 /// Auto-Negotiation Control (8.2.3.22.19).
 pub const AUTOC: u32 = 0x042A0;
 /// Link Status (8.2.3.22.20).
@@ -293,6 +296,14 @@ pub mod hlreg0 {
     pub const TXPADEN: u32 = 1 << 10;
     /// MAC loopback.
     pub const LPBK: u32 = 1 << 15;
+}
+
+/// MAXFRS fields.
+pub mod maxfrs {
+    /// MFS, bits 31:16.
+    pub const MFS_SHIFT: u32 = 16;
+    /// Mask of MFS in place.
+    pub const MFS_MASK: u32 = 0xFFFF << MFS_SHIFT;
 }
 
 /// ESDP bits.

@@ -6,9 +6,10 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use ixtcp_driver::device::QueueId;
+use ixtcp_driver::device::{DeviceConfig, QueueId};
 use ixtcp_driver::mempool::PacketBuf;
 use ixtcp_driver::rss::{self, Reta, Toeplitz};
+use ixtcp_driver::wire::{QueueWire, Wire};
 
 const QUEUES: u16 = 4;
 
@@ -171,4 +172,79 @@ fn rss_spreads_random_flows_evenly_and_consistently() {
     drop(rx);
     a.finish();
     b.finish();
+}
+
+/// The small test config with 9 000-byte-MTU jumbo frames: MAXFRS 9018
+/// and 16 KiB buffers.
+fn jumbo_config(num_queues: u16) -> DeviceConfig {
+    DeviceConfig { max_frame_size: 9018, buf_size: 16384, ..small_config(num_queues) }
+}
+
+#[test]
+fn jumbo_frames_cross_byte_exact_on_every_queue() {
+    let (mut a, mut b) = linked_pair(jumbo_config(QUEUES));
+    let t = Toeplitz::new(&rss::SYMMETRIC_KEY);
+    let reta = Reta::round_robin(QUEUES);
+    let sizes = [1514, 1515, 4000, 8192, 9013, 9014];
+    let mut rx = Vec::new();
+    for q in 0..QUEUES {
+        let qi = usize::from(q);
+        let flow = flow_to_queue(q, &reta, &t);
+        let expected: Vec<Vec<u8>> =
+            sizes.iter().map(|&len| tcp_frame(MAC_A, MAC_B, flow, len, len as u32 + u32::from(q))).collect();
+        let mut bufs: Vec<PacketBuf> = expected.iter().map(|f| buf(&a.pools[qi], f)).collect();
+        assert_eq!(a.queues[qi].tx.tx_batch(&mut bufs), sizes.len());
+        assert_eq!(b.model.pump(), sizes.len());
+        assert_eq!(drain(&mut b.queues[qi], &mut rx), sizes.len(), "queue {q}");
+        for (got, want) in rx.drain(..).zip(&expected) {
+            assert!(got.data() == &want[..], "queue {q}: jumbo frame of {} bytes differs", want.len());
+        }
+        a.queues[qi].tx.clean();
+    }
+    // A frame above the MAC's limit never reaches the ring: dropped by
+    // tx_batch and counted.
+    let flow = flow_to_queue(0, &reta, &t);
+    let mut too_long = vec![buf(&a.pools[0], &tcp_frame(MAC_A, MAC_B, flow, 9015, 1))];
+    assert_eq!(a.queues[0].tx.max_len(), 9014);
+    assert_eq!(a.queues[0].tx.tx_batch(&mut too_long), 0);
+    assert_eq!(a.queues[0].tx.stats().errors, 1);
+    let stats = b.handle.stats();
+    assert_eq!(stats.rx_length_errors, 0);
+    assert_eq!(stats.rx_packets, sizes.len() as u64 * u64::from(QUEUES));
+    a.finish();
+    b.finish();
+}
+
+/// A device of `config` plugged into a raw wire end the test sends on.
+fn side_on_raw_wire(config: DeviceConfig) -> (Side, QueueWire) {
+    let s = side(MAC_B, config);
+    let (port, peer) = QueueWire::pair();
+    s.model.attach(Box::new(port));
+    (s, peer)
+}
+
+#[test]
+fn frames_above_max_frame_size_are_dropped_and_counted() {
+    let t = Toeplitz::new(&rss::SYMMETRIC_KEY);
+    let flow = flow_to_queue(0, &Reta::round_robin(1), &t);
+    // Standard frames: 1514 bytes (1518 with FCS) is the largest taken.
+    // Jumbo: 9014 (9018 with FCS) with MAXFRS 9018, whatever the buffer.
+    for (config, largest) in [(small_config(1), 1514), (jumbo_config(1), 9014)] {
+        let (mut s, mut peer) = side_on_raw_wire(config);
+        let fits = tcp_frame(MAC_A, MAC_B, flow, largest, 1);
+        let too_long = tcp_frame(MAC_A, MAC_B, flow, largest + 1, 2);
+        peer.transmit(&too_long).unwrap();
+        peer.transmit(&fits).unwrap();
+        peer.transmit(&too_long).unwrap();
+        s.model.pump();
+        let mut rx = Vec::new();
+        assert_eq!(drain(&mut s.queues[0], &mut rx), 1, "max {largest}: only the frame that fits arrives");
+        assert!(rx[0].data() == &fits[..]);
+        let stats = s.handle.stats();
+        assert_eq!(stats.rx_length_errors, 2, "max {largest}: RLEC counts both long frames");
+        assert_eq!(stats.rx_packets, 1);
+        assert_eq!(s.queues[0].rx.stats().errors, 0, "dropped by the MAC, never written to a buffer");
+        drop(rx);
+        s.finish();
+    }
 }

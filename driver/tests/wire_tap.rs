@@ -114,3 +114,22 @@ fn tap_refuses_an_interface_that_is_not_a_tap() {
     let e = ns.run(|| TapWire::open("lo")).unwrap().err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("TUNSETIFF"), "{e}");
 }
+
+#[test]
+fn tap_mtu_is_set_and_read_back_inside_the_namespace() {
+    if !peer::kernel_peer("tap_mtu_is_set_and_read_back_inside_the_namespace", Needs::TAP) {
+        return;
+    }
+    let ns = Netns::new("ixtcp-tap").unwrap();
+    let name = ifname("ixtap", 2);
+    let tap = ns.run(|| TapWire::open(&name)).unwrap().unwrap();
+    assert_eq!(ns.run(|| tap.mtu()).unwrap().unwrap(), 1500, "a new TAP starts at 1500");
+    ns.run(|| tap.set_mtu(9000)).unwrap().unwrap();
+    assert_eq!(ns.run(|| tap.mtu()).unwrap().unwrap(), 9000);
+    let shown = ns.ip(&["link", "show", "dev", &name]).unwrap();
+    assert!(shown.contains("mtu 9000"), "{shown}");
+    // Beyond what a TAP takes: the error says what was asked and the range.
+    let e = ns.run(|| tap.set_mtu(70_000)).unwrap().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("70000") && e.contains("68..=65521"), "{e}");
+    assert_eq!(ns.run(|| tap.mtu()).unwrap().unwrap(), 9000, "a refused MTU changes nothing");
+}

@@ -59,6 +59,7 @@ use std::time::Duration;
 
 use ixtcp_driver::model::Model82599;
 use ixtcp_driver::time::{Clock, MonotonicClock, VirtualClock};
+use ixtcp_driver::wire::link::FCS_LEN;
 use ixtcp_driver::wire::{Link, LinkConfig, Wire};
 use ixtcp_stack::{CoreStats, StackConfig, StatsMirror};
 
@@ -312,7 +313,9 @@ impl LinkedHosts {
     }
 
     /// Like [`start`](Self::start), over a link configured by `link` (line
-    /// rate, latency, seeded impairments).
+    /// rate, latency, seeded impairments). Here and in
+    /// [`stepped`](Self::stepped) the link's `max_frame` is raised, if
+    /// need be, to carry the hosts' largest frame (their `mtu` + 14).
     pub fn start_with_link(
         mut server: HostConfig,
         mut client: HostConfig,
@@ -389,6 +392,11 @@ fn link_up(
     // One link, one clock: both hosts run on the server's.
     client.time = server.time.clone();
     let clock = server.time.clock();
+    // The cable carries the hosts' largest frame (jumbo frames with an
+    // `mtu` above 1500): the limit on frame size is the NICs' (MAXFRS).
+    let mut link = link;
+    let largest = server.stack.max_frame_size().max(client.stack.max_frame_size()) as usize - FCS_LEN;
+    link.max_frame = link.max_frame.max(largest);
     let (a, b) = Link::pair(link, Arc::clone(&clock));
     server.open.model_mac = [2, 0, 0, 0, 0, 1];
     client.open.model_mac = [2, 0, 0, 0, 0, 2];

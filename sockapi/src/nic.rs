@@ -197,6 +197,9 @@ impl NicDevice {
             Nic::Model => model_wire,
             Nic::Tap(name) => {
                 let tap = TapWire::open(name).map_err(other)?;
+                // The kernel's side takes and sends frames of the stack's
+                // MTU (jumbo frames too).
+                tap.set_mtu(cfg.mtu as u32).map_err(other)?;
                 tap.set_up().map_err(other)?;
                 Some(Box::new(tap))
             }

@@ -149,6 +149,7 @@ impl<P: PacketIo> StackCore<P> {
         c.sock_mut().set_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
         let key = FlowKey { remote_ip: rip, remote_port: remote.port(), local_port: lport };
         c.seq.isn = self.secret.isn((ip, lport), (rip, remote.port()), self.now_ns);
+        c.seq.ts_offset = self.secret.ts_offset((ip, lport), (rip, remote.port()));
         c.key = Some(key);
         c.phase = Phase::App;
         c.last_state = State::SynSent;

@@ -35,6 +35,10 @@ pub enum Congestion {
     /// TCP Reno (RFC 5681): slow start, congestion avoidance, fast recovery.
     #[default]
     Reno,
+    /// CUBIC (RFC 9438), smoltcp's implementation: grows the window by a
+    /// cubic function of the time since the last loss, so a long fat path
+    /// refills faster than with Reno's one segment per round trip.
+    Cubic,
     /// None: the window is the peer's receive window only.
     None,
 }
@@ -72,7 +76,10 @@ pub struct StackConfig {
     pub mempool_size: u32,
     /// Most frames taken from the RX ring per loop iteration.
     pub rx_burst: usize,
-    /// IP MTU.
+    /// IP MTU, 576..=9000. Above 1500 the NIC takes jumbo frames
+    /// (HLREG0.JUMBOEN, MAXFRS) and every packet buffer grows to hold one
+    /// (16 KiB for 9000; see [`buffer_size`](Self::buffer_size)); every
+    /// host on the link must use the same MTU.
     pub mtu: usize,
     /// Receive buffer of each connection, bytes.
     pub socket_rx_buffer: usize,
@@ -107,8 +114,15 @@ pub struct StackConfig {
     pub nodelay: bool,
     /// Delayed-ACK timeout, ms (0: ACK at once).
     pub ack_delay_ms: u64,
-    /// Congestion control.
+    /// Congestion control: `"reno"`, `"cubic"` or `"none"`
+    /// (`congestion_control` is accepted as the key's other name).
+    #[serde(alias = "congestion_control")]
     pub congestion: Congestion,
+    /// Send TCP timestamps (RFC 7323) on connections whose peer offers
+    /// them: each segment carries 12 more option bytes; the peer gets RTT
+    /// samples per segment and PAWS. smoltcp echoes timestamps but neither
+    /// measures RTT from them nor checks PAWS itself.
+    pub tcp_timestamps: bool,
     /// First local port for active opens.
     pub ephemeral_first: u16,
     /// Last local port for active opens.
@@ -177,6 +191,7 @@ impl Default for StackConfig {
             nodelay: true,
             ack_delay_ms: 0,
             congestion: Congestion::Reno,
+            tcp_timestamps: false,
             ephemeral_first: 32_768,
             ephemeral_last: 60_999,
             connect_timeout_ms: 20_000,
@@ -230,6 +245,12 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field, problem: problem.into() }
 }
 
+/// Smallest and largest [`StackConfig::mtu`].
+pub const MTU_RANGE: (usize, usize) = (576, 9000);
+
+/// Ethernet header plus FCS: what a frame adds to the IP MTU.
+const ETH_OVERHEAD: usize = 18;
+
 fn in_range<T: PartialOrd + fmt::Display + Copy>(field: &'static str, v: T, lo: T, hi: T) -> Result<(), ConfigError> {
     if v < lo || v > hi {
         return Err(invalid(field, format!("{v} is outside {lo}..={hi}")));
@@ -269,14 +290,33 @@ impl StackConfig {
         u32::from(addr) & m == u32::from(self.ip) & m
     }
 
+    /// Largest Ethernet frame of this MTU, FCS included, and never below
+    /// the standard 1518 (the MAC's limit without jumbo frames).
+    pub fn max_frame_size(&self) -> u32 {
+        let frame = (self.mtu + ETH_OVERHEAD) as u32;
+        frame.max(ixtcp_driver::device::STANDARD_MAX_FRAME)
+    }
+
+    /// Size of every packet buffer (mempool entry): a power of two, at
+    /// least 2048, that holds a frame of [`max_frame_size`](Self::max_frame_size)
+    /// received at its start and one built for sending behind the TX
+    /// headroom. 2048 for an MTU of 1500, 16384 for 9000.
+    pub fn buffer_size(&self) -> u32 {
+        let tx = self.max_frame_size() + u32::from(ixtcp_driver::mempool::DEFAULT_HEADROOM);
+        tx.next_power_of_two().max(ixtcp_driver::mempool::DEFAULT_ENTRY_SIZE)
+    }
+
     /// The driver configuration this stack configuration implies (queues,
-    /// rings, mempool, MAC; the symmetric RSS key and a round-robin table).
+    /// rings, mempool and its buffer size, largest frame, MAC; the
+    /// symmetric RSS key and a round-robin table).
     pub fn device_config(&self) -> ixtcp_driver::device::DeviceConfig {
         ixtcp_driver::device::DeviceConfig {
             num_queues: self.cores,
             rx_ring_size: self.rx_ring_size,
             tx_ring_size: self.tx_ring_size,
             mempool_entries: self.mempool_size,
+            buf_size: self.buffer_size(),
+            max_frame_size: self.max_frame_size(),
             mac: self.mac.map(|m| m.0),
             ..ixtcp_driver::device::DeviceConfig::default()
         }
@@ -319,8 +359,10 @@ impl StackConfig {
             ));
         }
         in_range("rx_burst", self.rx_burst, 1, 1024)?;
-        in_range("mtu", self.mtu, 576, 1500)?;
-        in_range("socket_rx_buffer", self.socket_rx_buffer, 1024, 1 << 30)?;
+        in_range("mtu", self.mtu, MTU_RANGE.0, MTU_RANGE.1)?;
+        // Below 1 GiB: smoltcp announces a window scale of log2(capacity)
+        // - 15, so 2^30 itself would ask for 15, beyond RFC 7323's 14.
+        in_range("socket_rx_buffer", self.socket_rx_buffer, 1024, (1 << 30) - 1)?;
         in_range("socket_tx_buffer", self.socket_tx_buffer, 1024, 1 << 30)?;
         in_range("max_connections", self.max_connections, 1, 1 << 22)?;
         in_range("backlog", self.backlog, 1, 1 << 22)?;
@@ -396,6 +438,7 @@ mod tests {
             ("rx_ring_size", StackConfig { rx_ring_size: 100, ..base.clone() }),
             ("mempool_size", StackConfig { mempool_size: 100, ..base.clone() }),
             ("socket_tx_buffer", StackConfig { socket_tx_buffer: 10, ..base.clone() }),
+            ("socket_rx_buffer", StackConfig { socket_rx_buffer: 1 << 30, ..base.clone() }),
             ("ephemeral_first", StackConfig { ephemeral_first: 5000, ephemeral_last: 4000, ..base.clone() }),
             ("mac", StackConfig { mac: Some(MacAddr::BROADCAST), ..base.clone() }),
         ];
@@ -405,6 +448,55 @@ mod tests {
             assert!(err.to_string().contains(field));
         }
         base.validate().unwrap();
+    }
+
+    #[test]
+    fn mtu_out_of_range_names_the_key_and_the_range() {
+        let base = StackConfig::new(Ipv4Addr::new(10, 0, 0, 1), 24);
+        for mtu in [575, 9001] {
+            let err = StackConfig { mtu, ..base.clone() }.validate().unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { field: "mtu", .. }), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains("`mtu`") && msg.contains(&mtu.to_string()) && msg.contains("576..=9000"), "{msg}");
+        }
+        for mtu in [576, 1500, 9000] {
+            StackConfig { mtu, ..base.clone() }.validate().unwrap();
+        }
+        let err = StackConfig::from_toml_str("ip = \"10.0.0.1\"\nmtu = 9001\n").unwrap_err();
+        assert!(err.to_string().contains("mtu") && err.to_string().contains("576..=9000"), "{err}");
+    }
+
+    #[test]
+    fn the_mtu_sets_the_frame_and_buffer_sizes() {
+        let base = StackConfig::new(Ipv4Addr::new(10, 0, 0, 1), 24);
+        assert_eq!(base.mtu, 1500, "1500 stays the default");
+        let sizes = |mtu| {
+            let c = StackConfig { mtu, ..base.clone() };
+            let d = c.device_config();
+            d.validate().unwrap_or_else(|e| panic!("mtu {mtu}: {e}"));
+            assert_eq!((d.buf_size, d.max_frame_size), (c.buffer_size(), c.max_frame_size()));
+            (d.max_frame_size, d.buf_size)
+        };
+        assert_eq!(sizes(576), (1518, 2048));
+        assert_eq!(sizes(1500), (1518, 2048));
+        // 1501 + 18 + 64 bytes of TX headroom: the next power of two.
+        assert_eq!(sizes(1501), (1519, 2048));
+        assert_eq!(sizes(1966), (1984, 2048));
+        assert_eq!(sizes(1967), (1985, 4096));
+        assert_eq!(sizes(9000), (9018, 16384));
+    }
+
+    #[test]
+    fn congestion_control_is_reno_cubic_or_none() {
+        let load = |text: &str| StackConfig::from_toml_str(&format!("ip = \"10.0.0.1\"\n{text}\n"));
+        assert_eq!(load("congestion = \"cubic\"").unwrap().congestion, Congestion::Cubic);
+        assert_eq!(load("congestion_control = \"cubic\"").unwrap().congestion, Congestion::Cubic);
+        assert_eq!(load("congestion_control = \"reno\"").unwrap().congestion, Congestion::Reno);
+        assert_eq!(load("").unwrap().congestion, Congestion::Reno);
+        let err = load("congestion_control = \"bbr\"").unwrap_err().to_string();
+        assert!(err.contains("congestion_control") && err.contains("bbr"), "{err}");
+        assert!(err.contains("reno") && err.contains("cubic"), "the error lists what is accepted: {err}");
+        assert!(load("tcp_timestamps = true").unwrap().tcp_timestamps);
     }
 
     #[test]

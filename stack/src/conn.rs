@@ -8,6 +8,7 @@
 //! connection that has ended and whose slot was reused is refused, never
 //! confused with the new one.
 
+use std::cell::Cell;
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -18,6 +19,27 @@ use smoltcp::wire::IpListenEndpoint;
 
 use crate::config::{Congestion, StackConfig};
 use crate::flow::FlowKey;
+
+thread_local! {
+    /// What [`tsval`] returns: the TSval of the connection whose socket the
+    /// core is about to run, set by [`set_tsval`] before every call into
+    /// it. smoltcp's timestamp generator is a plain `fn() -> u32`, with no
+    /// way to reach the core's clock or the connection, hence a
+    /// thread-local: a core runs its sockets on its own thread, and a test
+    /// driving several cores from one thread sets it before each call too.
+    static TSVAL: Cell<u32> = const { Cell::new(0) };
+}
+
+/// smoltcp's TCP timestamp generator (RFC 7323 TSval): a 1 ms clock.
+fn tsval() -> u32 {
+    TSVAL.with(Cell::get)
+}
+
+/// Sets the TSval the next smoltcp call on this thread sends: the core's
+/// clock in ms plus the connection's offset.
+pub(crate) fn set_tsval(now_ms: u64, offset: u32) {
+    TSVAL.with(|c| c.set((now_ms as u32).wrapping_add(offset)));
+}
 
 /// Handle of a connection on one core: slot index and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -247,8 +269,12 @@ impl Conn {
         s.set_ack_delay((cfg.ack_delay_ms > 0).then(|| Duration::from_millis(cfg.ack_delay_ms)));
         s.set_congestion_control(match cfg.congestion {
             Congestion::Reno => tcp::CongestionControl::Reno,
+            Congestion::Cubic => tcp::CongestionControl::Cubic,
             Congestion::None => tcp::CongestionControl::None,
         });
+        // Offered in our SYN (or SYN-ACK, if the peer's SYN had one);
+        // smoltcp turns it off when the peer does not take part.
+        s.set_tsval_generator(cfg.tcp_timestamps.then_some(tsval as smoltcp::wire::TcpTimestampGenerator));
         s.set_timeout((cfg.idle_timeout_ms > 0).then(|| Duration::from_millis(cfg.idle_timeout_ms)));
         s.set_keep_alive((cfg.keepalive_ms > 0).then(|| Duration::from_millis(cfg.keepalive_ms)));
         self.established = false;
@@ -320,5 +346,38 @@ impl Conn {
         let smoltcp::wire::IpAddress::Ipv4(la) = l.addr;
         let smoltcp::wire::IpAddress::Ipv4(ra) = r.addr;
         Some(((la, l.port), (ra, r.port)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configure_applies_congestion_control_and_timestamps_at_every_reuse() {
+        let mut conn = Conn::new(4096, 4096);
+        let base = StackConfig::new(Ipv4Addr::new(10, 0, 0, 1), 24);
+        for (congestion, want) in [
+            (Congestion::Cubic, tcp::CongestionControl::Cubic),
+            (Congestion::Reno, tcp::CongestionControl::Reno),
+            (Congestion::None, tcp::CongestionControl::None),
+        ] {
+            conn.configure(&StackConfig { congestion, ..base.clone() });
+            assert_eq!(conn.sock().congestion_control(), want);
+        }
+        conn.configure(&StackConfig { tcp_timestamps: true, ..base.clone() });
+        assert!(conn.sock().timestamp_enabled());
+        // A slot reused under a config without them does not keep them.
+        conn.configure(&base);
+        assert!(!conn.sock().timestamp_enabled());
+    }
+
+    #[test]
+    fn tsval_is_the_clock_plus_the_connection_offset() {
+        set_tsval(1_000, 5);
+        assert_eq!(tsval(), 1_005);
+        // 32-bit wrap-around, as RFC 7323 timestamps do.
+        set_tsval(u64::from(u32::MAX), 2);
+        assert_eq!(tsval(), 1);
     }
 }

@@ -587,6 +587,7 @@ impl<P: PacketIo> StackCore<P> {
         conn.probes = 0;
         self.port.snd_max = Some(conn.snd_max);
         self.port.seq = Some(conn.seq);
+        crate::conn::set_tsval(now_ms, conn.seq.ts_offset);
         self.iface.poll_ingress_single(self.now, &mut self.port, &mut conn.set);
         self.port.rx_current = None;
         conn.snd_max = self.port.snd_max.take().flatten();
@@ -642,6 +643,7 @@ impl<P: PacketIo> StackCore<P> {
         c.listener = Some(li);
         c.key = Some(key);
         c.seq.isn = self.secret.isn((ip, key.local_port), (key.remote_ip, key.remote_port), self.now_ns);
+        c.seq.ts_offset = self.secret.ts_offset((ip, key.local_port), (key.remote_ip, key.remote_port));
         c.last_state = State::Listen;
         if let Some(l) = self.listeners.get_mut(li) {
             l.pending += 1;
@@ -1125,6 +1127,7 @@ impl<P: PacketIo> StackCore<P> {
         self.port.last_tx_ack = None;
         self.port.snd_max = Some(c.snd_max);
         self.port.seq = Some(c.seq);
+        crate::conn::set_tsval(self.now_ns / 1_000_000, c.seq.ts_offset);
         while sent < burst && self.port.tx_room() > 0 {
             match self.iface.poll_egress(now, &mut self.port, &mut c.set) {
                 PollResult::None => break,

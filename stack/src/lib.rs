@@ -65,7 +65,7 @@ pub mod timer;
 pub mod timewait;
 
 pub use crate::api::TcpState;
-pub use crate::config::{ConfigError, StackConfig};
+pub use crate::config::{ConfigError, Congestion, StackConfig};
 pub use crate::conn::{CloseReason, ConnId, Event, KeepAlive, Readiness};
 pub use crate::core::{CoreSetup, PollOutcome, SocketCensus, StackCore};
 pub use crate::error::StackError;

@@ -72,6 +72,9 @@ pub(crate) struct SeqMap {
     /// Fix the offset from the next SYN but do not send it (the SYN-ACK of
     /// a connection made from a SYN cookie: the peer already has ours).
     pub swallow_syn: bool,
+    /// Added to the core's millisecond clock to make this connection's
+    /// TCP timestamps (`tcp_timestamps`; see `HostSecret::ts_offset`).
+    pub ts_offset: u32,
 }
 
 /// Addressing of a port.

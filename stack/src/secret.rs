@@ -74,6 +74,14 @@ impl HostSecret {
         siphash24(self.isn_key, &tuple_bytes(local, remote)) as u32
     }
 
+    /// The offset of a connection's TCP timestamp clock (RFC 7323 section
+    /// 7.1: per connection, so TSvals reveal neither the host's uptime nor
+    /// a link between its connections): the hash's other 32 bits, so it
+    /// tells nothing about the ISN offset.
+    pub fn ts_offset(&self, local: (std::net::Ipv4Addr, u16), remote: (std::net::Ipv4Addr, u16)) -> u32 {
+        (siphash24(self.isn_key, &tuple_bytes(local, remote)) >> 32) as u32
+    }
+
     /// The key SYN cookies are made with.
     pub(crate) fn cookie_key(&self) -> (u64, u64) {
         self.cookie_key
@@ -169,5 +177,17 @@ mod tests {
         assert_eq!(s.isn(l, r, 1_000_000 + 4_000 * 1234).wrapping_sub(a), 1234);
         assert_ne!(s.isn(l, (r.0, 40_001), 1_000_000), a);
         assert_ne!(HostSecret::from_seed(2).isn(l, r, 1_000_000), a);
+    }
+
+    #[test]
+    fn timestamp_offsets_differ_by_tuple_and_host_and_from_the_isn_offset() {
+        let s = HostSecret::from_seed(1);
+        let l = (Ipv4Addr::new(10, 0, 0, 1), 80);
+        let r = (Ipv4Addr::new(10, 0, 0, 2), 40_000);
+        let t = s.ts_offset(l, r);
+        assert_eq!(s.ts_offset(l, r), t, "fixed for a tuple");
+        assert_ne!(s.ts_offset(l, (r.0, 40_001)), t);
+        assert_ne!(HostSecret::from_seed(2).ts_offset(l, r), t);
+        assert_ne!(s.isn_offset(l, r), t, "the two halves of the hash");
     }
 }

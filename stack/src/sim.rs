@@ -104,14 +104,26 @@ impl std::fmt::Debug for SimNic {
 
 impl SimNic {
     /// A NIC with `queues` queue pairs of `ring` descriptors and `pool`
-    /// buffers each, RSS with the symmetric key and a round-robin table.
+    /// 2 KiB buffers each, RSS with the symmetric key and a round-robin table.
     pub fn new(mac: MacAddr, queues: u16, ring: usize, pool: u32) -> Result<(Arc<SimNic>, Vec<SimIo>), MempoolError> {
+        SimNic::with_buffer_size(mac, queues, ring, pool, ixtcp_driver::mempool::DEFAULT_ENTRY_SIZE)
+    }
+
+    /// [`new`](Self::new) with buffers of `buffer_size` bytes (for jumbo
+    /// frames: `StackConfig::buffer_size`).
+    pub fn with_buffer_size(
+        mac: MacAddr,
+        queues: u16,
+        ring: usize,
+        pool: u32,
+        buffer_size: u32,
+    ) -> Result<(Arc<SimNic>, Vec<SimIo>), MempoolError> {
         let qs = (0..queues.max(1))
             .map(|_| {
                 Ok(Arc::new(SimQueue {
                     rx: ArrayQueue::new(ring.max(1)),
                     tx: ArrayQueue::new(ring.max(1)),
-                    pool: Mempool::new(&HeapDma, pool, 2048)?,
+                    pool: Mempool::new(&HeapDma, pool, buffer_size)?,
                     missed: AtomicU64::new(0),
                     received: AtomicU64::new(0),
                 }))

@@ -233,6 +233,36 @@ pub fn parse_tcp(frame: &[u8]) -> Option<TcpSeen> {
     })
 }
 
+/// The window and the options of a TCP segment, as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpOptionsSeen {
+    /// The window field (unscaled).
+    pub window: u16,
+    /// Maximum segment size option.
+    pub mss: Option<u16>,
+    /// Window scale option (the shift).
+    pub window_scale: Option<u8>,
+    /// Timestamps option (TSval, TSecr).
+    pub timestamp: Option<(u32, u32)>,
+}
+
+/// The window and options of the TCP segment in `frame`, if it is an
+/// IPv4/TCP frame whose lengths and options parse (checksums are not
+/// checked).
+pub fn parse_tcp_options(frame: &[u8]) -> Option<TcpOptionsSeen> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+    let repr = TcpRepr::parse(&t, &src, &dst, &ChecksumCapabilities::ignored()).ok()?;
+    Some(TcpOptionsSeen {
+        window: repr.window_len,
+        mss: repr.max_seg_size,
+        window_scale: repr.window_scale,
+        timestamp: repr.timestamp.map(|ts| (ts.tsval, ts.tsecr)),
+    })
+}
+
 /// A UDP datagram to build (IPv4, TTL 64, both checksums valid).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpDatagram<'a> {

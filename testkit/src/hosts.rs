@@ -159,7 +159,8 @@ impl SimHost {
     /// from the OS. A capture file in `cfg.pcap` is created as in
     /// production.
     pub fn start(cfg: StackConfig, mac: MacAddr, seed: Option<u64>, now_ns: u64) -> SimHost {
-        let (nic, ios) = SimNic::new(mac, cfg.cores, usize::from(cfg.rx_ring_size), cfg.mempool_size)
+        let (ring, size) = (usize::from(cfg.rx_ring_size), cfg.buffer_size());
+        let (nic, ios) = SimNic::with_buffer_size(mac, cfg.cores, ring, cfg.mempool_size, size)
             .unwrap_or_else(|e| panic!("sim NIC: {e}"));
         let rss = RssView::symmetric(cfg.cores, 0);
         let cores = build_cores(Arc::new(cfg), mac, &rss, ios, now_ns, seed)

@@ -16,8 +16,6 @@ use crate::time::Clock;
 pub(crate) mod off {
     /// Extended Interrupt Cause Set (8.2.3.5.2): writing 1s sets EICR bits.
     pub(crate) const EICS: u32 = 0x00808;
-    /// Max Frame Size (8.2.3.22.13): MFS in bits 31:16, used with JUMBOEN.
-    pub(crate) const MAXFRS: u32 = 0x04268;
     /// Tx Descriptor Completion Write Back Address Low (8.2.3.9.11).
     pub(crate) const fn tdwbal(n: u32) -> u32 {
         0x06038 + 0x40 * n
@@ -31,7 +29,7 @@ const EICR_LSC: u32 = 1 << 20;
 /// Largest ring the 20-bit RDLEN/TDLEN field describes, in bytes.
 pub(crate) const MAX_RING_BYTES: u32 = 0xF_FF80;
 /// MAXFRS reset value: MFS = 1518 (8.2.3.22.13).
-const MAXFRS_RESET: u32 = 1518 << 16;
+const MAXFRS_RESET: u32 = 1518 << regs::maxfrs::MFS_SHIFT;
 /// How long after CTRL.RST the device does not answer: the datasheet asks
 /// software to wait at least 1 ms before any register access (Linux sleeps
 /// 1 to 1.2 ms before it polls CTRL).
@@ -178,7 +176,7 @@ impl State {
         // must set both alike before enabling receive (8.2.3.8.8).
         self.set_reg(regs::RDRXCTL, rdrxctl::DMAIDONE);
         self.set_reg(regs::HLREG0, hlreg0::TXCRCEN | hlreg0::RXCRCSTRP | hlreg0::TXPADEN);
-        self.set_reg(off::MAXFRS, MAXFRS_RESET);
+        self.set_reg(regs::MAXFRS, MAXFRS_RESET);
         // 8.2.3.8.9/8.2.3.9.13: all packet buffer memory in buffer 0.
         self.set_reg(regs::RXPBSIZE(0), 0x8_0000);
         self.set_reg(regs::TXPBSIZE(0), 0x2_8000);
@@ -751,8 +749,11 @@ impl State {
     /// Largest frame without FCS the MAC accepts or sends: 1518 with FCS,
     /// or MAXFRS.MFS when HLREG0.JUMBOEN is set (8.2.3.22.13).
     pub(crate) fn max_frame(&self) -> usize {
-        let with_fcs =
-            if self.reg(regs::HLREG0) & hlreg0::JUMBOEN != 0 { (self.reg(off::MAXFRS) >> 16) as usize } else { 1518 };
+        let with_fcs = if self.reg(regs::HLREG0) & hlreg0::JUMBOEN != 0 {
+            (self.reg(regs::MAXFRS) >> regs::maxfrs::MFS_SHIFT) as usize
+        } else {
+            1518
+        };
         with_fcs.saturating_sub(4)
     }
 }

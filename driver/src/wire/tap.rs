@@ -36,6 +36,9 @@ const IFF_NO_PI: i16 = 0x1000;
 /// Read / write an interface's flags (`ifr_flags`).
 const SIOCGIFFLAGS: u32 = 0x8913;
 const SIOCSIFFLAGS: u32 = 0x8914;
+/// Read / set an interface's MTU (`ifr_mtu`).
+const SIOCGIFMTU: u32 = 0x8921;
+const SIOCSIFMTU: u32 = 0x8922;
 /// Read an interface's hardware address (`ifr_hwaddr`).
 const SIOCGIFHWADDR: u32 = 0x8927;
 /// `IFF_UP` in `ifr_flags`.
@@ -73,6 +76,14 @@ impl IfReq {
 
     fn set_flags(&mut self, flags: i16) {
         self.data[..2].copy_from_slice(&flags.to_ne_bytes());
+    }
+
+    fn mtu(&self) -> i32 {
+        i32::from_ne_bytes([self.data[0], self.data[1], self.data[2], self.data[3]])
+    }
+
+    fn set_mtu(&mut self, mtu: i32) {
+        self.data[..4].copy_from_slice(&mtu.to_ne_bytes());
     }
 
     pub(crate) fn name(&self) -> String {
@@ -210,6 +221,32 @@ impl TapWire {
     pub fn set_up(&self) -> Result<(), WireError> {
         set_up(&self.name)
     }
+
+    /// Sets the interface's MTU (`SIOCSIFMTU`), by name, in the calling
+    /// thread's namespace (as [`set_up`](Self::set_up)): the kernel then
+    /// sends and accepts frames of `mtu` + 14 bytes, so give it the stack's
+    /// `mtu` (jumbo frames: 9000).
+    pub fn set_mtu(&self, mtu: u32) -> Result<(), WireError> {
+        let err = |e: io::Error| {
+            let fix = if e.raw_os_error() == Some(libc::EINVAL) { " — a TAP takes 68..=65521" } else { hint(&e) };
+            WireError::Io(format!("setting the MTU of {} to {mtu}: {e}{fix}", self.name))
+        };
+        let value = i32::try_from(mtu).map_err(|_| err(io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0).map_err(err)?;
+        let mut req = IfReq::named(&self.name);
+        req.set_mtu(value);
+        ioctl_ifreq(sock.as_fd(), SIOCSIFMTU, &mut req).map_err(err)
+    }
+
+    /// The interface's MTU (`SIOCGIFMTU`), by name, in the calling thread's
+    /// namespace.
+    pub fn mtu(&self) -> Result<u32, WireError> {
+        let err = |e: io::Error| WireError::Io(format!("reading the MTU of {}: {e}{}", self.name, hint(&e)));
+        let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0).map_err(err)?;
+        let mut req = IfReq::named(&self.name);
+        ioctl_ifreq(sock.as_fd(), SIOCGIFMTU, &mut req).map_err(err)?;
+        Ok(req.mtu().max(0) as u32)
+    }
 }
 
 /// Brings the interface `name` up in the calling thread's namespace.
@@ -317,6 +354,8 @@ mod tests {
         r.set_flags(IFF_TAP | IFF_NO_PI);
         assert_eq!(r.name(), "tap0");
         assert_eq!(r.flags(), 0x1002);
+        r.set_mtu(9000);
+        assert_eq!(r.mtu(), 9000);
     }
 
     #[test]

@@ -418,3 +418,41 @@ fn rx_enable_without_the_erratum_sequence() {
     rig.assert_no_faults();
     assert_ne!(rig.rd(r::RXCTRL) & r::rxctrl::RXEN, 0);
 }
+
+/// Queues `frame` from descriptor `first` on, one descriptor per 2 KiB,
+/// EOP on the last, and writes TDT; returns the next free descriptor.
+fn send_gathered(rig: &Rig, tx: &Tx, first: u32, frame: &[u8]) -> u32 {
+    let chunks: Vec<&[u8]> = frame.chunks(2048).collect();
+    for (k, c) in chunks.iter().enumerate() {
+        let i = first + k as u32;
+        let addr = tx.fill(i, c);
+        let mut d = AdvTxRead::data(addr, c.len() as u16);
+        if k + 1 < chunks.len() {
+            d.cmd_type_len &= !tx_cmd::EOP;
+        }
+        // PAYLEN is the whole packet's (7.2.3.2.4).
+        d.olinfo_status = (frame.len() as u32) << tx_olinfo::PAYLEN_SHIFT;
+        tx.put(i, d);
+    }
+    rig.wr(r::TDT(0), first + chunks.len() as u32);
+    first + chunks.len() as u32
+}
+
+#[test]
+fn jumbo_tx_frames_up_to_maxfrs_are_sent_and_longer_ones_fault() {
+    let mut rig = Rig::new();
+    rig.init();
+    rig.regs.set_bits(r::HLREG0, r::hlreg0::JUMBOEN);
+    rig.wr(r::MAXFRS, 9018 << r::maxfrs::MFS_SHIFT);
+    let tx = rig.tx_queue(0, 64);
+    // 9014 bytes gathered from five 2 KiB buffers, EOP on the last.
+    let frame: Vec<u8> = (0..9014).map(|i| i as u8).collect();
+    let next = send_gathered(&rig, &tx, 0, &frame);
+    assert_eq!(rig.sent().as_deref(), Some(&frame[..]));
+    rig.assert_no_faults();
+    let mut longer = frame.clone();
+    longer.push(0);
+    send_gathered(&rig, &tx, next, &longer);
+    assert_eq!(rig.faults(), vec![ModelFault::TxPacketTooLong { queue: 0, len: 9015, max: 9014 }]);
+    assert_eq!(rig.sent(), None);
+}

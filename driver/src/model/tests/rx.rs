@@ -248,7 +248,7 @@ fn jumbo_frame_spans_descriptors_with_eop_on_the_last() {
     let mut rig = Rig::new();
     rig.init();
     rig.regs.set_bits(r::HLREG0, r::hlreg0::JUMBOEN);
-    rig.wr(crate::model::regfile::off::MAXFRS, 9018 << 16);
+    rig.wr(r::MAXFRS, 9018 << r::maxfrs::MFS_SHIFT);
     let rx = rig.rx_queue(0, 8, 1);
     let frame = tcp_frame(flow(7).0, flow(7).1, &vec![0x5A; 3000 - 54]);
     rig.inject(&frame);
@@ -305,5 +305,71 @@ fn without_crc_strip_the_fcs_is_written_to_the_buffer() {
     assert_eq!(usize::from(rx.desc(0).length), f.len() + 4);
     let data = rx.data(0, f.len() + 4);
     assert_eq!(data[f.len()..], crate::model::packet::ethernet_fcs(&f));
+    rig.assert_no_faults();
+}
+
+/// Fills every receive buffer of `rx` with `canary`.
+fn paint(rx: &Rx, canary: u8) {
+    super::write_bytes(&rx.bufs, 0, &vec![canary; rx.entries as usize * rx.buf_size()]);
+}
+
+#[test]
+fn maxfrs_limits_frames_only_with_jumboen() {
+    let mut rig = Rig::new();
+    rig.init();
+    let rx = rig.rx_queue(0, 8, 16);
+    // MFS raised but JUMBOEN clear: the limit stays 1518 with FCS.
+    rig.wr(r::MAXFRS, 9018 << r::maxfrs::MFS_SHIFT);
+    let long = tcp_frame(flow(1).0, flow(1).1, &vec![7; 1600 - 54]);
+    rig.inject(&long);
+    assert_eq!(rig.rd(r::RDH(0)), 0);
+    assert_eq!(rig.rd(stat::ROC), 1);
+    assert_eq!(rig.rd(r::RLEC), 1);
+    // JUMBOEN on: MFS is the limit, FCS included.
+    rig.regs.set_bits(r::HLREG0, r::hlreg0::JUMBOEN);
+    let largest = tcp_frame(flow(1).0, flow(1).1, &vec![8; 9014 - 54]);
+    let too_long = tcp_frame(flow(1).0, flow(1).1, &vec![9; 9015 - 54]);
+    paint(&rx, 0xEE);
+    rig.inject(&too_long);
+    assert_eq!(rig.rd(r::RDH(0)), 0, "a frame above MFS is not written");
+    assert_eq!(rig.rd(stat::ROC), 1);
+    assert_eq!(rig.rd(r::RLEC), 1);
+    assert!(rx.data(0, rx.buf_size()).iter().all(|&b| b == 0xEE), "the dropped frame left no byte behind");
+    rig.inject(&largest);
+    rig.inject(&long);
+    assert_eq!(rig.rd(r::RDH(0)), 2);
+    assert_eq!(rx.data(0, largest.len()), largest);
+    assert_eq!(rx.desc(0).length as usize, largest.len());
+    assert_eq!(rx.data(1, long.len()), long);
+    assert_eq!(rig.rd(stat::ROC), 0);
+    rig.assert_no_faults();
+}
+
+#[test]
+fn a_frame_larger_than_its_buffer_never_writes_past_it() {
+    let mut rig = Rig::new();
+    rig.init();
+    rig.regs.set_bits(r::HLREG0, r::hlreg0::JUMBOEN);
+    rig.wr(r::MAXFRS, 9018 << r::maxfrs::MFS_SHIFT);
+    // 2 KiB buffers (BSIZEPKT = 2), back to back in one region.
+    let rx = rig.rx_queue(0, 8, 2);
+    paint(&rx, 0xEE);
+    let frame = tcp_frame(flow(3).0, flow(3).1, &vec![0x11; 9014 - 54]);
+    rig.inject(&frame);
+    // 9014 bytes in 2048-byte buffers: four full ones and 822 bytes in the
+    // fifth, EOP on the last; every other byte keeps the canary.
+    assert_eq!(rig.rd(r::RDH(0)), 5);
+    let lens: Vec<u16> = (0..5).map(|i| rx.desc(i).length).collect();
+    assert_eq!(lens, [2048, 2048, 2048, 2048, 822]);
+    assert_eq!(rx.desc(4).status_error & rx_status::EOP, rx_status::EOP);
+    let all = rx.data(0, rx.entries as usize * rx.buf_size());
+    assert_eq!(all[..frame.len()], frame[..]);
+    assert!(all[frame.len()..].iter().all(|&b| b == 0xEE), "bytes after the frame's last buffer changed");
+    // A frame that would need more descriptors than the device owns is
+    // dropped (DROP_EN), not truncated: 7 owned, 5 used, 2 left.
+    rig.inject(&frame);
+    assert_eq!(rig.rd(r::RDH(0)), 5);
+    assert_eq!(rig.rd(r::QPRDC(0)), 1);
+    assert!(all[frame.len()..] == rx.data(0, all.len())[frame.len()..], "the dropped frame wrote nothing");
     rig.assert_no_faults();
 }
