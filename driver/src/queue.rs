@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::desc::{DESC_SIZE, field, rx_status, tx_cmd, tx_olinfo};
-use crate::dma::DmaRegion;
+use crate::desc::{field, rx_status, tx_cmd, tx_olinfo};
+use crate::dma::{DescRing, DescView, DmaRegion};
 use crate::error::DriverError;
 use crate::io::{RegisterIo, dma_rmb, dma_wmb};
-use crate::mempool::{Mempool, PacketBuf};
+use crate::mempool::{BulkFree, Mempool, PacketBuf};
 use crate::regs;
 use crate::stats::QueueStats;
 
@@ -146,7 +146,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(1);
 pub struct RxQueue<R: RegisterIo> {
     id: QueueId,
     regs: R,
-    ring: Arc<DmaRegion>,
+    ring: Arc<DescRing>,
     pool: Arc<Mempool>,
     /// The mempool entry each descriptor's `pkt_addr` points at. Every slot
     /// always holds one: a descriptor whose frame is handed out is refilled
@@ -186,22 +186,26 @@ impl<R: RegisterIo> RxQueue<R> {
         pool: Arc<Mempool>,
         shared: Arc<QueueShared>,
     ) -> Result<RxQueue<R>, DriverError> {
-        let n = ring.len() / DESC_SIZE;
+        let ring = DescRing::new(ring);
+        let n = ring.slots();
         let mut bufs = Vec::with_capacity(n);
+        // Not claiming the pool: this runs on the init thread, and the pool
+        // belongs to the core that will poll the queue.
+        let mut access = pool.access(false);
         for slot in 0..n {
-            let Some(index) = pool.alloc_index() else {
+            let Some(index) = access.take() else {
                 for &index in &bufs {
-                    pool.free_index(index);
+                    access.give(index);
                 }
                 return Err(DriverError::Config {
                     field: "mempool_entries",
                     reason: format!("the pool of {id} ran dry filling an RX ring of {n} descriptors"),
                 });
             };
-            ring.store_u64(slot * DESC_SIZE + field::RX_PKT_ADDR, pool.iova(index));
-            ring.store_u64(slot * DESC_SIZE + field::RX_HDR_ADDR, 0);
+            rearm(ring.view(), slot, access.iova(index));
             bufs.push(index);
         }
+        drop(access);
         let buf_size = pool.entry_size();
         Ok(RxQueue {
             id,
@@ -258,12 +262,19 @@ impl<R: RegisterIo> RxQueue<R> {
         if max == 0 || self.shared.is_stopped() {
             return 0;
         }
+        // The core polling the queue owns its pool (claimed on first use):
+        // refills and hand-outs below then use no atomics.
+        let mut pool = self.pool.access(true);
+        let ring = self.ring.view();
+        let mask = self.mask;
+        // `slot & mask` indexes both the ring and this (length mask + 1).
+        let bufs = &mut self.bufs[..=mask];
         let mut received = 0;
         let mut consumed = 0;
+        let mut bytes = 0u64;
         let mut slot = self.next;
         while received < max {
-            let desc = slot * DESC_SIZE;
-            let status = self.ring.load_u32(desc + field::RX_WB_STATUS_ERROR);
+            let status = ring.read_u32(slot, field::RX_WB_STATUS_ERROR);
             if status & rx_status::DD == 0 {
                 break;
             }
@@ -271,7 +282,7 @@ impl<R: RegisterIo> RxQueue<R> {
             // makes after the rest of the write-back and the frame data
             // (7.1.6.2).
             dma_rmb();
-            let len = self.ring.load_u32(desc + field::RX_WB_LENGTH_VLAN) & 0xFFFF;
+            let len = ring.read_u32(slot, field::RX_WB_LENGTH_VLAN) & 0xFFFF;
             let eop = status & rx_status::EOP != 0;
             let bad = status & rx_status::ERR_RXE != 0 || len == 0 || len > self.buf_size;
             if self.discarding || !eop || bad {
@@ -280,28 +291,29 @@ impl<R: RegisterIo> RxQueue<R> {
                 // Count each dropped frame once, at its first descriptor.
                 self.stats.errors += u64::from(!self.discarding);
                 self.discarding = !eop;
-                self.rearm(desc, self.bufs[slot]);
+                rearm(ring, slot, pool.iova(bufs[slot & mask]));
             } else {
-                let Some(fresh) = self.pool.alloc_index() else {
+                let Some(fresh) = pool.take() else {
                     // Pool empty: leave this descriptor as it is (DD set,
                     // frame intact, not owned by the device because RDT is
                     // behind it) and retry on the next call.
                     self.stats.mempool_empty += 1;
                     break;
                 };
-                let old = std::mem::replace(&mut self.bufs[slot], fresh);
-                self.rearm(desc, fresh);
+                let old = std::mem::replace(&mut bufs[slot & mask], fresh);
+                rearm(ring, slot, pool.iova(fresh));
                 // 7.1.6: the frame starts at pkt_addr, which is the entry
                 // start; `len` <= buf_size was checked above.
-                out.push(self.pool.wrap(old, 0, len as u16));
-                self.stats.bytes += u64::from(len);
+                out.push(pool.wrap(old, 0, len as u16));
+                bytes += u64::from(len);
                 received += 1;
             }
             consumed += 1;
-            slot = (slot + 1) & self.mask;
+            slot = (slot + 1) & mask;
         }
         if consumed > 0 {
             self.next = slot;
+            self.stats.bytes += bytes;
             self.stats.packets += received as u64;
             self.stats.batches += 1;
             // Write barrier: the refilled descriptors must be visible to the
@@ -313,13 +325,6 @@ impl<R: RegisterIo> RxQueue<R> {
             self.regs.write32(regs::RDT(self.id.reg()), ((slot + self.mask) & self.mask) as u32);
         }
         received
-    }
-
-    /// Points descriptor `desc` (byte offset) at entry `index` and clears
-    /// DD: `hdr_addr = 0` overwrites the write-back status dword (7.1.6.1).
-    fn rearm(&self, desc: usize, index: u32) {
-        self.ring.store_u64(desc + field::RX_PKT_ADDR, self.pool.iova(index));
-        self.ring.store_u64(desc + field::RX_HDR_ADDR, 0);
     }
 
     /// Software counters of this queue.
@@ -360,10 +365,34 @@ impl<R: RegisterIo> Drop for RxQueue<R> {
             std::mem::forget(Arc::clone(&self.pool));
             return;
         }
+        let mut pool = self.pool.access(false);
         for &index in &self.bufs {
-            self.pool.free_index(index);
+            pool.give(index);
         }
     }
+}
+
+/// Points RX descriptor `slot` at the buffer at `iova` and clears DD:
+/// `hdr_addr = 0` overwrites the write-back status dword (7.1.6.1).
+#[inline(always)]
+fn rearm(ring: DescView<'_>, slot: usize, iova: u64) {
+    ring.write_u64(slot, field::RX_PKT_ADDR, iova);
+    ring.write_u64(slot, field::RX_HDR_ADDR, 0);
+}
+
+/// Makes a frame the device may send out of one whose length is outside
+/// [`DEVICE_MIN_TX_FRAME`]..=[`MAX_TX_FRAME`]: one of [`MIN_TX_FRAME`]..17
+/// bytes is padded with zeros to 17 (every buffer holds far more, so this
+/// only fails if the caller took headroom away). Returns the new length, or
+/// `None` for a frame that cannot be sent. Kept out of the loop: it is rare.
+#[cold]
+fn pad_short_frame(buf: &mut PacketBuf) -> Option<usize> {
+    let len = buf.len();
+    if !(MIN_TX_FRAME..DEVICE_MIN_TX_FRAME).contains(&len) || !buf.set_len(DEVICE_MIN_TX_FRAME) {
+        return None;
+    }
+    buf.data_mut()[len..].fill(0);
+    Some(DEVICE_MIN_TX_FRAME)
 }
 
 /// A transmit queue: a ring of descriptors and, per descriptor, the buffer
@@ -371,7 +400,7 @@ impl<R: RegisterIo> Drop for RxQueue<R> {
 pub struct TxQueue<R: RegisterIo> {
     id: QueueId,
     regs: R,
-    ring: Arc<DmaRegion>,
+    ring: Arc<DescRing>,
     /// The buffer each in-flight descriptor sends. The whole `PacketBuf` is
     /// kept (not just an index), so a buffer from any pool goes back to its
     /// own pool when cleaned.
@@ -400,7 +429,8 @@ impl<R: RegisterIo> TxQueue<R> {
     /// Takes a ring of `ring.len() / 16` descriptors. Their contents do not
     /// matter: the device reads none before TDT moves past it.
     pub(crate) fn new(id: QueueId, regs: R, ring: DmaRegion, shared: Arc<QueueShared>) -> TxQueue<R> {
-        let n = ring.len() / DESC_SIZE;
+        let ring = DescRing::new(ring);
+        let n = ring.slots();
         TxQueue {
             id,
             regs,
@@ -453,42 +483,46 @@ impl<R: RegisterIo> TxQueue<R> {
         if take < bufs.len() {
             self.stats.ring_full += 1;
         }
-        let mut sent = 0;
+        let ring = self.ring.view();
+        let mask = self.mask;
+        // `tail & mask` indexes both the ring and this (length mask + 1).
+        let slots = &mut self.bufs[..=mask];
+        let start = self.tail;
+        let mut tail = start;
+        let mut bytes = 0u64;
         for mut buf in bufs.drain(..take) {
             let mut len = buf.len();
-            if !(MIN_TX_FRAME..=MAX_TX_FRAME).contains(&len) {
-                self.stats.errors += 1;
-                continue;
-            }
-            if len < DEVICE_MIN_TX_FRAME {
-                // Every buffer holds far more than 17 bytes (buf_size >=
-                // 2048), so this only fails if the caller took headroom away.
-                if !buf.set_len(DEVICE_MIN_TX_FRAME) {
-                    self.stats.errors += 1;
-                    continue;
+            if !(DEVICE_MIN_TX_FRAME..=MAX_TX_FRAME).contains(&len) {
+                match pad_short_frame(&mut buf) {
+                    Some(padded) => len = padded,
+                    None => {
+                        self.stats.errors += 1;
+                        continue;
+                    }
                 }
-                buf.data_mut()[len..].fill(0);
-                len = DEVICE_MIN_TX_FRAME;
             }
-            let desc = self.tail * DESC_SIZE;
             // 7.2.3.2.4: one advanced data descriptor per frame: EOP (the
             // frame ends here), IFCS (append the CRC), RS (write DD back),
             // DEXT + DTYP_DATA (advanced data format); PAYLEN is the whole
             // frame without TSO. Writing olinfo_status also clears the DD bit
             // left over from the descriptor's previous use.
             let len32 = len as u32;
-            self.ring.store_u64(desc + field::TX_BUFFER_ADDR, buf.iova());
-            self.ring.store_u32(
-                desc + field::TX_CMD_TYPE_LEN,
+            ring.write_u64(tail, field::TX_BUFFER_ADDR, buf.iova());
+            ring.write_u32(
+                tail,
+                field::TX_CMD_TYPE_LEN,
                 tx_cmd::EOP | tx_cmd::IFCS | tx_cmd::RS | tx_cmd::DEXT | tx_cmd::DTYP_DATA | len32,
             );
-            self.ring.store_u32(desc + field::TX_OLINFO_STATUS, len32 << tx_olinfo::PAYLEN_SHIFT);
-            self.bufs[self.tail] = Some(buf);
-            self.tail = (self.tail + 1) & self.mask;
-            self.stats.bytes += len as u64;
-            sent += 1;
+            ring.write_u32(tail, field::TX_OLINFO_STATUS, len32 << tx_olinfo::PAYLEN_SHIFT);
+            // Cleaned descriptors hold `None`: nothing is dropped here.
+            slots[tail & mask] = Some(buf);
+            tail = (tail + 1) & mask;
+            bytes += len as u64;
         }
+        self.tail = tail;
+        let sent = tail.wrapping_sub(start) & mask;
         if sent > 0 {
+            self.stats.bytes += bytes;
             self.stats.packets += sent as u64;
             self.stats.batches += 1;
             // Write barrier: the descriptors (and the frame data the caller
@@ -502,14 +536,18 @@ impl<R: RegisterIo> TxQueue<R> {
 
     /// Whether the device has written DD back into descriptor `slot`.
     fn done(&self, slot: usize) -> bool {
-        self.ring.load_u32(slot * DESC_SIZE + field::TX_OLINFO_STATUS) & tx_olinfo::DD != 0
+        self.ring.view().read_u32(slot, field::TX_OLINFO_STATUS) & tx_olinfo::DD != 0
     }
 
     /// Returns the buffers of `count` descriptors from `clean` on to their
     /// pools.
     fn release(&mut self, count: usize) {
+        let slots = &mut self.bufs[..=self.mask];
+        let mut free = BulkFree::new();
         for i in 0..count {
-            self.bufs[(self.clean + i) & self.mask] = None;
+            if let Some(buf) = slots[(self.clean + i) & self.mask].take() {
+                free.free(buf);
+            }
         }
         self.clean = (self.clean + count) & self.mask;
         self.stats.cleaned += count as u64;
@@ -599,6 +637,7 @@ mod tests {
     use std::sync::atomic::fence;
 
     use super::*;
+    use crate::desc::DESC_SIZE;
     use crate::dma::{DmaAllocator, HeapDma};
     use crate::io::{HeapBar, Mmio};
 
