@@ -265,17 +265,29 @@ impl PoolCore {
     /// Pops an entry on the owner, or counts a failure.
     #[inline(always)]
     fn take_local(&self, local: &mut Local) -> Option<u32> {
-        if local.len == 0 {
-            self.refill(local);
-            if local.len == 0 {
-                local.failures += 1;
-                self.owner_failures.store(local.failures, Ordering::Relaxed);
-                return None;
-            }
+        let len = local.len;
+        if len == 0 {
+            return self.take_local_dry(local);
         }
-        local.len -= 1;
-        self.local_free.store(local.len as u32, Ordering::Relaxed);
-        Some(local.stack[local.len])
+        local.len = len - 1;
+        self.local_free.store((len - 1) as u32, Ordering::Relaxed);
+        // SAFETY: `len` never exceeds the stack's length (it grows only
+        // after a checked store), so `len - 1` is in bounds.
+        Some(unsafe { *local.stack.get_unchecked(len - 1) })
+    }
+
+    /// `take_local` on an empty stack: refill from the shared queue, or
+    /// count a failure.
+    #[cold]
+    #[inline(never)]
+    fn take_local_dry(&self, local: &mut Local) -> Option<u32> {
+        self.refill(local);
+        if local.len == 0 {
+            local.failures += 1;
+            self.owner_failures.store(local.failures, Ordering::Relaxed);
+            return None;
+        }
+        self.take_local(local)
     }
 
     /// Pushes an entry on the owner.
@@ -283,9 +295,10 @@ impl PoolCore {
     fn give_local(&self, local: &mut Local, index: u32) {
         // Cannot overflow: the stack has room for every entry, and an entry
         // is freed once (a handle is unique).
-        local.stack[local.len] = index;
-        local.len += 1;
-        self.local_free.store(local.len as u32, Ordering::Relaxed);
+        let len = local.len;
+        local.stack[len] = index;
+        local.len = len + 1;
+        self.local_free.store((len + 1) as u32, Ordering::Relaxed);
     }
 
     /// Pops an entry off the owner, or counts a failure.
@@ -367,6 +380,28 @@ impl PoolCore {
     /// `core` and `index` are those of a live buffer being given up.
     #[inline(always)]
     unsafe fn free_buf(core: NonNull<PoolCore>, index: u32) {
+        // SAFETY: alive while the buffer is.
+        let this = unsafe { core.as_ref() };
+        // The common case, without a call: a buffer of the owner freed on
+        // the owner, its pool still in use.
+        if index & COUNTED == 0 && this.owned_here() && !this.retired.load(Ordering::Relaxed) {
+            // SAFETY: on the owner thread; no other borrow of `local` alive.
+            let local = unsafe { this.local() };
+            this.give_local(local, index);
+            local.out -= 1;
+            return;
+        }
+        // SAFETY: the caller's promise.
+        unsafe { PoolCore::free_buf_slow(core, index) }
+    }
+
+    /// `free_buf` for every other case.
+    ///
+    /// # Safety
+    /// As for `free_buf`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_buf_slow(core: NonNull<PoolCore>, index: u32) {
         // SAFETY: alive while the buffer is.
         let this = unsafe { core.as_ref() };
         let entry = index & !COUNTED;
@@ -543,6 +578,24 @@ impl Mempool {
     // mempool's (scripts/callgrind.sh splits by function).
     #[inline(never)]
     pub fn alloc(self: &Arc<Self>) -> Option<PacketBuf> {
+        let core = self.core();
+        if core.owned_here() {
+            // SAFETY: on the owner thread; the borrow ends in this block.
+            let local = unsafe { core.local() };
+            if local.len > 0 {
+                let index = core.take_local(local)?;
+                local.out += 1;
+                return Some(PacketBuf { core: self.core, index, offset: DEFAULT_HEADROOM, len: 0 });
+            }
+        }
+        self.alloc_slow()
+    }
+
+    /// `alloc` off the fast path: claiming the pool, refilling the stack,
+    /// allocating off the owner.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self) -> Option<PacketBuf> {
         let mut access = self.access(true);
         let index = access.take()?;
         Some(access.wrap(index, DEFAULT_HEADROOM, 0))
@@ -610,14 +663,14 @@ impl PoolAccess<'_> {
 /// Frees many buffers in a row (TX cleaning), deciding once per run of
 /// buffers from the same pool whether this thread owns it.
 pub(crate) struct BulkFree {
-    /// The pool of the last buffer freed, when this thread owns it.
-    owned: Option<NonNull<PoolCore>>,
-    _not_send: PhantomData<*const ()>,
+    /// The pool of the last buffer freed when this thread owns it and it
+    /// was not retired then; null otherwise.
+    owned: *const PoolCore,
 }
 
 impl BulkFree {
     pub(crate) fn new() -> BulkFree {
-        BulkFree { owned: None, _not_send: PhantomData }
+        BulkFree { owned: std::ptr::null() }
     }
 
     /// Returns `buf`'s entry to its pool.
@@ -625,24 +678,29 @@ impl BulkFree {
     pub(crate) fn free(&mut self, buf: PacketBuf) {
         let (core, index) = (buf.core, buf.index);
         std::mem::forget(buf);
-        if self.owned == Some(core) && index & COUNTED == 0 {
-            // SAFETY: this thread owned the pool at the last buffer and only
-            // this thread can give it up, which it does only in `free_buf`
-            // below (then `owned` is cleared first); an owned pool is alive.
+        if self.owned == core.as_ptr().cast_const() && index & COUNTED == 0 {
+            // SAFETY: this thread owned the pool at an earlier buffer of
+            // this run, and only this thread can give it up, which it does
+            // only in `free_buf` (not called for this pool since: `owned`
+            // is reset before every call); an owned pool is alive. A
+            // retirement since then is noticed at the next run's first
+            // buffer or at thread exit; until then the pool stays owned.
             let this = unsafe { core.as_ref() };
-            if !this.retired.load(Ordering::Relaxed) {
-                // SAFETY: owner thread; no other borrow of `local` alive.
-                let local = unsafe { this.local() };
-                this.give_local(local, index);
-                local.out -= 1;
-                return;
-            }
+            // SAFETY: owner thread; no other borrow of `local` alive.
+            let local = unsafe { this.local() };
+            this.give_local(local, index);
+            local.out -= 1;
+            return;
         }
         // SAFETY: alive while the buffer is.
         let this = unsafe { core.as_ref() };
         // Cached only when `free_buf` will not give the pool up (that needs
         // `retired`, which stays set once set).
-        self.owned = (this.owned_here() && !this.retired.load(Ordering::Relaxed)).then_some(core);
+        self.owned = if this.owned_here() && !this.retired.load(Ordering::Relaxed) {
+            core.as_ptr().cast_const()
+        } else {
+            std::ptr::null()
+        };
         // SAFETY: the buffer was given up above and is not touched again.
         unsafe { PoolCore::free_buf(core, index) }
     }

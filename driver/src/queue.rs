@@ -383,16 +383,19 @@ fn rearm(ring: DescView<'_>, slot: usize, iova: u64) {
 /// Makes a frame the device may send out of one whose length is outside
 /// [`DEVICE_MIN_TX_FRAME`]..=[`MAX_TX_FRAME`]: one of [`MIN_TX_FRAME`]..17
 /// bytes is padded with zeros to 17 (every buffer holds far more, so this
-/// only fails if the caller took headroom away). Returns the new length, or
-/// `None` for a frame that cannot be sent. Kept out of the loop: it is rare.
+/// only fails if the caller took headroom away). Returns the padded frame,
+/// or `None` (the buffer dropped) for one that cannot be sent. Kept out of
+/// the loop, and by value so the loop keeps its buffer in registers: it is
+/// rare.
 #[cold]
-fn pad_short_frame(buf: &mut PacketBuf) -> Option<usize> {
+#[inline(never)]
+fn pad_short_frame(mut buf: PacketBuf) -> Option<PacketBuf> {
     let len = buf.len();
     if !(MIN_TX_FRAME..DEVICE_MIN_TX_FRAME).contains(&len) || !buf.set_len(DEVICE_MIN_TX_FRAME) {
         return None;
     }
     buf.data_mut()[len..].fill(0);
-    Some(DEVICE_MIN_TX_FRAME)
+    Some(buf)
 }
 
 /// A transmit queue: a ring of descriptors and, per descriptor, the buffer
@@ -493,8 +496,11 @@ impl<R: RegisterIo> TxQueue<R> {
         for mut buf in bufs.drain(..take) {
             let mut len = buf.len();
             if !(DEVICE_MIN_TX_FRAME..=MAX_TX_FRAME).contains(&len) {
-                match pad_short_frame(&mut buf) {
-                    Some(padded) => len = padded,
+                match pad_short_frame(buf) {
+                    Some(padded) => {
+                        buf = padded;
+                        len = DEVICE_MIN_TX_FRAME;
+                    }
                     None => {
                         self.stats.errors += 1;
                         continue;
