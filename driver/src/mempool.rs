@@ -178,8 +178,9 @@ struct PoolCore {
     num_entries: u32,
     owner: AtomicU64,
     local: UnsafeCell<Local>,
-    /// `local.len`, published for [`Mempool::free_count`] on any thread (a
-    /// plain store by the owner).
+    /// `local.len` for [`Mempool::free_count`] on other threads: a plain
+    /// store by the owner at the end of each ring batch and on its slow
+    /// paths, not per packet.
     local_free: AtomicU32,
     /// `local.failures`, published likewise.
     owner_failures: AtomicU64,
@@ -262,6 +263,12 @@ impl PoolCore {
         self.local_free.store(local.len as u32, Ordering::Relaxed);
     }
 
+    /// Publishes the owner's free count for other threads.
+    #[inline(always)]
+    fn publish(&self, local: &Local) {
+        self.local_free.store(local.len as u32, Ordering::Relaxed);
+    }
+
     /// Pops an entry on the owner, or counts a failure.
     #[inline(always)]
     fn take_local(&self, local: &mut Local) -> Option<u32> {
@@ -270,7 +277,6 @@ impl PoolCore {
             return self.take_local_dry(local);
         }
         local.len = len - 1;
-        self.local_free.store((len - 1) as u32, Ordering::Relaxed);
         // SAFETY: `len` never exceeds the stack's length (it grows only
         // after a checked store), so `len - 1` is in bounds.
         Some(unsafe { *local.stack.get_unchecked(len - 1) })
@@ -298,7 +304,6 @@ impl PoolCore {
         let len = local.len;
         local.stack[len] = index;
         local.len = len + 1;
-        self.local_free.store((len + 1) as u32, Ordering::Relaxed);
     }
 
     /// Pops an entry off the owner, or counts a failure.
@@ -409,6 +414,7 @@ impl PoolCore {
             // SAFETY: on the owner thread; the borrow ends before `disown`.
             let local = unsafe { this.local() };
             this.give_local(local, entry);
+            this.publish(local);
             let counted = index & COUNTED != 0;
             local.out -= usize::from(!counted);
             if this.retired.load(Ordering::Relaxed) {
@@ -537,11 +543,18 @@ impl Mempool {
         self.core().num_entries
     }
 
-    /// Number of entries currently free (exact when no other thread is
-    /// freeing or allocating at the same time).
+    /// Number of entries currently free: exact on the owner thread (when no
+    /// other thread frees at the same time); on another thread the owner's
+    /// share is as of the owner's last ring batch.
     pub fn free_count(&self) -> usize {
         let core = self.core();
-        core.local_free.load(Ordering::Relaxed) as usize + core.shared.len()
+        let local = if core.owned_here() {
+            // SAFETY: on the owner thread; the borrow ends here.
+            unsafe { core.local() }.len
+        } else {
+            core.local_free.load(Ordering::Relaxed) as usize
+        };
+        local + core.shared.len()
     }
 
     /// How many allocations found the pool empty.
@@ -562,7 +575,11 @@ impl Mempool {
     pub(crate) fn access(&self, claim: bool) -> PoolAccess<'_> {
         let core = self.core();
         let owned = if claim { core.claim() } else { core.owned_here() };
-        PoolAccess { core, ptr: self.core, owned, _not_send: PhantomData }
+        if owned {
+            PoolAccess::Owner(OwnerOps { core, ptr: self.core, _not_send: PhantomData })
+        } else {
+            PoolAccess::Shared(SharedOps { core, ptr: self.core })
+        }
     }
 
     /// The device address of entry `index`'s first byte.
@@ -602,61 +619,136 @@ impl Mempool {
     }
 }
 
-/// The pool as seen by one thread for a stretch of work (a ring refill, a
-/// batch): whether it owns the pool is decided once. Not `Send`, and it
-/// borrows a handle, so the pool cannot be given up while it lives.
-pub(crate) struct PoolAccess<'a> {
+/// What the rings do with a pool: take and give back bare entries (the
+/// descriptors own them) and wrap entries into buffers. Implemented by the
+/// owner's view and by everyone else's, so that a ring loop is compiled once
+/// for each and decides who it is once per batch, not per packet.
+pub(crate) trait PoolOps {
+    /// Takes a free entry index, or counts a failure.
+    fn take(&mut self) -> Option<u32>;
+    /// Returns an entry index taken with `take`.
+    fn give(&mut self, index: u32);
+    /// Wraps an entry index taken with `take` into a buffer holding `len`
+    /// bytes at `offset`.
+    fn wrap(&mut self, index: u32, offset: u16, len: u16) -> PacketBuf;
+    /// The device address of entry `index`'s first byte.
+    fn iova(&self, index: u32) -> u64;
+}
+
+/// The pool seen from its owner thread for a stretch of work. Not `Send`,
+/// and it borrows a handle, so the pool can be given up neither elsewhere
+/// (only the owner can) nor here (that needs the handle gone, or the thread
+/// to exit) while it lives.
+pub(crate) struct OwnerOps<'a> {
     core: &'a PoolCore,
     ptr: NonNull<PoolCore>,
-    owned: bool,
     _not_send: PhantomData<*const ()>,
 }
 
-impl PoolAccess<'_> {
-    /// Takes a free entry index, or counts a failure.
+impl OwnerOps<'_> {
     #[inline(always)]
-    pub(crate) fn take(&mut self) -> Option<u32> {
-        if self.owned {
-            // SAFETY: `owned` means this thread is the owner, and it stays
-            // so while a handle is borrowed; the borrow is this call's.
-            self.core.take_local(unsafe { self.core.local() })
-        } else {
-            self.core.take_shared()
-        }
+    #[allow(clippy::mut_from_ref)]
+    fn local(&self) -> &mut Local {
+        // SAFETY: this thread owns the pool for as long as `self` lives (see
+        // the type); each use of the result ends within one method.
+        unsafe { self.core.local() }
+    }
+}
+
+impl Drop for OwnerOps<'_> {
+    fn drop(&mut self) {
+        self.core.publish(self.local());
+    }
+}
+
+impl PoolOps for OwnerOps<'_> {
+    #[inline(always)]
+    fn take(&mut self) -> Option<u32> {
+        self.core.take_local(self.local())
     }
 
-    /// Returns an entry index taken with `take`.
     #[inline(always)]
-    pub(crate) fn give(&mut self, index: u32) {
+    fn give(&mut self, index: u32) {
         debug_assert!(index < self.core.num_entries);
-        if self.owned {
-            // SAFETY: as in `take`.
-            self.core.give_local(unsafe { self.core.local() }, index);
-        } else {
-            self.core.give_shared(index);
-        }
+        self.core.give_local(self.local(), index);
     }
 
-    /// Wraps an entry index taken with `take` into a buffer holding `len`
-    /// bytes at `offset`.
     #[inline(always)]
-    pub(crate) fn wrap(&mut self, index: u32, offset: u16, len: u16) -> PacketBuf {
-        let index = if self.owned {
-            // SAFETY: as in `take`.
-            unsafe { self.core.local() }.out += 1;
-            index
-        } else {
-            // Relaxed, as an `Arc` clone: the borrowed handle holds one.
-            self.core.refs.fetch_add(1, Ordering::Relaxed);
-            index | COUNTED
-        };
+    fn wrap(&mut self, index: u32, offset: u16, len: u16) -> PacketBuf {
+        self.local().out += 1;
         PacketBuf { core: self.ptr, index, offset, len }
     }
 
-    /// The device address of entry `index`'s first byte.
     #[inline(always)]
-    pub(crate) fn iova(&self, index: u32) -> u64 {
+    fn iova(&self, index: u32) -> u64 {
         self.core.iova(index)
+    }
+}
+
+/// The pool seen from any other thread (or before it has an owner): the
+/// shared queue, and a reference per buffer.
+pub(crate) struct SharedOps<'a> {
+    core: &'a PoolCore,
+    ptr: NonNull<PoolCore>,
+}
+
+impl PoolOps for SharedOps<'_> {
+    fn take(&mut self) -> Option<u32> {
+        self.core.take_shared()
+    }
+
+    fn give(&mut self, index: u32) {
+        debug_assert!(index < self.core.num_entries);
+        self.core.give_shared(index);
+    }
+
+    fn wrap(&mut self, index: u32, offset: u16, len: u16) -> PacketBuf {
+        // Relaxed, as an `Arc` clone: the borrowed handle holds one.
+        self.core.refs.fetch_add(1, Ordering::Relaxed);
+        PacketBuf { core: self.ptr, index: index | COUNTED, offset, len }
+    }
+
+    fn iova(&self, index: u32) -> u64 {
+        self.core.iova(index)
+    }
+}
+
+/// The pool as seen by this thread for a stretch of work (a ring refill, a
+/// batch): as its owner or not, decided once.
+pub(crate) enum PoolAccess<'a> {
+    /// This thread owns the pool.
+    Owner(OwnerOps<'a>),
+    /// It does not.
+    Shared(SharedOps<'a>),
+}
+
+impl PoolOps for PoolAccess<'_> {
+    fn take(&mut self) -> Option<u32> {
+        match self {
+            PoolAccess::Owner(o) => o.take(),
+            PoolAccess::Shared(s) => s.take(),
+        }
+    }
+
+    fn give(&mut self, index: u32) {
+        match self {
+            PoolAccess::Owner(o) => o.give(index),
+            PoolAccess::Shared(s) => s.give(index),
+        }
+    }
+
+    fn wrap(&mut self, index: u32, offset: u16, len: u16) -> PacketBuf {
+        match self {
+            PoolAccess::Owner(o) => o.wrap(index, offset, len),
+            PoolAccess::Shared(s) => s.wrap(index, offset, len),
+        }
+    }
+
+    fn iova(&self, index: u32) -> u64 {
+        match self {
+            PoolAccess::Owner(o) => o.iova(index),
+            PoolAccess::Shared(s) => s.iova(index),
+        }
     }
 }
 
@@ -671,6 +763,15 @@ pub(crate) struct BulkFree {
 impl BulkFree {
     pub(crate) fn new() -> BulkFree {
         BulkFree { owned: std::ptr::null() }
+    }
+
+    /// Publishes the free count of the cached pool.
+    fn publish(&self) {
+        // SAFETY: a cached pool is owned by this thread, so alive, and
+        // `local` is borrowed only here.
+        if let Some(core) = unsafe { self.owned.as_ref() } {
+            core.publish(unsafe { core.local() });
+        }
     }
 
     /// Returns `buf`'s entry to its pool.
@@ -692,6 +793,7 @@ impl BulkFree {
             local.out -= 1;
             return;
         }
+        self.publish();
         // SAFETY: alive while the buffer is.
         let this = unsafe { core.as_ref() };
         // Cached only when `free_buf` will not give the pool up (that needs
@@ -703,6 +805,12 @@ impl BulkFree {
         };
         // SAFETY: the buffer was given up above and is not touched again.
         unsafe { PoolCore::free_buf(core, index) }
+    }
+}
+
+impl Drop for BulkFree {
+    fn drop(&mut self) {
+        self.publish();
     }
 }
 

@@ -24,7 +24,7 @@ use crate::desc::{field, rx_status, tx_cmd, tx_olinfo};
 use crate::dma::{DescRing, DescView, DmaRegion};
 use crate::error::DriverError;
 use crate::io::{RegisterIo, dma_rmb, dma_wmb};
-use crate::mempool::{BulkFree, Mempool, PacketBuf};
+use crate::mempool::{BulkFree, Mempool, PacketBuf, PoolAccess, PoolOps};
 use crate::regs;
 use crate::stats::QueueStats;
 
@@ -262,55 +262,25 @@ impl<R: RegisterIo> RxQueue<R> {
         if max == 0 || self.shared.is_stopped() {
             return 0;
         }
+        let mut rx = RxScan {
+            ring: self.ring.view(),
+            bufs: &mut self.bufs[..=self.mask],
+            buf_size: self.buf_size,
+            discarding: &mut self.discarding,
+            stats: &mut self.stats,
+            slot: self.next,
+            received: 0,
+            consumed: 0,
+            bytes: 0,
+        };
         // The core polling the queue owns its pool (claimed on first use):
-        // refills and hand-outs below then use no atomics.
-        let mut pool = self.pool.access(true);
-        let ring = self.ring.view();
-        let mask = self.mask;
-        // `slot & mask` indexes both the ring and this (length mask + 1).
-        let bufs = &mut self.bufs[..=mask];
-        let mut received = 0;
-        let mut consumed = 0;
-        let mut bytes = 0u64;
-        let mut slot = self.next;
-        while received < max {
-            let status = ring.read_u32(slot, field::RX_WB_STATUS_ERROR);
-            if status & rx_status::DD == 0 {
-                break;
-            }
-            // Read barrier: pairs with the device's write of DD, which it
-            // makes after the rest of the write-back and the frame data
-            // (7.1.6.2).
-            dma_rmb();
-            let len = ring.read_u32(slot, field::RX_WB_LENGTH_VLAN) & 0xFFFF;
-            let eop = status & rx_status::EOP != 0;
-            let bad = status & rx_status::ERR_RXE != 0 || len == 0 || len > self.buf_size;
-            if self.discarding || !eop || bad {
-                // Drop the frame; the descriptor keeps its buffer. The
-                // write-back overwrote pkt_addr, so write it again.
-                // Count each dropped frame once, at its first descriptor.
-                self.stats.errors += u64::from(!self.discarding);
-                self.discarding = !eop;
-                rearm(ring, slot, pool.iova(bufs[slot & mask]));
-            } else {
-                let Some(fresh) = pool.take() else {
-                    // Pool empty: leave this descriptor as it is (DD set,
-                    // frame intact, not owned by the device because RDT is
-                    // behind it) and retry on the next call.
-                    self.stats.mempool_empty += 1;
-                    break;
-                };
-                let old = std::mem::replace(&mut bufs[slot & mask], fresh);
-                rearm(ring, slot, pool.iova(fresh));
-                // 7.1.6: the frame starts at pkt_addr, which is the entry
-                // start; `len` <= buf_size was checked above.
-                out.push(pool.wrap(old, 0, len as u16));
-                bytes += u64::from(len);
-                received += 1;
-            }
-            consumed += 1;
-            slot = (slot + 1) & mask;
+        // refills and hand-outs then use no atomics. Decided once per batch;
+        // the loop is compiled for each case.
+        match self.pool.access(true) {
+            PoolAccess::Owner(mut pool) => rx.scan(&mut pool, out, max),
+            PoolAccess::Shared(mut pool) => rx.scan(&mut pool, out, max),
         }
+        let RxScan { slot, received, consumed, bytes, .. } = rx;
         if consumed > 0 {
             self.next = slot;
             self.stats.bytes += bytes;
@@ -378,6 +348,74 @@ impl<R: RegisterIo> Drop for RxQueue<R> {
 fn rearm(ring: DescView<'_>, slot: usize, iova: u64) {
     ring.write_u64(slot, field::RX_PKT_ADDR, iova);
     ring.write_u64(slot, field::RX_HDR_ADDR, 0);
+}
+
+/// The state of one `rx_batch` scan over the ring.
+struct RxScan<'a> {
+    ring: DescView<'a>,
+    /// The entry of each descriptor; its length is the ring size.
+    bufs: &'a mut [u32],
+    buf_size: u32,
+    discarding: &'a mut bool,
+    stats: &'a mut QueueStats,
+    /// Next descriptor to look at.
+    slot: usize,
+    received: usize,
+    consumed: usize,
+    bytes: u64,
+}
+
+impl RxScan<'_> {
+    /// Reads descriptors from `slot` on until one has DD clear, `max` frames
+    /// were received or the pool ran dry (see `rx_batch`).
+    #[inline(always)]
+    fn scan<P: PoolOps>(&mut self, pool: &mut P, out: &mut Vec<PacketBuf>, max: usize) {
+        let ring = self.ring;
+        // A power of two: the ring size.
+        let mask = self.bufs.len() - 1;
+        let mut slot = self.slot;
+        let mut discarding = *self.discarding;
+        while self.received < max {
+            let status = ring.read_u32(slot, field::RX_WB_STATUS_ERROR);
+            if status & rx_status::DD == 0 {
+                break;
+            }
+            // Read barrier: pairs with the device's write of DD, which it
+            // makes after the rest of the write-back and the frame data
+            // (7.1.6.2).
+            dma_rmb();
+            let len = ring.read_u32(slot, field::RX_WB_LENGTH_VLAN) & 0xFFFF;
+            let eop = status & rx_status::EOP != 0;
+            let bad = status & rx_status::ERR_RXE != 0 || len == 0 || len > self.buf_size;
+            if discarding || !eop || bad {
+                // Drop the frame; the descriptor keeps its buffer. The
+                // write-back overwrote pkt_addr, so write it again.
+                // Count each dropped frame once, at its first descriptor.
+                self.stats.errors += u64::from(!discarding);
+                discarding = !eop;
+                rearm(ring, slot, pool.iova(self.bufs[slot & mask]));
+            } else {
+                let Some(fresh) = pool.take() else {
+                    // Pool empty: leave this descriptor as it is (DD set,
+                    // frame intact, not owned by the device because RDT is
+                    // behind it) and retry on the next call.
+                    self.stats.mempool_empty += 1;
+                    break;
+                };
+                let old = std::mem::replace(&mut self.bufs[slot & mask], fresh);
+                rearm(ring, slot, pool.iova(fresh));
+                // 7.1.6: the frame starts at pkt_addr, which is the entry
+                // start; `len` <= buf_size was checked above.
+                out.push(pool.wrap(old, 0, len as u16));
+                self.bytes += u64::from(len);
+                self.received += 1;
+            }
+            self.consumed += 1;
+            slot = (slot + 1) & mask;
+        }
+        self.slot = slot;
+        *self.discarding = discarding;
+    }
 }
 
 /// Makes a frame the device may send out of one whose length is outside
