@@ -1013,3 +1013,268 @@ mod tests {
         assert_eq!(Mempool::new(&HeapDma, 0, 2048).unwrap_err(), MempoolError::BadEntryCount(0));
     }
 }
+
+/// The pool's ownership, lifetime and cross-thread paths.
+#[cfg(test)]
+mod ownership_tests {
+    use std::collections::BTreeSet;
+    use std::sync::{Barrier, mpsc};
+    use std::thread;
+
+    use super::*;
+    use crate::dma::{DmaRelease, HeapDma};
+
+    /// Heap DMA memory that counts how many of its regions were released.
+    struct CountingDma(Arc<AtomicUsize>);
+
+    struct CountRelease(Arc<AtomicUsize>);
+
+    impl DmaRelease for CountRelease {
+        fn release(&mut self, _virt: NonNull<u8>, _len: usize, _iova: u64) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl DmaAllocator for CountingDma {
+        fn alloc(&self, size: usize) -> Result<DmaRegion, DmaError> {
+            HeapDma::alloc_with(size, Box::new(CountRelease(Arc::clone(&self.0))))
+        }
+    }
+
+    fn counted_pool(entries: u32) -> (Arc<Mempool>, Arc<AtomicUsize>) {
+        let released = Arc::new(AtomicUsize::new(0));
+        (Mempool::new(&CountingDma(Arc::clone(&released)), entries, 2048).unwrap(), released)
+    }
+
+    fn refs(pool: &Mempool) -> usize {
+        pool.core().refs.load(Ordering::SeqCst)
+    }
+
+    fn entries(bufs: &[PacketBuf]) -> BTreeSet<u32> {
+        bufs.iter().map(PacketBuf::entry).collect()
+    }
+
+    #[test]
+    fn the_first_allocating_thread_owns_the_pool_and_counts_nothing_per_buffer() {
+        let pool = Mempool::new(&HeapDma, 64, 2048).unwrap();
+        assert!(!pool.is_owned_here(), "a new pool has no owner");
+        let first = pool.alloc().unwrap();
+        assert!(pool.is_owned_here());
+        let claimed = refs(&pool);
+        assert_eq!(claimed, 1 + RESERVATION, "the handle and the owner's reservation");
+        // Owner allocations and frees leave the reference count alone: no
+        // atomic read-modify-write per buffer.
+        for round in 0..100 {
+            let bufs: Vec<_> = (0..63).map(|_| pool.alloc().unwrap()).collect();
+            assert_eq!(entries(&bufs).len(), 63, "round {round}: distinct entries");
+            assert_eq!(pool.free_count(), 0);
+            assert_eq!(refs(&pool), claimed, "round {round}");
+            drop(bufs);
+            assert_eq!(pool.free_count(), 63);
+        }
+        assert_eq!(first.entry() & COUNTED, 0, "an owner buffer holds no reference of its own");
+        drop(first);
+        assert_eq!(pool.free_count(), 64);
+        assert_eq!(pool.alloc_failures(), 0);
+    }
+
+    #[test]
+    fn exhaustion_returns_none_counts_it_and_loses_nothing() {
+        let pool = Mempool::new(&HeapDma, 8, 2048).unwrap();
+        let bufs: Vec<_> = (0..8).map(|_| pool.alloc().unwrap()).collect();
+        assert_eq!(entries(&bufs), (0..8).collect());
+        for attempt in 1..=3 {
+            assert!(pool.alloc().is_none());
+            assert_eq!(pool.alloc_failures(), attempt);
+        }
+        drop(bufs);
+        assert_eq!(pool.free_count(), 8);
+        let again: Vec<_> = (0..8).map(|_| pool.alloc().unwrap()).collect();
+        assert_eq!(entries(&again), (0..8).collect(), "every entry came back");
+        assert_eq!(pool.alloc_failures(), 3);
+    }
+
+    #[test]
+    fn ring_access_without_claim_leaves_the_pool_unowned() {
+        let pool = Mempool::new(&HeapDma, 4, 2048).unwrap();
+        let mut access = pool.access(false);
+        let index = access.take().unwrap();
+        access.give(index);
+        drop(access);
+        assert!(!pool.is_owned_here(), "filling a ring at init claims nothing");
+        assert_eq!(pool.free_count(), 4);
+        assert!(matches!(pool.access(true), PoolAccess::Owner(_)));
+        assert!(pool.is_owned_here());
+    }
+
+    #[test]
+    fn buffers_dropped_on_other_threads_come_back() {
+        let pool = Mempool::new(&HeapDma, 32, 2048).unwrap();
+        let mut bufs: Vec<_> = (0..32).map(|_| pool.alloc().unwrap()).collect();
+        for (i, b) in bufs.iter_mut().enumerate() {
+            assert!(b.copy_from(&[i as u8; 60]));
+        }
+        let (tx, rx) = mpsc::channel();
+        let worker = thread::spawn(move || {
+            let mut seen = Vec::new();
+            for buf in rx {
+                let buf: PacketBuf = buf;
+                // The data crossed threads intact.
+                seen.push(buf.data()[0]);
+            }
+            seen
+        });
+        for b in bufs.drain(..) {
+            tx.send(b).unwrap();
+        }
+        drop(tx);
+        assert_eq!(worker.join().unwrap(), (0..32).collect::<Vec<u8>>());
+        assert_eq!(pool.free_count(), 32);
+        assert!(pool.is_owned_here(), "remote frees do not move ownership");
+        let again: Vec<_> = (0..32).map(|_| pool.alloc().unwrap()).collect();
+        assert_eq!(entries(&again), (0..32).collect());
+        assert_eq!(pool.alloc_failures(), 0);
+    }
+
+    #[test]
+    fn many_threads_returning_at_once_lose_nothing() {
+        const THREADS: usize = 8;
+        const PER_THREAD: usize = 64;
+        let pool = Mempool::new(&HeapDma, (THREADS * PER_THREAD) as u32, 2048).unwrap();
+        let claimed_refs = {
+            let b = pool.alloc().unwrap();
+            drop(b);
+            refs(&pool)
+        };
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let bufs: Vec<_> = (0..PER_THREAD).map(|_| pool.alloc().unwrap()).collect();
+                let barrier = Arc::clone(&barrier);
+                thread::spawn(move || {
+                    // All threads free at the same moment.
+                    barrier.wait();
+                    drop(bufs);
+                })
+            })
+            .collect();
+        assert_eq!(pool.free_count(), 0);
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(pool.free_count(), THREADS * PER_THREAD);
+        // Each remote free of an owner buffer used one unit of the
+        // reservation.
+        assert_eq!(refs(&pool), claimed_refs - THREADS * PER_THREAD);
+        let again: Vec<_> = (0..THREADS * PER_THREAD).map(|_| pool.alloc().unwrap()).collect();
+        assert_eq!(entries(&again).len(), THREADS * PER_THREAD, "every entry once");
+        assert!(pool.alloc().is_none());
+        assert_eq!(pool.alloc_failures(), 1);
+    }
+
+    #[test]
+    fn pool_handle_dropped_before_its_buffers_on_the_owner() {
+        let (pool, released) = counted_pool(4);
+        let mut bufs: Vec<_> = (0..3).map(|_| pool.alloc().unwrap()).collect();
+        assert!(bufs[0].copy_from(b"still here"));
+        drop(pool);
+        assert_eq!(released.load(Ordering::SeqCst), 0, "buffers keep the memory");
+        assert_eq!(bufs[0].data(), b"still here");
+        bufs.pop();
+        // The last buffer, freed on another thread, frees the pool there.
+        let last = bufs.pop().unwrap();
+        thread::spawn(move || drop(last)).join().unwrap();
+        assert_eq!(released.load(Ordering::SeqCst), 0);
+        drop(bufs);
+        assert_eq!(released.load(Ordering::SeqCst), 1, "the memory went with the last buffer");
+    }
+
+    #[test]
+    fn pool_handle_dropped_on_another_thread_while_the_owner_holds_buffers() {
+        let (pool, released) = counted_pool(4);
+        let bufs: Vec<_> = (0..2).map(|_| pool.alloc().unwrap()).collect();
+        thread::spawn(move || drop(pool)).join().unwrap();
+        assert_eq!(released.load(Ordering::SeqCst), 0);
+        // The owner notices at its first free and gives the pool up; the
+        // second buffer then holds the last reference.
+        let mut bufs = bufs.into_iter();
+        drop(bufs.next());
+        assert_eq!(released.load(Ordering::SeqCst), 0);
+        drop(bufs.next());
+        assert_eq!(released.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_unused_pool_frees_its_memory_with_its_handle() {
+        let (pool, released) = counted_pool(4);
+        drop(pool.alloc());
+        drop(pool);
+        assert_eq!(released.load(Ordering::SeqCst), 1);
+        let (never_owned, released) = counted_pool(4);
+        drop(never_owned);
+        assert_eq!(released.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_exiting_owner_thread_gives_the_pool_up_and_its_entries_stay_usable() {
+        let (pool, released) = counted_pool(16);
+        let remote = Arc::clone(&pool);
+        // The worker owns the pool, keeps 4 buffers past its exit and
+        // returns 12 entries to its stack.
+        let kept = thread::spawn(move || {
+            let mut bufs: Vec<_> = (0..16).map(|_| remote.alloc().unwrap()).collect();
+            assert!(remote.is_owned_here());
+            let kept = bufs.split_off(12);
+            drop(bufs);
+            kept
+        })
+        .join()
+        .unwrap();
+        assert!(!pool.is_owned_here());
+        // The exit moved the worker's free entries to the shared queue.
+        assert_eq!(pool.free_count(), 12);
+        // Nobody claims a given-up pool: these come off the shared queue,
+        // each holding a reference.
+        let off_owner: Vec<_> = (0..12).map(|_| pool.alloc().unwrap()).collect();
+        assert!(!pool.is_owned_here());
+        assert!(off_owner.iter().all(|b| b.index & COUNTED != 0));
+        assert!(pool.alloc().is_none());
+        drop(pool);
+        drop(off_owner);
+        assert_eq!(released.load(Ordering::SeqCst), 0, "the worker's 4 buffers are alive");
+        drop(kept);
+        assert_eq!(released.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn buffers_allocated_off_the_owner_hold_a_reference_each() {
+        let pool = Mempool::new(&HeapDma, 8, 2048).unwrap();
+        let mut bufs: Vec<_> = (0..8).map(|_| pool.alloc().unwrap()).collect();
+        let claimed = refs(&pool);
+        // Three owner buffers freed elsewhere: into the shared queue, one
+        // reservation unit each.
+        let three = bufs.split_off(5);
+        thread::spawn(move || drop(three)).join().unwrap();
+        assert_eq!(refs(&pool), claimed - 3);
+        // Another thread allocates them again off the owner: a reference
+        // each, and a failure counted once the shared queue is empty.
+        let remote = Arc::clone(&pool);
+        let taken = thread::spawn(move || {
+            let taken: Vec<_> = (0..3).map(|_| remote.alloc().unwrap()).collect();
+            assert!(remote.alloc().is_none());
+            assert!(!remote.is_owned_here());
+            taken
+        })
+        .join()
+        .unwrap();
+        assert!(taken.iter().all(|b| b.index & COUNTED != 0));
+        assert_eq!(refs(&pool), claimed);
+        assert_eq!(pool.alloc_failures(), 1);
+        // Freed on the owner: back on its stack, their references dropped.
+        drop(taken);
+        assert_eq!(refs(&pool), claimed - 3);
+        assert_eq!(pool.free_count(), 3);
+        drop(bufs);
+        assert_eq!(pool.free_count(), 8);
+    }
+}

@@ -558,8 +558,12 @@ impl<R: RegisterIo> TxQueue<R> {
                 tx_cmd::EOP | tx_cmd::IFCS | tx_cmd::RS | tx_cmd::DEXT | tx_cmd::DTYP_DATA | len32,
             );
             ring.write_u32(tail, field::TX_OLINFO_STATUS, len32 << tx_olinfo::PAYLEN_SHIFT);
-            // Cleaned descriptors hold `None`: nothing is dropped here.
-            slots[tail & mask] = Some(buf);
+            // The descriptor at the tail was cleaned (it holds `None`): the
+            // ring never fills its last slot, and cleaning empties what it
+            // reclaims. Nothing to drop, so skip the check for one.
+            let old = slots[tail & mask].replace(buf);
+            debug_assert!(old.is_none(), "TX descriptor {tail} reused before it was cleaned");
+            std::mem::forget(old);
             tail = (tail + 1) & mask;
             bytes += len as u64;
         }
@@ -747,6 +751,32 @@ mod tests {
         assert_eq!(rx.stats().bytes, 183);
         assert_eq!(rx.stats().batches, 2);
         drop(out);
+        drop(rx);
+        assert_eq!(pool.free_count(), 256);
+    }
+
+    #[test]
+    fn the_thread_polling_the_rx_queue_owns_its_pool() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 256, 2048).unwrap();
+        let ring = HeapDma.alloc(N * DESC_SIZE).unwrap();
+        // Built on one thread (as `Device::init` does) without claiming it.
+        let (rx, pool) = std::thread::spawn(move || {
+            let mut rx = RxQueue::new(QueueId(1), io.clone(), ring, Arc::clone(&pool), Arc::default()).unwrap();
+            rx.start().unwrap();
+            assert!(!pool.is_owned_here());
+            (rx, pool)
+        })
+        .join()
+        .unwrap();
+        let mut rx = rx;
+        assert_eq!(pool.free_count(), 256 - N);
+        write_back(&rx, 0, GOOD, 60);
+        let mut out = Vec::new();
+        assert_eq!(rx.rx_batch(&mut out, 32), 1);
+        assert!(pool.is_owned_here(), "the first rx_batch claims the pool");
+        drop(out);
+        assert_eq!(pool.free_count(), 256 - N);
         drop(rx);
         assert_eq!(pool.free_count(), 256);
     }
