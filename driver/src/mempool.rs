@@ -27,22 +27,33 @@
 //! - **The pool's memory outlives every buffer** without a count per buffer
 //!   on the owner: the pool keeps a reference count (`refs`) of who may still
 //!   touch it: the [`Mempool`] value (one), each buffer allocated off the
-//!   owner (one each), and the owner, which takes [`RESERVATION`] at once
+//!   owner (one each), and the owner, which takes `RESERVATION` (2^62) at once
 //!   when it claims the pool. Buffers allocated on the owner are covered by
 //!   that reservation: one freed on the owner changes no count; one freed
 //!   elsewhere drops one reference, a unit of the reservation. The owner
 //!   counts (without atomics) how many buffers it handed out minus those it
 //!   took back, `out`; when it gives the pool up it drops `RESERVATION - out`
 //!   references, which leaves exactly one per buffer still alive. The memory
-//!   is freed by whoever drops the last reference.
+//!   is freed by whoever drops the last reference. (The reservation bounds
+//!   how many owner buffers one pool may see freed on other threads over its
+//!   life: 2^62, more than a thousand years at 100 million a second.)
 //! - **When the owner gives the pool up**: when the last [`Mempool`] handle
 //!   is dropped on the owner's thread (at once), or on another thread (the
-//!   owner notices at its next release), or when the owner thread exits (a
-//!   thread-local destructor). A pool whose owner thread exited while
-//!   handles remain goes on working through the shared queue, with atomics.
+//!   owner notices at its next buffer drop or TX cleaning run, at the latest
+//!   when its thread exits), or when the owner thread exits (a thread-local
+//!   destructor). A pool given up is never claimed again: if its owner
+//!   thread exited while handles remain, it goes on working through the
+//!   shared queue, with atomics.
 //!
 //! Holding an `Arc<Mempool>` keeps the pool usable; a `PacketBuf` keeps its
 //! entry and the memory behind it valid even after every handle is gone.
+//!
+//! The rings use the pool through `PoolAccess`: whether this thread owns
+//! the pool is decided once per batch, and the receive loop is compiled once
+//! for the owner's stack and once for the shared queue. TX cleaning frees
+//! through `BulkFree`, which checks ownership once per run of buffers from
+//! one pool. The free count other threads see ([`Mempool::free_count`]) is
+//! published by the owner at the end of each ring batch, not per packet.
 #![allow(unsafe_code)]
 
 use std::cell::{Cell, RefCell, UnsafeCell};
@@ -50,7 +61,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -189,9 +200,22 @@ struct PoolCore {
     /// Allocations off the owner that found the shared queue empty.
     shared_failures: AtomicU64,
     refs: AtomicUsize,
-    /// Set when the [`Mempool`] handle is dropped.
-    retired: AtomicBool,
+    /// [`RETIRED`] and [`DEMAND`]: anything here sends the owner's releases
+    /// down the slow path, so its fast path tests one byte for both.
+    flags: AtomicU8,
 }
+
+/// In `flags`: the [`Mempool`] handle was dropped.
+const RETIRED: u8 = 1;
+
+/// In `flags`: another thread allocates from the pool, so the owner returns
+/// what it frees to the shared queue (where that thread can reach it) until
+/// the queue holds [`DEMAND_MET`] of the pool again.
+const DEMAND: u8 = 2;
+
+/// Fraction of the pool (as a divisor) that the shared queue must hold for
+/// the owner to stop feeding it: a quarter.
+const DEMAND_MET: usize = 4;
 
 // SAFETY: `local` is only touched by the thread whose id is in `owner` (see
 // the module docs); everything else is immutable or atomic, and the DMA
@@ -235,7 +259,10 @@ impl PoolCore {
                 owned.0.borrow_mut().push(this);
                 // SAFETY: this thread just became the owner.
                 let local = unsafe { self.local() };
-                self.refill(local);
+                // A stock stays in the shared queue for other threads that
+                // allocate (a simulated NIC, say) until the owner hears of
+                // them (`DEMAND`).
+                self.refill_keeping(local, self.demand_stock());
                 true
             })
             // The thread is exiting: stay a non-owner.
@@ -253,19 +280,56 @@ impl PoolCore {
         unsafe { &mut *self.local.get() }
     }
 
-    /// Moves every entry of the shared queue onto the owner's stack.
+    /// How many entries the shared queue should hold while another thread
+    /// allocates ([`DEMAND`]): a quarter of the pool.
+    fn demand_stock(&self) -> usize {
+        (self.num_entries as usize).div_ceil(DEMAND_MET)
+    }
+
+    /// Moves entries of the shared queue onto the owner's stack until `keep`
+    /// are left there.
     #[cold]
-    fn refill(&self, local: &mut Local) {
-        while let Some(index) = self.shared.pop() {
+    fn refill_keeping(&self, local: &mut Local, keep: usize) {
+        while self.shared.len() > keep
+            && let Some(index) = self.shared.pop()
+        {
             local.stack[local.len] = index;
             local.len += 1;
         }
         self.local_free.store(local.len as u32, Ordering::Relaxed);
     }
 
-    /// Publishes the owner's free count for other threads.
+    /// Refills an empty stack: with everything in the shared queue, or half
+    /// of it while another thread allocates too.
+    fn refill(&self, local: &mut Local) {
+        let keep = if self.flags.load(Ordering::Relaxed) & DEMAND != 0 { self.shared.len() / 2 } else { 0 };
+        self.refill_keeping(local, keep);
+    }
+
+    /// Publishes the owner's free count for other threads (a plain store),
+    /// and serves a [`DEMAND`].
     #[inline(always)]
-    fn publish(&self, local: &Local) {
+    fn publish(&self, local: &mut Local) {
+        self.local_free.store(local.len as u32, Ordering::Relaxed);
+        if self.flags.load(Ordering::Relaxed) & DEMAND != 0 {
+            self.serve_demand(local);
+        }
+    }
+
+    /// Tops the shared queue up to [`demand_stock`](Self::demand_stock) from
+    /// the owner's stack (at most half of it), or ends the demand once the
+    /// queue holds that much.
+    #[cold]
+    fn serve_demand(&self, local: &mut Local) {
+        let (want, have) = (self.demand_stock(), self.shared.len());
+        if have >= want {
+            self.flags.fetch_and(!DEMAND, Ordering::Relaxed);
+            return;
+        }
+        for _ in 0..(want - have).min(local.len / 2) {
+            local.len -= 1;
+            self.give_shared(local.stack[local.len]);
+        }
         self.local_free.store(local.len as u32, Ordering::Relaxed);
     }
 
@@ -308,6 +372,12 @@ impl PoolCore {
 
     /// Pops an entry off the owner, or counts a failure.
     fn take_shared(&self) -> Option<u32> {
+        let owner = self.owner.load(Ordering::Relaxed);
+        if owner != NO_OWNER && owner != DISOWNED && self.flags.load(Ordering::Relaxed) & DEMAND == 0 {
+            // An owner keeps what it frees on its own stack, out of this
+            // thread's reach, unless told that others allocate too.
+            self.flags.fetch_or(DEMAND, Ordering::Relaxed);
+        }
         let index = self.shared.pop();
         if index.is_none() {
             self.shared_failures.fetch_add(1, Ordering::Relaxed);
@@ -389,7 +459,7 @@ impl PoolCore {
         let this = unsafe { core.as_ref() };
         // The common case, without a call: a buffer of the owner freed on
         // the owner, its pool still in use.
-        if index & COUNTED == 0 && this.owned_here() && !this.retired.load(Ordering::Relaxed) {
+        if index & COUNTED == 0 && this.owned_here() && this.flags.load(Ordering::Relaxed) == 0 {
             // SAFETY: on the owner thread; no other borrow of `local` alive.
             let local = unsafe { this.local() };
             this.give_local(local, index);
@@ -413,11 +483,17 @@ impl PoolCore {
         if this.owned_here() {
             // SAFETY: on the owner thread; the borrow ends before `disown`.
             let local = unsafe { this.local() };
-            this.give_local(local, entry);
+            let flags = this.flags.load(Ordering::Relaxed);
+            if flags & DEMAND != 0 {
+                // Another thread allocates: let it reach this entry.
+                this.give_shared(entry);
+            } else {
+                this.give_local(local, entry);
+            }
             this.publish(local);
             let counted = index & COUNTED != 0;
             local.out -= usize::from(!counted);
-            if this.retired.load(Ordering::Relaxed) {
+            if flags & RETIRED != 0 {
                 // The handle went away on another thread: give up now.
                 // SAFETY: owner thread; the buffer's own reference (if
                 // counted) keeps the core alive past this.
@@ -461,7 +537,7 @@ impl fmt::Debug for Mempool {
 impl Drop for Mempool {
     fn drop(&mut self) {
         let core = self.core();
-        core.retired.store(true, Ordering::Relaxed);
+        core.flags.fetch_or(RETIRED, Ordering::Relaxed);
         if core.owned_here() {
             // SAFETY: on the owner thread; this handle's reference keeps
             // the core alive past it.
@@ -522,7 +598,7 @@ impl Mempool {
             shared_failures: AtomicU64::new(0),
             // The handle's reference.
             refs: AtomicUsize::new(1),
-            retired: AtomicBool::new(false),
+            flags: AtomicU8::new(0),
         });
         Ok(Arc::new(Mempool { core: NonNull::from(Box::leak(core)) }))
     }
@@ -797,8 +873,9 @@ impl BulkFree {
         // SAFETY: alive while the buffer is.
         let this = unsafe { core.as_ref() };
         // Cached only when `free_buf` will not give the pool up (that needs
-        // `retired`, which stays set once set).
-        self.owned = if this.owned_here() && !this.retired.load(Ordering::Relaxed) {
+        // `RETIRED`, which stays set once set) nor send entries to the
+        // shared queue.
+        self.owned = if this.owned_here() && this.flags.load(Ordering::Relaxed) == 0 {
             core.as_ptr().cast_const()
         } else {
             std::ptr::null()
@@ -1073,6 +1150,8 @@ mod ownership_tests {
             assert_eq!(pool.free_count(), 63);
         }
         assert_eq!(first.entry() & COUNTED, 0, "an owner buffer holds no reference of its own");
+        let other = Mempool::new(&HeapDma, 1, 2048).unwrap();
+        assert!(first.is_from(&pool) && !first.is_from(&other));
         drop(first);
         assert_eq!(pool.free_count(), 64);
         assert_eq!(pool.alloc_failures(), 0);
@@ -1137,6 +1216,36 @@ mod ownership_tests {
     }
 
     #[test]
+    fn another_thread_allocating_while_the_owner_frees_never_runs_dry() {
+        // As the simulated NIC does: a wire thread allocates every received
+        // frame from the core's pool and the core, the owner, drops it.
+        let pool = Mempool::new(&HeapDma, 64, 2048).unwrap();
+        drop(pool.alloc());
+        assert!(pool.is_owned_here());
+        let (to_owner, from_wire) = mpsc::channel::<PacketBuf>();
+        let (to_wire, from_owner) = mpsc::channel::<()>();
+        let remote = Arc::clone(&pool);
+        let wire = thread::spawn(move || {
+            for _ in 0..64 * 10 {
+                let buf = remote.alloc().expect("the owner returns what it frees where this thread reaches it");
+                to_owner.send(buf).unwrap();
+                from_owner.recv().unwrap();
+            }
+        });
+        for buf in from_wire {
+            drop(buf);
+            // The wire exits after its last round; the owner keeps going.
+            let _ = to_wire.send(());
+        }
+        wire.join().unwrap();
+        assert_eq!(pool.alloc_failures(), 0);
+        assert_eq!(pool.free_count(), 64);
+        // The owner still has its pool, and every entry.
+        let all: Vec<_> = (0..64).map(|_| pool.alloc().unwrap()).collect();
+        assert_eq!(entries(&all).len(), 64);
+    }
+
+    #[test]
     fn many_threads_returning_at_once_lose_nothing() {
         const THREADS: usize = 8;
         const PER_THREAD: usize = 64;
@@ -1146,10 +1255,13 @@ mod ownership_tests {
             drop(b);
             refs(&pool)
         };
+        let shares: Vec<Vec<_>> =
+            (0..THREADS).map(|_| (0..PER_THREAD).map(|_| pool.alloc().unwrap()).collect()).collect();
+        assert_eq!(pool.free_count(), 0);
         let barrier = Arc::new(Barrier::new(THREADS));
-        let workers: Vec<_> = (0..THREADS)
-            .map(|_| {
-                let bufs: Vec<_> = (0..PER_THREAD).map(|_| pool.alloc().unwrap()).collect();
+        let workers: Vec<_> = shares
+            .into_iter()
+            .map(|bufs| {
                 let barrier = Arc::clone(&barrier);
                 thread::spawn(move || {
                     // All threads free at the same moment.
@@ -1158,7 +1270,6 @@ mod ownership_tests {
                 })
             })
             .collect();
-        assert_eq!(pool.free_count(), 0);
         for w in workers {
             w.join().unwrap();
         }
