@@ -23,7 +23,12 @@
 //!   bounded lock-free queue (`shared`, one slot per entry, so a push never
 //!   fails); the owner moves that queue into its stack when the stack runs
 //!   dry. Allocation on a non-owner (or before anyone owns the pool) pops from
-//!   that queue.
+//!   that queue. So that such a thread (the simulated NIC allocates every
+//!   frame it delivers from the core's pool) does not starve, the owner
+//!   leaves a quarter of the pool in the queue when it claims the pool, and
+//!   an allocation off the owner raises `DEMAND`: the owner then returns what
+//!   it frees to the queue and, at the end of each ring batch, tops it up to
+//!   a quarter of the pool, ending the demand once it holds that much.
 //! - **The pool's memory outlives every buffer** without a count per buffer
 //!   on the owner: the pool keeps a reference count (`refs`) of who may still
 //!   touch it: the [`Mempool`] value (one), each buffer allocated off the
