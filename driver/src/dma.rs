@@ -12,8 +12,11 @@
 #![allow(unsafe_code)]
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::desc::DESC_SIZE;
 
 /// Errors of DMA memory allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +199,108 @@ impl DmaRegion {
         assert!(self.contains(offset, len), "DMA slice {offset:#x}+{len} outside region of {:#x}", self.len);
         // SAFETY: bounds checked; exclusivity promised by the caller.
         unsafe { std::slice::from_raw_parts_mut(self.virt.as_ptr().add(offset), len) }
+    }
+}
+
+/// A DMA region used as a ring of 16-byte descriptors, their number a power
+/// of two. Slot numbers are taken modulo the ring size, so no access can
+/// leave the region: unlike [`DmaRegion`]'s word accessors it needs no bounds
+/// check per access (the rings' hot loops make several per packet); the
+/// accessors are on its [`DescView`]. It dereferences to its region for
+/// byte-offset access (tests).
+pub struct DescRing {
+    region: DmaRegion,
+    mask: usize,
+}
+
+impl fmt::Debug for DescRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DescRing").field("region", &self.region).field("slots", &(self.mask + 1)).finish()
+    }
+}
+
+impl std::ops::Deref for DescRing {
+    type Target = DmaRegion;
+
+    fn deref(&self) -> &DmaRegion {
+        &self.region
+    }
+}
+
+impl DescRing {
+    /// Views `region` as a ring; panics unless it holds a power-of-two number
+    /// of whole descriptors (the device configuration allows only such ring
+    /// sizes).
+    pub fn new(region: DmaRegion) -> DescRing {
+        let slots = region.len() / DESC_SIZE;
+        assert!(
+            slots.is_power_of_two() && slots * DESC_SIZE == region.len(),
+            "a descriptor ring of {} bytes is not a power-of-two number of {DESC_SIZE}-byte descriptors",
+            region.len()
+        );
+        DescRing { region, mask: slots - 1 }
+    }
+
+    /// Number of descriptors.
+    pub fn slots(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// A copy of the ring's base and size for a hot loop: kept in
+    /// registers, where the ring's own fields would be loaded again after
+    /// every descriptor store (the compiler cannot tell that DMA stores leave
+    /// them alone).
+    #[inline(always)]
+    pub fn view(&self) -> DescView<'_> {
+        DescView { base: self.region.virt, mask: self.mask, _ring: PhantomData }
+    }
+}
+
+/// A [`DescRing`] borrowed for a stretch of descriptor accesses.
+#[derive(Clone, Copy)]
+pub struct DescView<'a> {
+    base: NonNull<u8>,
+    mask: usize,
+    _ring: PhantomData<&'a DescRing>,
+}
+
+impl DescView<'_> {
+    /// The word of type `T` at byte `field` of descriptor `slot` (modulo the
+    /// ring size).
+    #[inline(always)]
+    fn word<T>(self, slot: usize, field: usize) -> *mut T {
+        let size = std::mem::size_of::<T>();
+        // Constant after inlining (fields are constants), so it costs
+        // nothing; it keeps the access inside the descriptor.
+        assert!(field % size == 0 && field + size <= DESC_SIZE, "descriptor field {field} of size {size}");
+        // In bounds: (slot & mask) * 16 + field + size <= (mask + 1) * 16,
+        // the region's length; aligned because the region is 8-byte aligned.
+        self.base.as_ptr().wrapping_add((slot & self.mask) * DESC_SIZE + field).cast()
+    }
+
+    /// Atomically loads the `u32` at byte `field` of descriptor `slot`
+    /// (relaxed).
+    #[inline(always)]
+    pub fn read_u32(self, slot: usize, field: usize) -> u32 {
+        // SAFETY: `word` keeps the access inside the region and aligned; the
+        // region outlives the borrow `'a`; concurrent accesses are atomic.
+        unsafe { AtomicU32::from_ptr(self.word(slot, field)) }.load(Ordering::Relaxed)
+    }
+
+    /// Atomically stores the `u32` at byte `field` of descriptor `slot`
+    /// (relaxed).
+    #[inline(always)]
+    pub fn write_u32(self, slot: usize, field: usize, value: u32) {
+        // SAFETY: as in `read_u32`.
+        unsafe { AtomicU32::from_ptr(self.word(slot, field)) }.store(value, Ordering::Relaxed)
+    }
+
+    /// Atomically stores the `u64` at byte `field` of descriptor `slot`
+    /// (relaxed).
+    #[inline(always)]
+    pub fn write_u64(self, slot: usize, field: usize, value: u64) {
+        // SAFETY: as in `read_u32`.
+        unsafe { AtomicU64::from_ptr(self.word(slot, field)) }.store(value, Ordering::Relaxed)
     }
 }
 

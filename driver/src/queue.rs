@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::desc::{DESC_SIZE, field, rx_status, tx_cmd, tx_olinfo};
-use crate::dma::DmaRegion;
+use crate::desc::{field, rx_status, tx_cmd, tx_olinfo};
+use crate::dma::{DescRing, DescView, DmaRegion};
 use crate::error::DriverError;
 use crate::io::{RegisterIo, dma_rmb, dma_wmb};
-use crate::mempool::{Mempool, PacketBuf};
+use crate::mempool::{BulkFree, Mempool, PacketBuf, PoolAccess, PoolOps};
 use crate::regs;
 use crate::stats::QueueStats;
 
@@ -147,7 +147,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(1);
 pub struct RxQueue<R: RegisterIo> {
     id: QueueId,
     regs: R,
-    ring: Arc<DmaRegion>,
+    ring: Arc<DescRing>,
     pool: Arc<Mempool>,
     /// The mempool entry each descriptor's `pkt_addr` points at. Every slot
     /// always holds one: a descriptor whose frame is handed out is refilled
@@ -187,22 +187,26 @@ impl<R: RegisterIo> RxQueue<R> {
         pool: Arc<Mempool>,
         shared: Arc<QueueShared>,
     ) -> Result<RxQueue<R>, DriverError> {
-        let n = ring.len() / DESC_SIZE;
+        let ring = DescRing::new(ring);
+        let n = ring.slots();
         let mut bufs = Vec::with_capacity(n);
+        // Not claiming the pool: this runs on the init thread, and the pool
+        // belongs to the core that will poll the queue.
+        let mut access = pool.access(false);
         for slot in 0..n {
-            let Some(index) = pool.alloc_index() else {
+            let Some(index) = access.take() else {
                 for &index in &bufs {
-                    pool.free_index(index);
+                    access.give(index);
                 }
                 return Err(DriverError::Config {
                     field: "mempool_entries",
                     reason: format!("the pool of {id} ran dry filling an RX ring of {n} descriptors"),
                 });
             };
-            ring.store_u64(slot * DESC_SIZE + field::RX_PKT_ADDR, pool.iova(index));
-            ring.store_u64(slot * DESC_SIZE + field::RX_HDR_ADDR, 0);
+            rearm(ring.view(), slot, access.iova(index));
             bufs.push(index);
         }
+        drop(access);
         let buf_size = pool.entry_size();
         Ok(RxQueue {
             id,
@@ -259,50 +263,28 @@ impl<R: RegisterIo> RxQueue<R> {
         if max == 0 || self.shared.is_stopped() {
             return 0;
         }
-        let mut received = 0;
-        let mut consumed = 0;
-        let mut slot = self.next;
-        while received < max {
-            let desc = slot * DESC_SIZE;
-            let status = self.ring.load_u32(desc + field::RX_WB_STATUS_ERROR);
-            if status & rx_status::DD == 0 {
-                break;
-            }
-            // Read barrier: pairs with the device's write of DD, which it
-            // makes after the rest of the write-back and the frame data
-            // (7.1.6.2).
-            dma_rmb();
-            let len = self.ring.load_u32(desc + field::RX_WB_LENGTH_VLAN) & 0xFFFF;
-            let eop = status & rx_status::EOP != 0;
-            let bad = status & rx_status::ERR_RXE != 0 || len == 0 || len > self.buf_size;
-            if self.discarding || !eop || bad {
-                // Drop the frame; the descriptor keeps its buffer. The
-                // write-back overwrote pkt_addr, so write it again.
-                // Count each dropped frame once, at its first descriptor.
-                self.stats.errors += u64::from(!self.discarding);
-                self.discarding = !eop;
-                self.rearm(desc, self.bufs[slot]);
-            } else {
-                let Some(fresh) = self.pool.alloc_index() else {
-                    // Pool empty: leave this descriptor as it is (DD set,
-                    // frame intact, not owned by the device because RDT is
-                    // behind it) and retry on the next call.
-                    self.stats.mempool_empty += 1;
-                    break;
-                };
-                let old = std::mem::replace(&mut self.bufs[slot], fresh);
-                self.rearm(desc, fresh);
-                // 7.1.6: the frame starts at pkt_addr, which is the entry
-                // start; `len` <= buf_size was checked above.
-                out.push(self.pool.wrap(old, 0, len as u16));
-                self.stats.bytes += u64::from(len);
-                received += 1;
-            }
-            consumed += 1;
-            slot = (slot + 1) & self.mask;
+        let mut rx = RxScan {
+            ring: self.ring.view(),
+            bufs: &mut self.bufs[..=self.mask],
+            buf_size: self.buf_size,
+            discarding: &mut self.discarding,
+            stats: &mut self.stats,
+            slot: self.next,
+            received: 0,
+            consumed: 0,
+            bytes: 0,
+        };
+        // The core polling the queue owns its pool (claimed on first use):
+        // refills and hand-outs then use no atomics. Decided once per batch;
+        // the loop is compiled for each case.
+        match self.pool.access(true) {
+            PoolAccess::Owner(mut pool) => rx.scan(&mut pool, out, max),
+            PoolAccess::Shared(mut pool) => rx.scan(&mut pool, out, max),
         }
+        let RxScan { slot, received, consumed, bytes, .. } = rx;
         if consumed > 0 {
             self.next = slot;
+            self.stats.bytes += bytes;
             self.stats.packets += received as u64;
             self.stats.batches += 1;
             // Write barrier: the refilled descriptors must be visible to the
@@ -314,13 +296,6 @@ impl<R: RegisterIo> RxQueue<R> {
             self.regs.write32(regs::RDT(self.id.reg()), ((slot + self.mask) & self.mask) as u32);
         }
         received
-    }
-
-    /// Points descriptor `desc` (byte offset) at entry `index` and clears
-    /// DD: `hdr_addr = 0` overwrites the write-back status dword (7.1.6.1).
-    fn rearm(&self, desc: usize, index: u32) {
-        self.ring.store_u64(desc + field::RX_PKT_ADDR, self.pool.iova(index));
-        self.ring.store_u64(desc + field::RX_HDR_ADDR, 0);
     }
 
     /// Software counters of this queue.
@@ -361,10 +336,105 @@ impl<R: RegisterIo> Drop for RxQueue<R> {
             std::mem::forget(Arc::clone(&self.pool));
             return;
         }
+        let mut pool = self.pool.access(false);
         for &index in &self.bufs {
-            self.pool.free_index(index);
+            pool.give(index);
         }
     }
+}
+
+/// Points RX descriptor `slot` at the buffer at `iova` and clears DD:
+/// `hdr_addr = 0` overwrites the write-back status dword (7.1.6.1).
+#[inline(always)]
+fn rearm(ring: DescView<'_>, slot: usize, iova: u64) {
+    ring.write_u64(slot, field::RX_PKT_ADDR, iova);
+    ring.write_u64(slot, field::RX_HDR_ADDR, 0);
+}
+
+/// The state of one `rx_batch` scan over the ring.
+struct RxScan<'a> {
+    ring: DescView<'a>,
+    /// The entry of each descriptor; its length is the ring size.
+    bufs: &'a mut [u32],
+    buf_size: u32,
+    discarding: &'a mut bool,
+    stats: &'a mut QueueStats,
+    /// Next descriptor to look at.
+    slot: usize,
+    received: usize,
+    consumed: usize,
+    bytes: u64,
+}
+
+impl RxScan<'_> {
+    /// Reads descriptors from `slot` on until one has DD clear, `max` frames
+    /// were received or the pool ran dry (see `rx_batch`).
+    #[inline(always)]
+    fn scan<P: PoolOps>(&mut self, pool: &mut P, out: &mut Vec<PacketBuf>, max: usize) {
+        let ring = self.ring;
+        // A power of two: the ring size.
+        let mask = self.bufs.len() - 1;
+        let mut slot = self.slot;
+        let mut discarding = *self.discarding;
+        while self.received < max {
+            let status = ring.read_u32(slot, field::RX_WB_STATUS_ERROR);
+            if status & rx_status::DD == 0 {
+                break;
+            }
+            // Read barrier: pairs with the device's write of DD, which it
+            // makes after the rest of the write-back and the frame data
+            // (7.1.6.2).
+            dma_rmb();
+            let len = ring.read_u32(slot, field::RX_WB_LENGTH_VLAN) & 0xFFFF;
+            let eop = status & rx_status::EOP != 0;
+            let bad = status & rx_status::ERR_RXE != 0 || len == 0 || len > self.buf_size;
+            if discarding || !eop || bad {
+                // Drop the frame; the descriptor keeps its buffer. The
+                // write-back overwrote pkt_addr, so write it again.
+                // Count each dropped frame once, at its first descriptor.
+                self.stats.errors += u64::from(!discarding);
+                discarding = !eop;
+                rearm(ring, slot, pool.iova(self.bufs[slot & mask]));
+            } else {
+                let Some(fresh) = pool.take() else {
+                    // Pool empty: leave this descriptor as it is (DD set,
+                    // frame intact, not owned by the device because RDT is
+                    // behind it) and retry on the next call.
+                    self.stats.mempool_empty += 1;
+                    break;
+                };
+                let old = std::mem::replace(&mut self.bufs[slot & mask], fresh);
+                rearm(ring, slot, pool.iova(fresh));
+                // 7.1.6: the frame starts at pkt_addr, which is the entry
+                // start; `len` <= buf_size was checked above.
+                out.push(pool.wrap(old, 0, len as u16));
+                self.bytes += u64::from(len);
+                self.received += 1;
+            }
+            self.consumed += 1;
+            slot = (slot + 1) & mask;
+        }
+        self.slot = slot;
+        *self.discarding = discarding;
+    }
+}
+
+/// Makes a frame the device may send out of one whose length is outside
+/// [`DEVICE_MIN_TX_FRAME`]..=the queue's largest frame: one of [`MIN_TX_FRAME`]..17
+/// bytes is padded with zeros to 17 (every buffer holds far more, so this
+/// only fails if the caller took headroom away). Returns the padded frame,
+/// or `None` (the buffer dropped) for one that cannot be sent. Kept out of
+/// the loop, and by value so the loop keeps its buffer in registers: it is
+/// rare.
+#[cold]
+#[inline(never)]
+fn pad_short_frame(mut buf: PacketBuf) -> Option<PacketBuf> {
+    let len = buf.len();
+    if !(MIN_TX_FRAME..DEVICE_MIN_TX_FRAME).contains(&len) || !buf.set_len(DEVICE_MIN_TX_FRAME) {
+        return None;
+    }
+    buf.data_mut()[len..].fill(0);
+    Some(buf)
 }
 
 /// A transmit queue: a ring of descriptors and, per descriptor, the buffer
@@ -372,7 +442,7 @@ impl<R: RegisterIo> Drop for RxQueue<R> {
 pub struct TxQueue<R: RegisterIo> {
     id: QueueId,
     regs: R,
-    ring: Arc<DmaRegion>,
+    ring: Arc<DescRing>,
     /// The buffer each in-flight descriptor sends. The whole `PacketBuf` is
     /// kept (not just an index), so a buffer from any pool goes back to its
     /// own pool when cleaned.
@@ -404,7 +474,8 @@ impl<R: RegisterIo> TxQueue<R> {
     /// Takes a ring of `ring.len() / 16` descriptors. Their contents do not
     /// matter: the device reads none before TDT moves past it.
     pub(crate) fn new(id: QueueId, regs: R, ring: DmaRegion, shared: Arc<QueueShared>) -> TxQueue<R> {
-        let n = ring.len() / DESC_SIZE;
+        let ring = DescRing::new(ring);
+        let n = ring.slots();
         TxQueue {
             id,
             regs,
@@ -469,42 +540,54 @@ impl<R: RegisterIo> TxQueue<R> {
         if take < bufs.len() {
             self.stats.ring_full += 1;
         }
-        let mut sent = 0;
+        let ring = self.ring.view();
+        let mask = self.mask;
+        let max_len = self.max_len;
+        // `tail & mask` indexes both the ring and this (length mask + 1).
+        let slots = &mut self.bufs[..=mask];
+        let start = self.tail;
+        let mut tail = start;
+        let mut bytes = 0u64;
         for mut buf in bufs.drain(..take) {
             let mut len = buf.len();
-            if !(MIN_TX_FRAME..=self.max_len).contains(&len) {
-                self.stats.errors += 1;
-                continue;
-            }
-            if len < DEVICE_MIN_TX_FRAME {
-                // Every buffer holds far more than 17 bytes (buf_size >=
-                // 2048), so this only fails if the caller took headroom away.
-                if !buf.set_len(DEVICE_MIN_TX_FRAME) {
-                    self.stats.errors += 1;
-                    continue;
+            if !(DEVICE_MIN_TX_FRAME..=max_len).contains(&len) {
+                match pad_short_frame(buf) {
+                    Some(padded) => {
+                        buf = padded;
+                        len = DEVICE_MIN_TX_FRAME;
+                    }
+                    None => {
+                        self.stats.errors += 1;
+                        continue;
+                    }
                 }
-                buf.data_mut()[len..].fill(0);
-                len = DEVICE_MIN_TX_FRAME;
             }
-            let desc = self.tail * DESC_SIZE;
             // 7.2.3.2.4: one advanced data descriptor per frame: EOP (the
             // frame ends here), IFCS (append the CRC), RS (write DD back),
             // DEXT + DTYP_DATA (advanced data format); PAYLEN is the whole
             // frame without TSO. Writing olinfo_status also clears the DD bit
             // left over from the descriptor's previous use.
             let len32 = len as u32;
-            self.ring.store_u64(desc + field::TX_BUFFER_ADDR, buf.iova());
-            self.ring.store_u32(
-                desc + field::TX_CMD_TYPE_LEN,
+            ring.write_u64(tail, field::TX_BUFFER_ADDR, buf.iova());
+            ring.write_u32(
+                tail,
+                field::TX_CMD_TYPE_LEN,
                 tx_cmd::EOP | tx_cmd::IFCS | tx_cmd::RS | tx_cmd::DEXT | tx_cmd::DTYP_DATA | len32,
             );
-            self.ring.store_u32(desc + field::TX_OLINFO_STATUS, len32 << tx_olinfo::PAYLEN_SHIFT);
-            self.bufs[self.tail] = Some(buf);
-            self.tail = (self.tail + 1) & self.mask;
-            self.stats.bytes += len as u64;
-            sent += 1;
+            ring.write_u32(tail, field::TX_OLINFO_STATUS, len32 << tx_olinfo::PAYLEN_SHIFT);
+            // The descriptor at the tail was cleaned (it holds `None`): the
+            // ring never fills its last slot, and cleaning empties what it
+            // reclaims. Nothing to drop, so skip the check for one.
+            let old = slots[tail & mask].replace(buf);
+            debug_assert!(old.is_none(), "TX descriptor {tail} reused before it was cleaned");
+            std::mem::forget(old);
+            tail = (tail + 1) & mask;
+            bytes += len as u64;
         }
+        self.tail = tail;
+        let sent = tail.wrapping_sub(start) & mask;
         if sent > 0 {
+            self.stats.bytes += bytes;
             self.stats.packets += sent as u64;
             self.stats.batches += 1;
             // Write barrier: the descriptors (and the frame data the caller
@@ -518,14 +601,18 @@ impl<R: RegisterIo> TxQueue<R> {
 
     /// Whether the device has written DD back into descriptor `slot`.
     fn done(&self, slot: usize) -> bool {
-        self.ring.load_u32(slot * DESC_SIZE + field::TX_OLINFO_STATUS) & tx_olinfo::DD != 0
+        self.ring.view().read_u32(slot, field::TX_OLINFO_STATUS) & tx_olinfo::DD != 0
     }
 
     /// Returns the buffers of `count` descriptors from `clean` on to their
     /// pools.
     fn release(&mut self, count: usize) {
+        let slots = &mut self.bufs[..=self.mask];
+        let mut free = BulkFree::new();
         for i in 0..count {
-            self.bufs[(self.clean + i) & self.mask] = None;
+            if let Some(buf) = slots[(self.clean + i) & self.mask].take() {
+                free.free(buf);
+            }
         }
         self.clean = (self.clean + count) & self.mask;
         self.stats.cleaned += count as u64;
@@ -615,6 +702,7 @@ mod tests {
     use std::sync::atomic::fence;
 
     use super::*;
+    use crate::desc::DESC_SIZE;
     use crate::dma::{DmaAllocator, HeapDma};
     use crate::io::{HeapBar, Mmio};
 
@@ -680,6 +768,32 @@ mod tests {
         assert_eq!(rx.stats().bytes, 183);
         assert_eq!(rx.stats().batches, 2);
         drop(out);
+        drop(rx);
+        assert_eq!(pool.free_count(), 256);
+    }
+
+    #[test]
+    fn the_thread_polling_the_rx_queue_owns_its_pool() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 256, 2048).unwrap();
+        let ring = HeapDma.alloc(N * DESC_SIZE).unwrap();
+        // Built on one thread (as `Device::init` does) without claiming it.
+        let (rx, pool) = std::thread::spawn(move || {
+            let mut rx = RxQueue::new(QueueId(1), io.clone(), ring, Arc::clone(&pool), Arc::default()).unwrap();
+            rx.start().unwrap();
+            assert!(!pool.is_owned_here());
+            (rx, pool)
+        })
+        .join()
+        .unwrap();
+        let mut rx = rx;
+        assert_eq!(pool.free_count(), 256 - N);
+        write_back(&rx, 0, GOOD, 60);
+        let mut out = Vec::new();
+        assert_eq!(rx.rx_batch(&mut out, 32), 1);
+        assert!(pool.is_owned_here(), "the first rx_batch claims the pool");
+        drop(out);
+        assert_eq!(pool.free_count(), 256 - N);
         drop(rx);
         assert_eq!(pool.free_count(), 256);
     }
