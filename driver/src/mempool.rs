@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_queue::ArrayQueue;
 
 use crate::dma::{DmaAllocator, DmaError, DmaRegion};
+use crate::offload::{RxChecksum, TxOffload};
 
 /// Default entry size: 2 KiB holds a 1518-byte frame with headroom, and
 /// divides a 2 MiB hugepage so no entry straddles a page.
@@ -167,13 +168,27 @@ impl Mempool {
     /// the pool is empty (counted in [`alloc_failures`](Self::alloc_failures)).
     pub fn alloc(self: &Arc<Self>) -> Option<PacketBuf> {
         let index = self.alloc_index()?;
-        Some(PacketBuf { pool: Arc::clone(self), index, offset: DEFAULT_HEADROOM, len: 0 })
+        Some(PacketBuf {
+            pool: Arc::clone(self),
+            index,
+            offset: DEFAULT_HEADROOM,
+            len: 0,
+            tx_offload: TxOffload::NONE,
+            rx_csum: RxChecksum::UNCHECKED,
+        })
     }
 
     /// Wraps an entry index the queues own into a handle holding `len`
     /// bytes at `offset`.
     pub(crate) fn wrap(self: &Arc<Self>, index: u32, offset: u16, len: u16) -> PacketBuf {
-        PacketBuf { pool: Arc::clone(self), index, offset, len }
+        PacketBuf {
+            pool: Arc::clone(self),
+            index,
+            offset,
+            len,
+            tx_offload: TxOffload::NONE,
+            rx_csum: RxChecksum::UNCHECKED,
+        }
     }
 }
 
@@ -185,6 +200,10 @@ pub struct PacketBuf {
     index: u32,
     offset: u16,
     len: u16,
+    /// What the transmit path is asked to insert (see [`crate::offload`]).
+    tx_offload: TxOffload,
+    /// What the receive path found.
+    rx_csum: RxChecksum,
 }
 
 impl fmt::Debug for PacketBuf {
@@ -267,10 +286,37 @@ impl PacketBuf {
         }
     }
 
-    /// Empties the buffer and sets its headroom (clamped to the entry).
+    /// Empties the buffer and sets its headroom (clamped to the entry);
+    /// also forgets its offload request and receive checksum verdict.
     pub fn reset(&mut self, headroom: usize) {
         self.offset = headroom.min(self.pool.entry_size as usize) as u16;
         self.len = 0;
+        self.tx_offload = TxOffload::NONE;
+        self.rx_csum = RxChecksum::UNCHECKED;
+    }
+
+    /// The checksum offload `tx_batch` asks the device for ([`TxOffload::NONE`]
+    /// unless set).
+    pub fn tx_offload(&self) -> TxOffload {
+        self.tx_offload
+    }
+
+    /// Asks the device to insert checksums when this frame is sent.
+    pub fn set_tx_offload(&mut self, offload: TxOffload) {
+        self.tx_offload = offload;
+    }
+
+    /// The device's checksum verdict on a received frame
+    /// ([`RxChecksum::UNCHECKED`] for buffers that did not come from
+    /// `rx_batch`).
+    pub fn rx_checksum(&self) -> RxChecksum {
+        self.rx_csum
+    }
+
+    /// Records the device's verdict (the receive path, and tests that play
+    /// a NIC).
+    pub fn set_rx_checksum(&mut self, csum: RxChecksum) {
+        self.rx_csum = csum;
     }
 
     /// Copies `bytes` in as the whole data (at the current offset); false if

@@ -25,6 +25,7 @@ use crate::dma::DmaRegion;
 use crate::error::DriverError;
 use crate::io::{RegisterIo, dma_rmb, dma_wmb};
 use crate::mempool::{Mempool, PacketBuf};
+use crate::offload::{ContextCache, RxChecksum, TxOffload};
 use crate::regs;
 use crate::stats::QueueStats;
 
@@ -293,7 +294,10 @@ impl<R: RegisterIo> RxQueue<R> {
                 self.rearm(desc, fresh);
                 // 7.1.6: the frame starts at pkt_addr, which is the entry
                 // start; `len` <= buf_size was checked above.
-                out.push(self.pool.wrap(old, 0, len as u16));
+                let mut frame = self.pool.wrap(old, 0, len as u16);
+                // 7.1.6.2: IPCS/L4CS say what was checked, IPE/TCPE what failed.
+                frame.set_rx_checksum(RxChecksum::from_status(status));
+                out.push(frame);
                 self.stats.bytes += u64::from(len);
                 received += 1;
             }
@@ -381,6 +385,8 @@ pub struct TxQueue<R: RegisterIo> {
     /// Oldest descriptor not yet cleaned.
     clean: usize,
     mask: usize,
+    /// What the device's two context slots hold.
+    contexts: ContextCache,
     shared: Arc<QueueShared>,
     stats: QueueStats,
 }
@@ -409,6 +415,7 @@ impl<R: RegisterIo> TxQueue<R> {
             tail: 0,
             clean: 0,
             mask: n - 1,
+            contexts: ContextCache::default(),
             shared,
             stats: QueueStats::default(),
         }
@@ -418,6 +425,8 @@ impl<R: RegisterIo> TxQueue<R> {
     /// read back set before the queue is used).
     pub(crate) fn start(&mut self) -> Result<(), DriverError> {
         let q = self.id.reg();
+        // A queue being enabled holds no context yet.
+        self.contexts.clear();
         self.regs.set_bits(regs::TXDCTL(q), regs::dctl::ENABLE);
         poll_register(
             &self.regs,
@@ -439,7 +448,11 @@ impl<R: RegisterIo> TxQueue<R> {
     /// [`MIN_TX_FRAME`]..=[`MAX_TX_FRAME`] is removed and dropped (counted in
     /// `errors`): leaving it at the front would block the queue forever. A
     /// frame shorter than [`DEVICE_MIN_TX_FRAME`] is padded with zeros to
-    /// that length.
+    /// that length. A buffer that asks for a checksum offload
+    /// ([`PacketBuf::set_tx_offload`]) but is shorter than the headers it
+    /// names is dropped the same way. Such a buffer is sent with the
+    /// offload bits of a data descriptor, after a context descriptor when
+    /// neither of the queue's two context slots holds its parameters.
     /// Every descriptor asks for a status report (RS), so DD of any
     /// descriptor tells that it and all before it are done. The tail
     /// register is written once per batch.
@@ -449,14 +462,14 @@ impl<R: RegisterIo> TxQueue<R> {
         }
         self.clean_groups();
         let room = self.mask - self.in_flight();
-        let take = bufs.len().min(room);
+        let take = self.fitting(bufs, room);
         if take < bufs.len() {
             self.stats.ring_full += 1;
         }
         let mut sent = 0;
         for mut buf in bufs.drain(..take) {
             let mut len = buf.len();
-            if !(MIN_TX_FRAME..=MAX_TX_FRAME).contains(&len) {
+            if !sendable(&buf) {
                 self.stats.errors += 1;
                 continue;
             }
@@ -470,19 +483,29 @@ impl<R: RegisterIo> TxQueue<R> {
                 buf.data_mut()[len..].fill(0);
                 len = DEVICE_MIN_TX_FRAME;
             }
+            let offload = buf.tx_offload();
+            let mut olinfo = (len as u32) << tx_olinfo::PAYLEN_SHIFT;
+            if !offload.is_none() {
+                let (idx, write) = self.contexts.select(offload);
+                if write {
+                    self.write_context(offload, idx);
+                }
+                olinfo |= offload.olinfo_bits(idx);
+            }
             let desc = self.tail * DESC_SIZE;
             // 7.2.3.2.4: one advanced data descriptor per frame: EOP (the
             // frame ends here), IFCS (append the CRC), RS (write DD back),
             // DEXT + DTYP_DATA (advanced data format); PAYLEN is the whole
-            // frame without TSO. Writing olinfo_status also clears the DD bit
-            // left over from the descriptor's previous use.
+            // frame without TSO; POPTS/CC/IDX for an offload. Writing
+            // olinfo_status also clears the DD bit left over from the
+            // descriptor's previous use.
             let len32 = len as u32;
             self.ring.store_u64(desc + field::TX_BUFFER_ADDR, buf.iova());
             self.ring.store_u32(
                 desc + field::TX_CMD_TYPE_LEN,
                 tx_cmd::EOP | tx_cmd::IFCS | tx_cmd::RS | tx_cmd::DEXT | tx_cmd::DTYP_DATA | len32,
             );
-            self.ring.store_u32(desc + field::TX_OLINFO_STATUS, len32 << tx_olinfo::PAYLEN_SHIFT);
+            self.ring.store_u32(desc + field::TX_OLINFO_STATUS, olinfo);
             self.bufs[self.tail] = Some(buf);
             self.tail = (self.tail + 1) & self.mask;
             self.stats.bytes += len as u64;
@@ -500,8 +523,54 @@ impl<R: RegisterIo> TxQueue<R> {
         sent
     }
 
-    /// Whether the device has written DD back into descriptor `slot`.
+    /// How many frames from the front of `bufs` fit in `room` descriptors:
+    /// one each, plus one for each context descriptor the cache will ask
+    /// for (a dry run of the choices `tx_batch` then makes).
+    fn fitting(&self, bufs: &[PacketBuf], room: usize) -> usize {
+        if bufs.len().saturating_mul(2) <= room {
+            // Even with a context descriptor before every frame.
+            return bufs.len();
+        }
+        let mut cache = self.contexts;
+        let mut used = 0;
+        for (i, buf) in bufs.iter().enumerate() {
+            let offload = buf.tx_offload();
+            let need = match (sendable(buf), offload.is_none()) {
+                (false, _) => 0,
+                (true, true) => 1,
+                (true, false) => 1 + usize::from(cache.select(offload).1),
+            };
+            if used + need > room {
+                return i;
+            }
+            used += need;
+        }
+        bufs.len()
+    }
+
+    /// Writes an advanced context descriptor (7.2.3.2.3) for `offload` into
+    /// context slot `idx` at the tail. It holds no buffer and gets no
+    /// write-back: the data descriptor that follows it tells when it is
+    /// done (see `done`).
+    fn write_context(&mut self, offload: TxOffload, idx: u32) {
+        let desc = self.tail * DESC_SIZE;
+        let (macip_seed, tucmd, mss_l4len_idx) = offload.context_words(idx);
+        // Layout: vlan_macip_lens and seqnum_seed where a data descriptor
+        // has its address, type_tucmd_mlhl where it has cmd_type_len.
+        self.ring.store_u64(desc + field::TX_BUFFER_ADDR, macip_seed);
+        self.ring.store_u32(desc + field::TX_CMD_TYPE_LEN, tucmd);
+        self.ring.store_u32(desc + field::TX_OLINFO_STATUS, mss_l4len_idx);
+        self.bufs[self.tail] = None;
+        self.tail = (self.tail + 1) & self.mask;
+        self.stats.contexts += 1;
+    }
+
+    /// Whether the device is done with descriptor `slot`: its DD bit, or for
+    /// a context descriptor (the in-flight slot without a buffer), which
+    /// the device never writes back, the DD bit of the data descriptor
+    /// written right after it.
     fn done(&self, slot: usize) -> bool {
+        let slot = if self.bufs[slot].is_none() { (slot + 1) & self.mask } else { slot };
         self.ring.load_u32(slot * DESC_SIZE + field::TX_OLINFO_STATUS) & tx_olinfo::DD != 0
     }
 
@@ -569,6 +638,13 @@ impl<R: RegisterIo> TxQueue<R> {
     pub fn ring_size(&self) -> usize {
         self.bufs.len()
     }
+}
+
+/// Whether `tx_batch` can send `buf`: a length it accepts, and long enough
+/// for the headers its offload request names.
+fn sendable(buf: &PacketBuf) -> bool {
+    let len = buf.len();
+    (MIN_TX_FRAME..=MAX_TX_FRAME).contains(&len) && (buf.tx_offload().is_none() || len >= buf.tx_offload().min_frame())
 }
 
 impl<R: RegisterIo> Drop for TxQueue<R> {

@@ -106,6 +106,7 @@ mod counters;
 mod dirty;
 mod fault;
 mod iommu;
+mod offload;
 mod packet;
 mod regfile;
 mod rx;
