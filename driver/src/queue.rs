@@ -677,6 +677,7 @@ mod tests {
     use super::*;
     use crate::dma::{DmaAllocator, HeapDma};
     use crate::io::{HeapBar, Mmio};
+    use crate::offload::L4Proto;
 
     const N: usize = 64;
 
@@ -896,6 +897,137 @@ mod tests {
         complete_all(&io, &tx);
         assert_eq!(tx.clean(), 8);
         assert_eq!((a.free_count(), b.free_count()), (8, 8));
+    }
+
+    /// Plays the device as the 82599 does with contexts: DD only into the
+    /// data descriptors up to TDT (a context descriptor gets no write-back).
+    fn complete_data_only(io: &Mmio, tx: &TxQueue<Mmio>) {
+        let tdt = io.read32(regs::TDT(2)) as usize;
+        let mut slot = io.read32(regs::TDH(2)) as usize;
+        while slot != tdt {
+            let cmd = tx.ring.load_u32(slot * DESC_SIZE + field::TX_CMD_TYPE_LEN);
+            if cmd & tx_cmd::DTYP_MASK == tx_cmd::DTYP_DATA {
+                let off = slot * DESC_SIZE + field::TX_OLINFO_STATUS;
+                tx.ring.store_u32(off, tx.ring.load_u32(off) | tx_olinfo::DD);
+            }
+            slot = (slot + 1) % N;
+        }
+        io.write32(regs::TDH(2), tdt as u32);
+    }
+
+    fn with_offload(mut bufs: Vec<PacketBuf>, off: TxOffload) -> Vec<PacketBuf> {
+        for b in &mut bufs {
+            b.set_tx_offload(off);
+        }
+        bufs
+    }
+
+    fn tcp_offload() -> TxOffload {
+        TxOffload::ipv4(14, 20, Some(L4Proto::Tcp)).unwrap()
+    }
+
+    #[test]
+    fn tx_writes_a_context_descriptor_once_per_parameter_change() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 64, 2048).unwrap();
+        let mut tx = tx_queue(&io);
+        let (tcp, udp) = (tcp_offload(), TxOffload::ipv4(14, 20, Some(L4Proto::Udp)).unwrap());
+        let mut bufs = with_offload(frames(&pool, 3, 60), tcp);
+        bufs.extend(frames(&pool, 1, 60));
+        bufs.extend(with_offload(frames(&pool, 2, 60), udp));
+        bufs.extend(with_offload(frames(&pool, 1, 60), tcp));
+        assert_eq!(tx.tx_batch(&mut bufs), 7);
+        // Ring: context (TCP, slot 0), three data, one plain data, context
+        // (UDP, slot 1), two data, one data back on slot 0.
+        assert_eq!(tx.stats().contexts, 2);
+        assert_eq!(tx.in_flight(), 9);
+        assert_eq!(io.read32(regs::TDT(2)), 9);
+        let word = |slot: usize, f: usize| tx.ring.load_u32(slot * DESC_SIZE + f);
+        let (macip, tucmd, idx) = tcp.context_words(0);
+        assert_eq!(tx.ring.load_u64(field::TX_BUFFER_ADDR), macip);
+        assert_eq!(word(0, field::TX_CMD_TYPE_LEN), tucmd);
+        assert_eq!(word(0, field::TX_OLINFO_STATUS), idx);
+        let popts = tx_olinfo::IXSM | tx_olinfo::TXSM | tx_olinfo::CC;
+        for slot in 1..=3 {
+            assert_eq!(word(slot, field::TX_OLINFO_STATUS), 60 << 14 | popts, "slot {slot}");
+        }
+        assert_eq!(word(4, field::TX_OLINFO_STATUS), 60 << 14);
+        assert_eq!(word(5, field::TX_CMD_TYPE_LEN), udp.context_words(1).1);
+        assert_eq!(word(5, field::TX_OLINFO_STATUS), 1 << tx_olinfo::IDX_SHIFT);
+        assert_eq!(word(6, field::TX_OLINFO_STATUS), 60 << 14 | popts | 1 << tx_olinfo::IDX_SHIFT);
+        assert_eq!(word(8, field::TX_OLINFO_STATUS), 60 << 14 | popts);
+        complete_data_only(&io, &tx);
+        assert_eq!(tx.clean(), 9);
+        assert_eq!(pool.free_count(), 64);
+        // Same parameters again: no context descriptor.
+        let mut bufs = with_offload(frames(&pool, 2, 60), udp);
+        assert_eq!(tx.tx_batch(&mut bufs), 2);
+        assert_eq!((tx.stats().contexts, tx.in_flight()), (2, 2));
+        complete_data_only(&io, &tx);
+        assert_eq!(tx.clean(), 2);
+    }
+
+    #[test]
+    fn tx_cleans_past_a_context_descriptor_at_the_end_of_a_group() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 64, 2048).unwrap();
+        let mut tx = tx_queue(&io);
+        // 31 plain frames, then the context descriptor in slot 31 (the
+        // last of the first clean group) and its data in slot 32.
+        let mut bufs = frames(&pool, TX_CLEAN_BATCH - 1, 60);
+        bufs.extend(with_offload(frames(&pool, 1, 60), tcp_offload()));
+        assert_eq!(tx.tx_batch(&mut bufs), TX_CLEAN_BATCH);
+        assert_eq!(tx.in_flight(), TX_CLEAN_BATCH + 1);
+        complete_data_only(&io, &tx);
+        assert_eq!(tx.clean(), TX_CLEAN_BATCH + 1);
+        assert_eq!(pool.free_count(), 64);
+    }
+
+    #[test]
+    fn tx_keeps_a_frame_whose_context_descriptor_does_not_fit() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 128, 2048).unwrap();
+        let mut tx = tx_queue(&io);
+        let mut bufs = frames(&pool, N - 2, 60);
+        bufs.extend(with_offload(frames(&pool, 2, 60), tcp_offload()));
+        // One descriptor left after the plain frames: not enough for a
+        // context and its data.
+        assert_eq!(tx.tx_batch(&mut bufs), N - 2);
+        assert_eq!((bufs.len(), tx.stats().ring_full, tx.stats().contexts), (2, 1, 0));
+        complete_data_only(&io, &tx);
+        assert_eq!(tx.clean(), N - 2);
+        assert_eq!(tx.tx_batch(&mut bufs), 2);
+        assert_eq!((tx.stats().contexts, tx.in_flight()), (1, 3));
+        complete_data_only(&io, &tx);
+        assert_eq!(tx.clean(), 3);
+        assert_eq!(pool.free_count(), 128);
+    }
+
+    #[test]
+    fn tx_drops_an_offload_request_longer_than_its_frame() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 16, 2048).unwrap();
+        let mut tx = tx_queue(&io);
+        // 53 bytes cannot hold Ethernet, IPv4 and TCP headers (54).
+        let mut bufs = with_offload(frames(&pool, 1, 53), tcp_offload());
+        bufs.extend(frames(&pool, 1, 53));
+        assert_eq!(tx.tx_batch(&mut bufs), 1);
+        assert_eq!((tx.stats().errors, tx.stats().contexts, tx.in_flight()), (1, 0, 1));
+    }
+
+    #[test]
+    fn rx_batch_records_the_checksum_verdict() {
+        let io = bar();
+        let (mut rx, _pool) = rx_queue(&io, 256);
+        write_back(&rx, 0, GOOD, 60);
+        write_back(&rx, 1, GOOD | rx_status::IPCS | rx_status::L4CS, 60);
+        write_back(&rx, 2, GOOD | rx_status::IPCS | rx_status::L4CS | rx_status::ERR_TCPE, 60);
+        write_back(&rx, 3, GOOD | rx_status::IPCS | rx_status::ERR_IPE, 60);
+        let mut out = Vec::new();
+        assert_eq!(rx.rx_batch(&mut out, 32), 4);
+        let got: Vec<_> = out.iter().map(|b| (b.rx_checksum().ip, b.rx_checksum().l4)).collect();
+        use crate::offload::CsumStatus::{Bad, Good, Unchecked};
+        assert_eq!(got, [(Unchecked, Unchecked), (Good, Good), (Good, Bad), (Bad, Unchecked)]);
     }
 
     #[test]
