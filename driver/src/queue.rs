@@ -623,6 +623,12 @@ impl<R: RegisterIo> TxQueue<R> {
         (self.tail + self.bufs.len() - self.clean) & self.mask
     }
 
+    /// Buffers the queue holds: those of the in-flight data descriptors
+    /// (context descriptors hold none). For leak accounting; walks the ring.
+    pub fn buffers_in_flight(&self) -> usize {
+        (0..self.in_flight()).filter(|i| self.bufs[(self.clean + i) & self.mask].is_some()).count()
+    }
+
     /// Software counters of this queue.
     pub fn stats(&self) -> &QueueStats {
         &self.stats
@@ -940,7 +946,7 @@ mod tests {
         // Ring: context (TCP, slot 0), three data, one plain data, context
         // (UDP, slot 1), two data, one data back on slot 0.
         assert_eq!(tx.stats().contexts, 2);
-        assert_eq!(tx.in_flight(), 9);
+        assert_eq!((tx.in_flight(), tx.buffers_in_flight()), (9, 7));
         assert_eq!(io.read32(regs::TDT(2)), 9);
         let word = |slot: usize, f: usize| tx.ring.load_u32(slot * DESC_SIZE + f);
         let (macip, tucmd, idx) = tcp.context_words(0);
