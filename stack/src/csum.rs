@@ -3,7 +3,7 @@
 //! smoltcp neither computes nor verifies IPv4 header and TCP checksums
 //! here (its `DeviceCapabilities::checksum` says so, see `crate::phy`);
 //! this module does, so that every rewrite the stack makes (the RFC 6528
-//! sequence offset, [`fix_stale_ack`](crate) in the core, crafted ACKs and
+//! sequence offset, `fix_stale_ack` in the core, crafted ACKs and
 //! cookie SYN-ACKs) happens on frames whose checksums are settled once, at
 //! the edge:
 //!
@@ -171,18 +171,17 @@ pub(crate) fn edge() -> ChecksumCapabilities {
     ChecksumCapabilities::ignored()
 }
 
-/// smoltcp's view of an address pair.
-#[cfg(test)]
-fn ip_pair(src: Ipv4Addr, dst: Ipv4Addr) -> (IpAddress, IpAddress) {
-    (IpAddress::Ipv4(src), IpAddress::Ipv4(dst))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use ixtcp_driver::dma::HeapDma;
     use ixtcp_driver::mempool::Mempool;
-    use smoltcp::wire::{Ipv4Packet, TcpPacket};
+    use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
+
+    /// smoltcp's view of an address pair.
+    fn ip_pair(src: Ipv4Addr, dst: Ipv4Addr) -> (IpAddress, IpAddress) {
+        (IpAddress::Ipv4(src), IpAddress::Ipv4(dst))
+    }
 
     fn buf_with(pool: &std::sync::Arc<Mempool>, bytes: &[u8]) -> PacketBuf {
         let mut b = pool.alloc().unwrap();
