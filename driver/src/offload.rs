@@ -202,29 +202,66 @@ pub enum CsumStatus {
 
 /// The receive checksum verdict of a frame, from its write-back descriptor
 /// (7.1.6.2: IPCS/IPE for the IPv4 header, L4CS/TCPE for TCP and UDP).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RxChecksum {
-    /// The IPv4 header checksum.
-    pub ip: CsumStatus,
-    /// The TCP or UDP checksum.
-    pub l4: CsumStatus,
+/// One byte: the four status bits as `rx_batch` found them (bit 0 L4CS,
+/// 1 IPCS, 2 TCPE, 3 IPE), decoded when asked, so that copying it costs
+/// the receive path a shift and a mask.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct RxChecksum(u8);
+
+const L4_CHECKED: u8 = 1;
+const IP_CHECKED: u8 = 2;
+const L4_ERROR: u8 = 4;
+const IP_ERROR: u8 = 8;
+
+fn verdict(bits: u8, checked: u8, error: u8) -> CsumStatus {
+    match (bits & checked != 0, bits & error != 0) {
+        (false, _) => CsumStatus::Unchecked,
+        (true, false) => CsumStatus::Good,
+        (true, true) => CsumStatus::Bad,
+    }
+}
+
+fn encode(s: CsumStatus, checked: u8, error: u8) -> u8 {
+    match s {
+        CsumStatus::Unchecked => 0,
+        CsumStatus::Good => checked,
+        CsumStatus::Bad => checked | error,
+    }
 }
 
 impl RxChecksum {
     /// Nothing checked (the default).
-    pub const UNCHECKED: RxChecksum = RxChecksum { ip: CsumStatus::Unchecked, l4: CsumStatus::Unchecked };
+    pub const UNCHECKED: RxChecksum = RxChecksum(0);
+
+    /// A verdict on the IPv4 header and on the TCP/UDP checksum.
+    pub fn new(ip: CsumStatus, l4: CsumStatus) -> RxChecksum {
+        RxChecksum(encode(ip, IP_CHECKED, IP_ERROR) | encode(l4, L4_CHECKED, L4_ERROR))
+    }
 
     /// Decodes the status/error word of a write-back descriptor.
+    #[inline]
     pub fn from_status(status: u32) -> RxChecksum {
-        let verdict = |checked: u32, error: u32| match (status & checked != 0, status & error != 0) {
-            (false, _) => CsumStatus::Unchecked,
-            (true, false) => CsumStatus::Good,
-            (true, true) => CsumStatus::Bad,
-        };
-        RxChecksum {
-            ip: verdict(rx_status::IPCS, rx_status::ERR_IPE),
-            l4: verdict(rx_status::L4CS, rx_status::ERR_TCPE),
-        }
+        // L4CS (bit 5) and IPCS (6) to bits 0 and 1, TCPE (30) and IPE (31)
+        // to bits 2 and 3.
+        const _: () = assert!(rx_status::L4CS == 1 << 5 && rx_status::IPCS == 1 << 6);
+        const _: () = assert!(rx_status::ERR_TCPE == 1 << 30 && rx_status::ERR_IPE == 1 << 31);
+        RxChecksum((((status >> 5) & 0x3) | ((status >> 28) & 0xC)) as u8)
+    }
+
+    /// The IPv4 header checksum.
+    pub fn ip(self) -> CsumStatus {
+        verdict(self.0, IP_CHECKED, IP_ERROR)
+    }
+
+    /// The TCP or UDP checksum.
+    pub fn l4(self) -> CsumStatus {
+        verdict(self.0, L4_CHECKED, L4_ERROR)
+    }
+}
+
+impl fmt::Debug for RxChecksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RxChecksum").field("ip", &self.ip()).field("l4", &self.l4()).finish()
     }
 }
 
@@ -277,14 +314,26 @@ mod tests {
 
     #[test]
     fn status_bits_decode_into_verdicts() {
-        assert_eq!(RxChecksum::from_status(rx_status::DD), RxChecksum::UNCHECKED);
+        use CsumStatus::{Bad, Good, Unchecked};
+        let others = rx_status::DD | rx_status::EOP | rx_status::UDPCS | rx_status::ERR_RXE;
+        assert_eq!(RxChecksum::from_status(others), RxChecksum::UNCHECKED);
         let good = RxChecksum::from_status(rx_status::IPCS | rx_status::L4CS);
-        assert_eq!(good, RxChecksum { ip: CsumStatus::Good, l4: CsumStatus::Good });
+        assert_eq!((good.ip(), good.l4()), (Good, Good));
         let bad = RxChecksum::from_status(rx_status::IPCS | rx_status::L4CS | rx_status::ERR_TCPE);
-        assert_eq!(bad, RxChecksum { ip: CsumStatus::Good, l4: CsumStatus::Bad });
+        assert_eq!((bad.ip(), bad.l4()), (Good, Bad));
         let ipe = RxChecksum::from_status(rx_status::IPCS | rx_status::ERR_IPE);
-        assert_eq!(ipe, RxChecksum { ip: CsumStatus::Bad, l4: CsumStatus::Unchecked });
+        assert_eq!((ipe.ip(), ipe.l4()), (Bad, Unchecked));
         // An error bit without its "checked" bit means nothing.
-        assert_eq!(RxChecksum::from_status(rx_status::ERR_TCPE), RxChecksum::UNCHECKED);
+        let stray = RxChecksum::from_status(rx_status::ERR_TCPE | rx_status::ERR_IPE);
+        assert_eq!((stray.ip(), stray.l4()), (Unchecked, Unchecked));
+        // `new` builds what decoding finds.
+        for ip in [Unchecked, Good, Bad] {
+            for l4 in [Unchecked, Good, Bad] {
+                let c = RxChecksum::new(ip, l4);
+                assert_eq!((c.ip(), c.l4()), (ip, l4));
+            }
+        }
+        assert_eq!(RxChecksum::new(Good, Bad), bad);
+        assert_eq!(format!("{bad:?}"), "RxChecksum { ip: Good, l4: Bad }");
     }
 }

@@ -469,7 +469,8 @@ impl<R: RegisterIo> TxQueue<R> {
         let mut sent = 0;
         for mut buf in bufs.drain(..take) {
             let mut len = buf.len();
-            if !sendable(&buf) {
+            let offload = buf.tx_offload();
+            if !sendable(len, offload) {
                 self.stats.errors += 1;
                 continue;
             }
@@ -483,7 +484,6 @@ impl<R: RegisterIo> TxQueue<R> {
                 buf.data_mut()[len..].fill(0);
                 len = DEVICE_MIN_TX_FRAME;
             }
-            let offload = buf.tx_offload();
             let mut olinfo = (len as u32) << tx_olinfo::PAYLEN_SHIFT;
             if !offload.is_none() {
                 let (idx, write) = self.contexts.select(offload);
@@ -535,7 +535,7 @@ impl<R: RegisterIo> TxQueue<R> {
         let mut used = 0;
         for (i, buf) in bufs.iter().enumerate() {
             let offload = buf.tx_offload();
-            let need = match (sendable(buf), offload.is_none()) {
+            let need = match (sendable(buf.len(), offload), offload.is_none()) {
                 (false, _) => 0,
                 (true, true) => 1,
                 (true, false) => 1 + usize::from(cache.select(offload).1),
@@ -646,11 +646,12 @@ impl<R: RegisterIo> TxQueue<R> {
     }
 }
 
-/// Whether `tx_batch` can send `buf`: a length it accepts, and long enough
-/// for the headers its offload request names.
-fn sendable(buf: &PacketBuf) -> bool {
-    let len = buf.len();
-    (MIN_TX_FRAME..=MAX_TX_FRAME).contains(&len) && (buf.tx_offload().is_none() || len >= buf.tx_offload().min_frame())
+/// Whether `tx_batch` can send a buffer of `len` bytes asking for
+/// `offload`: a length it accepts, long enough for the headers the request
+/// names.
+#[inline]
+fn sendable(len: usize, offload: TxOffload) -> bool {
+    (MIN_TX_FRAME..=MAX_TX_FRAME).contains(&len) && (offload.is_none() || len >= offload.min_frame())
 }
 
 impl<R: RegisterIo> Drop for TxQueue<R> {
@@ -1031,7 +1032,7 @@ mod tests {
         write_back(&rx, 3, GOOD | rx_status::IPCS | rx_status::ERR_IPE, 60);
         let mut out = Vec::new();
         assert_eq!(rx.rx_batch(&mut out, 32), 4);
-        let got: Vec<_> = out.iter().map(|b| (b.rx_checksum().ip, b.rx_checksum().l4)).collect();
+        let got: Vec<_> = out.iter().map(|b| (b.rx_checksum().ip(), b.rx_checksum().l4())).collect();
         use crate::offload::CsumStatus::{Bad, Good, Unchecked};
         assert_eq!(got, [(Unchecked, Unchecked), (Good, Good), (Good, Bad), (Bad, Unchecked)]);
     }

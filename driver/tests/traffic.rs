@@ -211,7 +211,7 @@ fn offloaded_checksums_arrive_right_and_the_receiver_reports_its_verdict() {
         assert_eq!(b.queues[0].rx.rx_batch(&mut rx, 8), 1, "seed {} round {round}", seeded.seed);
         let got = rx.pop().unwrap();
         let l4 = if broken { CsumStatus::Bad } else { CsumStatus::Good };
-        assert_eq!(got.rx_checksum(), RxChecksum { ip: CsumStatus::Good, l4 }, "round {round}");
+        assert_eq!(got.rx_checksum(), RxChecksum::new(CsumStatus::Good, l4), "round {round}");
         if !broken {
             // Frames under 60 bytes arrive padded.
             assert!(got.data()[..good.len()] == good[..], "seed {} round {round}: frame differs", seeded.seed);

@@ -32,8 +32,6 @@ use std::net::Ipv4Addr;
 use ixtcp_driver::mempool::PacketBuf;
 use ixtcp_driver::offload::{CsumStatus, L4Proto, RxChecksum, TxOffload};
 use smoltcp::phy::ChecksumCapabilities;
-#[cfg(test)]
-use smoltcp::wire::IpAddress;
 use smoltcp::wire::IpProtocol;
 use smoltcp::wire::checksum;
 
@@ -126,12 +124,12 @@ pub(crate) fn finish_tx(buf: &mut PacketBuf, offload: bool) -> TxCsum {
 /// offload); counts what it drops and what it verifies itself.
 pub(crate) fn check_rx(ip: &[u8], nic: RxChecksum, offload: bool, stats: &mut CoreStats) -> bool {
     let nic = if offload { nic } else { RxChecksum::UNCHECKED };
-    let software = nic.ip == CsumStatus::Unchecked || nic.l4 == CsumStatus::Unchecked;
+    let software = nic.ip() == CsumStatus::Unchecked || nic.l4() == CsumStatus::Unchecked;
     if software {
         stats.rx_csum_software += 1;
     }
     let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let ip_ok = match nic.ip {
+    let ip_ok = match nic.ip() {
         CsumStatus::Good => true,
         CsumStatus::Bad => {
             stats.drop_ip_csum_nic += 1;
@@ -143,7 +141,7 @@ pub(crate) fn check_rx(ip: &[u8], nic: RxChecksum, offload: bool, stats: &mut Co
         stats.drop_ip_csum_sw += 1;
         return false;
     }
-    let ok = match nic.l4 {
+    let ok = match nic.l4() {
         CsumStatus::Good => true,
         CsumStatus::Bad => {
             stats.drop_tcp_csum_nic += 1;
@@ -269,19 +267,19 @@ mod tests {
         let mut bad_ip = good.clone();
         bad_ip[8] ^= 1;
         let g = CsumStatus::Good;
-        let nic_good = RxChecksum { ip: g, l4: g };
+        let nic_good = RxChecksum::new(g, g);
         let mut s = CoreStats::default();
         // The NIC's word is taken: even a corrupted frame passes if it says
         // good (it checked the bytes it received), and a good one is
         // dropped if it says bad.
         assert!(check_rx(&bad_tcp, nic_good, true, &mut s));
-        assert!(!check_rx(&good, RxChecksum { ip: g, l4: CsumStatus::Bad }, true, &mut s));
-        assert!(!check_rx(&good, RxChecksum { ip: CsumStatus::Bad, l4: g }, true, &mut s));
+        assert!(!check_rx(&good, RxChecksum::new(g, CsumStatus::Bad), true, &mut s));
+        assert!(!check_rx(&good, RxChecksum::new(CsumStatus::Bad, g), true, &mut s));
         assert_eq!((s.drop_tcp_csum_nic, s.drop_ip_csum_nic, s.rx_csum_software), (1, 1, 0));
         // Unchecked: software.
         assert!(check_rx(&good, RxChecksum::UNCHECKED, true, &mut s));
         assert!(!check_rx(&bad_tcp, RxChecksum::UNCHECKED, true, &mut s));
-        assert!(!check_rx(&bad_ip, RxChecksum { ip: CsumStatus::Unchecked, l4: g }, true, &mut s));
+        assert!(!check_rx(&bad_ip, RxChecksum::new(CsumStatus::Unchecked, g), true, &mut s));
         assert_eq!((s.drop_tcp_csum_sw, s.drop_ip_csum_sw, s.rx_csum_software), (1, 1, 3));
         // Offload off: the NIC's verdict is ignored.
         assert!(!check_rx(&bad_tcp, nic_good, false, &mut s));
