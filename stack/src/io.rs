@@ -31,10 +31,9 @@ pub trait PacketIo {
     /// Whether the hardware inserts IPv4 and TCP/UDP checksums for buffers
     /// that ask it to (`PacketBuf::set_tx_offload`) and reports its check of
     /// received ones (`PacketBuf::rx_checksum`). Without it the stack
-    /// computes and verifies every checksum itself.
-    fn checksum_offload(&self) -> bool {
-        false
-    }
+    /// computes and verifies every checksum itself. No default: a wrapper
+    /// must pass on what it wraps, not lose the offload silently.
+    fn checksum_offload(&self) -> bool;
 }
 
 impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
