@@ -15,6 +15,9 @@
 //!   to local back-pressure.
 //! - A packet whose next hop is not yet resolved waits in the resolver's
 //!   bounded queue while an ARP request goes out (see [`crate::neighbor`]).
+//! - Every IPv4 packet's checksums are settled in `send_ip`, after the last
+//!   rewrite: left to the NIC or computed (see `crate::csum`); smoltcp is
+//!   told to compute and verify neither.
 
 use std::net::Ipv4Addr;
 
