@@ -10,7 +10,8 @@
 //!   datasheet's names.
 //! - [`io`]: [`RegisterIo`](io::RegisterIo), the one choke point for register
 //!   access; [`Mmio`](io::Mmio) on hardware, `model::ModelRegs` on the model.
-//! - [`dma`], [`mempool`]: DMA memory and packet buffers carved from it.
+//! - [`dma`], [`mempool`]: DMA memory and packet buffers carved from it;
+//!   [`offload`]: the checksum offload a buffer asks for or was given.
 //!   [`hugepage`] and [`vfio`] provide the memory on hardware; the model
 //!   provides its own, registering each region like an IOMMU.
 //! - [`pci`], [`vfio`]: finding, checking, binding and mapping the device;
@@ -48,6 +49,7 @@ pub mod hugepage;
 pub mod io;
 pub mod mempool;
 pub mod model;
+pub mod offload;
 pub mod pci;
 pub mod queue;
 pub mod regs;

@@ -71,6 +71,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, f
 use crossbeam_queue::ArrayQueue;
 
 use crate::dma::{DmaAllocator, DmaError, DmaRegion};
+use crate::offload::{RxChecksum, TxOffload};
 
 /// Default entry size: 2 KiB holds a 1518-byte frame with headroom, and
 /// divides a 2 MiB hugepage so no entry straddles a page.
@@ -683,7 +684,7 @@ impl Mempool {
             if local.len > 0 {
                 let index = core.take_local(local)?;
                 local.out += 1;
-                return Some(PacketBuf { core: self.core, index, offset: DEFAULT_HEADROOM, len: 0 });
+                return Some(PacketBuf::new(self.core, index, DEFAULT_HEADROOM, 0));
             }
         }
         self.alloc_slow()
@@ -757,7 +758,7 @@ impl PoolOps for OwnerOps<'_> {
     #[inline(always)]
     fn wrap(&mut self, index: u32, offset: u16, len: u16) -> PacketBuf {
         self.local().out += 1;
-        PacketBuf { core: self.ptr, index, offset, len }
+        PacketBuf::new(self.ptr, index, offset, len)
     }
 
     #[inline(always)]
@@ -786,7 +787,7 @@ impl PoolOps for SharedOps<'_> {
     fn wrap(&mut self, index: u32, offset: u16, len: u16) -> PacketBuf {
         // Relaxed, as an `Arc` clone: the borrowed handle holds one.
         self.core.refs.fetch_add(1, Ordering::Relaxed);
-        PacketBuf { core: self.ptr, index: index | COUNTED, offset, len }
+        PacketBuf::new(self.ptr, index | COUNTED, offset, len)
     }
 
     fn iova(&self, index: u32) -> u64 {
@@ -906,6 +907,10 @@ pub struct PacketBuf {
     index: u32,
     offset: u16,
     len: u16,
+    /// What the transmit path is asked to insert (see [`crate::offload`]).
+    tx_offload: TxOffload,
+    /// What the receive path found.
+    rx_csum: RxChecksum,
 }
 
 impl fmt::Debug for PacketBuf {
@@ -925,6 +930,13 @@ unsafe impl Send for PacketBuf {}
 unsafe impl Sync for PacketBuf {}
 
 impl PacketBuf {
+    /// A handle to entry `index` (with its reference flag) holding `len`
+    /// bytes at `offset`, with no offload request and no verdict.
+    #[inline(always)]
+    fn new(core: NonNull<PoolCore>, index: u32, offset: u16, len: u16) -> PacketBuf {
+        PacketBuf { core, index, offset, len, tx_offload: TxOffload::NONE, rx_csum: RxChecksum::UNCHECKED }
+    }
+
     #[inline(always)]
     fn core(&self) -> &PoolCore {
         // SAFETY: a live buffer keeps its pool's core alive.
@@ -1012,10 +1024,37 @@ impl PacketBuf {
         }
     }
 
-    /// Empties the buffer and sets its headroom (clamped to the entry).
+    /// Empties the buffer and sets its headroom (clamped to the entry);
+    /// also forgets its offload request and receive checksum verdict.
     pub fn reset(&mut self, headroom: usize) {
         self.offset = headroom.min(self.entry_size()) as u16;
         self.len = 0;
+        self.tx_offload = TxOffload::NONE;
+        self.rx_csum = RxChecksum::UNCHECKED;
+    }
+
+    /// The checksum offload `tx_batch` asks the device for ([`TxOffload::NONE`]
+    /// unless set).
+    pub fn tx_offload(&self) -> TxOffload {
+        self.tx_offload
+    }
+
+    /// Asks the device to insert checksums when this frame is sent.
+    pub fn set_tx_offload(&mut self, offload: TxOffload) {
+        self.tx_offload = offload;
+    }
+
+    /// The device's checksum verdict on a received frame
+    /// ([`RxChecksum::UNCHECKED`] for buffers that did not come from
+    /// `rx_batch`).
+    pub fn rx_checksum(&self) -> RxChecksum {
+        self.rx_csum
+    }
+
+    /// Records the device's verdict (the receive path, and tests that play
+    /// a NIC).
+    pub fn set_rx_checksum(&mut self, csum: RxChecksum) {
+        self.rx_csum = csum;
     }
 
     /// Copies `bytes` in as the whole data (at the current offset); false if

@@ -24,6 +24,7 @@ use crate::desc::{field, rx_status, tx_cmd, tx_olinfo};
 use crate::dma::{DescRing, DescView, DmaRegion};
 use crate::error::DriverError;
 use crate::io::{RegisterIo, dma_rmb, dma_wmb};
+use crate::offload::{ContextCache, RxChecksum, TxOffload};
 use crate::mempool::{BulkFree, Mempool, PacketBuf, PoolAccess, PoolOps};
 use crate::regs;
 use crate::stats::QueueStats;
@@ -407,7 +408,10 @@ impl RxScan<'_> {
                 rearm(ring, slot, pool.iova(fresh));
                 // 7.1.6: the frame starts at pkt_addr, which is the entry
                 // start; `len` <= buf_size was checked above.
-                out.push(pool.wrap(old, 0, len as u16));
+                let mut frame = pool.wrap(old, 0, len as u16);
+                // 7.1.6.2: IPCS/L4CS say what was checked, IPE/TCPE what failed.
+                frame.set_rx_checksum(RxChecksum::from_status(status));
+                out.push(frame);
                 self.bytes += u64::from(len);
                 self.received += 1;
             }
@@ -455,6 +459,8 @@ pub struct TxQueue<R: RegisterIo> {
     /// Largest frame accepted, without FCS (MAXFRS.MFS - 4 with jumbo
     /// frames on, else [`MAX_TX_FRAME`]).
     max_len: usize,
+    /// What the device's two context slots hold.
+    contexts: ContextCache,
     shared: Arc<QueueShared>,
     stats: QueueStats,
 }
@@ -485,6 +491,7 @@ impl<R: RegisterIo> TxQueue<R> {
             clean: 0,
             mask: n - 1,
             max_len: MAX_TX_FRAME,
+            contexts: ContextCache::default(),
             shared,
             stats: QueueStats::default(),
         }
@@ -505,6 +512,8 @@ impl<R: RegisterIo> TxQueue<R> {
     /// read back set before the queue is used).
     pub(crate) fn start(&mut self) -> Result<(), DriverError> {
         let q = self.id.reg();
+        // A queue being enabled holds no context yet.
+        self.contexts.clear();
         self.regs.set_bits(regs::TXDCTL(q), regs::dctl::ENABLE);
         poll_register(
             &self.regs,
@@ -526,7 +535,11 @@ impl<R: RegisterIo> TxQueue<R> {
     /// [`MIN_TX_FRAME`]..=[`max_len`](Self::max_len) is removed and dropped (counted in
     /// `errors`): leaving it at the front would block the queue forever. A
     /// frame shorter than [`DEVICE_MIN_TX_FRAME`] is padded with zeros to
-    /// that length.
+    /// that length. A buffer that asks for a checksum offload
+    /// ([`PacketBuf::set_tx_offload`]) but is shorter than the headers it
+    /// names is dropped the same way. Such a buffer is sent with the
+    /// offload bits of a data descriptor, after a context descriptor when
+    /// neither of the queue's two context slots holds its parameters.
     /// Every descriptor asks for a status report (RS), so DD of any
     /// descriptor tells that it and all before it are done. The tail
     /// register is written once per batch.
@@ -536,7 +549,7 @@ impl<R: RegisterIo> TxQueue<R> {
         }
         self.clean_groups();
         let room = self.mask - self.in_flight();
-        let take = bufs.len().min(room);
+        let take = self.fitting(bufs, room);
         if take < bufs.len() {
             self.stats.ring_full += 1;
         }
@@ -548,8 +561,10 @@ impl<R: RegisterIo> TxQueue<R> {
         let start = self.tail;
         let mut tail = start;
         let mut bytes = 0u64;
+        let mut sent = 0;
         for mut buf in bufs.drain(..take) {
             let mut len = buf.len();
+            let offload = buf.tx_offload();
             if !(DEVICE_MIN_TX_FRAME..=max_len).contains(&len) {
                 match pad_short_frame(buf) {
                     Some(padded) => {
@@ -562,19 +577,37 @@ impl<R: RegisterIo> TxQueue<R> {
                     }
                 }
             }
+            let len32 = len as u32;
+            let mut olinfo = len32 << tx_olinfo::PAYLEN_SHIFT;
+            if !offload.is_none() {
+                if len < offload.min_frame() {
+                    // Shorter than the headers the request names.
+                    self.stats.errors += 1;
+                    continue;
+                }
+                let (idx, write) = self.contexts.select(offload);
+                if write {
+                    // The context descriptor takes the tail slot, which
+                    // stays `None` (see `done`).
+                    write_context(&ring, tail, offload, idx);
+                    tail = (tail + 1) & mask;
+                    self.stats.contexts += 1;
+                }
+                olinfo |= offload.olinfo_bits(idx);
+            }
             // 7.2.3.2.4: one advanced data descriptor per frame: EOP (the
             // frame ends here), IFCS (append the CRC), RS (write DD back),
             // DEXT + DTYP_DATA (advanced data format); PAYLEN is the whole
-            // frame without TSO. Writing olinfo_status also clears the DD bit
-            // left over from the descriptor's previous use.
-            let len32 = len as u32;
+            // frame without TSO; POPTS/CC/IDX for an offload. Writing
+            // olinfo_status also clears the DD bit left over from the
+            // descriptor's previous use.
             ring.write_u64(tail, field::TX_BUFFER_ADDR, buf.iova());
             ring.write_u32(
                 tail,
                 field::TX_CMD_TYPE_LEN,
                 tx_cmd::EOP | tx_cmd::IFCS | tx_cmd::RS | tx_cmd::DEXT | tx_cmd::DTYP_DATA | len32,
             );
-            ring.write_u32(tail, field::TX_OLINFO_STATUS, len32 << tx_olinfo::PAYLEN_SHIFT);
+            ring.write_u32(tail, field::TX_OLINFO_STATUS, olinfo);
             // The descriptor at the tail was cleaned (it holds `None`): the
             // ring never fills its last slot, and cleaning empties what it
             // reclaims. Nothing to drop, so skip the check for one.
@@ -583,9 +616,9 @@ impl<R: RegisterIo> TxQueue<R> {
             std::mem::forget(old);
             tail = (tail + 1) & mask;
             bytes += len as u64;
+            sent += 1;
         }
         self.tail = tail;
-        let sent = tail.wrapping_sub(start) & mask;
         if sent > 0 {
             self.stats.bytes += bytes;
             self.stats.packets += sent as u64;
@@ -599,8 +632,37 @@ impl<R: RegisterIo> TxQueue<R> {
         sent
     }
 
-    /// Whether the device has written DD back into descriptor `slot`.
+    /// How many frames from the front of `bufs` fit in `room` descriptors:
+    /// one each, plus one for each context descriptor the cache will ask
+    /// for (a dry run of the choices `tx_batch` then makes).
+    fn fitting(&self, bufs: &[PacketBuf], room: usize) -> usize {
+        if bufs.len().saturating_mul(2) <= room {
+            // Even with a context descriptor before every frame.
+            return bufs.len();
+        }
+        let mut cache = self.contexts;
+        let mut used = 0;
+        for (i, buf) in bufs.iter().enumerate() {
+            let offload = buf.tx_offload();
+            let need = match (sendable(buf.len(), self.max_len, offload), offload.is_none()) {
+                (false, _) => 0,
+                (true, true) => 1,
+                (true, false) => 1 + usize::from(cache.select(offload).1),
+            };
+            if used + need > room {
+                return i;
+            }
+            used += need;
+        }
+        bufs.len()
+    }
+
+    /// Whether the device is done with descriptor `slot`: its DD bit, or for
+    /// a context descriptor (the in-flight slot without a buffer), which
+    /// the device never writes back, the DD bit of the data descriptor
+    /// written right after it.
     fn done(&self, slot: usize) -> bool {
+        let slot = if self.bufs[slot].is_none() { (slot + 1) & self.mask } else { slot };
         self.ring.view().read_u32(slot, field::TX_OLINFO_STATUS) & tx_olinfo::DD != 0
     }
 
@@ -657,6 +719,12 @@ impl<R: RegisterIo> TxQueue<R> {
         (self.tail + self.bufs.len() - self.clean) & self.mask
     }
 
+    /// Buffers the queue holds: those of the in-flight data descriptors
+    /// (context descriptors hold none). For leak accounting; walks the ring.
+    pub fn buffers_in_flight(&self) -> usize {
+        (0..self.in_flight()).filter(|i| self.bufs[(self.clean + i) & self.mask].is_some()).count()
+    }
+
     /// Software counters of this queue.
     pub fn stats(&self) -> &QueueStats {
         &self.stats
@@ -672,6 +740,28 @@ impl<R: RegisterIo> TxQueue<R> {
     pub fn ring_size(&self) -> usize {
         self.bufs.len()
     }
+}
+
+/// Whether `tx_batch` can send a buffer of `len` bytes asking for
+/// `offload` on a queue whose largest frame is `max_len`: a length it
+/// accepts (short ones are padded), long enough for the headers the
+/// request names.
+#[inline]
+fn sendable(len: usize, max_len: usize, offload: TxOffload) -> bool {
+    (MIN_TX_FRAME..=max_len).contains(&len) && (offload.is_none() || len >= offload.min_frame())
+}
+
+/// Writes an advanced context descriptor (7.2.3.2.3) for `offload` into
+/// context slot `idx` at descriptor `slot`. It holds no buffer and gets no
+/// write-back: the data descriptor that follows it tells when it is done
+/// (see `TxQueue::done`).
+fn write_context(ring: &DescView<'_>, slot: usize, offload: TxOffload, idx: u32) {
+    let (macip_seed, tucmd, mss_l4len_idx) = offload.context_words(idx);
+    // Layout: vlan_macip_lens and seqnum_seed where a data descriptor has
+    // its address, type_tucmd_mlhl where it has cmd_type_len.
+    ring.write_u64(slot, field::TX_BUFFER_ADDR, macip_seed);
+    ring.write_u32(slot, field::TX_CMD_TYPE_LEN, tucmd);
+    ring.write_u32(slot, field::TX_OLINFO_STATUS, mss_l4len_idx);
 }
 
 impl<R: RegisterIo> Drop for TxQueue<R> {
@@ -705,6 +795,7 @@ mod tests {
     use crate::desc::DESC_SIZE;
     use crate::dma::{DmaAllocator, HeapDma};
     use crate::io::{HeapBar, Mmio};
+    use crate::offload::L4Proto;
 
     const N: usize = 64;
 
@@ -950,6 +1041,137 @@ mod tests {
         complete_all(&io, &tx);
         assert_eq!(tx.clean(), 8);
         assert_eq!((a.free_count(), b.free_count()), (8, 8));
+    }
+
+    /// Plays the device as the 82599 does with contexts: DD only into the
+    /// data descriptors up to TDT (a context descriptor gets no write-back).
+    fn complete_data_only(io: &Mmio, tx: &TxQueue<Mmio>) {
+        let tdt = io.read32(regs::TDT(2)) as usize;
+        let mut slot = io.read32(regs::TDH(2)) as usize;
+        while slot != tdt {
+            let cmd = tx.ring.load_u32(slot * DESC_SIZE + field::TX_CMD_TYPE_LEN);
+            if cmd & tx_cmd::DTYP_MASK == tx_cmd::DTYP_DATA {
+                let off = slot * DESC_SIZE + field::TX_OLINFO_STATUS;
+                tx.ring.store_u32(off, tx.ring.load_u32(off) | tx_olinfo::DD);
+            }
+            slot = (slot + 1) % N;
+        }
+        io.write32(regs::TDH(2), tdt as u32);
+    }
+
+    fn with_offload(mut bufs: Vec<PacketBuf>, off: TxOffload) -> Vec<PacketBuf> {
+        for b in &mut bufs {
+            b.set_tx_offload(off);
+        }
+        bufs
+    }
+
+    fn tcp_offload() -> TxOffload {
+        TxOffload::ipv4(14, 20, Some(L4Proto::Tcp)).unwrap()
+    }
+
+    #[test]
+    fn tx_writes_a_context_descriptor_once_per_parameter_change() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 64, 2048).unwrap();
+        let mut tx = tx_queue(&io);
+        let (tcp, udp) = (tcp_offload(), TxOffload::ipv4(14, 20, Some(L4Proto::Udp)).unwrap());
+        let mut bufs = with_offload(frames(&pool, 3, 60), tcp);
+        bufs.extend(frames(&pool, 1, 60));
+        bufs.extend(with_offload(frames(&pool, 2, 60), udp));
+        bufs.extend(with_offload(frames(&pool, 1, 60), tcp));
+        assert_eq!(tx.tx_batch(&mut bufs), 7);
+        // Ring: context (TCP, slot 0), three data, one plain data, context
+        // (UDP, slot 1), two data, one data back on slot 0.
+        assert_eq!(tx.stats().contexts, 2);
+        assert_eq!((tx.in_flight(), tx.buffers_in_flight()), (9, 7));
+        assert_eq!(io.read32(regs::TDT(2)), 9);
+        let word = |slot: usize, f: usize| tx.ring.load_u32(slot * DESC_SIZE + f);
+        let (macip, tucmd, idx) = tcp.context_words(0);
+        assert_eq!(tx.ring.load_u64(field::TX_BUFFER_ADDR), macip);
+        assert_eq!(word(0, field::TX_CMD_TYPE_LEN), tucmd);
+        assert_eq!(word(0, field::TX_OLINFO_STATUS), idx);
+        let popts = tx_olinfo::IXSM | tx_olinfo::TXSM | tx_olinfo::CC;
+        for slot in 1..=3 {
+            assert_eq!(word(slot, field::TX_OLINFO_STATUS), 60 << 14 | popts, "slot {slot}");
+        }
+        assert_eq!(word(4, field::TX_OLINFO_STATUS), 60 << 14);
+        assert_eq!(word(5, field::TX_CMD_TYPE_LEN), udp.context_words(1).1);
+        assert_eq!(word(5, field::TX_OLINFO_STATUS), 1 << tx_olinfo::IDX_SHIFT);
+        assert_eq!(word(6, field::TX_OLINFO_STATUS), 60 << 14 | popts | 1 << tx_olinfo::IDX_SHIFT);
+        assert_eq!(word(8, field::TX_OLINFO_STATUS), 60 << 14 | popts);
+        complete_data_only(&io, &tx);
+        assert_eq!(tx.clean(), 9);
+        assert_eq!(pool.free_count(), 64);
+        // Same parameters again: no context descriptor.
+        let mut bufs = with_offload(frames(&pool, 2, 60), udp);
+        assert_eq!(tx.tx_batch(&mut bufs), 2);
+        assert_eq!((tx.stats().contexts, tx.in_flight()), (2, 2));
+        complete_data_only(&io, &tx);
+        assert_eq!(tx.clean(), 2);
+    }
+
+    #[test]
+    fn tx_cleans_past_a_context_descriptor_at_the_end_of_a_group() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 64, 2048).unwrap();
+        let mut tx = tx_queue(&io);
+        // 31 plain frames, then the context descriptor in slot 31 (the
+        // last of the first clean group) and its data in slot 32.
+        let mut bufs = frames(&pool, TX_CLEAN_BATCH - 1, 60);
+        bufs.extend(with_offload(frames(&pool, 1, 60), tcp_offload()));
+        assert_eq!(tx.tx_batch(&mut bufs), TX_CLEAN_BATCH);
+        assert_eq!(tx.in_flight(), TX_CLEAN_BATCH + 1);
+        complete_data_only(&io, &tx);
+        assert_eq!(tx.clean(), TX_CLEAN_BATCH + 1);
+        assert_eq!(pool.free_count(), 64);
+    }
+
+    #[test]
+    fn tx_keeps_a_frame_whose_context_descriptor_does_not_fit() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 128, 2048).unwrap();
+        let mut tx = tx_queue(&io);
+        let mut bufs = frames(&pool, N - 2, 60);
+        bufs.extend(with_offload(frames(&pool, 2, 60), tcp_offload()));
+        // One descriptor left after the plain frames: not enough for a
+        // context and its data.
+        assert_eq!(tx.tx_batch(&mut bufs), N - 2);
+        assert_eq!((bufs.len(), tx.stats().ring_full, tx.stats().contexts), (2, 1, 0));
+        complete_data_only(&io, &tx);
+        assert_eq!(tx.clean(), N - 2);
+        assert_eq!(tx.tx_batch(&mut bufs), 2);
+        assert_eq!((tx.stats().contexts, tx.in_flight()), (1, 3));
+        complete_data_only(&io, &tx);
+        assert_eq!(tx.clean(), 3);
+        assert_eq!(pool.free_count(), 128);
+    }
+
+    #[test]
+    fn tx_drops_an_offload_request_longer_than_its_frame() {
+        let io = bar();
+        let pool = Mempool::new(&HeapDma, 16, 2048).unwrap();
+        let mut tx = tx_queue(&io);
+        // 53 bytes cannot hold Ethernet, IPv4 and TCP headers (54).
+        let mut bufs = with_offload(frames(&pool, 1, 53), tcp_offload());
+        bufs.extend(frames(&pool, 1, 53));
+        assert_eq!(tx.tx_batch(&mut bufs), 1);
+        assert_eq!((tx.stats().errors, tx.stats().contexts, tx.in_flight()), (1, 0, 1));
+    }
+
+    #[test]
+    fn rx_batch_records_the_checksum_verdict() {
+        let io = bar();
+        let (mut rx, _pool) = rx_queue(&io, 256);
+        write_back(&rx, 0, GOOD, 60);
+        write_back(&rx, 1, GOOD | rx_status::IPCS | rx_status::L4CS, 60);
+        write_back(&rx, 2, GOOD | rx_status::IPCS | rx_status::L4CS | rx_status::ERR_TCPE, 60);
+        write_back(&rx, 3, GOOD | rx_status::IPCS | rx_status::ERR_IPE, 60);
+        let mut out = Vec::new();
+        assert_eq!(rx.rx_batch(&mut out, 32), 4);
+        let got: Vec<_> = out.iter().map(|b| (b.rx_checksum().ip(), b.rx_checksum().l4())).collect();
+        use crate::offload::CsumStatus::{Bad, Good, Unchecked};
+        assert_eq!(got, [(Unchecked, Unchecked), (Good, Good), (Good, Bad), (Bad, Unchecked)]);
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct QueueStats {
     pub errors: u64,
     /// TX: buffers returned to their pool after the device sent them.
     pub cleaned: u64,
+    /// TX: context descriptors written (one per change of the checksum
+    /// offload parameters the queue's two context slots hold).
+    pub contexts: u64,
 }
 
 /// The device's per-queue counters (datasheet 8.2.3.23.71–75), for the

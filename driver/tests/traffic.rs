@@ -248,3 +248,54 @@ fn frames_above_max_frame_size_are_dropped_and_counted() {
         s.finish();
     }
 }
+/// What software hands the device for offload: IPv4 checksum zero, the
+/// pseudo-header sum in the TCP checksum field.
+fn prepared_for_offload(good: &[u8]) -> Vec<u8> {
+    let mut f = good.to_vec();
+    f[24..26].copy_from_slice(&[0, 0]);
+    let src = std::net::Ipv4Addr::new(f[26], f[27], f[28], f[29]);
+    let dst = std::net::Ipv4Addr::new(f[30], f[31], f[32], f[33]);
+    let pseudo = ixtcp_testkit::frames::pseudo_header_sum(src, dst, 6, f.len() - 34);
+    f[50..52].copy_from_slice(&pseudo.to_be_bytes());
+    f
+}
+
+#[test]
+fn offloaded_checksums_arrive_right_and_the_receiver_reports_its_verdict() {
+    use ixtcp_driver::offload::{CsumStatus, L4Proto, RxChecksum, TxOffload};
+    let (mut a, mut b) = linked_pair(small_config(1));
+    let mut seeded = Seeded::new(0x0ff1);
+    let offload = TxOffload::ipv4(14, 20, Some(L4Proto::Tcp)).unwrap();
+    let mut rx = Vec::new();
+    for round in 0..100u32 {
+        let flow = Flow::random(&mut seeded.rng);
+        let len = 54 + (round as usize * 13) % 1460;
+        let good = tcp_frame(MAC_A, MAC_B, flow, len, round);
+        let mut out = vec![buf(&a.pools[0], &prepared_for_offload(&good))];
+        out[0].set_tx_offload(offload);
+        // Every fourth frame goes out without offload with a broken TCP
+        // checksum: the receiver must flag it.
+        let broken = round % 4 == 3;
+        if broken {
+            let mut bad = good.clone();
+            bad[50] ^= 0x40;
+            out = vec![buf(&a.pools[0], &bad)];
+        }
+        assert_eq!(a.queues[0].tx.tx_batch(&mut out), 1);
+        b.model.pump();
+        assert_eq!(b.queues[0].rx.rx_batch(&mut rx, 8), 1, "seed {} round {round}", seeded.seed);
+        let got = rx.pop().unwrap();
+        let l4 = if broken { CsumStatus::Bad } else { CsumStatus::Good };
+        assert_eq!(got.rx_checksum(), RxChecksum::new(CsumStatus::Good, l4), "round {round}");
+        if !broken {
+            // Frames under 60 bytes arrive padded.
+            assert!(got.data()[..good.len()] == good[..], "seed {} round {round}: frame differs", seeded.seed);
+        }
+        a.queues[0].tx.clean();
+    }
+    // One context descriptor for the whole run: the parameters never changed.
+    assert_eq!(a.queues[0].tx.stats().contexts, 1);
+    assert!(a.model.faults().is_empty(), "{:?}", a.model.faults());
+    a.finish();
+    b.finish();
+}

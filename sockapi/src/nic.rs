@@ -118,6 +118,9 @@ impl PacketIo for PumpedQueue {
     fn pool(&self) -> &Arc<Mempool> {
         PacketIo::pool(&self.queue)
     }
+    fn checksum_offload(&self) -> bool {
+        PacketIo::checksum_offload(&self.queue)
+    }
 }
 
 /// The device's control plane, whatever its register access.

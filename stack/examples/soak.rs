@@ -576,7 +576,7 @@ fn start_host(
 /// Free buffers plus those the TX ring still holds (sent, not yet cleaned):
 /// with the RX ring always full, this is constant unless buffers leak.
 fn pool_accounted(c: &Core) -> usize {
-    c.io().pool().free_count() + c.io().tx.in_flight()
+    c.io().pool().free_count() + c.io().tx.buffers_in_flight()
 }
 
 fn host_stats(h: &Host) -> CoreStats {

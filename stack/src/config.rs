@@ -157,6 +157,10 @@ pub struct StackConfig {
     /// Most segments one connection may send per loop iteration before the
     /// others get their turn.
     pub egress_burst: usize,
+    /// Leave IPv4 and TCP checksums to the NIC (the 82599's offload: it
+    /// inserts them on transmit and verifies them on receive) when the
+    /// packet I/O has it; off: the stack computes and verifies every one.
+    pub checksum_offload: bool,
     /// Write an Ethernet-level capture of every core to this file
     /// (`FILE` for one core, `FILE.N` for core N otherwise).
     pub pcap: Option<PathBuf>,
@@ -202,6 +206,7 @@ impl Default for StackConfig {
             keepalive_ms: 0,
             orphan_timeout_ms: 60_000,
             egress_burst: 32,
+            checksum_offload: true,
             pcap: None,
         }
     }

@@ -111,23 +111,15 @@ pub struct SynSeen {
     pub mss: Option<u16>,
 }
 
-/// Reads a SYN (an IPv4 packet); `None` if it does not parse or its
-/// checksum is wrong.
-pub fn parse_syn(ip: &[u8]) -> Option<SynSeen> {
+/// Reads a SYN (an IPv4 packet); `None` if it does not parse or, when
+/// `caps` asks for them to be verified, its checksums are wrong.
+pub fn parse_syn(ip: &[u8], caps: &ChecksumCapabilities) -> Option<SynSeen> {
     let ipp = Ipv4Packet::new_checked(ip).ok()?;
-    let caps = ChecksumCapabilities::default();
-    let iprepr = Ipv4Repr::parse(&ipp, &caps).ok()?;
+    let iprepr = Ipv4Repr::parse(&ipp, caps).ok()?;
     let tcp = TcpPacket::new_checked(ipp.payload()).ok()?;
     let (src, dst) = (IpAddress::Ipv4(iprepr.src_addr), IpAddress::Ipv4(iprepr.dst_addr));
-    let repr = TcpRepr::parse(&tcp, &src, &dst, &caps).ok()?;
+    let repr = TcpRepr::parse(&tcp, &src, &dst, caps).ok()?;
     Some(SynSeen { seq: repr.seq_number.0 as u32, mss: repr.max_seg_size })
-}
-
-/// True if the TCP checksum of an IPv4 packet is right.
-pub fn checksum_ok(ip: &[u8]) -> bool {
-    let Ok(ipp) = Ipv4Packet::new_checked(ip) else { return false };
-    let (src, dst) = (IpAddress::Ipv4(ipp.src_addr()), IpAddress::Ipv4(ipp.dst_addr()));
-    TcpPacket::new_checked(ipp.payload()).is_ok_and(|t| t.verify_checksum(&src, &dst))
 }
 
 /// Length of what [`emit`] writes for a segment with an MSS option.
@@ -135,7 +127,7 @@ pub const SYN_LEN: usize = 44;
 
 /// Writes an IPv4 SYN (no ACK) or SYN-ACK from `src` to `dst` with an MSS
 /// option and nothing else (no window scale, no SACK, no timestamps) into
-/// `buf` ([`SYN_LEN`] bytes).
+/// `buf` ([`SYN_LEN`] bytes), with the checksums `caps` asks for.
 #[allow(clippy::too_many_arguments)]
 pub fn emit(
     buf: &mut [u8],
@@ -145,8 +137,8 @@ pub fn emit(
     ack: Option<u32>,
     window: u16,
     mss: u16,
+    caps: &ChecksumCapabilities,
 ) {
-    let caps = ChecksumCapabilities::default();
     let tcp = TcpRepr {
         src_port: src.1,
         dst_port: dst.1,
@@ -169,8 +161,8 @@ pub fn emit(
         hop_limit: 64,
     };
     let mut ipp = Ipv4Packet::new_unchecked(&mut buf[..SYN_LEN]);
-    ip.emit(&mut ipp, &caps);
-    tcp.emit(&mut TcpPacket::new_unchecked(ipp.payload_mut()), &IpAddress::Ipv4(src.0), &IpAddress::Ipv4(dst.0), &caps);
+    ip.emit(&mut ipp, caps);
+    tcp.emit(&mut TcpPacket::new_unchecked(ipp.payload_mut()), &IpAddress::Ipv4(src.0), &IpAddress::Ipv4(dst.0), caps);
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 use crate::config::StackConfig;
 use crate::conn::{CloseReason, Conn, ConnId, Event, Phase};
 use crate::cookie;
+use crate::csum;
 use crate::error::StackError;
 use crate::ether::{self, ETH_HEADER_LEN, ETHERTYPE_ARP, Ipv4Class, MacAddr, TcpHeader};
 use crate::flow::{FlowKey, FlowTable};
@@ -158,9 +159,9 @@ fn instant_of(ns: u64) -> Instant {
 /// The fix, applied before smoltcp sees a segment of a known connection: a
 /// segment without payload, SYN, FIN or RST whose sequence number lies more
 /// than one below the acknowledgement we last sent (our RCV.NXT as the
-/// peer knows it) gets that acknowledgement as its sequence number, and
-/// its checksum is recomputed, if it was valid to begin with. Its ACK then
-/// counts. Keep-alives (exactly one below) are left alone so they are still
+/// peer knows it) gets that acknowledgement as its sequence number (its
+/// checksum, verified on arrival by `crate::csum`, adjusted incrementally).
+/// Its ACK then counts. Keep-alives (exactly one below) are left alone so they are still
 /// answered.
 ///
 /// Only segments at most [`STALE_ACK_WINDOW`] behind are mended: a rewind
@@ -168,7 +169,6 @@ fn instant_of(ns: u64) -> Instant {
 /// bounds, and a blind attacker must still guess a sequence number that
 /// close to be heard (the same odds as guessing one inside the window).
 fn fix_stale_ack(buf: &mut PacketBuf, our_ack: u32) {
-    use smoltcp::wire::{Ipv4Packet, TcpPacket};
     let ip = buf.data();
     let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(ip) else { return };
     if h.flags & (ether::tcp_flags::SYN | ether::tcp_flags::FIN | ether::tcp_flags::RST) != 0
@@ -182,14 +182,7 @@ fn fix_stale_ack(buf: &mut PacketBuf, our_ack: u32) {
     if behind <= 1 || behind > STALE_ACK_WINDOW {
         return;
     }
-    let (src, dst) = (IpAddress::Ipv4(h.src), IpAddress::Ipv4(h.dst));
-    let Ok(mut ipp) = Ipv4Packet::new_checked(buf.data_mut()) else { return };
-    let Ok(mut tcp) = TcpPacket::new_checked(ipp.payload_mut()) else { return };
-    if !tcp.verify_checksum(&src, &dst) {
-        return;
-    }
-    tcp.set_seq_number(smoltcp::wire::TcpSeqNumber(our_ack as i32));
-    tcp.fill_checksum(&src, &dst);
+    ether::tcp_add(buf.data_mut(), ether::TcpField::Seq, our_ack.wrapping_sub(seq));
 }
 
 /// RFC 5961 3.2 for a synchronized connection: an RST resets it only when
@@ -248,7 +241,7 @@ impl<P: PacketIo> StackCore<P> {
             mtu: cfg.mtu,
         };
         let tx_cap = usize::from(cfg.tx_ring_size);
-        let mut port = Port::new(setup.io, addr, resolver, tx_cap, setup.pcap);
+        let mut port = Port::new(setup.io, addr, resolver, tx_cap, setup.pcap, cfg.checksum_offload);
         let now = instant_of(now_ns);
         let mut icfg = Config::new(HardwareAddress::Ip);
         icfg.random_seed = random_seed;
@@ -470,7 +463,13 @@ impl<P: PacketIo> StackCore<P> {
                     Err(_) => self.port.stats.drop_malformed += 1,
                     Ok(Ipv4Class::Other { .. }) => self.port.stats.drop_not_ours += 1,
                     Ok(Ipv4Class::Tcp(h)) if h.dst != self.ip => self.port.stats.drop_not_ours += 1,
-                    Ok(Ipv4Class::Tcp(h)) => self.ingress_tcp(h, buf),
+                    Ok(Ipv4Class::Tcp(h)) => {
+                        // Checksums first, before anything reads or
+                        // rewrites the segment (see `crate::csum`).
+                        if csum::check_rx(buf.data(), buf.rx_checksum(), self.port.csum_offload, &mut self.port.stats) {
+                            self.ingress_tcp(h, buf);
+                        }
+                    }
                 }
             }
             None if buf.len() < ETH_HEADER_LEN => self.port.stats.drop_malformed += 1,
@@ -520,11 +519,13 @@ impl<P: PacketIo> StackCore<P> {
     /// that may open a new connection.
     fn time_wait_segment(&mut self, key: FlowKey, h: TcpHeader, buf: PacketBuf) -> Option<PacketBuf> {
         self.port.stats.rx_time_wait += 1;
-        match TimeWaitTable::classify(buf.data()) {
+        match TimeWaitTable::classify(buf.data(), &csum::edge()) {
             TimeWaitAction::Ack { seq, ack } => {
                 drop(buf);
                 let ip = self.ip;
-                self.port.build_ip(TimeWaitTable::ACK_LEN, |b| TimeWaitTable::emit_ack(b, ip, &key, seq, ack));
+                self.port.build_ip(TimeWaitTable::ACK_LEN, |b| {
+                    TimeWaitTable::emit_ack_with_window(b, ip, &key, seq, ack, 0, &csum::edge())
+                });
                 self.port.stats.time_wait_acks += 1;
                 None
             }
@@ -679,7 +680,9 @@ impl<P: PacketIo> StackCore<P> {
         let (Some(key), Some(ack), Some(seq)) = (c.key, c.sent_ack, c.snd_max) else { return };
         self.challenge_budget.0 -= 1;
         let (ip, win) = (self.ip, c.sent_win);
-        self.port.build_ip(TimeWaitTable::ACK_LEN, |b| TimeWaitTable::emit_ack_with_window(b, ip, &key, seq, ack, win));
+        self.port.build_ip(TimeWaitTable::ACK_LEN, |b| {
+            TimeWaitTable::emit_ack_with_window(b, ip, &key, seq, ack, win, &csum::edge())
+        });
         self.port.stats.challenge_acks += 1;
     }
 
@@ -694,7 +697,7 @@ impl<P: PacketIo> StackCore<P> {
     /// Answers a SYN for a listener whose backlog is full with a cookie
     /// SYN-ACK, keeping no state (see `crate::cookie`).
     fn send_cookie(&mut self, key: FlowKey, li: usize, buf: &PacketBuf) {
-        let Some(syn) = cookie::parse_syn(buf.data()) else { return };
+        let Some(syn) = cookie::parse_syn(buf.data(), &csum::edge()) else { return };
         let now = self.now_ms();
         let t = cookie::Tuple { local: (self.ip, key.local_port), remote: (key.remote_ip, key.remote_port) };
         let c = cookie::make(self.secret.cookie_key(), &t, syn.seq, now, cookie::mss_index(syn.mss));
@@ -705,7 +708,7 @@ impl<P: PacketIo> StackCore<P> {
         let mss = (self.cfg.mtu - 40) as u16;
         let (local, remote) = (t.local, t.remote);
         self.port.build_ip(cookie::SYN_LEN, |b| {
-            cookie::emit(b, local, remote, c, Some(syn.seq.wrapping_add(1)), window, mss);
+            cookie::emit(b, local, remote, c, Some(syn.seq.wrapping_add(1)), window, mss, &csum::edge());
         });
         self.port.stats.syn_cookies_sent += 1;
     }
@@ -724,9 +727,6 @@ impl<P: PacketIo> StackCore<P> {
     /// real ACK (its acknowledgement mapped back) takes the socket to
     /// ESTABLISHED, with any data it carries.
     fn cookie_ack(&mut self, key: FlowKey, li: usize, buf: PacketBuf) -> Option<PacketBuf> {
-        if !cookie::checksum_ok(buf.data()) {
-            return Some(buf);
-        }
         let (seq, ack) = ether::tcp_seq_ack(buf.data());
         let (client_isn, c) = (seq.wrapping_sub(1), ack.wrapping_sub(1));
         let t = cookie::Tuple { local: (self.ip, key.local_port), remote: (key.remote_ip, key.remote_port) };
@@ -762,7 +762,8 @@ impl<P: PacketIo> StackCore<P> {
             self.free.push(idx as u32);
             return None;
         }
-        cookie::emit(syn.data_mut(), t.remote, t.local, client_isn, None, window, cookie::MSS_TABLE[mss_index]);
+        let mss = cookie::MSS_TABLE[mss_index];
+        cookie::emit(syn.data_mut(), t.remote, t.local, client_isn, None, window, mss, &csum::edge());
         let cfg = Arc::clone(&self.cfg);
         let ip = self.ip;
         let conn = &mut self.conns[idx];
@@ -841,7 +842,7 @@ impl<P: PacketIo> StackCore<P> {
         c.last_state = st;
         match st {
             State::Listen => {
-                // A SYN smoltcp refused (bad checksum), or an RST in
+                // A SYN smoltcp refused, or an RST in
                 // SYN-RECEIVED that sent the socket back to LISTEN: the
                 // latter was a connection (counted as opened), now reset.
                 if prev == State::SynReceived {
@@ -1108,8 +1109,9 @@ impl<P: PacketIo> StackCore<P> {
         c.probes += 1;
         let (ip, win) = (self.ip, c.sent_win);
         let probe = seq.wrapping_sub(1);
-        self.port
-            .build_ip(TimeWaitTable::ACK_LEN, |b| TimeWaitTable::emit_ack_with_window(b, ip, &key, probe, ack, win));
+        self.port.build_ip(TimeWaitTable::ACK_LEN, |b| {
+            TimeWaitTable::emit_ack_with_window(b, ip, &key, probe, ack, win, &csum::edge())
+        });
         self.port.stats.keepalive_probes += 1;
         Some(due + ka.interval_ms)
     }

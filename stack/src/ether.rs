@@ -223,8 +223,8 @@ pub enum Ipv4Class {
 }
 
 /// The TCP fields used for demultiplexing and TIME_WAIT replies. Checksums
-/// are not verified here: smoltcp verifies them, and the TIME_WAIT path
-/// verifies them before it answers.
+/// are not verified here: the core checks them (`crate::csum`) right after
+/// classifying, before anything else reads the segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpHeader {
     /// IP source (the remote end).

@@ -27,6 +27,13 @@ pub trait PacketIo {
 
     /// The pool the buffers come from (leak accounting).
     fn pool(&self) -> &Arc<Mempool>;
+
+    /// Whether the hardware inserts IPv4 and TCP/UDP checksums for buffers
+    /// that ask it to (`PacketBuf::set_tx_offload`) and reports its check of
+    /// received ones (`PacketBuf::rx_checksum`). Without it the stack
+    /// computes and verifies every checksum itself. No default: a wrapper
+    /// must pass on what it wraps, not lose the offload silently.
+    fn checksum_offload(&self) -> bool;
 }
 
 impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
@@ -41,6 +48,9 @@ impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
     }
     fn pool(&self) -> &Arc<Mempool> {
         (**self).pool()
+    }
+    fn checksum_offload(&self) -> bool {
+        (**self).checksum_offload()
     }
 }
 
@@ -61,5 +71,9 @@ impl<R: RegisterIo> PacketIo for QueuePair<R> {
     }
     fn pool(&self) -> &Arc<Mempool> {
         &self.pool
+    }
+    /// The 82599 offloads both (datasheet 7.2.4, 7.1.11).
+    fn checksum_offload(&self) -> bool {
+        true
     }
 }

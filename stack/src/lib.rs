@@ -47,6 +47,7 @@ pub mod config;
 mod conn;
 pub mod cookie;
 mod core;
+mod csum;
 mod error;
 pub mod ether;
 pub mod flow;

@@ -15,13 +15,17 @@
 //!   to local back-pressure.
 //! - A packet whose next hop is not yet resolved waits in the resolver's
 //!   bounded queue while an ARP request goes out (see [`crate::neighbor`]).
+//! - Every IPv4 packet's checksums are settled in `send_ip`, after the last
+//!   rewrite: left to the NIC or computed (see `crate::csum`); smoltcp is
+//!   told to compute and verify neither.
 
 use std::net::Ipv4Addr;
 
 use ixtcp_driver::mempool::PacketBuf;
-use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::phy::{Checksum, Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
 
+use crate::csum::{self, TxCsum};
 use crate::ether::{self, Arp, ArpOp, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, MacAddr};
 use crate::io::PacketIo;
 use crate::neighbor::{Ask, Resolver};
@@ -59,6 +63,8 @@ pub(crate) struct Port<P: PacketIo> {
     /// map to the wire (see `crate::secret`). The core loads it from the
     /// connection before and stores it after.
     pub seq: Option<SeqMap>,
+    /// Leave checksums to the NIC (`checksum_offload` and the I/O has it).
+    pub csum_offload: bool,
 }
 
 /// A connection's sequence-number mapping: the ISN it must show on the
@@ -87,7 +93,17 @@ pub(crate) struct PortAddr {
 }
 
 impl<P: PacketIo> Port<P> {
-    pub fn new(io: P, addr: PortAddr, resolver: Resolver, tx_cap: usize, pcap: Option<PcapFile>) -> Port<P> {
+    /// A port over `io`; `csum_offload` asks for the NIC's checksum offload,
+    /// used only if `io` has it.
+    pub fn new(
+        io: P,
+        addr: PortAddr,
+        resolver: Resolver,
+        tx_cap: usize,
+        pcap: Option<PcapFile>,
+        csum_offload: bool,
+    ) -> Port<P> {
+        let csum_offload = csum_offload && io.checksum_offload();
         Port {
             io,
             tx: Vec::with_capacity(tx_cap),
@@ -108,6 +124,7 @@ impl<P: PacketIo> Port<P> {
             last_tx_win: 0,
             snd_max: None,
             seq: None,
+            csum_offload,
         }
     }
 
@@ -168,6 +185,13 @@ impl<P: PacketIo> Port<P> {
         }
         if swallow {
             return;
+        }
+        // After the last rewrite of the packet: its checksums, by the NIC
+        // or here (see `crate::csum`).
+        match csum::finish_tx(&mut buf, self.csum_offload) {
+            TxCsum::Offloaded => self.stats.tx_csum_offloaded += 1,
+            TxCsum::Software => self.stats.tx_csum_software += 1,
+            TxCsum::Untouched => {}
         }
         let Some(hop) = self.next_hop(dst) else {
             self.stats.drop_no_route += 1;
@@ -419,6 +443,12 @@ impl<P: PacketIo> Device for Port<P> {
         caps.medium = Medium::Ip;
         caps.max_transmission_unit = self.mtu;
         caps.max_burst_size = None;
+        // The stack settles IPv4 and TCP checksums itself, at the edge
+        // (`crate::csum`): the NIC's offload or its own code, after every
+        // rewrite of a segment. smoltcp computes and verifies neither;
+        // ICMP and UDP stay its own.
+        caps.checksum.ipv4 = Checksum::None;
+        caps.checksum.tcp = Checksum::None;
         caps
     }
 }

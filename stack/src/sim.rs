@@ -78,6 +78,11 @@ impl PacketIo for SimIo {
     fn pool(&self) -> &Arc<Mempool> {
         &self.q.pool
     }
+
+    /// The in-memory NIC inserts and checks nothing: the stack does both.
+    fn checksum_offload(&self) -> bool {
+        false
+    }
 }
 
 /// Where a [`SimLink`] takes frames from and delivers them to.

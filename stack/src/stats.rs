@@ -75,6 +75,18 @@ core_stats! {
     drop_not_ours,
     /// Frames dropped: neither IPv4 nor ARP (IPv6, VLAN-tagged, LLDP, junk).
     drop_ethertype,
+    /// TCP segments dropped: the NIC flagged their IPv4 header checksum
+    /// bad (write-back IPE), so they were never read or answered.
+    drop_ip_csum_nic,
+    /// TCP segments dropped: the NIC flagged their TCP checksum bad
+    /// (write-back TCPE).
+    drop_tcp_csum_nic,
+    /// TCP segments dropped: a bad IPv4 header checksum found by the
+    /// stack's own check (the NIC did not check it, or offload is off).
+    drop_ip_csum_sw,
+    /// TCP segments dropped: a bad TCP checksum found by the stack's own
+    /// check.
+    drop_tcp_csum_sw,
     /// Frames dropped because the TX batch (ring) was full.
     drop_ring_full,
     /// Packets not built because the mempool was empty.
@@ -155,6 +167,15 @@ core_stats! {
     /// had been sent before on the same connection (timeouts, fast
     /// retransmits). Counted when smoltcp builds them.
     tcp_retransmits,
+    /// TCP segments received whose checksums the stack verified itself
+    /// (the NIC had not checked them all, or `checksum_offload` is off).
+    rx_csum_software,
+    /// IPv4 packets sent with their checksums left to the NIC.
+    tx_csum_offloaded,
+    /// IPv4 packets whose checksums the stack computed: `checksum_offload`
+    /// off or not available, or a packet the NIC's offload cannot describe
+    /// (IPv4 options, a protocol other than TCP and UDP, a fragment).
+    tx_csum_software,
     /// Loop iterations.
     polls,
     /// Timer expiries handled.

@@ -127,14 +127,15 @@ impl TimeWaitTable {
     }
 
     /// Decides what a segment (IP packet `ip`, from `src` to `dst`) that hit
-    /// a TIME_WAIT entry calls for; segments with a bad checksum are ignored.
-    pub fn classify(ip: &[u8]) -> TimeWaitAction {
+    /// a TIME_WAIT entry calls for; segments with a bad checksum are ignored
+    /// when `caps` asks for them to be verified (the stack's core passes
+    /// none: it verified the segment on arrival).
+    pub fn classify(ip: &[u8], caps: &ChecksumCapabilities) -> TimeWaitAction {
         let Ok(ipp) = Ipv4Packet::new_checked(ip) else { return TimeWaitAction::Ignore };
-        let caps = ChecksumCapabilities::default();
-        let Ok(iprepr) = Ipv4Repr::parse(&ipp, &caps) else { return TimeWaitAction::Ignore };
+        let Ok(iprepr) = Ipv4Repr::parse(&ipp, caps) else { return TimeWaitAction::Ignore };
         let Ok(tcp) = TcpPacket::new_checked(ipp.payload()) else { return TimeWaitAction::Ignore };
         let (src, dst) = (IpAddress::Ipv4(iprepr.src_addr), IpAddress::Ipv4(iprepr.dst_addr));
-        let Ok(repr) = TcpRepr::parse(&tcp, &src, &dst, &caps) else { return TimeWaitAction::Ignore };
+        let Ok(repr) = TcpRepr::parse(&tcp, &src, &dst, caps) else { return TimeWaitAction::Ignore };
         match (repr.control, repr.ack_number) {
             (TcpControl::Rst, _) => TimeWaitAction::Ignore,
             (TcpControl::Syn, None) => TimeWaitAction::Syn,
@@ -149,14 +150,23 @@ impl TimeWaitTable {
     pub const ACK_LEN: usize = 40;
 
     /// Writes an IPv4 ACK from `local` to the tuple's remote end into `buf`
-    /// (at least [`ACK_LEN`](Self::ACK_LEN) bytes).
-    pub fn emit_ack(buf: &mut [u8], local: Ipv4Addr, k: &FlowKey, seq: u32, ack: u32) {
-        Self::emit_ack_with_window(buf, local, k, seq, ack, 0);
+    /// (at least [`ACK_LEN`](Self::ACK_LEN) bytes), with the checksums
+    /// `caps` asks for (the stack's core asks for none: they are settled
+    /// when the packet leaves).
+    pub fn emit_ack(buf: &mut [u8], local: Ipv4Addr, k: &FlowKey, seq: u32, ack: u32, caps: &ChecksumCapabilities) {
+        Self::emit_ack_with_window(buf, local, k, seq, ack, 0, caps);
     }
 
     /// [`emit_ack`](Self::emit_ack) with a window field.
-    pub fn emit_ack_with_window(buf: &mut [u8], local: Ipv4Addr, k: &FlowKey, seq: u32, ack: u32, window: u16) {
-        let caps = ChecksumCapabilities::default();
+    pub fn emit_ack_with_window(
+        buf: &mut [u8],
+        local: Ipv4Addr,
+        k: &FlowKey,
+        seq: u32,
+        ack: u32,
+        window: u16,
+        caps: &ChecksumCapabilities,
+    ) {
         let tcp = TcpRepr {
             src_port: k.local_port,
             dst_port: k.remote_port,
@@ -179,9 +189,9 @@ impl TimeWaitTable {
             hop_limit: 64,
         };
         let mut ipp = Ipv4Packet::new_unchecked(&mut buf[..Self::ACK_LEN]);
-        ip.emit(&mut ipp, &caps);
+        ip.emit(&mut ipp, caps);
         let mut tp = TcpPacket::new_unchecked(ipp.payload_mut());
-        tcp.emit(&mut tp, &IpAddress::Ipv4(local), &IpAddress::Ipv4(k.remote_ip), &caps);
+        tcp.emit(&mut tp, &IpAddress::Ipv4(local), &IpAddress::Ipv4(k.remote_ip), caps);
     }
 }
 
@@ -238,6 +248,7 @@ mod tests {
             &FlowKey { remote_ip: local, remote_port: 80, local_port: 4000 },
             500,
             900,
+            &ChecksumCapabilities::default(),
         );
         // Turn the ACK into FIN|ACK and fix the checksum.
         {
@@ -246,14 +257,15 @@ mod tests {
             tp.set_fin(true);
             tp.fill_checksum(&IpAddress::Ipv4(key.remote_ip), &IpAddress::Ipv4(local));
         }
-        assert_eq!(TimeWaitTable::classify(&fin), TimeWaitAction::Ack { seq: 900, ack: 501 });
+        let caps = ChecksumCapabilities::default();
+        assert_eq!(TimeWaitTable::classify(&fin, &caps), TimeWaitAction::Ack { seq: 900, ack: 501 });
         // A corrupted one is ignored.
         let mut bad = fin;
         bad[30] ^= 0x40;
-        assert_eq!(TimeWaitTable::classify(&bad), TimeWaitAction::Ignore);
+        assert_eq!(TimeWaitTable::classify(&bad, &caps), TimeWaitAction::Ignore);
         // Our ACK parses back with the right numbers.
         let mut ack = [0u8; 40];
-        TimeWaitTable::emit_ack(&mut ack, local, &key, 900, 501);
+        TimeWaitTable::emit_ack(&mut ack, local, &key, 900, 501, &caps);
         let ipp = Ipv4Packet::new_checked(&ack[..]).unwrap();
         let tp = TcpPacket::new_checked(ipp.payload()).unwrap();
         assert!(tp.verify_checksum(&IpAddress::Ipv4(local), &IpAddress::Ipv4(key.remote_ip)));

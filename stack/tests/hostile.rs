@@ -921,3 +921,98 @@ fn a_vanished_peer_with_data_unacknowledged_is_reset_after_the_user_timeout_an_i
     assert_eq!(w.core(VICTIM, 0).state(idle), Ok(ixtcp_stack::TcpState::Established), "seed {seed}");
     assert_eq!(w.core(VICTIM, 0).close_reason(idle), Ok(None));
 }
+
+/// Whether both checksums of a captured TCP/IPv4 frame are right (the
+/// testkit's own checksum, independent of the stack's and the model's).
+fn checksums_right(frame: &[u8]) -> bool {
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let src = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
+    let dst = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+    frames::checksum(&frame[14..34]) == 0 && frames::l4_checksum(src, dst, frame[23], &frame[34..14 + total]) == 0
+}
+
+#[test]
+fn bad_checksums_are_dropped_counted_and_never_answered_with_offload_on_and_off() {
+    for offload in [true, false] {
+        let seeded = Seeded::new(0x5f_c5c5);
+        let seed = seeded.seed;
+        let cfg = |i: usize| StackConfig { checksum_offload: offload, ..one_core(IPS[i]) };
+        let mut w = ModelWorld::new(LinkConfig::ten_gig(), Some(seed), cfg);
+        w.core(VICTIM, 0).listen(PORT, None).unwrap();
+        w.run_for(10_000_000, &mut |_, c| {
+            let _ = c.drain_events().count();
+        });
+        let victim_mac = model_mac(VICTIM);
+        let before = w.stats(VICTIM);
+        w.injector.capture(true);
+        // (sport, flags, which byte of the IP packet to flip): SYNs to the
+        // listener and ACKs to a closed port, either checksum broken. Each
+        // would draw an answer (SYN-ACK, RST) if it were believed.
+        let broken = [(41_000, SYN, 8), (41_001, SYN, 30), (41_002, ACK, 8), (41_003, ACK, 10), (41_004, SYN, 36)];
+        for &(sport, flags, flip) in &broken {
+            let seg = TcpSeg {
+                src: IPS[1],
+                dst: IPS[VICTIM],
+                sport,
+                dport: if flags == SYN { PORT } else { PORT - 1 },
+                seq: 77,
+                ack: 99,
+                flags,
+                window: 1000,
+                payload: &[],
+            };
+            let mut f = frames::tcp_frame(victim_mac, model_mac(1), &seg);
+            f[14 + flip] ^= 0x10;
+            while !w.injector.inject(&f) {
+                w.step(&mut |_, _| {});
+            }
+        }
+        // A good SYN: answered.
+        let good = TcpSeg {
+            src: IPS[1],
+            dst: IPS[VICTIM],
+            sport: 41_100,
+            dport: PORT,
+            seq: 5,
+            ack: 0,
+            flags: SYN,
+            window: 1000,
+            payload: &[],
+        };
+        assert!(w.injector.inject(&frames::tcp_frame(victim_mac, model_mac(1), &good)));
+        w.run_for(10_000_000, &mut |_, c| {
+            let _ = c.drain_events().count();
+        });
+        w.injector.capture(false);
+        let sent = w.injector.take();
+        let replies: Vec<TcpSeen> = sent.iter().filter_map(|f| frames::parse_tcp(f)).collect();
+        for &(sport, ..) in &broken {
+            assert!(replies.iter().all(|r| r.dport != sport), "offload {offload}, seed {seed}: {sport} was answered");
+        }
+        assert!(replies.iter().any(|r| r.dport == 41_100 && r.flags == SYN | ACK), "offload {offload}: no SYN-ACK");
+        // Whoever computed them, what left the victim's NIC is right.
+        for f in sent.iter().filter(|f| frames::parse_tcp(f).is_some()) {
+            assert!(checksums_right(f), "offload {offload}: bad checksum on the wire: {f:02x?}");
+        }
+        let s = w.stats(VICTIM);
+        let d = |a: u64, b: u64| a - b;
+        let nic = (d(s.drop_ip_csum_nic, before.drop_ip_csum_nic), d(s.drop_tcp_csum_nic, before.drop_tcp_csum_nic));
+        let sw = (d(s.drop_ip_csum_sw, before.drop_ip_csum_sw), d(s.drop_tcp_csum_sw, before.drop_tcp_csum_sw));
+        if offload {
+            // Flips at 8 and 10 hit the IPv4 header (TTL, its checksum), at
+            // 30 and 36 the TCP header (acknowledgement, checksum).
+            assert_eq!((nic, sw), ((3, 2), (0, 0)), "seed {seed}: {s:?}");
+            assert_eq!(d(s.rx_csum_software, before.rx_csum_software), 0);
+            assert!(s.tx_csum_offloaded > 0 && s.tx_csum_software == 0, "{s:?}");
+        } else {
+            assert_eq!((nic, sw), ((0, 0), (3, 2)), "seed {seed}: {s:?}");
+            // Every segment: the six injected and what reached the flow
+            // (host 1's RST for the SYN-ACK it did not ask for).
+            let flow = d(s.rx_tcp_flow, before.rx_tcp_flow);
+            assert_eq!(d(s.rx_csum_software, before.rx_csum_software), 6 + flow, "{s:?}");
+            assert!(s.tx_csum_offloaded == 0 && s.tx_csum_software > 0, "{s:?}");
+        }
+        assert_eq!(d(s.rx_stray, before.rx_stray), 0, "seed {seed}: a broken segment reached smoltcp");
+        assert_eq!(w.hosts[VICTIM].model.faults(), vec![], "model faults");
+    }
+}

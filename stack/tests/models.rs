@@ -167,19 +167,43 @@ fn thousand_connections_over_models(cores: u16) {
 
 #[test]
 fn models_deliver_ten_mib_intact_over_an_impaired_link() {
-    let seeded = Seeded::new(0x5eed_0002);
+    impaired_transfer(0x5eed_0002, 10 << 20, true);
+}
+
+#[test]
+fn models_deliver_intact_over_an_impaired_link_with_checksums_in_software() {
+    impaired_transfer(0x5eed_0003, 2 << 20, false);
+}
+
+/// `bytes` each way on one connection over a link that loses, duplicates,
+/// reorders and corrupts frames, with `checksum_offload` as given: every
+/// byte arrives, and the corrupted segments were dropped by the NIC's check
+/// (offload) or the stack's (software), never by the other one.
+fn impaired_transfer(default_seed: u64, bytes: usize, offload: bool) {
+    let seeded = Seeded::new(default_seed);
     let seed = seeded.seed;
     let imp = Impairments { loss: 0.02, duplicate: 0.01, reorder: 0.02, corrupt: 0.01, seed };
     let mut w = ModelWorld::new(1, LinkConfig::unlimited().with_impairments(imp), seed, |c| {
         c.socket_rx_buffer = 256 * 1024;
         c.socket_tx_buffer = 256 * 1024;
+        c.checksum_offload = offload;
     });
-    let apps = bulk_over_models(&mut w, 1, 10 << 20, seed, 3_600_000_000_000);
+    let apps = bulk_over_models(&mut w, 1, bytes, seed, 3_600_000_000_000);
     let report = format!("seed {seed} (replay: IXTCP_SEED={seed}); A {:?}; B {:?}", w.stats(0), w.stats(1));
     for app in &apps {
         assert!(app.errors.is_empty(), "{:?}; {report}", app.errors);
     }
     assert_eq!(apps[0].finished + apps[1].finished, 2, "{report}");
+    let (a, b) = (w.stats(0), w.stats(1));
+    let nic = a.drop_ip_csum_nic + a.drop_tcp_csum_nic + b.drop_ip_csum_nic + b.drop_tcp_csum_nic;
+    let sw = a.drop_ip_csum_sw + a.drop_tcp_csum_sw + b.drop_ip_csum_sw + b.drop_tcp_csum_sw;
+    if offload {
+        assert!(nic > 0 && sw == 0, "{report}");
+        assert!(a.tx_csum_offloaded > 0 && a.tx_csum_software == 0 && a.rx_csum_software == 0, "{report}");
+    } else {
+        assert!(nic == 0 && sw > 0, "{report}");
+        assert!(a.tx_csum_offloaded == 0 && a.tx_csum_software > 0 && a.rx_csum_software > 0, "{report}");
+    }
     println!("{report}; virtual {} s", w.clock.now_ns() / 1_000_000_000);
 }
 

@@ -80,6 +80,14 @@
 //!   descriptors are never written back; the longest packet is the longest
 //!   frame the receive side accepts. IFCS is not checked (the wire carries
 //!   no FCS either way).
+//! - Checksum offload (`offload`): the context must describe the frame
+//!   (MACLEN, IPLEN, TUCMD.IPV4, L4T), and software must leave the IPv4
+//!   checksum zero, the pseudo-header sum in the TCP/UDP field and no bytes
+//!   after the IPv4 total length; otherwise the device would insert a wrong
+//!   checksum silently, so the model faults. Receive status: IPCS for
+//!   every IPv4 header (fragments too), L4CS only for unfragmented TCP and
+//!   UDP with a non-zero checksum, whatever RXCSUM holds (it has no enable
+//!   for these).
 //! - Octet counters: see the `counters` module (low register first, no
 //!   octets lost; GORC/GOTC include the 4 CRC bytes, QBRC/QBTC do not).
 //!
@@ -108,6 +116,7 @@ mod counters;
 mod dirty;
 mod fault;
 mod iommu;
+mod offload;
 mod packet;
 mod regfile;
 mod rx;

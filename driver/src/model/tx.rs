@@ -21,9 +21,9 @@ use std::sync::atomic::{Ordering, fence};
 use super::counters::Cast;
 use super::fault::ModelFault;
 use super::iommu::IommuTable;
-use super::packet::{fold, sum16};
+use super::offload;
 use super::state::{State, TxContext, TxPartial};
-use crate::desc::{field, tx_cmd, tx_ctx, tx_olinfo};
+use crate::desc::{field, tx_cmd, tx_olinfo};
 use crate::regs::{self, hlreg0};
 use crate::wire::WireError;
 
@@ -254,25 +254,9 @@ impl State {
             self.fault(ModelFault::BadTxDescriptor { queue, index, reason });
             return Step::Halt;
         }
-        let popts = partial.olinfo & (tx_olinfo::IXSM | tx_olinfo::TXSM);
-        if popts != 0 {
-            let idx = ((partial.olinfo >> tx_olinfo::IDX_SHIFT) & 0x7) as usize;
-            let ctx = self.tx[q].ctx.get(idx).copied().flatten();
-            let result = match ctx {
-                None => Err(OffloadError::Bad("checksum offload (IXSM/TXSM) without a context descriptor in slot IDX")),
-                Some(ctx) => apply_offloads(&mut frame, &ctx, popts),
-            };
-            match result {
-                Ok(()) => {}
-                Err(OffloadError::Bad(reason)) => {
-                    self.fault(ModelFault::BadTxDescriptor { queue, index, reason });
-                    return Step::Halt;
-                }
-                Err(OffloadError::Unsupported(what)) => {
-                    self.fault(ModelFault::Unsupported { queue, rx: false, what });
-                    return Step::Halt;
-                }
-            }
+        if let Err(e) = offload::apply(&mut frame, &self.tx[q].ctx, partial.olinfo) {
+            self.fault(e.fault(queue, index));
+            return Step::Halt;
         }
         if frame.len() < MIN_SENDABLE {
             self.fault(ModelFault::TxFrameTooShort { queue, index, len: frame.len() });
@@ -310,52 +294,4 @@ impl State {
         }
         Ok(frame)
     }
-}
-
-/// Why an offload could not be applied.
-enum OffloadError {
-    /// The driver broke a rule.
-    Bad(&'static str),
-    /// The model does not implement it.
-    Unsupported(&'static str),
-}
-
-/// Applies the IPv4 header (IXSM) and TCP/UDP (TXSM) checksum insertion of
-/// 7.2.4 with the lengths from the context. Software has zeroed the IPv4
-/// checksum and put the pseudo-header sum into the L4 checksum field; the
-/// device sums over the header (IXSM) or from the L4 header to the end of
-/// the packet (TXSM) and stores the complement.
-fn apply_offloads(frame: &mut [u8], ctx: &TxContext, popts: u32) -> Result<(), OffloadError> {
-    let maclen = ((ctx.vlan_macip_lens >> tx_ctx::MACLEN_SHIFT) & 0x7F) as usize;
-    let iplen = (ctx.vlan_macip_lens & tx_ctx::IPLEN_MASK) as usize;
-    let tucmd = ctx.type_tucmd_mlhl;
-    if popts & tx_olinfo::IXSM != 0 {
-        if tucmd & tx_ctx::TUCMD_IPV4 == 0 {
-            return Err(OffloadError::Bad("IXSM with a context for IPv6 (TUCMD.IPV4 clear)"));
-        }
-        if iplen < 20 || maclen + iplen > frame.len() {
-            return Err(OffloadError::Bad("IPv4 header (MACLEN, IPLEN) outside the packet"));
-        }
-        let sum = !fold(sum16(&frame[maclen..maclen + iplen], 0));
-        frame[maclen + 10..maclen + 12].copy_from_slice(&sum.to_be_bytes());
-    }
-    if popts & tx_olinfo::TXSM != 0 {
-        let l4 = maclen + iplen;
-        let (csum_at, udp) = match tucmd & tx_ctx::TUCMD_L4T_MASK {
-            0 => (l4 + 6, true),
-            tx_ctx::TUCMD_L4T_TCP => (l4 + 16, false),
-            t if t == 2 << 11 => return Err(OffloadError::Unsupported("SCTP CRC offload (L4T = SCTP)")),
-            _ => return Err(OffloadError::Bad("reserved L4T value in the context")),
-        };
-        if iplen == 0 || csum_at + 2 > frame.len() {
-            return Err(OffloadError::Bad("L4 header (MACLEN, IPLEN) outside the packet"));
-        }
-        let mut sum = !fold(sum16(&frame[l4..], 0));
-        if udp && sum == 0 {
-            // UDP sends a computed zero as all ones (RFC 768).
-            sum = 0xFFFF;
-        }
-        frame[csum_at..csum_at + 2].copy_from_slice(&sum.to_be_bytes());
-    }
-    Ok(())
 }

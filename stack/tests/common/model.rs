@@ -190,7 +190,7 @@ impl ModelWorld {
     /// per core of host `h`: with full RX rings, constant unless buffers
     /// leak.
     pub fn buffers_accounted(&self, h: usize) -> Vec<usize> {
-        self.hosts[h].cores.iter().map(|c| c.io().pool.free_count() + c.io().tx.in_flight()).collect()
+        self.hosts[h].cores.iter().map(|c| c.io().pool.free_count() + c.io().tx.buffers_in_flight()).collect()
     }
 
     /// Every buffer not lent to an RX ring, per core of host `h`.

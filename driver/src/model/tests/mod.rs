@@ -11,6 +11,7 @@ mod dirty;
 mod faults;
 mod init_order;
 mod iova;
+mod offload;
 mod regs;
 mod rx;
 mod tx;
