@@ -219,8 +219,11 @@ impl Model82599 {
     /// transmits the same buffer on the other needs this.
     pub fn new_sharing_dma(config: ModelConfig, other: &Model82599) -> Model82599 {
         let state = State::new(config, VirtualClock::new());
-        let shared =
-            Shared { state: Mutex::new(state), iommu: Arc::clone(&other.shared.iommu), busy: busy::BusyClock::default() };
+        let shared = Shared {
+            state: Mutex::new(state),
+            iommu: Arc::clone(&other.shared.iommu),
+            busy: busy::BusyClock::default(),
+        };
         Model82599 { shared: Arc::new(shared) }
     }
 
