@@ -8,9 +8,18 @@
 # The split uses exclusive costs by function (code inlined into a function
 # counts for it): driver = ixtcp_driver::queue, ::mempool, ::dma and the
 # lock-free free list; model = ixtcp_driver::model and the in-memory wire.
+#
+# `scripts/callgrind.sh layers [WORKLOAD…] [--transactions N]` counts
+# instructions per transaction by layer instead (model, driver, stack,
+# smoltcp, sockapi, application, other) for echo and HTTP over two linked
+# ixtcp hosts: scripts/callgrind-layers.sh, which says how.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is missing: scripts/setup.sh installs it" >&2; exit 1; }
+if [ "${1:-}" = layers ]; then
+  shift
+  exec scripts/callgrind-layers.sh "$@"
+fi
 cargo bench -p ixtcp-driver --bench callgrind --no-run 2>/dev/null
 bin=$(ls -t target/release/deps/callgrind-* | grep -v '\.d$' | head -1)
 out=$(mktemp -d)

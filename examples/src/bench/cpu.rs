@@ -8,11 +8,15 @@
 //! run time plus run-queue wait from `/proc/self/task/TID/schedstat`
 //! (nanoseconds, the scheduler's own account), not CPU time alone: on a
 //! shared machine both sides then include the same preemptions, and a
-//! thread napping when idle counts neither. The kernel adds a running
-//! thread's time at each tick, so a busy-polling thread's count lags by at
-//! most one tick (a few ms in a window of seconds). On hardware this share is done
-//! by the 82599's silicon; the rest of the core is the stack, the driver
-//! and the application.
+//! thread napping when idle counts neither. A thread blocked on a lock
+//! inside the model would count in the model's time but not in its own; on
+//! the bench's pinned, busy-polling server core the scheduled time and the
+//! wall time of the window agree to within a percent. The kernel adds a
+//! running thread's time at each tick, so a busy-polling thread's count
+//! lags by at most one tick (a few ms in a window of seconds).
+//!
+//! On hardware this share is done by the 82599's silicon; the rest of the
+//! core is the stack, the driver and the application.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
