@@ -3,8 +3,9 @@
 //! keep-alive), ixtcp server and ixtcp client over two linked 82599 models,
 //! every stack core and both applications stepped from this one thread on a
 //! virtual clock ([`LinkedHosts::stepped`]), with the bench's own host
-//! configurations and application code. Nothing here depends on time or
-//! threads, so `valgrind --tool=callgrind` counts the same instructions on
+//! configurations and application code. The application loops go by the
+//! same virtual time ([`LoopClock`]) and the HTTP `Date` is fixed, so
+//! nothing here depends on real time or threads, and `valgrind --tool=callgrind` counts the same instructions on
 //! every run of the same binary.
 //!
 //! Each side's measured work runs inside a function of its own,
@@ -25,9 +26,10 @@
 use std::io;
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::ValueEnum;
+use ixtcp_driver::time::Clock;
 use ixtcp_driver::wire::LinkConfig;
 use ixtcp_examples::bench::apps::{EchoWork, HttpWork, bench_plan};
 use ixtcp_examples::bench::ixtcp_side::{PORT, SERVER_IP, host_configs};
@@ -35,7 +37,7 @@ use ixtcp_examples::bench::{Params, Split, Workload};
 use ixtcp_examples::echo::EchoServer;
 use ixtcp_examples::http::server::{HttpCore, HttpServer, Limits};
 use ixtcp_examples::http::site::{Site, SiteConfig};
-use ixtcp_examples::reactor::{ClientLoop, ClientWork, Clients, Gauge, Server};
+use ixtcp_examples::reactor::{ClientLoop, ClientWork, Clients, Gauge, LoopClock, Server};
 use ixtcp_examples::session::{Session, Tally};
 use ixtcp_examples::sockets::Sockets;
 use ixtcp_sockapi::host::{LinkedHosts, Stepped};
@@ -120,6 +122,12 @@ fn parse(args: impl Iterator<Item = String>) -> io::Result<(Vec<Workload>, u64)>
     Ok((workloads, n))
 }
 
+/// The HTTP server's `Date`: fixed, so that its once-a-second refresh does
+/// not depend on how fast the run goes.
+fn fixed_date() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000)
+}
+
 /// Runs `n` measured transactions of `w` after the warm-up; returns how
 /// many completed inside the measured turns.
 fn run(w: Workload, n: u64) -> io::Result<u64> {
@@ -140,7 +148,7 @@ fn run(w: Workload, n: u64) -> io::Result<u64> {
         }
         Workload::HttpKeepAlive => {
             let site = Site::new(SiteConfig::default()).map_err(|e| io::Error::other(e.to_string()))?;
-            let core = HttpCore::new(site, Limits::default());
+            let core = HttpCore::with_wall_clock(site, Limits::default(), fixed_date);
             let work = HttpWork { plan: bench_plan(addr, true), budget: Rc::new(u64::MAX.into()), opened: 0 };
             drive(&sim, || HttpServer::new(Rc::clone(&core)), work, cfg, n)?
         }
@@ -167,8 +175,12 @@ where
     let (sg, cg) = (Gauge::default(), Gauge::default());
     let (mut st, mut ct) = (Tally::default(), Tally::default());
     let zero = Some(Duration::ZERO);
-    let mut server = Server::start(&mut rs, cfg.server, new_session, &sg)?;
-    let mut clients: Clients<_, W::Session> = Clients::new(cfg);
+    // The loops go by the simulation's virtual time too (session
+    // timestamps, latencies, the stale-connection scan), not the OS clock.
+    let (base, virtual_time) = (Instant::now(), sim.clock().clone());
+    let clock = LoopClock::from_fn(move || base + Duration::from_nanos(virtual_time.now_ns()));
+    let mut server = Server::start(&mut rs, cfg.server, new_session, &sg)?.with_clock(clock.clone());
+    let mut clients: Clients<_, W::Session> = Clients::new(cfg).with_clock(clock);
     let contexts = [sim.server(0), sim.client(0)];
     let mut steps = 0u64;
     let stuck = |steps: &mut u64, ct: &Tally| {
