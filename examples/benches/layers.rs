@@ -122,6 +122,23 @@ fn parse(args: impl Iterator<Item = String>) -> io::Result<(Vec<Workload>, u64)>
     Ok((workloads, n))
 }
 
+/// `at` moved on to the next whole second of the monotonic clock, when its
+/// nanoseconds can be read (the standard library's `Debug` shows them on
+/// Linux). Instants made from it by adding virtual time then carry and
+/// borrow in their nanoseconds the same way on every run: from an arbitrary
+/// base, std's `Instant` arithmetic takes a branch more or less, and the
+/// client's count moved by a fraction of an instruction per transaction.
+fn whole_second(at: Instant) -> Instant {
+    let shown = format!("{at:?}");
+    let nanos = shown
+        .split("tv_nsec:")
+        .nth(1)
+        .and_then(|rest| rest.trim_start().split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .filter(|&n| n < 1_000_000_000);
+    nanos.map_or(at, |n| at + Duration::from_nanos(1_000_000_000 - n))
+}
+
 /// The HTTP server's `Date`: fixed, so that its once-a-second refresh does
 /// not depend on how fast the run goes.
 fn fixed_date() -> SystemTime {
@@ -177,7 +194,7 @@ where
     let zero = Some(Duration::ZERO);
     // The loops go by the simulation's virtual time too (session
     // timestamps, latencies, the stale-connection scan), not the OS clock.
-    let (base, virtual_time) = (Instant::now(), sim.clock().clone());
+    let (base, virtual_time) = (whole_second(Instant::now()), sim.clock().clone());
     let clock = LoopClock::from_fn(move || base + Duration::from_nanos(virtual_time.now_ns()));
     let mut server = Server::start(&mut rs, cfg.server, new_session, &sg)?.with_clock(clock.clone());
     let mut clients: Clients<_, W::Session> = Clients::new(cfg).with_clock(clock);
