@@ -6,17 +6,27 @@
 # repeatable on the same binary, unlike times on a shared machine.
 #
 # The split uses exclusive costs by function (code inlined into a function
-# counts for it): driver = ixtcp_driver::queue, ::mempool, ::dma and the
-# mempool's shared return queue (crossbeam, used off the owning thread and
-# when the owner claims the pool); model = ixtcp_driver::model and the
-# in-memory wire. The mempool row is what runs in the mempool's own
-# functions (alloc, a buffer's drop, their slow paths); the rings' refills
-# and TX cleaning inline the owner's stack pushes and pops into the rx_batch
-# and tx_batch rows. Mempool::alloc and PacketBuf's drop are never inlined
-# into the benchmark, so none of the driver's work hides in its main.
+# counts for it): driver = ixtcp_driver::queue, ::mempool, ::dma; model =
+# ixtcp_driver::model and the in-memory wire, with crossbeam_queue's functions: in this workload they
+# are the wire's frame handoff (the mempool's shared return queue is used
+# only off the owning thread and once when the owner claims the pool). The
+# mempool row is what runs in the mempool's own functions (alloc, a
+# buffer's drop, their slow paths); the rings' refills and TX cleaning
+# inline the owner's stack pushes and pops into the rx_batch and tx_batch
+# rows. Mempool::alloc and PacketBuf's drop are never inlined into the
+# benchmark, so none of the driver's work hides in its main.
+#
+# `scripts/callgrind.sh layers [WORKLOAD…] [--transactions N]` counts
+# instructions per transaction by layer instead (model, driver, stack,
+# smoltcp, sockapi, application, other) for echo and HTTP over two linked
+# ixtcp hosts: scripts/callgrind-layers.sh, which says how.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is missing: scripts/setup.sh installs it" >&2; exit 1; }
+if [ "${1:-}" = layers ]; then
+  shift
+  exec scripts/callgrind-layers.sh "$@"
+fi
 cargo bench -p ixtcp-driver --bench callgrind --no-run 2>/dev/null
 bin=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/callgrind-* | grep -v '\.d$' | head -1)
 out=$(mktemp -d)
@@ -29,8 +39,8 @@ awk -v packets=200000 '
     n = $1; gsub(",", "", n)
     if ($0 ~ /RxQueue<R>::rx_batch|ixtcp_driver::queue::RxScan/) rx += n
     else if ($0 ~ /TxQueue<R>::tx_batch|TxQueue<R>::clean|ixtcp_driver::queue::pad_short_frame/) tx += n
-    else if ($0 ~ /ixtcp_driver::mempool|crossbeam_queue::|ixtcp_driver::dma::/) pool += n
-    else if ($0 ~ /ixtcp_driver::model|ixtcp_driver::wire/) model += n
+    else if ($0 ~ /ixtcp_driver::mempool|ixtcp_driver::dma::/) pool += n
+    else if ($0 ~ /ixtcp_driver::model|ixtcp_driver::wire|crossbeam_queue::/) model += n
   }
   END {
     printf "instructions per packet (callgrind, %d packets of 60 bytes, batch 32)\n", packets

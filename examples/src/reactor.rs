@@ -13,6 +13,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddrV4;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -57,6 +58,31 @@ pub trait Reactor {
     fn close(&mut self, stream: Self::Stream);
     /// Waits for events, at most `timeout`; appends them to `out`.
     fn wait(&mut self, out: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+/// The time the loops go by: the OS monotonic clock (the default), or a
+/// function a harness gives, such as a simulation's virtual clock mapped
+/// onto an `Instant`, so that loops stepped over a virtual clock replay
+/// exactly (stale-connection scans, session timestamps).
+#[derive(Clone, Default)]
+pub struct LoopClock(Option<Rc<dyn Fn() -> Instant>>);
+
+impl std::fmt::Debug for LoopClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "LoopClock(given)" } else { "LoopClock(os)" })
+    }
+}
+
+impl LoopClock {
+    /// A clock that reads `now`.
+    pub fn from_fn(now: impl Fn() -> Instant + 'static) -> LoopClock {
+        LoopClock(Some(Rc::new(now)))
+    }
+
+    /// The time now.
+    pub fn now(&self) -> Instant {
+        self.0.as_ref().map_or_else(Instant::now, |f| f())
+    }
 }
 
 /// One core's counters, readable from the reporting thread.
@@ -203,6 +229,7 @@ pub struct Server<R: Reactor, S, F> {
     ready: Vec<Ready>,
     accept_errors: u64,
     new_session: F,
+    clock: LoopClock,
 }
 
 impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
@@ -210,7 +237,19 @@ impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
     pub fn start(reactor: &mut R, addr: SocketAddrV4, new_session: F, gauge: &Gauge) -> io::Result<Self> {
         let listener = reactor.listen(addr)?;
         gauge.listening.store(true, Ordering::Release);
-        Ok(Server { listener, conns: Slots::new(), ready: Vec::with_capacity(1024), accept_errors: 0, new_session })
+        Ok(Server {
+            listener,
+            conns: Slots::new(),
+            ready: Vec::with_capacity(1024),
+            accept_errors: 0,
+            new_session,
+            clock: LoopClock::default(),
+        })
+    }
+
+    /// Goes by `clock` instead of the OS clock.
+    pub fn with_clock(self, clock: LoopClock) -> Self {
+        Server { clock, ..self }
     }
 
     /// Connections open now.
@@ -229,7 +268,7 @@ impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
     ) -> io::Result<()> {
         self.ready.clear();
         reactor.wait(&mut self.ready, timeout)?;
-        let now = Instant::now();
+        let now = self.clock.now();
         for ev in &self.ready {
             if ev.token == LISTENER {
                 loop {
@@ -351,6 +390,7 @@ pub struct Clients<R: Reactor, S> {
     retry_at: Option<Instant>,
     exhausted: bool,
     last_scan: Instant,
+    clock: LoopClock,
 }
 
 impl<R: Reactor, S: Session> Clients<R, S> {
@@ -365,7 +405,13 @@ impl<R: Reactor, S: Session> Clients<R, S> {
             retry_at: None,
             exhausted: false,
             last_scan: Instant::now(),
+            clock: LoopClock::default(),
         }
+    }
+
+    /// Goes by `clock` instead of the OS clock.
+    pub fn with_clock(self, clock: LoopClock) -> Self {
+        Clients { last_scan: clock.now(), clock, ..self }
     }
 
     /// One iteration: open what is missing, wait for events (at most
@@ -380,7 +426,7 @@ impl<R: Reactor, S: Session> Clients<R, S> {
         tally: &mut Tally,
         gauge: &Gauge,
     ) -> io::Result<bool> {
-        let now = Instant::now();
+        let now = self.clock.now();
         if self.retry_at.is_none_or(|t| now >= t) {
             self.retry_at = None;
             while self.to_open > 0 && !self.exhausted {
@@ -419,7 +465,7 @@ impl<R: Reactor, S: Session> Clients<R, S> {
         };
         self.ready.clear();
         reactor.wait(&mut self.ready, timeout)?;
-        let now = Instant::now();
+        let now = self.clock.now();
         let server = self.cfg.server;
         for ev in &self.ready {
             let Some(slot) = self.conns.get(ev.token) else { continue };

@@ -112,6 +112,7 @@
 //! synchronously, on the writing thread, and flushes the burst to the wire;
 //! frames from the wire reach the rings only when someone pumps.
 
+mod busy;
 mod counters;
 mod dirty;
 mod fault;
@@ -179,6 +180,8 @@ struct Shared {
     /// Separate from `state` so that a region being dropped (on any thread)
     /// only needs this lock. Lock order: `state`, then `iommu`.
     iommu: Arc<Mutex<IommuTable>>,
+    /// Time spent in the model's public entries, when asked for.
+    busy: busy::BusyClock,
 }
 
 /// A lock that a panic elsewhere poisoned still guards consistent data for
@@ -212,7 +215,11 @@ impl Model82599 {
     /// A powered-on device: registers at their reset values, EEPROM read,
     /// link down until the driver restarts auto-negotiation, no wire.
     pub fn new(config: ModelConfig) -> Model82599 {
-        let shared = Shared { state: Mutex::new(State::new(config, VirtualClock::new())), iommu: Arc::default() };
+        let shared = Shared {
+            state: Mutex::new(State::new(config, VirtualClock::new())),
+            iommu: Arc::default(),
+            busy: busy::BusyClock::default(),
+        };
         Model82599 { shared: Arc::new(shared) }
     }
 
@@ -223,7 +230,11 @@ impl Model82599 {
     /// transmits the same buffer on the other needs this.
     pub fn new_sharing_dma(config: ModelConfig, other: &Model82599) -> Model82599 {
         let state = State::new(config, VirtualClock::new());
-        let shared = Shared { state: Mutex::new(state), iommu: Arc::clone(&other.shared.iommu) };
+        let shared = Shared {
+            state: Mutex::new(state),
+            iommu: Arc::clone(&other.shared.iommu),
+            busy: busy::BusyClock::default(),
+        };
         Model82599 { shared: Arc::new(shared) }
     }
 
@@ -269,7 +280,23 @@ impl Model82599 {
     /// [`PUMP_BATCH`]), and retries transmission that the wire refused as
     /// busy. Returns the number of frames moved in either direction.
     pub fn pump(&self) -> usize {
-        self.shared.with(|state, iommu| state.pump(iommu))
+        self.shared.busy.time(|| self.shared.with(|state, iommu| state.pump(iommu)))
+    }
+
+    /// Starts (`true`) or stops counting the time spent inside the model:
+    /// in [`pump`](Self::pump) and in register accesses through any of its
+    /// [`ModelRegs`] (a TDT write transmits the batch). One clock read at
+    /// entry and one at exit of each call, never per frame; off by default.
+    /// What hardware would do in silicon, for a benchmark's "NIC share".
+    pub fn count_busy(&self, on: bool) {
+        self.shared.busy.set(on);
+    }
+
+    /// Nanoseconds (wall clock) spent inside the model while counting was
+    /// on ([`count_busy`](Self::count_busy)), summed over every thread that
+    /// called in; a thread preempted inside counts as busy.
+    pub fn busy_ns(&self) -> u64 {
+        self.shared.busy.ns()
     }
 
     /// Every fault so far (oldest first).
@@ -321,11 +348,11 @@ impl fmt::Debug for ModelRegs {
 impl RegisterIo for ModelRegs {
     fn read32(&self, offset: u32) -> u32 {
         // Reads never touch DMA memory: the IOMMU table is not needed.
-        lock(&self.shared.state).read32(offset)
+        self.shared.busy.time(|| lock(&self.shared.state).read32(offset))
     }
 
     fn write32(&self, offset: u32, value: u32) {
-        self.shared.with(|state, iommu| state.write32(iommu, offset, value))
+        self.shared.busy.time(|| self.shared.with(|state, iommu| state.write32(iommu, offset, value)))
     }
 
     /// The model's time passes instead of the thread sleeping; the thread

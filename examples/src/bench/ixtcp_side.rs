@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use ixtcp_sockapi::Mode;
 use ixtcp_sockapi::host::{HostConfig, LinkedHosts};
-use ixtcp_stack::StackConfig;
+use ixtcp_stack::{ConfigError, StackConfig};
 
 use super::apps::{client_part, open_idle, server_part, share};
+use super::cpu::ServerTime;
 use super::kernel_side::{measured, pin, wait_open};
 use super::{Measured, Params, Split, Workload, measure};
 use crate::reactor::{Gauge, Until, wait_listening};
@@ -42,12 +43,28 @@ pub const PORT: u16 = 8000;
 /// demand; the stack's slots have fixed buffers).
 pub const IDLE_SOCKET_BUFFER: usize = 16 * 1024;
 
-/// The stack configurations of both hosts for `w`.
-pub fn host_configs(w: Workload, split: &Split, params: &Params) -> (HostConfig, HostConfig) {
+/// Why the stack's configuration refuses `mtu`, when it does (a build
+/// without jumbo frames refuses MTUs above 1500): the bench then skips that
+/// row instead of failing it. Any other configuration problem is not a skip.
+pub fn mtu_refused(mtu: usize) -> Option<String> {
+    let mut stack = StackConfig::new(SERVER_IP, 24);
+    stack.mtu = mtu;
+    match stack.validate() {
+        Err(e @ ConfigError::Invalid { field: "mtu", .. }) => Some(e.to_string()),
+        _ => None,
+    }
+}
+
+/// The stack configurations of both hosts for `w`, at `mtu` (`None`: the
+/// stack's default).
+pub fn host_configs(w: Workload, split: &Split, params: &Params, mtu: Option<usize>) -> (HostConfig, HostConfig) {
     let shared_cpu = split.server.iter().any(|c| split.client.contains(c));
     let make = |ip: Ipv4Addr, cores: usize| {
         let mut stack = StackConfig::new(ip, 24);
         stack.cores = u16::try_from(cores.clamp(1, 16)).unwrap_or(1);
+        if let Some(mtu) = mtu {
+            stack.mtu = mtu;
+        }
         // Room for the active connections, the idle ones and those still
         // closing, on any one core (RSS spreads them unevenly).
         let idle = if w == Workload::EchoIdle { params.idle } else { 0 };
@@ -69,15 +86,19 @@ pub fn host_configs(w: Workload, split: &Split, params: &Params) -> (HostConfig,
     (make(SERVER_IP, split.server.len()), make(CLIENT_IP, split.client.len()))
 }
 
-/// Runs `w` on ixtcp; returns the measured figures and the client tallies.
+/// Runs `w` on ixtcp at `mtu`; returns the measured figures (with the NIC
+/// model's share of the server cores, see [`ServerTime`]) and the client
+/// tallies.
 pub fn run(
     w: Workload,
     split: &Split,
     params: &Params,
+    mtu: Option<usize>,
     progress: &mut dyn FnMut(f64),
 ) -> io::Result<(Measured, Vec<Tally>)> {
-    let (server_cfg, client_cfg) = host_configs(w, split, params);
+    let (server_cfg, client_cfg) = host_configs(w, split, params, mtu);
     let hosts = LinkedHosts::start(server_cfg, client_cfg)?;
+    let server_time = ServerTime::new(hosts.server.model(), split.server.len());
     let addr = SocketAddrV4::new(SERVER_IP, PORT);
     let client_stop = Arc::new(AtomicBool::new(false));
     let server_stop = Arc::new(AtomicBool::new(false));
@@ -95,6 +116,7 @@ pub fn run(
         if split.pin {
             pin(split.server.get(core).copied().unwrap_or(0));
         }
+        server_time.register_thread(core);
         let gauge = server_gauges.get(core).ok_or_else(|| io::Error::other("no gauge for a server core"))?;
         let mut r = Sockets::new(ctx)?;
         server_part(w, &mut r, addr, &server_until, gauge)
@@ -144,7 +166,11 @@ pub fn run(
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let figures = ready.then(|| measure(w, &client_gauges, params, split.server.len(), progress));
+        let figures = ready.then(|| {
+            let (total, per_core, t0, t1) =
+                measure(w, &client_gauges, params, split.server.len(), || server_time.sample(), progress);
+            (total, per_core, server_time.share(t0, t1))
+        });
         client_stop.store(true, Ordering::Relaxed);
         let joined = running.join().map_err(|_| io::Error::other("an ixtcp host thread panicked"))?;
         let (servers, clients) = joined.map_err(|e| io::Error::new(e.kind(), format!("ixtcp hosts: {e}")))?;
@@ -155,14 +181,15 @@ pub fn run(
             .into_iter()
             .collect::<io::Result<Vec<Tally>>>()
             .map_err(|e| io::Error::new(e.kind(), format!("ixtcp client: {e}")))?;
-        let (total, per_core) =
+        let (total, per_core, nic_share) =
             figures.ok_or_else(|| io::Error::other("the ixtcp clients never started (timed out)"))?;
-        Ok((measured(total, per_core, &tallies, w), tallies))
+        Ok((Measured { nic_share, ..measured(total, per_core, &tallies, w) }, tallies))
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::cpu;
     use super::*;
 
     #[test]
@@ -180,10 +207,25 @@ mod tests {
         // Other tests run on the same cores: no pinning, no busy polling.
         let split = Split::floating(std::thread::available_parallelism().map_or(1, |n| n.get()));
         for w in Workload::ALL {
-            let (m, tallies) = run(w, &split, &params, &mut |_| {}).unwrap();
+            let (m, tallies) = run(w, &split, &params, None, &mut |_| {}).unwrap();
             let failures: Vec<_> = tallies.iter().flat_map(|t| t.first_failures.clone()).collect();
             assert_eq!(m.failures, 0, "{w:?}: {failures:?}");
             assert!(m.total > 0.0, "{w:?}");
+            if cpu::thread_id().is_some_and(|t| cpu::scheduled_ns(t).is_some()) {
+                let share = m.nic_share.unwrap_or_else(|| panic!("{w:?}: no NIC model share"));
+                assert!(share > 0.0 && share <= 1.0, "{w:?}: NIC model share {share}");
+            }
         }
+    }
+
+    #[test]
+    fn an_mtu_the_config_refuses_is_named_and_one_it_takes_is_not() {
+        assert_eq!(mtu_refused(1500), None);
+        let low = mtu_refused(100).expect("mtu 100 refused");
+        assert!(low.contains("`mtu`") && low.contains("100"), "{low}");
+        let (server, client) = host_configs(Workload::Bulk, &Split::floating(2), &Params::quick(), Some(1400));
+        assert_eq!((server.stack.mtu, client.stack.mtu), (1400, 1400));
+        let (server, _) = host_configs(Workload::Bulk, &Split::floating(2), &Params::quick(), None);
+        assert_eq!(server.stack.mtu, StackConfig::new(SERVER_IP, 24).mtu);
     }
 }

@@ -173,7 +173,7 @@ pub fn run(
                     })
                 })
                 .collect();
-            let (total, per_core) = measure(w, &client_gauges, params, split.server.len(), progress);
+            let (total, per_core, (), ()) = measure(w, &client_gauges, params, split.server.len(), || (), progress);
             stop_clients();
             let mut tallies = Vec::new();
             for c in clients {
@@ -208,6 +208,7 @@ pub fn measured(total: f64, per_core: f64, tallies: &[Tally], w: Workload) -> Me
         failures: all.total_failures(),
         p50_us: lat.map(|l| l.p50.as_secs_f64() * 1e6),
         p99_us: lat.map(|l| l.p99.as_secs_f64() * 1e6),
+        nic_share: None,
     }
 }
 

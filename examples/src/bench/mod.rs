@@ -9,12 +9,14 @@
 //! - [`ixtcp_side`]: the ixtcp run (two hosts over linked models, one
 //!   inline stack core per core of the split, pinned).
 //! - [`kernel_side`]: the kernel run (threads pinned to the split's cores).
+//! - [`cpu`]: the NIC model's share of the server cores (ixtcp rows).
 //! - [`Report`]: the table, JSON and SVG.
 //!
 //! Per-core figures are the aggregate rate divided by the number of server
 //! cores (the client side has as many cores or fewer).
 
 pub mod apps;
+pub mod cpu;
 pub mod ixtcp_side;
 pub mod kernel_side;
 pub mod plot;
@@ -67,6 +69,23 @@ impl Workload {
             Workload::HttpNewConn => "HTTP new conn per request".to_string(),
             Workload::Bulk => "bulk transfer".to_string(),
             Workload::EchoIdle => format!("echo {} B, {} conns + {} idle", p.size, p.conns, p.idle),
+        }
+    }
+
+    /// The row title at `mtu` (bulk rows run at several MTUs and name it).
+    pub fn title_at(self, p: &Params, mtu: Option<usize>) -> String {
+        match mtu {
+            Some(mtu) => format!("{}, MTU {mtu}", self.title(p)),
+            None => self.title(p),
+        }
+    }
+
+    /// The MTUs this workload runs at, out of `mtus` (`None`: the stack's
+    /// default; only bulk moves frames big enough to care).
+    pub fn mtus(self, mtus: &[usize]) -> Vec<Option<usize>> {
+        match self {
+            Workload::Bulk => mtus.iter().copied().map(Some).collect(),
+            _ => vec![None],
         }
     }
 
@@ -179,6 +198,10 @@ pub struct Measured {
     pub p50_us: Option<f64>,
     /// 99th percentile latency, µs.
     pub p99_us: Option<f64>,
+    /// ixtcp only: the fraction of the server cores' time spent inside the
+    /// NIC model (the software 82599 and its link), measured over the same
+    /// window ([`cpu`]); what an 82599 does in silicon.
+    pub nic_share: Option<f64>,
 }
 
 /// A row of the table.
@@ -186,8 +209,10 @@ pub struct Measured {
 pub struct Row {
     /// The workload.
     pub workload: Workload,
-    /// Its description.
+    /// Its description (bulk rows name their MTU).
     pub title: String,
+    /// The MTU of both ixtcp hosts, for the rows that set one (bulk).
+    pub mtu: Option<usize>,
     /// The unit.
     pub unit: &'static str,
     /// ixtcp's result (none if not run or failed).
@@ -217,8 +242,10 @@ pub struct Report {
     pub split: Split,
     /// Durations and sizes.
     pub params: Params,
-    /// One row per workload.
+    /// One row per workload (bulk: one per MTU).
     pub rows: Vec<Row>,
+    /// The loopback interface's MTU, which the kernel rows run at.
+    pub loopback_mtu: Option<usize>,
 }
 
 pub(crate) fn fmt_figure(x: f64, unit: &str) -> String {
@@ -239,8 +266,8 @@ impl Report {
             self.params.warmup.as_secs_f64()
         );
         let _ = writeln!(out);
-        let _ = writeln!(out, "| workload | ixtcp | Linux kernel | ratio |");
-        let _ = writeln!(out, "|---|---:|---:|---:|");
+        let _ = writeln!(out, "| workload | ixtcp | Linux kernel | ratio | NIC model share |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
         for r in &self.rows {
             let cell = |m: &Option<Measured>| match m {
                 Some(m) if m.failures > 0 => format!("{} ({} failures)", fmt_figure(m.per_core, r.unit), m.failures),
@@ -248,7 +275,23 @@ impl Report {
                 None => "–".to_string(),
             };
             let ratio = r.ratio().map_or("–".to_string(), |x| format!("{x:.2}x"));
-            let _ = writeln!(out, "| {} | {} | {} | {ratio} |", r.title, cell(&r.ixtcp), cell(&r.kernel));
+            let share =
+                r.ixtcp.as_ref().and_then(|m| m.nic_share).map_or("–".to_string(), |x| format!("{:.0}%", x * 100.0));
+            let _ = writeln!(out, "| {} | {} | {} | {ratio} | {share} |", r.title, cell(&r.ixtcp), cell(&r.kernel));
+        }
+        let _ = writeln!(
+            out,
+            "\nNIC model share: of the ixtcp server cores' time in the same window, the part spent inside \
+             the software 82599 (its pump, DMA, register handling and the in-memory link). On hardware \
+             the 82599's silicon does this work; the rest is the stack, the driver and the application."
+        );
+        if self.rows.iter().any(|r| r.mtu.is_some()) {
+            let _ = writeln!(
+                out,
+                "\nMTU: the ixtcp hosts' `mtu`; the kernel rows run over loopback at {} whatever the row says \
+                 (the bench leaves the host's loopback as it is).",
+                self.loopback_mtu.map_or("its MTU (unreadable here)".to_string(), |m| format!("its MTU of {m}"))
+            );
         }
         for r in &self.rows {
             for n in &r.notes {
@@ -262,6 +305,11 @@ impl Report {
     pub fn json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
+}
+
+/// The MTU of this namespace's loopback interface (the kernel side's).
+pub fn loopback_mtu() -> Option<usize> {
+    std::fs::read_to_string("/sys/class/net/lo/mtu").ok()?.trim().parse().ok()
 }
 
 /// A short description of this machine.
@@ -281,14 +329,16 @@ pub fn machine() -> String {
 
 /// Waits out the warm-up, then measures the client gauges' progress over
 /// the measuring window; `progress` is called about every 100 ms with the
-/// fraction done.
-pub fn measure(
+/// fraction done. `probe` is read when the window opens and when it closes
+/// (both readings are returned after the figures).
+pub fn measure<P>(
     w: Workload,
     gauges: &[Arc<Gauge>],
     params: &Params,
     server_cores: usize,
+    mut probe: impl FnMut() -> P,
     mut progress: impl FnMut(f64),
-) -> (f64, f64) {
+) -> (f64, f64, P, P) {
     let read = |gs: &[Arc<Gauge>]| {
         gs.iter().fold((0u64, 0u64), |(t, b), g| {
             (t + g.transactions.load(Ordering::Relaxed), b + g.bytes_in.load(Ordering::Relaxed))
@@ -303,9 +353,9 @@ pub fn measure(
         }
     };
     tick(start, start + params.warmup, &mut progress);
-    let (t0, b0, at0) = {
+    let (t0, b0, at0, p0) = {
         let (t, b) = read(gauges);
-        (t, b, Instant::now())
+        (t, b, Instant::now(), probe())
     };
     tick(start, at0 + params.measure, &mut progress);
     let (mut t1, mut b1) = read(gauges);
@@ -316,8 +366,9 @@ pub fn measure(
         (t1, b1) = read(gauges);
     }
     let secs = at0.elapsed().as_secs_f64().max(1e-9);
+    let p1 = probe();
     let total = w.figure(t1 - t0, b1 - b0, secs);
-    (total, total / server_cores.max(1) as f64)
+    (total, total / server_cores.max(1) as f64, p0, p1)
 }
 
 #[cfg(test)]
@@ -334,15 +385,17 @@ mod tests {
 
     #[test]
     fn table_has_ratios_and_dashes() {
-        let m = |x| Some(Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None });
+        let m = |x| Some(Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None, nic_share: None });
         let report = Report {
             machine: "test".into(),
+            loopback_mtu: Some(65536),
             split: Split::halves(2, None),
             params: Params::quick(),
             rows: vec![
                 Row {
                     workload: Workload::EchoPersistent,
                     title: Workload::EchoPersistent.title(&Params::quick()),
+                    mtu: None,
                     unit: Workload::EchoPersistent.unit(),
                     ixtcp: m(800_000.0),
                     kernel: m(200_000.0),
@@ -351,6 +404,7 @@ mod tests {
                 Row {
                     workload: Workload::Bulk,
                     title: "bulk transfer".into(),
+                    mtu: None,
                     unit: "Gbit/s",
                     ixtcp: None,
                     kernel: m(12.5),
@@ -365,5 +419,43 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
         assert_eq!(j["rows"][0]["workload"], "echo-persistent");
         assert_eq!(j["rows"][0]["kernel"]["per_core"], 200_000.0);
+    }
+
+    #[test]
+    fn table_has_the_nic_share_and_names_each_bulk_mtu() {
+        let p = Params::quick();
+        let measured =
+            |x, nic_share| Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None, nic_share };
+        let bulk = |mtu: usize, ixtcp: Option<Measured>, notes: Vec<String>| Row {
+            workload: Workload::Bulk,
+            title: Workload::Bulk.title_at(&p, Some(mtu)),
+            mtu: Some(mtu),
+            unit: Workload::Bulk.unit(),
+            ixtcp,
+            kernel: Some(measured(10.0, None)),
+            notes,
+        };
+        let report = Report {
+            machine: "test".into(),
+            split: Split::halves(2, None),
+            params: p.clone(),
+            rows: vec![
+                bulk(1500, Some(measured(2.5, Some(0.414))), vec![]),
+                bulk(9000, None, vec!["ixtcp: skipped, needs mtu 9000 support".into()]),
+            ],
+            loopback_mtu: Some(65536),
+        };
+        let t = report.table();
+        assert!(t.contains("| workload | ixtcp | Linux kernel | ratio | NIC model share |"), "{t}");
+        assert!(t.contains("| bulk transfer, MTU 1500 | 2.50 Gbit/s | 10.00 Gbit/s | 0.25x | 41% |"), "{t}");
+        assert!(t.contains("| bulk transfer, MTU 9000 | – | 10.00 Gbit/s | – | – |"), "{t}");
+        assert!(t.contains("bulk transfer, MTU 9000: ixtcp: skipped, needs mtu 9000 support"), "{t}");
+        assert!(t.contains("silicon"), "the share is explained: {t}");
+        assert!(t.contains("loopback at its MTU of 65536"), "{t}");
+        assert_eq!(Workload::Bulk.mtus(&[1500, 9000]), vec![Some(1500), Some(9000)]);
+        assert_eq!(Workload::EchoPersistent.mtus(&[1500, 9000]), vec![None]);
+        let j: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(j["rows"][1]["mtu"], 9000);
+        assert_eq!(j["rows"][0]["ixtcp"]["nic_share"], 0.414);
     }
 }

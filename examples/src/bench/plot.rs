@@ -99,8 +99,9 @@ mod tests {
 
     #[test]
     fn svg_has_a_bar_per_ratio_and_escapes_text() {
-        let m = |x| Some(Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None });
+        let m = |x| Some(Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None, nic_share: None });
         let report = Report {
+            loopback_mtu: None,
             machine: "CPU <test> & co".into(),
             split: Split::halves(2, None),
             params: Params::quick(),
@@ -108,6 +109,7 @@ mod tests {
                 Row {
                     workload: Workload::Bulk,
                     title: "bulk".into(),
+                    mtu: Some(1500),
                     unit: "Gbit/s",
                     ixtcp: m(3.0),
                     kernel: m(1.5),
@@ -116,6 +118,7 @@ mod tests {
                 Row {
                     workload: Workload::EchoIdle,
                     title: "idle".into(),
+                    mtu: None,
                     unit: "transactions/s",
                     ixtcp: None,
                     kernel: m(1.0),

@@ -21,7 +21,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use ixtcp_examples::bench::ixtcp_side;
 use ixtcp_examples::bench::kernel_side::{self, IdleGuard};
-use ixtcp_examples::bench::{Params, Report, Row, Split, Workload, machine, plot};
+use ixtcp_examples::bench::{Params, Report, Row, Split, Workload, loopback_mtu, machine, plot};
 use ixtcp_examples::kernel::raise_fd_limit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,6 +58,11 @@ struct Args {
     /// Idle connections for the idle workload.
     #[arg(long, value_name = "N")]
     idle: Option<usize>,
+    /// MTU of the ixtcp hosts for the bulk workload, one row each (repeat
+    /// the flag; default 1500 and 9000, with --quick 1500 only). An MTU the
+    /// stack's configuration refuses is skipped with a note saying why.
+    #[arg(long, value_name = "BYTES")]
+    mtu: Vec<usize>,
     /// Internal: hold idle kernel connections for the parent (ADDR:PORT/N).
     #[arg(long, hide = true)]
     hold_idle: Option<String>,
@@ -114,6 +119,14 @@ fn main() {
         params.idle = n;
     }
     let workloads = if args.workload.is_empty() { Workload::ALL.to_vec() } else { args.workload.clone() };
+    let mtus = match (args.mtu.is_empty(), args.quick) {
+        (false, _) => args.mtu.clone(),
+        (true, true) => vec![1500],
+        (true, false) => vec![1500, 9000],
+    };
+    // One row per workload, bulk once per MTU.
+    let cases: Vec<(Workload, Option<usize>)> =
+        workloads.iter().flat_map(|&w| w.mtus(&mtus).into_iter().map(move |m| (w, m))).collect();
     let total_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let split = Split::halves(total_cores, args.server_cores);
 
@@ -130,28 +143,40 @@ fn main() {
 
     let run_ixtcp = args.stack != Stacks::Kernel;
     let run_kernel = args.stack != Stacks::Ixtcp;
-    let steps = workloads.len() * (usize::from(run_ixtcp) + usize::from(run_kernel));
+    let steps = cases.len() * (usize::from(run_ixtcp) + usize::from(run_kernel));
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut progress = Progress { step: 0, steps, start: Instant::now(), tty };
     let mut rows = Vec::new();
     eprintln!("bench: {}; server cores {:?}, client cores {:?}", machine(), split.server, split.client);
-    for &w in &workloads {
-        let mut row =
-            Row { workload: w, title: w.title(&params), unit: w.unit(), ixtcp: None, kernel: None, notes: Vec::new() };
+    for &(w, mtu) in &cases {
+        let mut row = Row {
+            workload: w,
+            title: w.title_at(&params, mtu),
+            mtu,
+            unit: w.unit(),
+            ixtcp: None,
+            kernel: None,
+            notes: Vec::new(),
+        };
         if run_ixtcp {
             progress.step += 1;
             let label = format!("ixtcp:  {}", row.title);
             progress.show(&label, 0.0);
-            match ixtcp_side::run(w, &split, &params, &mut |f| progress.show(&label, f)) {
-                Ok((m, tallies)) => {
-                    if m.failures > 0 {
-                        let first: Vec<String> =
-                            tallies.iter().flat_map(|t| t.first_failures.clone()).take(3).collect();
-                        row.notes.push(format!("ixtcp: {} failures, first: {}", m.failures, first.join("; ")));
+            if let Some(why) = mtu.and_then(ixtcp_side::mtu_refused) {
+                let mtu = mtu.unwrap_or_default();
+                row.notes.push(format!("ixtcp: skipped, needs mtu {mtu} support in the stack ({why})"));
+            } else {
+                match ixtcp_side::run(w, &split, &params, mtu, &mut |f| progress.show(&label, f)) {
+                    Ok((m, tallies)) => {
+                        if m.failures > 0 {
+                            let first: Vec<String> =
+                                tallies.iter().flat_map(|t| t.first_failures.clone()).take(3).collect();
+                            row.notes.push(format!("ixtcp: {} failures, first: {}", m.failures, first.join("; ")));
+                        }
+                        row.ixtcp = Some(m);
                     }
-                    row.ixtcp = Some(m);
+                    Err(e) => row.notes.push(format!("ixtcp: failed: {e}")),
                 }
-                Err(e) => row.notes.push(format!("ixtcp: failed: {e}")),
             }
         }
         if run_kernel {
@@ -175,7 +200,7 @@ fn main() {
     if progress.tty {
         eprint!("\r\x1b[2K");
     }
-    let report = Report { machine: machine(), split, params, rows };
+    let report = Report { machine: machine(), split, params, rows, loopback_mtu: loopback_mtu() };
     println!("{}", report.machine);
     println!("{}", report.table());
     if let Some(path) = &args.json

@@ -58,6 +58,7 @@ pub struct HttpCore {
     limits: Limits,
     date_secs: u64,
     date: String,
+    wall_clock: fn() -> SystemTime,
     /// Responses sent per status code class (index 2 = 2xx, …).
     pub status_classes: [u64; 6],
 }
@@ -65,17 +66,24 @@ pub struct HttpCore {
 impl HttpCore {
     /// One core's server state over `site`.
     pub fn new(site: Site, limits: Limits) -> Rc<RefCell<HttpCore>> {
+        HttpCore::with_wall_clock(site, limits, SystemTime::now)
+    }
+
+    /// Like [`new`](Self::new), with the `Date` header from `wall_clock`
+    /// instead of the system's (a harness that must replay exactly).
+    pub fn with_wall_clock(site: Site, limits: Limits, wall_clock: fn() -> SystemTime) -> Rc<RefCell<HttpCore>> {
         Rc::new(RefCell::new(HttpCore {
             site,
             limits,
             date_secs: u64::MAX,
             date: String::new(),
+            wall_clock,
             status_classes: [0; 6],
         }))
     }
 
     fn date(&mut self) -> &str {
-        let now = SystemTime::now();
+        let now = (self.wall_clock)();
         let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.date_secs {
             self.date_secs = secs;
