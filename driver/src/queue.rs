@@ -24,8 +24,8 @@ use crate::desc::{field, rx_status, tx_cmd, tx_olinfo};
 use crate::dma::{DescRing, DescView, DmaRegion};
 use crate::error::DriverError;
 use crate::io::{RegisterIo, dma_rmb, dma_wmb};
-use crate::offload::{ContextCache, RxChecksum, TxOffload};
 use crate::mempool::{BulkFree, Mempool, PacketBuf, PoolAccess, PoolOps};
+use crate::offload::{ContextCache, RxChecksum, TxOffload};
 use crate::regs;
 use crate::stats::QueueStats;
 
