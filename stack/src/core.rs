@@ -115,6 +115,11 @@ pub(crate) enum Cause {
 
 /// One core's TCP/IP stack. See the module docs for the loop.
 pub struct StackCore<P: PacketIo> {
+    /// The gratuitous ARP of core 0 is still to be sent. It goes out at the
+    /// first `ingress`, on the thread that runs the core, not in `new`: the
+    /// first thread to allocate from a mempool owns it (its atomic-free fast
+    /// path), and `new` may run on another thread than the core.
+    announce_pending: bool,
     pub(crate) cfg: Arc<StackConfig>,
     pub(crate) index: u16,
     pub(crate) ip: Ipv4Addr,
@@ -261,6 +266,7 @@ impl<P: PacketIo> StackCore<P> {
         }
         let picker = PortPicker::new(cfg.ephemeral_first, cfg.ephemeral_last, rng.next_u32() as u16);
         let mut core = StackCore {
+            announce_pending: false,
             index: setup.index,
             ip: cfg.ip,
             rss: setup.rss,
@@ -295,9 +301,7 @@ impl<P: PacketIo> StackCore<P> {
                 })
             })?;
         }
-        if core.index == 0 {
-            core.port.announce();
-        }
+        core.announce_pending = core.index == 0;
         Ok(core)
     }
 
@@ -435,6 +439,10 @@ impl<P: PacketIo> StackCore<P> {
     /// Step 1: receive one batch and process every frame.
     pub fn ingress(&mut self, now_ns: u64) -> usize {
         self.set_time(now_ns);
+        if self.announce_pending {
+            self.announce_pending = false;
+            self.port.announce();
+        }
         self.port.stats.polls += 1;
         let mut batch = std::mem::take(&mut self.rx_batch);
         let n = self.port.io.rx_batch(&mut batch, self.cfg.rx_burst);

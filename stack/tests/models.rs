@@ -234,3 +234,25 @@ fn a_crashed_stack_restarts_on_a_cleanly_reinitialised_device() {
     assert_eq!(apps[0].finished + apps[1].finished, 8, "after restart: A {:?} B {:?}", w.stats(0), w.stats(1));
     assert_eq!(w.hosts[1].model.faults(), vec![], "model faults");
 }
+
+/// The mempool's atomic-free fast path belongs to the first thread that
+/// allocates from it, so a core built on one thread and run on another must
+/// not allocate in between: its first packet (core 0's gratuitous ARP) is
+/// built by its first `poll`, on the thread that runs it.
+#[test]
+fn a_core_built_on_one_thread_owns_its_pool_on_the_thread_that_runs_it() {
+    let clock = VirtualClock::new();
+    let mut host = ModelHost::new([2, 0, 0, 0, 0, 1], None, config(IPS[0], 1), Some(5), clock.now_ns());
+    let core = host.cores.remove(0);
+    assert!(!core.io().pool.is_owned_here(), "building the core claimed the pool on the building thread");
+    let now = clock.now_ns();
+    let (owned, announced) = std::thread::spawn(move || {
+        let mut core = core;
+        core.poll(now);
+        (core.io().pool.is_owned_here(), core.stats().arp_requests)
+    })
+    .join()
+    .unwrap();
+    assert!(owned, "the core's thread does not own its pool after its first poll");
+    assert_eq!(announced, 1, "the gratuitous ARP goes out at the first poll");
+}
