@@ -133,6 +133,18 @@ impl TxOffload {
         }
     }
 
+    /// The request packed into a word (for the mempool's per-entry table).
+    #[inline(always)]
+    pub(crate) fn to_bits(self) -> u32 {
+        u32::from(self.maclen) | u32::from(self.l4) << 8 | u32::from(self.iplen) << 16
+    }
+
+    /// The inverse of [`to_bits`](Self::to_bits).
+    #[inline(always)]
+    pub(crate) fn from_bits(bits: u32) -> TxOffload {
+        TxOffload { maclen: bits as u8, l4: (bits >> 8) as u8, iplen: (bits >> 16) as u16 }
+    }
+
     /// The shortest frame this request can describe: both headers.
     pub fn min_frame(self) -> usize {
         self.maclen() + self.iplen() + self.l4().map_or(0, L4Proto::min_header)
@@ -248,6 +260,18 @@ impl RxChecksum {
         RxChecksum((((status >> 5) & 0x3) | ((status >> 28) & 0xC)) as u8)
     }
 
+    /// The four raw bits (for the mempool's handle, which keeps them).
+    #[inline(always)]
+    pub(crate) fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The inverse of [`bits`](Self::bits); bits above the fourth are ignored.
+    #[inline(always)]
+    pub(crate) fn from_bits(bits: u8) -> RxChecksum {
+        RxChecksum(bits & 0xF)
+    }
+
     /// The IPv4 header checksum.
     pub fn ip(self) -> CsumStatus {
         verdict(self.0, IP_CHECKED, IP_ERROR)
@@ -279,6 +303,10 @@ mod tests {
         let t = TxOffload::ipv4(14, 20, Some(L4Proto::Tcp)).unwrap();
         assert!(!t.is_none() && TxOffload::NONE.is_none() && TxOffload::default().is_none());
         assert_eq!((t.maclen(), t.iplen(), t.l4(), t.min_frame()), (14, 20, Some(L4Proto::Tcp), 54));
+        let udp = TxOffload::ipv4(127, 511, Some(L4Proto::Udp)).unwrap();
+        for r in [t, udp, TxOffload::ipv4(14, 20, None).unwrap(), TxOffload::NONE] {
+            assert_eq!(TxOffload::from_bits(r.to_bits()), r);
+        }
     }
 
     #[test]
@@ -334,6 +362,7 @@ mod tests {
             }
         }
         assert_eq!(RxChecksum::new(Good, Bad), bad);
+        assert_eq!(RxChecksum::from_bits(bad.bits() | 0xF0), bad);
         assert_eq!(format!("{bad:?}"), "RxChecksum { ip: Good, l4: Bad }");
     }
 }
