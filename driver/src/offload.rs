@@ -174,7 +174,10 @@ impl TxOffload {
 /// a frame asks for parameters neither slot holds.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ContextCache {
-    slots: [Option<TxOffload>; 2],
+    /// Each slot's request as [`TxOffload::to_bits`], 0 for an empty slot
+    /// (no request that needs a context packs to 0: its IPLEN is at least
+    /// 20), so that a lookup is two word compares.
+    slots: [u32; 2],
     /// The slot replaced next.
     victim: u8,
 }
@@ -182,12 +185,18 @@ pub(crate) struct ContextCache {
 impl ContextCache {
     /// The slot for `off`, and whether a context descriptor must be written
     /// into it first (the slot is then taken for `off`).
+    #[inline(always)]
     pub(crate) fn select(&mut self, off: TxOffload) -> (u32, bool) {
-        if let Some(i) = self.slots.iter().position(|s| *s == Some(off)) {
-            return (i as u32, false);
+        let bits = off.to_bits();
+        debug_assert!(bits != 0, "a request without offload takes no context slot");
+        if self.slots[0] == bits {
+            return (0, false);
+        }
+        if self.slots[1] == bits {
+            return (1, false);
         }
         let i = self.victim;
-        self.slots[usize::from(i)] = Some(off);
+        self.slots[usize::from(i)] = bits;
         self.victim = i ^ 1;
         (u32::from(i), true)
     }
