@@ -100,6 +100,19 @@ const DISOWNED: u64 = u64::MAX;
 /// own (allocated off the owner). Entry indices are below 2^24.
 const COUNTED: u32 = 1 << 31;
 
+/// The entry index in [`PacketBuf::index`]; the top byte holds flags.
+const ENTRY_MASK: u32 = (1 << 24) - 1;
+
+/// Where [`PacketBuf::index`] keeps the receive checksum verdict (its four
+/// raw bits, [`RxChecksum::bits`]).
+const RX_CSUM_SHIFT: u32 = 24;
+const RX_CSUM_MASK: u32 = 0xF << RX_CSUM_SHIFT;
+
+/// Bit of [`PacketBuf::index`] saying the buffer asks for a checksum
+/// offload, whose parameters are in the pool's per-entry table
+/// ([`PoolCore::offloads`]).
+const TX_OFFLOAD: u32 = 1 << 28;
+
 /// Source of thread ids; 0 is [`NO_OWNER`].
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -188,6 +201,12 @@ struct PoolCore {
     regions: Vec<DmaRegion>,
     /// Device address of each entry, looked up per packet by the rings.
     iovas: Box<[u64]>,
+    /// Each entry's checksum offload request ([`TxOffload::to_bits`]),
+    /// valid while its buffer has [`TX_OFFLOAD`] set. Kept here, not in
+    /// the handle, so that the handle stays 16 bytes. Only the buffer's
+    /// holder reads or writes its entry's word; relaxed atomics make that
+    /// plain loads and stores without `unsafe`.
+    offloads: Box<[AtomicU32]>,
     /// log2 of entries per region.
     region_shift: u32,
     /// log2 of the entry size.
@@ -468,7 +487,7 @@ impl PoolCore {
         if index & COUNTED == 0 && this.owned_here() && this.flags.load(Ordering::Relaxed) == 0 {
             // SAFETY: on the owner thread; no other borrow of `local` alive.
             let local = unsafe { this.local() };
-            this.give_local(local, index);
+            this.give_local(local, index & ENTRY_MASK);
             local.out -= 1;
             return;
         }
@@ -485,7 +504,7 @@ impl PoolCore {
     unsafe fn free_buf_slow(core: NonNull<PoolCore>, index: u32) {
         // SAFETY: alive while the buffer is.
         let this = unsafe { core.as_ref() };
-        let entry = index & !COUNTED;
+        let entry = index & ENTRY_MASK;
         if this.owned_here() {
             // SAFETY: on the owner thread; the borrow ends before `disown`.
             let local = unsafe { this.local() };
@@ -585,9 +604,11 @@ impl Mempool {
                 region.iova() + (u64::from(i & (entries_per_region - 1)) << entry_shift)
             })
             .collect();
+        let offloads = (0..num_entries).map(|_| AtomicU32::new(0)).collect();
         let core = Box::new(PoolCore {
             regions,
             iovas,
+            offloads,
             region_shift,
             entry_shift,
             num_entries,
@@ -713,6 +734,13 @@ pub(crate) trait PoolOps {
     /// Wraps an entry index taken with `take` into a buffer holding `len`
     /// bytes at `offset`.
     fn wrap(&mut self, index: u32, offset: u16, len: u16) -> PacketBuf;
+    /// Wraps a received entry (its frame at offset 0, `len` bytes) with
+    /// the device's checksum verdict, written into the handle at once.
+    #[inline(always)]
+    fn wrap_received(&mut self, index: u32, len: u16, csum: RxChecksum) -> PacketBuf {
+        debug_assert!(index & !ENTRY_MASK == 0);
+        self.wrap(index | u32::from(csum.bits()) << RX_CSUM_SHIFT, 0, len)
+    }
     /// The device address of entry `index`'s first byte.
     fn iova(&self, index: u32) -> u64;
 }
@@ -871,7 +899,7 @@ impl BulkFree {
             let this = unsafe { core.as_ref() };
             // SAFETY: owner thread; no other borrow of `local` alive.
             let local = unsafe { this.local() };
-            this.give_local(local, index);
+            this.give_local(local, index & ENTRY_MASK);
             local.out -= 1;
             return;
         }
@@ -902,16 +930,18 @@ impl Drop for BulkFree {
 /// drop.
 pub struct PacketBuf {
     core: NonNull<PoolCore>,
-    /// The entry index, with [`COUNTED`] set when the buffer holds its own
-    /// reference to the pool.
+    /// The entry index (below 2^24, [`ENTRY_MASK`]) and, in the top byte,
+    /// [`COUNTED`] when the buffer holds its own reference to the pool, the
+    /// receive checksum verdict ([`RX_CSUM_SHIFT`]) and [`TX_OFFLOAD`] when
+    /// the transmit path is asked to insert checksums (see
+    /// [`crate::offload`]). The verdict and the request share this word so
+    /// that the handle stays 16 bytes, moved in one vector register.
     index: u32,
     offset: u16,
     len: u16,
-    /// What the transmit path is asked to insert (see [`crate::offload`]).
-    tx_offload: TxOffload,
-    /// What the receive path found.
-    rx_csum: RxChecksum,
 }
+
+const _: () = assert!(std::mem::size_of::<PacketBuf>() == 16 && std::mem::size_of::<Option<PacketBuf>>() == 16);
 
 impl fmt::Debug for PacketBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -934,7 +964,7 @@ impl PacketBuf {
     /// bytes at `offset`, with no offload request and no verdict.
     #[inline(always)]
     fn new(core: NonNull<PoolCore>, index: u32, offset: u16, len: u16) -> PacketBuf {
-        PacketBuf { core, index, offset, len, tx_offload: TxOffload::NONE, rx_csum: RxChecksum::UNCHECKED }
+        PacketBuf { core, index, offset, len }
     }
 
     #[inline(always)]
@@ -946,7 +976,7 @@ impl PacketBuf {
     /// The entry index.
     #[inline(always)]
     fn entry(&self) -> u32 {
-        self.index & !COUNTED
+        self.index & ENTRY_MASK
     }
 
     /// Bytes per entry.
@@ -1029,32 +1059,52 @@ impl PacketBuf {
     pub fn reset(&mut self, headroom: usize) {
         self.offset = headroom.min(self.entry_size()) as u16;
         self.len = 0;
-        self.tx_offload = TxOffload::NONE;
-        self.rx_csum = RxChecksum::UNCHECKED;
+        self.index &= !(TX_OFFLOAD | RX_CSUM_MASK);
+    }
+
+    /// Whether the buffer asks for a checksum offload (a test of the
+    /// handle alone, without [`tx_offload`](Self::tx_offload)'s table read).
+    #[inline(always)]
+    pub(crate) fn wants_offload(&self) -> bool {
+        self.index & TX_OFFLOAD != 0
     }
 
     /// The checksum offload `tx_batch` asks the device for ([`TxOffload::NONE`]
     /// unless set).
+    #[inline(always)]
     pub fn tx_offload(&self) -> TxOffload {
-        self.tx_offload
+        if !self.wants_offload() {
+            return TxOffload::NONE;
+        }
+        // Relaxed: only this buffer's holder touches its entry's word, and
+        // handing the buffer to another thread orders it like the data.
+        TxOffload::from_bits(self.core().offloads[self.entry() as usize].load(Ordering::Relaxed))
     }
 
-    /// Asks the device to insert checksums when this frame is sent.
+    /// Asks the device to insert checksums when this frame is sent
+    /// ([`TxOffload::NONE`] withdraws the request).
     pub fn set_tx_offload(&mut self, offload: TxOffload) {
-        self.tx_offload = offload;
+        if offload.is_none() {
+            self.index &= !TX_OFFLOAD;
+            return;
+        }
+        self.core().offloads[self.entry() as usize].store(offload.to_bits(), Ordering::Relaxed);
+        self.index |= TX_OFFLOAD;
     }
 
     /// The device's checksum verdict on a received frame
     /// ([`RxChecksum::UNCHECKED`] for buffers that did not come from
     /// `rx_batch`).
+    #[inline(always)]
     pub fn rx_checksum(&self) -> RxChecksum {
-        self.rx_csum
+        RxChecksum::from_bits((self.index >> RX_CSUM_SHIFT) as u8)
     }
 
     /// Records the device's verdict (the receive path, and tests that play
     /// a NIC).
+    #[inline(always)]
     pub fn set_rx_checksum(&mut self, csum: RxChecksum) {
-        self.rx_csum = csum;
+        self.index = (self.index & !RX_CSUM_MASK) | u32::from(csum.bits()) << RX_CSUM_SHIFT;
     }
 
     /// Copies `bytes` in as the whole data (at the current offset); false if
@@ -1092,6 +1142,41 @@ impl Drop for PacketBuf {
 mod tests {
     use super::*;
     use crate::dma::HeapDma;
+
+    #[test]
+    fn offload_request_and_verdict_share_the_handle_and_leave_the_entry_intact() {
+        use crate::offload::{CsumStatus, L4Proto};
+        let pool = Mempool::new(&HeapDma, 2, 2048).unwrap();
+        let mut a = pool.alloc().unwrap();
+        let entry = a.entry();
+        let tcp = TxOffload::ipv4(14, 20, Some(L4Proto::Tcp)).unwrap();
+        let verdict = RxChecksum::new(CsumStatus::Good, CsumStatus::Bad);
+        a.set_tx_offload(tcp);
+        a.set_rx_checksum(verdict);
+        assert_eq!((a.tx_offload(), a.rx_checksum(), a.entry()), (tcp, verdict, entry));
+        // The other buffer's request is its own.
+        let mut b = pool.alloc().unwrap();
+        assert_eq!((b.tx_offload(), b.rx_checksum()), (TxOffload::NONE, RxChecksum::UNCHECKED));
+        let udp = TxOffload::ipv4(18, 24, Some(L4Proto::Udp)).unwrap();
+        b.set_tx_offload(udp);
+        assert_eq!((a.tx_offload(), b.tx_offload()), (tcp, udp));
+        a.set_tx_offload(TxOffload::NONE);
+        assert_eq!((a.tx_offload(), a.rx_checksum()), (TxOffload::NONE, verdict));
+        a.set_tx_offload(tcp);
+        a.reset(usize::from(DEFAULT_HEADROOM));
+        assert_eq!((a.tx_offload(), a.rx_checksum(), a.entry()), (TxOffload::NONE, RxChecksum::UNCHECKED, entry));
+        // Freed with both set, the entry comes back as itself, clean.
+        a.set_tx_offload(tcp);
+        a.set_rx_checksum(verdict);
+        drop(a);
+        drop(b);
+        assert_eq!(pool.free_count(), 2);
+        let again: Vec<_> = (0..2).map(|_| pool.alloc().unwrap()).collect();
+        assert!(again.iter().any(|x| x.entry() == entry));
+        assert!(
+            again.iter().all(|x| x.entry() < 2 && x.tx_offload().is_none() && x.rx_checksum() == RxChecksum::UNCHECKED)
+        );
+    }
 
     #[test]
     fn buffers_return_to_the_pool_on_drop() {

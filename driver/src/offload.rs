@@ -133,6 +133,18 @@ impl TxOffload {
         }
     }
 
+    /// The request packed into a word (for the mempool's per-entry table).
+    #[inline(always)]
+    pub(crate) fn to_bits(self) -> u32 {
+        u32::from(self.maclen) | u32::from(self.l4) << 8 | u32::from(self.iplen) << 16
+    }
+
+    /// The inverse of [`to_bits`](Self::to_bits).
+    #[inline(always)]
+    pub(crate) fn from_bits(bits: u32) -> TxOffload {
+        TxOffload { maclen: bits as u8, l4: (bits >> 8) as u8, iplen: (bits >> 16) as u16 }
+    }
+
     /// The shortest frame this request can describe: both headers.
     pub fn min_frame(self) -> usize {
         self.maclen() + self.iplen() + self.l4().map_or(0, L4Proto::min_header)
@@ -162,7 +174,10 @@ impl TxOffload {
 /// a frame asks for parameters neither slot holds.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ContextCache {
-    slots: [Option<TxOffload>; 2],
+    /// Each slot's request as [`TxOffload::to_bits`], 0 for an empty slot
+    /// (no request that needs a context packs to 0: its IPLEN is at least
+    /// 20), so that a lookup is two word compares.
+    slots: [u32; 2],
     /// The slot replaced next.
     victim: u8,
 }
@@ -170,12 +185,18 @@ pub(crate) struct ContextCache {
 impl ContextCache {
     /// The slot for `off`, and whether a context descriptor must be written
     /// into it first (the slot is then taken for `off`).
+    #[inline(always)]
     pub(crate) fn select(&mut self, off: TxOffload) -> (u32, bool) {
-        if let Some(i) = self.slots.iter().position(|s| *s == Some(off)) {
-            return (i as u32, false);
+        let bits = off.to_bits();
+        debug_assert!(bits != 0, "a request without offload takes no context slot");
+        if self.slots[0] == bits {
+            return (0, false);
+        }
+        if self.slots[1] == bits {
+            return (1, false);
         }
         let i = self.victim;
-        self.slots[usize::from(i)] = Some(off);
+        self.slots[usize::from(i)] = bits;
         self.victim = i ^ 1;
         (u32::from(i), true)
     }
@@ -248,6 +269,18 @@ impl RxChecksum {
         RxChecksum((((status >> 5) & 0x3) | ((status >> 28) & 0xC)) as u8)
     }
 
+    /// The four raw bits (for the mempool's handle, which keeps them).
+    #[inline(always)]
+    pub(crate) fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The inverse of [`bits`](Self::bits); bits above the fourth are ignored.
+    #[inline(always)]
+    pub(crate) fn from_bits(bits: u8) -> RxChecksum {
+        RxChecksum(bits & 0xF)
+    }
+
     /// The IPv4 header checksum.
     pub fn ip(self) -> CsumStatus {
         verdict(self.0, IP_CHECKED, IP_ERROR)
@@ -279,6 +312,10 @@ mod tests {
         let t = TxOffload::ipv4(14, 20, Some(L4Proto::Tcp)).unwrap();
         assert!(!t.is_none() && TxOffload::NONE.is_none() && TxOffload::default().is_none());
         assert_eq!((t.maclen(), t.iplen(), t.l4(), t.min_frame()), (14, 20, Some(L4Proto::Tcp), 54));
+        let udp = TxOffload::ipv4(127, 511, Some(L4Proto::Udp)).unwrap();
+        for r in [t, udp, TxOffload::ipv4(14, 20, None).unwrap(), TxOffload::NONE] {
+            assert_eq!(TxOffload::from_bits(r.to_bits()), r);
+        }
     }
 
     #[test]
@@ -334,6 +371,7 @@ mod tests {
             }
         }
         assert_eq!(RxChecksum::new(Good, Bad), bad);
+        assert_eq!(RxChecksum::from_bits(bad.bits() | 0xF0), bad);
         assert_eq!(format!("{bad:?}"), "RxChecksum { ip: Good, l4: Bad }");
     }
 }

@@ -377,7 +377,10 @@ impl RxScan<'_> {
         let mask = self.bufs.len() - 1;
         let mut slot = self.slot;
         let mut discarding = *self.discarding;
-        while self.received < max {
+        // The counters live in locals (registers) during the loop: stored
+        // through `self` they would be reloaded after every write to `out`.
+        let (mut received, mut consumed, mut bytes) = (self.received, self.consumed, self.bytes);
+        while received < max {
             let status = ring.read_u32(slot, field::RX_WB_STATUS_ERROR);
             if status & rx_status::DD == 0 {
                 break;
@@ -407,17 +410,17 @@ impl RxScan<'_> {
                 let old = std::mem::replace(&mut self.bufs[slot & mask], fresh);
                 rearm(ring, slot, pool.iova(fresh));
                 // 7.1.6: the frame starts at pkt_addr, which is the entry
-                // start; `len` <= buf_size was checked above.
-                let mut frame = pool.wrap(old, 0, len as u16);
-                // 7.1.6.2: IPCS/L4CS say what was checked, IPE/TCPE what failed.
-                frame.set_rx_checksum(RxChecksum::from_status(status));
-                out.push(frame);
-                self.bytes += u64::from(len);
-                self.received += 1;
+                // start; `len` <= buf_size was checked above. 7.1.6.2:
+                // IPCS/L4CS say what was checked, IPE/TCPE what failed; the
+                // verdict goes into the handle as it is made.
+                out.push(pool.wrap_received(old, len as u16, RxChecksum::from_status(status)));
+                bytes += u64::from(len);
+                received += 1;
             }
-            self.consumed += 1;
+            consumed += 1;
             slot = (slot + 1) & mask;
         }
+        (self.received, self.consumed, self.bytes) = (received, consumed, bytes);
         self.slot = slot;
         *self.discarding = discarding;
     }
@@ -564,7 +567,6 @@ impl<R: RegisterIo> TxQueue<R> {
         let mut sent = 0;
         for mut buf in bufs.drain(..take) {
             let mut len = buf.len();
-            let offload = buf.tx_offload();
             if !(DEVICE_MIN_TX_FRAME..=max_len).contains(&len) {
                 match pad_short_frame(buf) {
                     Some(padded) => {
@@ -579,7 +581,10 @@ impl<R: RegisterIo> TxQueue<R> {
             }
             let len32 = len as u32;
             let mut olinfo = len32 << tx_olinfo::PAYLEN_SHIFT;
-            if !offload.is_none() {
+            // The handle's flag first: a frame without a request never
+            // reads the pool's offload table.
+            if buf.wants_offload() {
+                let offload = buf.tx_offload();
                 if len < offload.min_frame() {
                     // Shorter than the headers the request names.
                     self.stats.errors += 1;
@@ -643,11 +648,14 @@ impl<R: RegisterIo> TxQueue<R> {
         let mut cache = self.contexts;
         let mut used = 0;
         for (i, buf) in bufs.iter().enumerate() {
-            let offload = buf.tx_offload();
-            let need = match (sendable(buf.len(), self.max_len, offload), offload.is_none()) {
-                (false, _) => 0,
-                (true, true) => 1,
-                (true, false) => 1 + usize::from(cache.select(offload).1),
+            let need = if buf.wants_offload() {
+                let offload = buf.tx_offload();
+                match sendable(buf.len(), self.max_len, offload) {
+                    false => 0,
+                    true => 1 + usize::from(cache.select(offload).1),
+                }
+            } else {
+                usize::from(sendable(buf.len(), self.max_len, TxOffload::NONE))
             };
             if used + need > room {
                 return i;
