@@ -72,8 +72,10 @@ impl State {
         self.drain_rx_fifo(io);
         let Some(mut wire) = self.wire.take() else { return moved };
         let mut buf = std::mem::take(&mut self.rx_buf);
+        self.wire_drained = false;
         for _ in 0..PUMP_BATCH {
             if !wire.receive(&mut buf) {
+                self.wire_drained = true;
                 break;
             }
             moved += 1;
