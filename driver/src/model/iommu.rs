@@ -23,7 +23,7 @@
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 /// One registered region.
 #[derive(Debug)]
@@ -175,27 +175,42 @@ impl IommuTable {
     /// Copies `data` to device address `addr` (a receive DMA write).
     /// Returns false, writing nothing, if no region covers the range.
     pub(crate) fn write(&self, addr: u64, data: &[u8]) -> bool {
-        let Some(base) = self.translate(addr, data.len()) else { return false };
-        // Bytes up to an 8-byte boundary, then aligned words, then the rest.
-        let (lead, rest) = data.split_at(base.align_offset(8).min(data.len()));
-        for (i, &b) in lead.iter().enumerate() {
+        let len = data.len();
+        let Some(base) = self.translate(addr, len) else { return false };
+        // Bytes up to an 8-byte boundary, then aligned words, then one
+        // 4-, one 2- and one 1-byte store for the rest (each on its own
+        // alignment, as the words ended on an 8-byte boundary).
+        let lead = base.align_offset(8).min(len);
+        let mut i = 0;
+        while i < lead {
             // SAFETY: `base + i` is inside the registered range checked by
-            // `translate`; byte atomics have no alignment requirement.
-            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(b, Ordering::Relaxed);
+            // `translate` (i < len); byte atomics need no alignment.
+            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(data[i], Ordering::Relaxed);
+            i += 1;
         }
-        // In bounds: `lead` and `rest` together are `data.len()` bytes.
-        let aligned = base.wrapping_add(lead.len());
-        let mut words = rest.chunks_exact(8);
-        for (i, w) in (&mut words).enumerate() {
+        while let Some(w) = data.get(i..i + 8) {
             let w = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-            // SAFETY: inside the checked range and 8-byte aligned (`aligned`
-            // is on a boundary, and so is every 8th byte after it).
-            unsafe { AtomicU64::from_ptr(aligned.add(8 * i).cast()) }.store(w, Ordering::Relaxed);
+            // SAFETY: inside the checked range (i + 8 <= len) and 8-byte
+            // aligned (`base + lead` is on a boundary, and i - lead is a
+            // multiple of 8).
+            unsafe { AtomicU64::from_ptr(base.add(i).cast()) }.store(w, Ordering::Relaxed);
+            i += 8;
         }
-        let tail = aligned.wrapping_add(rest.len() - words.remainder().len());
-        for (i, &b) in words.remainder().iter().enumerate() {
-            // SAFETY: as for the leading bytes.
-            unsafe { AtomicU8::from_ptr(tail.add(i)) }.store(b, Ordering::Relaxed);
+        if let Some(w) = data.get(i..i + 4) {
+            // SAFETY: inside the checked range, 8-byte aligned as above.
+            unsafe { AtomicU32::from_ptr(base.add(i).cast()) }
+                .store(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]), Ordering::Relaxed);
+            i += 4;
+        }
+        if let Some(w) = data.get(i..i + 2) {
+            // SAFETY: inside the checked range, at least 2-byte aligned.
+            unsafe { AtomicU16::from_ptr(base.add(i).cast()) }
+                .store(u16::from_ne_bytes([w[0], w[1]]), Ordering::Relaxed);
+            i += 2;
+        }
+        if let Some(&b) = data.get(i) {
+            // SAFETY: inside the checked range.
+            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(b, Ordering::Relaxed);
         }
         true
     }
@@ -207,34 +222,44 @@ impl IommuTable {
         let Some(base) = self.translate(addr, len) else { return false };
         let start = out.len();
         out.reserve(len);
-        // Filled in place (no zeroing first): every one of the `len` bytes
-        // is written below before the length covers them.
-        let dst = &mut out.spare_capacity_mut()[..len];
-        let (lead, rest) = dst.split_at_mut(base.align_offset(8).min(len));
-        for (i, b) in lead.iter_mut().enumerate() {
-            // SAFETY: inside the range checked by `translate`.
-            b.write(unsafe { AtomicU8::from_ptr(base.add(i)) }.load(Ordering::Relaxed));
-        }
-        // In bounds: `lead` and `rest` together are `len` bytes.
-        let aligned = base.wrapping_add(lead.len());
-        let whole = rest.len() - rest.len() % 8;
-        let (words, tail) = rest.split_at_mut(whole);
-        for (i, w) in words.chunks_exact_mut(8).enumerate() {
-            // SAFETY: inside the checked range and 8-byte aligned.
-            let v = unsafe { AtomicU64::from_ptr(aligned.add(8 * i).cast()) }.load(Ordering::Relaxed);
-            for (d, b) in w.iter_mut().zip(v.to_ne_bytes()) {
-                d.write(b);
+        // Filled in place (no zeroing first), in the pieces `write` uses.
+        let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        let lead = base.align_offset(8).min(len);
+        let mut i = 0;
+        // SAFETY (every access below): the source lies inside the range
+        // checked by `translate` and on the alignment its width needs (see
+        // `write`); the destination lies inside the `len` bytes of spare
+        // capacity `reserve` made, written unaligned.
+        unsafe {
+            while i < lead {
+                dst.add(i).write(AtomicU8::from_ptr(base.add(i)).load(Ordering::Relaxed));
+                i += 1;
             }
+            while i + 8 <= len {
+                dst.add(i)
+                    .cast::<u64>()
+                    .write_unaligned(AtomicU64::from_ptr(base.add(i).cast()).load(Ordering::Relaxed));
+                i += 8;
+            }
+            if i + 4 <= len {
+                dst.add(i)
+                    .cast::<u32>()
+                    .write_unaligned(AtomicU32::from_ptr(base.add(i).cast()).load(Ordering::Relaxed));
+                i += 4;
+            }
+            if i + 2 <= len {
+                dst.add(i)
+                    .cast::<u16>()
+                    .write_unaligned(AtomicU16::from_ptr(base.add(i).cast()).load(Ordering::Relaxed));
+                i += 2;
+            }
+            if i < len {
+                dst.add(i).write(AtomicU8::from_ptr(base.add(i)).load(Ordering::Relaxed));
+            }
+            // Every one of the `len` bytes after the old length was written
+            // above (lead, words, then the 4/2/1 tail cover them exactly).
+            out.set_len(start + len);
         }
-        let after = aligned.wrapping_add(whole);
-        for (i, b) in tail.iter_mut().enumerate() {
-            // SAFETY: inside the range checked by `translate`.
-            b.write(unsafe { AtomicU8::from_ptr(after.add(i)) }.load(Ordering::Relaxed));
-        }
-        // SAFETY: the `len` bytes after the old length were all initialised
-        // above (lead, words and tail cover `dst` exactly), and `reserve`
-        // made room for them.
-        unsafe { out.set_len(start + len) };
         true
     }
 }
@@ -360,7 +385,7 @@ mod tests {
         let base = t.alloc_iova(r.len(), 4096);
         t.map(base, r.virt(), r.len(), true);
         for off in 0..9u64 {
-            for len in [0usize, 1, 7, 8, 9, 15, 16, 17, 60, 100] {
+            for len in [0usize, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 60, 100] {
                 let data: Vec<u8> = (0..len).map(|i| (i as u64 * 7 + off) as u8 ^ 0x5a).collect();
                 assert!(t.write(base + 16 + off, &data));
                 let mut back = vec![0xee];

@@ -72,8 +72,10 @@ impl State {
         self.drain_rx_fifo(io);
         let Some(mut wire) = self.wire.take() else { return moved };
         let mut buf = std::mem::take(&mut self.rx_buf);
+        self.wire_drained = false;
         for _ in 0..PUMP_BATCH {
             if !wire.receive(&mut buf) {
+                self.wire_drained = true;
                 break;
             }
             moved += 1;
@@ -265,9 +267,14 @@ impl State {
         // that handed them over, and that write went through the model's
         // lock.
         let desc_at = |i: u32| ring.base + 16 * u64::from((head + i) % ring.entries);
+        // The first descriptor's translation and buffer address are kept
+        // for the write below (a frame of one buffer, the common case, is
+        // translated once); further ones are looked up again.
+        let mut first_desc = None;
         for i in 0..needed {
             let desc = desc_at(i);
-            let Some(pkt_addr) = io.desc(desc).load_u64(field::RX_PKT_ADDR) else {
+            let d = io.desc(desc);
+            let Some(pkt_addr) = d.load_u64(field::RX_PKT_ADDR) else {
                 let what = "rx descriptor ring";
                 self.fault(ModelFault::DmaOutOfBounds { addr: desc, len: 16, what, queue: class.queue });
                 return Delivery::Dropped;
@@ -279,10 +286,19 @@ impl State {
                 self.fault(ModelFault::DmaOutOfBounds { addr: pkt_addr, len: bsize, what, queue: class.queue });
                 return Delivery::Dropped;
             }
+            if i == 0 {
+                first_desc = Some((d, pkt_addr));
+            }
         }
         for (i, chunk) in data.chunks(bsize).enumerate() {
-            let d = io.desc(desc_at(i as u32));
-            let pkt_addr = d.load_u64(field::RX_PKT_ADDR).unwrap_or(0);
+            let (d, pkt_addr) = match first_desc.take() {
+                Some(first) => first,
+                None => {
+                    let d = io.desc(desc_at(i as u32));
+                    let pkt_addr = d.load_u64(field::RX_PKT_ADDR).unwrap_or(0);
+                    (d, pkt_addr)
+                }
+            };
             io.write(pkt_addr, chunk);
             let last = i as u32 + 1 == needed;
             let status = if last { rx_status::EOP | class.csum_status } else { 0 };

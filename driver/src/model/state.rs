@@ -128,6 +128,12 @@ pub(crate) struct State {
     pub link: Link,
     pub rss: RssCache,
     pub wire: Option<Box<dyn Wire>>,
+    /// The wire rings the model's doorbell when frames arrive
+    /// ([`Wire::ring_on_arrival`]).
+    pub wire_rings: bool,
+    /// The last pump took every frame the wire had ready (it stopped on an
+    /// empty wire, not at [`PUMP_BATCH`](super::PUMP_BATCH)).
+    pub wire_drained: bool,
     faults: Vec<ModelFault>,
     faults_dropped: u64,
     reset_count: u64,
@@ -161,6 +167,8 @@ impl State {
             link: Link::default(),
             rss: RssCache::default(),
             wire: None,
+            wire_rings: false,
+            wire_drained: false,
             faults: Vec::new(),
             faults_dropped: 0,
             reset_count: 0,
@@ -216,9 +224,20 @@ impl State {
         }
     }
 
-    /// Replaces the wire.
-    pub fn attach(&mut self, wire: Option<Box<dyn Wire>>) -> Option<Box<dyn Wire>> {
+    /// Replaces the wire; `rings` says whether the new one rings the
+    /// model's doorbell.
+    pub fn attach(&mut self, wire: Option<Box<dyn Wire>>, rings: bool) -> Option<Box<dyn Wire>> {
+        (self.wire_rings, self.wire_drained) = (rings, false);
         std::mem::replace(&mut self.wire, wire)
+    }
+
+    /// Whether a pump would find nothing to do unless the doorbell rang: no
+    /// transmission to retry, no frame in the receive packet buffer, and
+    /// nothing left on (or inside) a wire that rings when frames arrive.
+    pub fn idle(&self) -> bool {
+        self.tx_pending == 0
+            && self.rx_fifo.is_empty()
+            && self.wire.as_ref().is_none_or(|w| self.wire_rings && self.wire_drained && !w.holds_frames())
     }
 
     /// The register at byte offset `offset` (already validated).

@@ -19,6 +19,10 @@
 //!   batch went there, every later one follows it there until the receiver
 //!   has taken them all, which keeps the order.
 //!
+//! - `bell`: the receiving end's [`Doorbell`], once one is given: the
+//!   sender rings it after each batch it publishes, so the receiver can
+//!   tell that nothing arrived without touching the queues.
+//!
 //! Ordering argument: the sender puts a batch into `ring` only while
 //! `overflowing` is false; only the sender sets it (under the mutex, with
 //! the batch it queues there) and only the receiver clears it (under the
@@ -29,7 +33,9 @@
 use crossbeam_queue::ArrayQueue;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use super::Doorbell;
 
 /// Items the sender gathers before it publishes them without being asked.
 pub(crate) const BATCH: usize = 32;
@@ -58,6 +64,8 @@ struct Channel<T> {
     batches: ArrayQueue<Vec<T>>,
     spare: ArrayQueue<Bundle>,
     bundles: ArrayQueue<Bundle>,
+    /// Rung after every published batch; set at most once.
+    bell: OnceLock<Arc<Doorbell>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,6 +101,7 @@ pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
         batches: ArrayQueue::new(RING_SLOTS + 2),
         spare: ArrayQueue::new(SPARE_BUFFERS / BUNDLE),
         bundles: ArrayQueue::new(SPARE_BUFFERS / BUNDLE + 2),
+        bell: OnceLock::new(),
     });
     let sender = Sender { chan: Arc::clone(&chan), batch: Vec::with_capacity(BATCH), stash: Vec::new() };
     (sender, Receiver { chan, staged: VecDeque::new(), returning: Vec::with_capacity(BUNDLE) })
@@ -127,7 +136,10 @@ impl<T> Sender<T> {
             batch
         } else {
             match chan.ring.push(batch) {
-                Ok(()) => return,
+                Ok(()) => {
+                    chan.ring_bell();
+                    return;
+                }
                 Err(batch) => batch,
             }
         };
@@ -136,6 +148,8 @@ impl<T> Sender<T> {
         // Under the mutex, so the receiver sees the flag and the batch
         // together; Relaxed suffices as the mutex orders them.
         chan.overflowing.store(true, Ordering::Relaxed);
+        drop(overflow);
+        chan.ring_bell();
     }
 
     /// An emptied buffer given back by the receiver, or a new empty one.
@@ -149,6 +163,17 @@ impl<T> Sender<T> {
         // The receiver fills it again; if it has enough, it is freed.
         let _ = self.chan.bundles.push(emptied);
         self.stash.pop().unwrap_or_default()
+    }
+}
+
+impl<T> Channel<T> {
+    /// Tells the receiver's doorbell (if any) that a batch was published;
+    /// called after the batch is visible.
+    #[inline]
+    fn ring_bell(&self) {
+        if let Some(bell) = self.bell.get() {
+            bell.ring();
+        }
     }
 }
 
@@ -191,6 +216,20 @@ impl<T> Receiver<T> {
             }
         }
         self.staged.pop_front()
+    }
+
+    /// Has the sender ring `bell` after each batch it publishes from now
+    /// on. A channel takes one doorbell for its lifetime: false (and `bell`
+    /// is never rung by it) if it already has one.
+    pub(crate) fn ring_on_publish(&self, bell: Arc<Doorbell>) -> bool {
+        self.chan.bell.set(bell).is_ok()
+    }
+
+    /// Whether items taken from the sender's batches wait here (published
+    /// items still in the queues are not counted: the doorbell tells of
+    /// those).
+    pub(crate) fn holds_items(&self) -> bool {
+        !self.staged.is_empty()
     }
 
     /// Items published and not yet received.

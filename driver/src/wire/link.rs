@@ -34,7 +34,7 @@
 
 use super::channel;
 use super::impair::{Fate, Impairer, Impairments, REORDER_MAX_HOLD, flip_bit};
-use super::{Wire, WireError};
+use super::{Doorbell, Wire, WireError};
 use crate::time::Clock;
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -583,6 +583,18 @@ impl Wire for LinkEnd {
     fn receive(&mut self, buf: &mut Vec<u8>) -> bool {
         let now = self.clock.now_ns();
         self.rx.get_mut().receive(now, buf)
+    }
+
+    fn ring_on_arrival(&mut self, bell: Arc<Doorbell>) -> bool {
+        self.rx.get_mut().chan.ring_on_publish(bell)
+    }
+
+    /// Frames on the line (in flight or held back for reordering) wait
+    /// here until their arrival time, which only `receive` reads the clock
+    /// for.
+    fn holds_frames(&self) -> bool {
+        let rx = self.rx.borrow();
+        rx.chan.holds_items() || !rx.in_flight.is_empty() || !rx.held.is_empty()
     }
 }
 

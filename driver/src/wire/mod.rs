@@ -35,6 +35,45 @@ pub use sink::{GeneratorCounters, GeneratorWire, SinkCounters, SinkWire};
 pub use tap::{TapWire, in_netns};
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How a receiving end learns, without a lock, that frames may have arrived:
+/// the sending side of an in-memory wire rings it after every batch it
+/// publishes ([`Wire::ring_on_arrival`]). The model's idle pump reads it
+/// with one load. A spurious ring costs one ordinary pump; a missed one
+/// cannot happen (the flag is set after the frames are visible, and
+/// cleared by [`take`](Self::take) before the receiver looks for them).
+#[derive(Debug, Default)]
+pub struct Doorbell {
+    rung: AtomicBool,
+}
+
+impl Doorbell {
+    /// Frames were published (or may have been).
+    #[inline]
+    pub fn ring(&self) {
+        // Release: the frames published before this store are visible to a
+        // receiver whose acquire load or `take` reads it.
+        self.rung.store(true, Ordering::Release);
+    }
+
+    /// Whether it was rung since the last [`take`](Self::take).
+    #[inline]
+    pub fn is_rung(&self) -> bool {
+        // Acquire: pairs with the release in `ring`.
+        self.rung.load(Ordering::Acquire)
+    }
+
+    /// Clears it, returning whether it was rung. Call it before looking
+    /// for the frames, so one published meanwhile rings it again.
+    #[inline]
+    pub fn take(&self) -> bool {
+        // AcqRel: acquire pairs with `ring`; the clear is ordered before
+        // the queue reads that follow it.
+        self.rung.swap(false, Ordering::AcqRel)
+    }
+}
 
 /// Errors a wire reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +131,24 @@ pub trait Wire: Send {
     /// Takes the next frame that has arrived into `buf` (replacing its
     /// contents) and returns true, or returns false when none is waiting.
     fn receive(&mut self, buf: &mut Vec<u8>) -> bool;
+
+    /// Asks the wire to ring `bell` whenever frames arrive for this end,
+    /// from now on (and it may ring it spuriously). Returns false if it
+    /// cannot (the default: an OS-facing or generated wire), and then the
+    /// receiver must call [`receive`](Wire::receive) to know.
+    fn ring_on_arrival(&mut self, bell: Arc<Doorbell>) -> bool {
+        let _ = bell;
+        false
+    }
+
+    /// Whether frames that arrived before the last ring wait inside this
+    /// end (taken off the queue but not yet received, or still on the line
+    /// under a line-rate or latency model), so that only
+    /// [`receive`](Wire::receive) can tell when they are due. True by
+    /// default (nothing known).
+    fn holds_frames(&self) -> bool {
+        true
+    }
 }
 
 impl<W: Wire + ?Sized> Wire for Box<W> {
@@ -106,6 +163,12 @@ impl<W: Wire + ?Sized> Wire for Box<W> {
     }
     fn receive(&mut self, buf: &mut Vec<u8>) -> bool {
         (**self).receive(buf)
+    }
+    fn ring_on_arrival(&mut self, bell: Arc<Doorbell>) -> bool {
+        (**self).ring_on_arrival(bell)
+    }
+    fn holds_frames(&self) -> bool {
+        (**self).holds_frames()
     }
 }
 
@@ -168,6 +231,14 @@ impl Wire for QueueWire {
             }
             None => false,
         }
+    }
+
+    fn ring_on_arrival(&mut self, bell: Arc<Doorbell>) -> bool {
+        self.rx.ring_on_publish(bell)
+    }
+
+    fn holds_frames(&self) -> bool {
+        self.rx.holds_items()
     }
 }
 

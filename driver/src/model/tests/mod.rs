@@ -9,6 +9,7 @@ mod board;
 mod concurrency;
 mod dirty;
 mod faults;
+mod idle;
 mod init_order;
 mod iova;
 mod offload;
