@@ -9,4 +9,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked -p ixtcp-examples
-target/release/bench "$@"
+"${CARGO_TARGET_DIR:-target}"/release/bench "$@"
