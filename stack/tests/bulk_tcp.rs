@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::model::{IPS, ModelWorld, model_config};
-use common::{BulkApp, Pattern};
+use common::{BulkApp, Pattern, conn_events};
 use ixtcp_driver::wire::link::LinkConfig;
-use ixtcp_stack::{Congestion, ConnId, Event, StackConfig};
+use ixtcp_stack::{Congestion, StackConfig};
 use ixtcp_testkit::frames::{self, SYN};
 use ixtcp_testkit::seed::Seeded;
 
@@ -51,18 +51,8 @@ fn transfer(seed: u64, tweak: impl Fn(&mut StackConfig)) -> Run {
     let end = start + 60_000_000_000;
     while w.now_ns() < end && apps[0].finished + apps[1].finished < 2 {
         w.step(&mut |h, c| {
-            let mut ids: Vec<ConnId> = c
-                .drain_events()
-                .filter_map(|e| match e {
-                    Event::Conn { id, .. } => Some(id),
-                    _ => None,
-                })
-                .collect();
-            while let Some(id) = c.accept(5000) {
-                let (_, r) = c.endpoints(id).unwrap();
-                apps[h].add(0, id, r.port(), false);
-                ids.push(id);
-            }
+            let mut ids = conn_events(c);
+            apps[h].accept_all(0, c, 5000, &mut ids);
             apps[h].service(0, c, &ids);
         });
     }

@@ -16,9 +16,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use common::model::{IPS, ModelCore, ModelWorld, model_config, model_mac};
-use common::{BulkApp, Pattern};
+use common::{BulkApp, Pattern, conn_events};
 use ixtcp_driver::wire::link::LinkConfig;
-use ixtcp_stack::{ConnId, Event, MacAddr, StackConfig};
+use ixtcp_stack::{ConnId, MacAddr, StackConfig};
 use ixtcp_testkit::frames::{self, ACK, Arp, FIN, PSH, RST, SYN, TcpSeen, TcpSeg};
 use ixtcp_testkit::seed::Seeded;
 use rand::Rng;
@@ -59,22 +59,12 @@ impl Transfer {
 
     fn app(&mut self) -> impl FnMut(usize, &mut ModelCore) + '_ {
         move |h, c| {
-            let mut ids: Vec<ConnId> = c
-                .drain_events()
-                .filter_map(|e| match e {
-                    Event::Conn { id, .. } => Some(id),
-                    _ => None,
-                })
-                .collect();
+            let mut ids = conn_events(c);
             if h == VICTIM {
                 if c.listening_ports().is_empty() {
                     c.listen(PORT, None).unwrap();
                 }
-                while let Some(id) = c.accept(PORT) {
-                    let (_, r) = c.endpoints(id).unwrap();
-                    self.apps[0].add(0, id, r.port(), false);
-                    ids.push(id);
-                }
+                self.apps[0].accept_all(0, c, PORT, &mut ids);
             } else if !self.opened {
                 for _ in 0..self.conns {
                     let id = c.connect(SocketAddrV4::new(IPS[VICTIM], PORT), None).unwrap();

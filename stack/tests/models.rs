@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::model::{IPS, model_config as config};
-use common::{BulkApp, Pattern};
+use common::{BulkApp, Pattern, conn_events};
 use ixtcp_driver::time::{Clock, VirtualClock};
 use ixtcp_driver::wire::impair::Impairments;
 use ixtcp_driver::wire::link::{Link, LinkConfig};
-use ixtcp_stack::{ConnId, CoreStats, Event, StackConfig};
+use ixtcp_stack::{CoreStats, StackConfig};
 use ixtcp_testkit::hosts::{ModelCore as Core, ModelHost};
 use ixtcp_testkit::seed::Seeded;
 
@@ -95,18 +95,8 @@ fn bulk_over_models(w: &mut ModelWorld, conns: usize, bytes: usize, seed: u64, m
     while w.clock.now_ns() < end && apps[0].finished + apps[1].finished < 2 * conns {
         w.step(&mut |h, c| {
             let ci = usize::from(c.index());
-            let mut ids: Vec<ConnId> = c
-                .drain_events()
-                .filter_map(|e| match e {
-                    Event::Conn { id, .. } => Some(id),
-                    _ => None,
-                })
-                .collect();
-            while let Some(id) = c.accept(5000) {
-                let (_, r) = c.endpoints(id).unwrap();
-                apps[h].add(ci, id, r.port(), false);
-                ids.push(id);
-            }
+            let mut ids = conn_events(c);
+            apps[h].accept_all(ci, c, 5000, &mut ids);
             to_open.retain(|&(oh, oc)| {
                 if (oh, oc) != (h, ci) {
                     return true;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::*;
 use ixtcp_stack::sim::{SimImpairments, SimLink, SimPort, SimRouter};
-use ixtcp_stack::{ConnId, Event, StackConfig, StackError};
+use ixtcp_stack::{Event, StackConfig, StackError};
 use ixtcp_testkit::seed::Seeded;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -38,18 +38,8 @@ fn transfer(w: &mut World, conns: usize, bytes: usize, seed: u64, max_virtual_ns
         }
         w.step(&mut |h, c| {
             let ci = usize::from(c.index());
-            let mut ids: Vec<ConnId> = c
-                .drain_events()
-                .filter_map(|e| match e {
-                    Event::Conn { id, .. } => Some(id),
-                    _ => None,
-                })
-                .collect();
-            while let Some(id) = c.accept(5000) {
-                let (_, remote) = c.endpoints(id).unwrap();
-                apps[h].add(ci, id, remote.port(), false);
-                ids.push(id);
-            }
+            let mut ids = conn_events(c);
+            apps[h].accept_all(ci, c, 5000, &mut ids);
             if h == 0 {
                 left.retain(|&core| {
                     if core != ci {
@@ -262,19 +252,9 @@ fn backlog_overflow(syn_cookies: bool) {
     let end = w.now_ns + 120_000_000_000;
     while w.now_ns < end && apps[0].finished + apps[1].finished < 4 {
         w.step(&mut |h, c| {
-            let mut ids: Vec<ConnId> = c
-                .drain_events()
-                .filter_map(|e| match e {
-                    Event::Conn { id, .. } => Some(id),
-                    _ => None,
-                })
-                .collect();
+            let mut ids = conn_events(c);
             if h == 1 {
-                while let Some(id) = c.accept(5000) {
-                    let (_, r) = c.endpoints(id).unwrap();
-                    apps[1].add(0, id, r.port(), false);
-                    ids.push(id);
-                }
+                apps[1].accept_all(0, c, 5000, &mut ids);
                 // Port 6000 is never accepted from: its backlog fills up.
             } else {
                 if !started {

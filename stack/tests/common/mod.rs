@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ixtcp_stack::sim::{SimImpairments, SimIo, SimLink, SimPort};
-use ixtcp_stack::{ConnId, MacAddr, StackConfig, StackCore};
+use ixtcp_stack::{ConnId, Event, MacAddr, PacketIo, StackConfig, StackCore};
 
 pub type Core = StackCore<SimIo>;
 
@@ -156,6 +156,16 @@ pub struct Stream {
 
 /// Per-core application: pushes `total` bytes each way on every
 /// connection, verifies what arrives, closes when both directions are done.
+/// The connections an event of this turn names, draining the events.
+pub fn conn_events<P: PacketIo>(core: &mut StackCore<P>) -> Vec<ConnId> {
+    core.drain_events()
+        .filter_map(|e| match e {
+            Event::Conn { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect()
+}
+
 pub struct BulkApp {
     pub pattern: Arc<Pattern>,
     pub total: usize,
@@ -185,6 +195,22 @@ impl BulkApp {
             id,
             Stream { send_base, recv_base, sent: 0, received: 0, total: self.total, closed: false, peer_done: false },
         );
+    }
+
+    /// Accepts every connection waiting on `port` of `core` (core number
+    /// `core_idx`) as a server stream, and adds each to `ids`.
+    pub fn accept_all<P: PacketIo>(
+        &mut self,
+        core_idx: usize,
+        core: &mut StackCore<P>,
+        port: u16,
+        ids: &mut Vec<ConnId>,
+    ) {
+        while let Some(id) = core.accept(port) {
+            let (_, remote) = core.endpoints(id).unwrap();
+            self.add(core_idx, id, remote.port(), false);
+            ids.push(id);
+        }
     }
 
     /// Moves data on every connection of `core` that an event named.
