@@ -4,7 +4,9 @@
 //! volatile access to the mapped BAR; on the software model it is
 //! `model::ModelRegs`, which calls the model's register handlers the way an
 //! emulator traps MMIO. Either way the driver code is the same,
-//! monomorphised, with no dynamic dispatch on the data path.
+//! monomorphised, with no dynamic dispatch on the data path. `MappedBar`
+//! is the mapping behind an [`Mmio`] on hardware, for both ways of reaching
+//! the device (the `pci` module's sysfs path and the `vfio` module's).
 //!
 //! It also holds the two DMA barriers the rings need ([`dma_wmb`] before a
 //! tail write, [`dma_rmb`] after seeing DD), because what they must compile
@@ -60,6 +62,9 @@ pub fn dma_rmb() {
     std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
 }
 
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -180,6 +185,63 @@ impl BarMapping for HeapBar {
     }
     fn len(&self) -> usize {
         self.mem.len() * 4
+    }
+}
+
+/// A shared, read-write mapping of a BAR (sysfs `resource0` or a VFIO
+/// region), unmapped on drop. Keeps the file open for its lifetime: under
+/// VFIO, closing the last reference to the device resets it.
+pub(crate) struct MappedBar {
+    base: NonNull<u8>,
+    len: usize,
+    _file: Arc<File>,
+}
+
+// SAFETY: the mapping is plain shared memory (device or file); `MappedBar`
+// only hands out its address and never accesses it; `Mmio` does, with
+// volatile word accesses, which any thread may perform.
+unsafe impl Send for MappedBar {}
+// SAFETY: as above; `&MappedBar` gives nothing but the address and length.
+unsafe impl Sync for MappedBar {}
+
+impl MappedBar {
+    /// Maps `len` bytes of `file` at `offset`.
+    pub(crate) fn map(file: Arc<File>, offset: u64, len: usize) -> io::Result<MappedBar> {
+        let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a fresh mapping chosen by the kernel (null hint, no
+        // MAP_FIXED), so it aliases no Rust object; the fd is open.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned a null address"))?;
+        Ok(MappedBar { base, len, _file: file })
+    }
+}
+
+impl BarMapping for MappedBar {
+    fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for MappedBar {
+    fn drop(&mut self) {
+        // SAFETY: `base..base+len` is the mapping made in `map`, and the last
+        // `Mmio` clone that could touch it is gone (it holds an `Arc` to us).
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
 

@@ -35,7 +35,7 @@
 //! ## Unsafe code
 //!
 //! Denied at the root; allowed only in the files that touch MMIO, DMA
-//! memory, PCI and VFIO (`io`, `dma`, `mempool`, `hugepage`, `pci`, `vfio`,
+//! memory, PCI and VFIO (`io`, `dma`, `mempool`, `hugepage`, `vfio`,
 //! and the model's DMA accessor), each block with a `// SAFETY:` line.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

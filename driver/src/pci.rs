@@ -14,21 +14,17 @@
 //! VFIO and DMA addresses are IOVAs ([`VfioDma`]); without one it is driven
 //! through sysfs and DMA addresses are physical addresses of hugepages
 //! ([`HugepageDma`]). See reference §1.7 and §1.8.
-#![allow(unsafe_code)]
-
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::dma::{DmaAllocator, DmaError, DmaRegion};
 use crate::hugepage::HugepageDma;
-use crate::io::{BarMapping, Mmio};
+use crate::io::{MappedBar, Mmio};
 use crate::vfio::{VfioDevice, VfioDma, VfioError};
 
 /// Where Linux lists PCI devices.
@@ -47,11 +43,7 @@ pub const PCI_COMMAND: u64 = 0x04;
 /// cannot read descriptors or write packets (PCI Local Bus spec. 6.2.2).
 pub const PCI_COMMAND_BUS_MASTER: u16 = 1 << 2;
 
-/// The smallest BAR0 this driver accepts. Every register it touches lies
-/// below 0x2_0000 (the highest, EEC, is at 0x1_0010); the 82599 exposes
-/// 128 KiB or 512 KiB depending on its EEPROM, the X540 2 MiB. A smaller
-/// `resource0` is not an ixgbe register file.
-pub const MIN_BAR0_LEN: usize = 0x2_0000;
+pub use crate::regs::MIN_BAR0_LEN;
 
 pub use crate::board::{IxgbeModel, Media, REFUSED_DEVICES, SUPPORTED_DEVICES, supported_model};
 
@@ -545,8 +537,12 @@ pub fn open_ixgbe(address: PciAddress, sysfs_root: &Path, mode: AccessMode) -> R
             if driver.as_deref() != Some("vfio-pci") {
                 return Err(PciError::NotBoundToVfio { address, driver });
             }
-            let vfio = VfioDevice::open(address, group)?;
-            vfio.enable_bus_master()?;
+            let vfio = VfioDevice::open(&address.to_string(), group)?;
+            let (config, base) = vfio.config_space()?;
+            set_bus_master_at(config, base).map_err(|err| VfioError::Ioctl {
+                what: format!("updating the command register of {address} through the VFIO config region"),
+                err,
+            })?;
             let mmio = vfio.map_bar0()?;
             Ok(IxgbeHardware { address, model, access, mmio, dma: IxgbeDma::Vfio(vfio.dma()), unbound_driver: None })
         }
@@ -564,7 +560,7 @@ fn read_hex(path: &Path) -> Result<u32, PciError> {
 /// Sets Bus Master Enable in the command register of a configuration space
 /// reachable at file offset `base` (0 for sysfs `config`, the config
 /// region's offset for VFIO). Returns the value written.
-pub(crate) fn set_bus_master_at(file: &File, base: u64) -> io::Result<u16> {
+fn set_bus_master_at(file: &File, base: u64) -> io::Result<u16> {
     let mut cmd = [0u8; 2];
     file.read_exact_at(&mut cmd, base + PCI_COMMAND)?;
     let value = u16::from_le_bytes(cmd) | PCI_COMMAND_BUS_MASTER;
@@ -574,63 +570,6 @@ pub(crate) fn set_bus_master_at(file: &File, base: u64) -> io::Result<u16> {
 
 fn set_bus_master(file: &File) -> io::Result<u16> {
     set_bus_master_at(file, 0)
-}
-
-/// A shared, read-write mapping of a BAR (sysfs `resource0` or a VFIO
-/// region), unmapped on drop. Keeps the file open for its lifetime: under
-/// VFIO, closing the last reference to the device resets it.
-pub(crate) struct MappedBar {
-    base: NonNull<u8>,
-    len: usize,
-    _file: Arc<File>,
-}
-
-// SAFETY: the mapping is plain shared memory (device or file); `MappedBar`
-// only hands out its address and never accesses it; `Mmio` does, with
-// volatile word accesses, which any thread may perform.
-unsafe impl Send for MappedBar {}
-// SAFETY: as above; `&MappedBar` gives nothing but the address and length.
-unsafe impl Sync for MappedBar {}
-
-impl MappedBar {
-    /// Maps `len` bytes of `file` at `offset`.
-    pub(crate) fn map(file: Arc<File>, offset: u64, len: usize) -> io::Result<MappedBar> {
-        let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: a fresh mapping chosen by the kernel (null hint, no
-        // MAP_FIXED), so it aliases no Rust object; the fd is open.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                offset,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned a null address"))?;
-        Ok(MappedBar { base, len, _file: file })
-    }
-}
-
-impl BarMapping for MappedBar {
-    fn base(&self) -> NonNull<u8> {
-        self.base
-    }
-    fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for MappedBar {
-    fn drop(&mut self) {
-        // SAFETY: `base..base+len` is the mapping made in `map`, and the last
-        // `Mmio` clone that could touch it is gone (it holds an `Arc` to us).
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
 }
 
 #[cfg(test)]

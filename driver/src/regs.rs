@@ -462,6 +462,12 @@ pub const IRQ_CLEAR_MASK: u32 = 0x7FFF_FFFF;
 /// The size of BAR0 on the 82599 (512 KiB of registers).
 pub const BAR0_LEN: usize = 0x8_0000;
 
+/// The smallest BAR0 this driver accepts. Every register it touches lies
+/// below 0x2_0000 (the highest, EEC, is at 0x1_0010); the 82599 exposes
+/// 128 KiB or 512 KiB depending on its EEPROM, the X540 2 MiB. A smaller
+/// BAR (sysfs `resource0` or a VFIO region) is not an ixgbe register file.
+pub const MIN_BAR0_LEN: usize = 0x2_0000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! Driving the device through VFIO: BAR0, bus mastering and IOMMU-mapped DMA.
+//! Driving the device through VFIO: BAR0, the config space and IOMMU-mapped DMA.
 //!
 //! With the IOMMU on, the device can only reach memory that has been mapped
 //! for it, and it sees that memory at IO virtual addresses (IOVAs) rather
@@ -41,8 +41,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::dma::{DmaAllocator, DmaError, DmaRegion, DmaRelease};
 use crate::hugepage::HugeMapping;
-use crate::io::Mmio;
-use crate::pci::{MIN_BAR0_LEN, MappedBar, PciAddress, set_bus_master_at};
+use crate::io::{MappedBar, Mmio};
+use crate::regs::MIN_BAR0_LEN;
 
 /// Where VFIO's character devices live.
 pub const DEV_VFIO: &str = "/dev/vfio";
@@ -303,28 +303,31 @@ fn open_group(dir: &Path, group: u32, container: &File) -> Result<File, VfioErro
 
 /// A device opened through VFIO.
 pub struct VfioDevice {
-    address: PciAddress,
+    /// The name VFIO knows the device by: its PCI address as sysfs spells
+    /// it (`0000:03:00.0`).
+    name: String,
     device: Arc<File>,
     container: Arc<File>,
 }
 
 impl fmt::Debug for VfioDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VfioDevice").field("address", &self.address).finish_non_exhaustive()
+        f.debug_struct("VfioDevice").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
 impl VfioDevice {
-    /// Opens the device at `address`, in IOMMU group `group`, through
+    /// Opens the device named `name` (its PCI address as sysfs spells it,
+    /// `0000:03:00.0`), in IOMMU group `group`, through
     /// [`DEV_VFIO`]: sets up the process's container on first use, attaches
     /// the group, and selects the type1 IOMMU once (reference §1.8,
     /// steps 1–6). The device must be bound to vfio-pci.
-    pub fn open(address: PciAddress, group: u32) -> Result<VfioDevice, VfioError> {
-        VfioDevice::open_in(Path::new(DEV_VFIO), address, group)
+    pub fn open(name: &str, group: u32) -> Result<VfioDevice, VfioError> {
+        VfioDevice::open_in(Path::new(DEV_VFIO), name, group)
     }
 
     /// As [`VfioDevice::open`], with the VFIO device directory at `dir`.
-    fn open_in(dir: &Path, address: PciAddress, group: u32) -> Result<VfioDevice, VfioError> {
+    fn open_in(dir: &Path, name: &str, group: u32) -> Result<VfioDevice, VfioError> {
         // A poisoned lock means a panic elsewhere while holding it; the state
         // is only ever replaced whole, so it is still consistent.
         let mut guard = STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -355,22 +358,22 @@ impl VfioDevice {
             what: format!("looking up group {group}"),
             err: io::Error::from(io::ErrorKind::NotFound),
         })?;
-        let name = CString::new(address.to_string()).map_err(|_| VfioError::Ioctl {
+        let c_name = CString::new(name).map_err(|_| VfioError::Ioctl {
             what: "building the device name".into(),
             err: io::Error::from(io::ErrorKind::InvalidInput),
         })?;
         // SAFETY: VFIO_GROUP_GET_DEVICE_FD reads a NUL-terminated device name;
         // `name` lives across the call.
-        let fd = unsafe { ioctl(group_file, VFIO_GROUP_GET_DEVICE_FD, name.as_ptr() as libc::c_ulong) }
-            .map_err(|err| VfioError::Ioctl { what: format!("VFIO_GROUP_GET_DEVICE_FD for {address}"), err })?;
+        let fd = unsafe { ioctl(group_file, VFIO_GROUP_GET_DEVICE_FD, c_name.as_ptr() as libc::c_ulong) }
+            .map_err(|err| VfioError::Ioctl { what: format!("VFIO_GROUP_GET_DEVICE_FD for {name}"), err })?;
         // SAFETY: on success the ioctl returned a new fd that nothing else owns.
         let device = unsafe { File::from_raw_fd(fd) };
-        Ok(VfioDevice { address, device: Arc::new(device), container: Arc::clone(&state.container) })
+        Ok(VfioDevice { name: name.to_string(), device: Arc::new(device), container: Arc::clone(&state.container) })
     }
 
-    /// The device's address.
-    pub fn address(&self) -> PciAddress {
-        self.address
+    /// The device's name (its PCI address).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn region_info(&self, index: u32) -> Result<RegionInfo, VfioError> {
@@ -379,19 +382,17 @@ impl VfioDevice {
         // `vfio_region_info`, which `info` is, with `argsz` and `index` set;
         // the kernel writes no capabilities past `argsz`.
         unsafe { ioctl(&self.device, VFIO_DEVICE_GET_REGION_INFO, &raw mut info as libc::c_ulong) }.map_err(|err| {
-            VfioError::Ioctl { what: format!("VFIO_DEVICE_GET_REGION_INFO({index}) for {}", self.address), err }
+            VfioError::Ioctl { what: format!("VFIO_DEVICE_GET_REGION_INFO({index}) for {}", self.name), err }
         })?;
         Ok(info)
     }
 
-    /// Sets Bus Master Enable through the config-space region (§1.8 step 7),
-    /// keeping the other command bits. Returns the command register written.
-    pub fn enable_bus_master(&self) -> Result<u16, VfioError> {
+    /// The device's configuration space: the device fd and the offset of
+    /// its config region in it, where software sets Bus Master Enable
+    /// (§1.8 step 7) as it would in the sysfs `config` file.
+    pub fn config_space(&self) -> Result<(&File, u64), VfioError> {
         let config = self.region_info(VFIO_PCI_CONFIG_REGION_INDEX)?;
-        set_bus_master_at(&self.device, config.offset).map_err(|err| VfioError::Ioctl {
-            what: format!("updating the command register of {} through the VFIO config region", self.address),
-            err,
-        })
+        Ok((&self.device, config.offset))
     }
 
     /// Maps BAR0 (§1.8 step 8) as an [`Mmio`]. The mapping keeps the device
@@ -399,13 +400,13 @@ impl VfioDevice {
     pub fn map_bar0(&self) -> Result<Mmio, VfioError> {
         let bar = self.region_info(VFIO_PCI_BAR0_REGION_INDEX)?;
         if bar.flags & VFIO_REGION_INFO_FLAG_MMAP == 0 {
-            return Err(VfioError::Bar0(format!("vfio-pci does not allow mmap of BAR0 of {}", self.address)));
+            return Err(VfioError::Bar0(format!("vfio-pci does not allow mmap of BAR0 of {}", self.name)));
         }
         let len = usize::try_from(bar.size).unwrap_or(usize::MAX);
         if len < MIN_BAR0_LEN {
             return Err(VfioError::Bar0(format!(
                 "BAR0 of {} is {:#x} bytes, smaller than the {MIN_BAR0_LEN:#x} bytes of an ixgbe register file",
-                self.address, bar.size
+                self.name, bar.size
             )));
         }
         let mapped = MappedBar::map(Arc::clone(&self.device), bar.offset, len)
@@ -531,8 +532,7 @@ mod tests {
     #[test]
     fn a_missing_container_says_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
-        let addr: PciAddress = "0000:03:00.0".parse().unwrap();
-        let err = VfioDevice::open_in(dir.path(), addr, 7).unwrap_err();
+        let err = VfioDevice::open_in(dir.path(), "0000:03:00.0", 7).unwrap_err();
         assert!(matches!(err, VfioError::NoContainer { .. }), "{err}");
         let msg = err.to_string();
         assert!(msg.contains(&dir.path().join("vfio").display().to_string()), "{msg}");
