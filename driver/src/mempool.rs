@@ -388,10 +388,12 @@ impl PoolCore {
     /// Pushes an entry on the owner.
     #[inline(always)]
     fn give_local(&self, local: &mut Local, index: u32) {
-        // Cannot overflow: the stack has room for every entry, and an entry
-        // is freed once (a handle is unique).
         let len = local.len;
-        local.stack[len] = index;
+        debug_assert!(len < local.stack.len(), "mempool entry {index} freed twice");
+        // SAFETY: in bounds: the stack has room for every entry, and an
+        // entry is pushed once per time it was taken (a handle or a ring
+        // slot is unique), so `len` stays below the number of entries.
+        unsafe { *local.stack.get_unchecked_mut(len) = index };
         local.len = len + 1;
     }
 
@@ -471,7 +473,11 @@ impl PoolCore {
     /// The device address of entry `index`'s first byte.
     #[inline(always)]
     fn iova(&self, index: u32) -> u64 {
-        self.iovas[index as usize]
+        debug_assert!(index < self.num_entries);
+        // SAFETY: every index the pool hands out (to a handle, masked with
+        // `ENTRY_MASK`, or to a ring slot) is below `num_entries`, the
+        // table's length; the rings and handles look up no other.
+        unsafe { *self.iovas.get_unchecked(index as usize) }
     }
 
     /// Frees a buffer's entry and reference; the core may be gone after.
@@ -863,25 +869,41 @@ impl PoolOps for PoolAccess<'_> {
 }
 
 /// Frees many buffers in a row (TX cleaning), deciding once per run of
-/// buffers from the same pool whether this thread owns it.
+/// buffers from the same pool whether this thread owns it. While it frees
+/// into an owned pool it keeps that pool's stack top in a local and writes
+/// it (and the pool's count of buffers out) back once per run, not per
+/// buffer.
 pub(crate) struct BulkFree {
     /// The pool of the last buffer freed when this thread owns it and it
     /// was not retired then; null otherwise.
     owned: *const PoolCore,
+    /// That pool's free stack (`Local::stack`), and its length as far as
+    /// this run has pushed: `Local::len` is stale until [`settle`](Self::settle).
+    stack: *mut u32,
+    len: usize,
+    /// `Local::len` when the run started, so that `Local::out` drops by
+    /// what the run pushed.
+    start: usize,
 }
 
 impl BulkFree {
     pub(crate) fn new() -> BulkFree {
-        BulkFree { owned: std::ptr::null() }
+        BulkFree { owned: std::ptr::null(), stack: std::ptr::null_mut(), len: 0, start: 0 }
     }
 
-    /// Publishes the free count of the cached pool.
-    fn publish(&self) {
+    /// Writes the cached pool's stack length and buffers-out count back and
+    /// publishes its free count; the run ends.
+    fn settle(&mut self) {
         // SAFETY: a cached pool is owned by this thread, so alive, and
         // `local` is borrowed only here.
         if let Some(core) = unsafe { self.owned.as_ref() } {
-            core.publish(unsafe { core.local() });
+            // SAFETY: owner thread; no other borrow of `local` alive.
+            let local = unsafe { core.local() };
+            local.len = self.len;
+            local.out -= self.len - self.start;
+            core.publish(local);
         }
+        self.owned = std::ptr::null();
     }
 
     /// Returns `buf`'s entry to its pool.
@@ -892,36 +914,37 @@ impl BulkFree {
         if self.owned == core.as_ptr().cast_const() && index & COUNTED == 0 {
             // SAFETY: this thread owned the pool at an earlier buffer of
             // this run, and only this thread can give it up, which it does
-            // only in `free_buf` (not called for this pool since: `owned`
-            // is reset before every call); an owned pool is alive. A
-            // retirement since then is noticed at the next run's first
-            // buffer or at thread exit; until then the pool stays owned.
-            let this = unsafe { core.as_ref() };
-            // SAFETY: owner thread; no other borrow of `local` alive.
-            let local = unsafe { this.local() };
-            this.give_local(local, index & ENTRY_MASK);
-            local.out -= 1;
+            // only in `free_buf` (not called for this pool since: the run
+            // is settled before every call); an owned pool is alive, and
+            // nothing else touched its stack since `stack`/`len` were read.
+            // In bounds as in `give_local`. A retirement since then is
+            // noticed at the next run's first buffer or at thread exit;
+            // until then the pool stays owned.
+            unsafe { *self.stack.add(self.len) = index & ENTRY_MASK };
+            self.len += 1;
             return;
         }
-        self.publish();
+        self.settle();
         // SAFETY: alive while the buffer is.
         let this = unsafe { core.as_ref() };
         // Cached only when `free_buf` will not give the pool up (that needs
         // `RETIRED`, which stays set once set) nor send entries to the
         // shared queue.
-        self.owned = if this.owned_here() && this.flags.load(Ordering::Relaxed) == 0 {
-            core.as_ptr().cast_const()
-        } else {
-            std::ptr::null()
-        };
+        let cache = this.owned_here() && this.flags.load(Ordering::Relaxed) == 0;
         // SAFETY: the buffer was given up above and is not touched again.
         unsafe { PoolCore::free_buf(core, index) }
+        if cache {
+            // SAFETY: owned and not retired, so the owner's reservation
+            // keeps the core alive; owner thread, no other borrow of `local`.
+            let local = unsafe { this.local() };
+            (self.owned, self.stack, self.len, self.start) = (this, local.stack.as_mut_ptr(), local.len, local.len);
+        }
     }
 }
 
 impl Drop for BulkFree {
     fn drop(&mut self) {
-        self.publish();
+        self.settle();
     }
 }
 
