@@ -1,6 +1,13 @@
 //! Statistics registers (82599 datasheet 8.2.3.23): all clear on read, and
 //! sticky at their maximum rather than wrapping.
 //!
+//! The model counts in 64 bits, with a plain add per frame, and applies the
+//! register's width when software reads it: a count above the maximum
+//! reads as the maximum, which is what a counter that stuck there would
+//! show. No 64-bit count can wrap in the life of a model (2^64 frames or
+//! octets), so the two are the same to software; the model is just spared
+//! a saturating add per counter per frame.
+//!
 //! Octet counters are 36 bits wide, split into a low register (32 bits) and
 //! a high one (bits 35:32). The datasheet's rule for such pairs is to read
 //! the low register first and then the high one, the pair clearing on that
@@ -52,16 +59,18 @@ pub(crate) mod off {
 /// A 36-bit octet counter with the latch described in the module doc.
 #[derive(Debug, Clone, Copy, Default)]
 struct Octets {
+    /// Since the last read of the low register, uncapped.
     count: u64,
     latched_high: u32,
 }
 
 impl Octets {
+    #[inline]
     fn add(&mut self, n: usize) {
-        self.count = self.count.saturating_add(n as u64).min(OCTETS_MAX);
+        self.count += n as u64;
     }
     fn read_low(&mut self) -> u32 {
-        let v = std::mem::take(&mut self.count);
+        let v = std::mem::take(&mut self.count).min(OCTETS_MAX);
         self.latched_high = (v >> 32) as u32;
         v as u32
     }
@@ -70,28 +79,36 @@ impl Octets {
     }
 }
 
-/// Adds one to a sticky 32-bit counter.
-fn bump(c: &mut u32) {
-    *c = c.saturating_add(1);
+/// Counts one event in a 32-bit counter (capped when read, see the module
+/// documentation).
+#[inline]
+fn bump(c: &mut u64) {
+    *c += 1;
+}
+
+/// Reads and clears a 32-bit counter: what a counter sticky at its maximum
+/// would hold.
+fn take(c: &mut u64) -> u32 {
+    std::mem::take(c).min(u64::from(u32::MAX)) as u32
 }
 
 /// The statistics the model keeps.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Counters {
-    gprc: u32,
-    bprc: u32,
-    mprc: u32,
-    gptc: u32,
-    bptc: u32,
-    mptc: u32,
-    rlec: u32,
-    ruc: u32,
-    roc: u32,
-    mpc: [u32; PACKET_BUFFERS],
-    rnbc: [u32; PACKET_BUFFERS],
-    qprc: [u32; QUEUE_STATS],
-    qptc: [u32; QUEUE_STATS],
-    qprdc: [u32; QUEUE_STATS],
+    gprc: u64,
+    bprc: u64,
+    mprc: u64,
+    gptc: u64,
+    bptc: u64,
+    mptc: u64,
+    rlec: u64,
+    ruc: u64,
+    roc: u64,
+    mpc: [u64; PACKET_BUFFERS],
+    rnbc: [u64; PACKET_BUFFERS],
+    qprc: [u64; QUEUE_STATS],
+    qptc: [u64; QUEUE_STATS],
+    qprdc: [u64; QUEUE_STATS],
     gorc: Octets,
     gotc: Octets,
     qbrc: [Octets; QUEUE_STATS],
@@ -188,7 +205,6 @@ impl Counters {
     /// If `offset` is a statistics register, reads (and so clears) it.
     pub(crate) fn read(&mut self, offset: u32) -> Option<u32> {
         use crate::regs;
-        let take = |c: &mut u32| std::mem::take(c);
         let v = match offset {
             regs::GPRC => take(&mut self.gprc),
             off::BPRC => take(&mut self.bprc),
@@ -221,17 +237,17 @@ impl Counters {
         if (QPRC(0)..QPRC(16)).contains(&offset) {
             let (q, r) = (((offset - QPRC(0)) / 0x40) as usize, (offset - QPRC(0)) % 0x40);
             return match r {
-                0 => Some(std::mem::take(&mut self.qprc[q])),
+                0 => Some(take(&mut self.qprc[q])),
                 4 => Some(self.qbrc[q].read_low()),
                 8 => Some(self.qbrc[q].read_high()),
                 _ => None,
             };
         }
         if (QPRDC(0)..QPRDC(16)).contains(&offset) && (offset - QPRDC(0)) % 0x40 == 0 {
-            return Some(std::mem::take(&mut self.qprdc[((offset - QPRDC(0)) / 0x40) as usize]));
+            return Some(take(&mut self.qprdc[((offset - QPRDC(0)) / 0x40) as usize]));
         }
         if (QPTC(0)..QPTC(16)).contains(&offset) && (offset - QPTC(0)) % 0x40 == 0 {
-            return Some(std::mem::take(&mut self.qptc[((offset - QPTC(0)) / 0x40) as usize]));
+            return Some(take(&mut self.qptc[((offset - QPTC(0)) / 0x40) as usize]));
         }
         if (QBTC_L(0)..QBTC_L(16)).contains(&offset) {
             let q = ((offset - QBTC_L(0)) / 8) as usize;

@@ -172,49 +172,21 @@ impl IommuTable {
         Desc { base, _table: PhantomData }
     }
 
-    /// Copies `data` to device address `addr` (a receive DMA write).
-    /// Returns false, writing nothing, if no region covers the range.
-    pub(crate) fn write(&self, addr: u64, data: &[u8]) -> bool {
-        let len = data.len();
-        let Some(base) = self.translate(addr, len) else { return false };
-        // Bytes up to an 8-byte boundary, then aligned words, then one
-        // 4-, one 2- and one 1-byte store for the rest (each on its own
-        // alignment, as the words ended on an 8-byte boundary).
-        let lead = base.align_offset(8).min(len);
-        let mut i = 0;
-        while i < lead {
-            // SAFETY: `base + i` is inside the registered range checked by
-            // `translate` (i < len); byte atomics need no alignment.
-            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(data[i], Ordering::Relaxed);
-            i += 1;
-        }
-        while let Some(w) = data.get(i..i + 8) {
-            let w = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-            // SAFETY: inside the checked range (i + 8 <= len) and 8-byte
-            // aligned (`base + lead` is on a boundary, and i - lead is a
-            // multiple of 8).
-            unsafe { AtomicU64::from_ptr(base.add(i).cast()) }.store(w, Ordering::Relaxed);
-            i += 8;
-        }
-        if let Some(w) = data.get(i..i + 4) {
-            // SAFETY: inside the checked range, 8-byte aligned as above.
-            unsafe { AtomicU32::from_ptr(base.add(i).cast()) }
-                .store(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]), Ordering::Relaxed);
-            i += 4;
-        }
-        if let Some(w) = data.get(i..i + 2) {
-            // SAFETY: inside the checked range, at least 2-byte aligned.
-            unsafe { AtomicU16::from_ptr(base.add(i).cast()) }
-                .store(u16::from_ne_bytes([w[0], w[1]]), Ordering::Relaxed);
-            i += 2;
-        }
-        if let Some(&b) = data.get(i) {
-            // SAFETY: inside the checked range.
-            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(b, Ordering::Relaxed);
-        }
-        true
+    /// The `len` bytes at device address `addr`, translated once for the
+    /// writes into them, if one region covers them all.
+    pub(crate) fn buffer(&self, addr: u64, len: usize) -> Option<DmaBuf<'_>> {
+        let base = self.translate(addr, len)?;
+        Some(DmaBuf { base, len, _table: PhantomData })
     }
 
+    /// Copies `data` to device address `addr` (a receive DMA write).
+    /// Returns false, writing nothing, if no region covers the range. The
+    /// receive path writes through [`buffer`](Self::buffer) instead, which
+    /// it has translated to check the whole buffer anyway.
+    #[cfg(test)]
+    pub(crate) fn write(&self, addr: u64, data: &[u8]) -> bool {
+        self.buffer(addr, data.len()).is_some_and(|b| b.write(data))
+    }
     /// Appends `len` bytes from device address `addr` to `out` (a transmit
     /// DMA read). Returns false, appending nothing, if no region covers the
     /// range.
@@ -259,6 +231,62 @@ impl IommuTable {
             // Every one of the `len` bytes after the old length was written
             // above (lead, words, then the 4/2/1 tail cover them exactly).
             out.set_len(start + len);
+        }
+        true
+    }
+}
+
+/// Bytes of DMA memory translated once (see [`IommuTable::buffer`]). It
+/// borrows the table, so the region stays registered while it lives.
+pub(crate) struct DmaBuf<'a> {
+    /// CPU address of the first byte; `len` bytes from it are mapped.
+    base: *mut u8,
+    len: usize,
+    _table: PhantomData<&'a IommuTable>,
+}
+
+impl DmaBuf<'_> {
+    /// Copies `data` to the start of the buffer; false, writing nothing, if
+    /// it is longer than the buffer.
+    pub(crate) fn write(&self, data: &[u8]) -> bool {
+        let (base, len) = (self.base, data.len());
+        if len > self.len {
+            return false;
+        }
+        // Bytes up to an 8-byte boundary, then aligned words, then one
+        // 4-, one 2- and one 1-byte store for the rest (each on its own
+        // alignment, as the words ended on an 8-byte boundary).
+        let lead = base.align_offset(8).min(len);
+        let mut i = 0;
+        while i < lead {
+            // SAFETY: `base + i` is inside the registered range checked by
+            // `IommuTable::buffer` (i < len <= self.len); byte atomics need no alignment.
+            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(data[i], Ordering::Relaxed);
+            i += 1;
+        }
+        while let Some(w) = data.get(i..i + 8) {
+            let w = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            // SAFETY: inside the checked range (i + 8 <= len) and 8-byte
+            // aligned (`base + lead` is on a boundary, and i - lead is a
+            // multiple of 8).
+            unsafe { AtomicU64::from_ptr(base.add(i).cast()) }.store(w, Ordering::Relaxed);
+            i += 8;
+        }
+        if let Some(w) = data.get(i..i + 4) {
+            // SAFETY: inside the checked range, 8-byte aligned as above.
+            unsafe { AtomicU32::from_ptr(base.add(i).cast()) }
+                .store(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]), Ordering::Relaxed);
+            i += 4;
+        }
+        if let Some(w) = data.get(i..i + 2) {
+            // SAFETY: inside the checked range, at least 2-byte aligned.
+            unsafe { AtomicU16::from_ptr(base.add(i).cast()) }
+                .store(u16::from_ne_bytes([w[0], w[1]]), Ordering::Relaxed);
+            i += 2;
+        }
+        if let Some(&b) = data.get(i) {
+            // SAFETY: inside the checked range.
+            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(b, Ordering::Relaxed);
         }
         true
     }

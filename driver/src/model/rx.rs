@@ -267,8 +267,8 @@ impl State {
         // that handed them over, and that write went through the model's
         // lock.
         let desc_at = |i: u32| ring.base + 16 * u64::from((head + i) % ring.entries);
-        // The first descriptor's translation and buffer address are kept
-        // for the write below (a frame of one buffer, the common case, is
+        // The first descriptor's translation and its buffer's are kept for
+        // the write below (a frame of one buffer, the common case, is
         // translated once); further ones are looked up again.
         let mut first_desc = None;
         for i in 0..needed {
@@ -281,25 +281,27 @@ impl State {
             };
             // The device may write up to the full buffer size (SRRCTL), so
             // all of it must be mapped.
-            if !io.contains(pkt_addr, bsize) {
+            let Some(buf) = io.buffer(pkt_addr, bsize) else {
                 let what = "rx packet buffer";
                 self.fault(ModelFault::DmaOutOfBounds { addr: pkt_addr, len: bsize, what, queue: class.queue });
                 return Delivery::Dropped;
-            }
+            };
             if i == 0 {
-                first_desc = Some((d, pkt_addr));
+                first_desc = Some((d, buf));
             }
         }
         for (i, chunk) in data.chunks(bsize).enumerate() {
-            let (d, pkt_addr) = match first_desc.take() {
+            let (d, buf) = match first_desc.take() {
                 Some(first) => first,
                 None => {
                     let d = io.desc(desc_at(i as u32));
                     let pkt_addr = d.load_u64(field::RX_PKT_ADDR).unwrap_or(0);
-                    (d, pkt_addr)
+                    // Checked in the loop above; an unmapped one writes nothing.
+                    let Some(buf) = io.buffer(pkt_addr, bsize) else { continue };
+                    (d, buf)
                 }
             };
-            io.write(pkt_addr, chunk);
+            buf.write(chunk);
             let last = i as u32 + 1 == needed;
             let status = if last { rx_status::EOP | class.csum_status } else { 0 };
             // 7.1.6.2 write-back, in the order QEMU's igb uses: every field

@@ -20,7 +20,7 @@ use std::sync::atomic::{Ordering, fence};
 
 use super::counters::Cast;
 use super::fault::ModelFault;
-use super::iommu::IommuTable;
+use super::iommu::{Desc, IommuTable};
 use super::offload;
 use super::state::{State, TxContext, TxPartial};
 use crate::desc::{field, tx_cmd, tx_olinfo};
@@ -33,6 +33,17 @@ const MIN_FRAME: usize = 60;
 /// be at least 17 (Linux pads every frame to 17 bytes for this reason
 /// before it reaches the ring).
 const MIN_SENDABLE: usize = 17;
+
+/// What a run over a queue's descriptors reads once: the registers that
+/// only a register write (which cannot happen during the run) changes.
+#[derive(Clone, Copy)]
+struct Run {
+    hlreg0: u32,
+    /// [`State::max_frame`].
+    max_frame: usize,
+    /// TXDCTL.WTHRESH of the queue.
+    wthresh: u32,
+}
 
 /// What one descriptor did to the queue.
 enum Step {
@@ -69,50 +80,74 @@ impl State {
         if self.reg(regs::DMATXCTL) & regs::dmatxctl::TE == 0 {
             return 0;
         }
+        let run = Run {
+            hlreg0: self.reg(regs::HLREG0),
+            max_frame: self.max_frame(),
+            wthresh: (self.reg(regs::TXDCTL(q as u32)) & regs::dctl::WTHRESH_MASK) >> 16,
+        };
+        let (tdh, tdt) = (regs::TDH(q as u32), regs::TDT(q as u32));
         let mut sent = 0;
+        // A frame the wire refused last time goes first (on a queue that
+        // still runs).
+        let ring = &mut self.tx[q];
+        let runs = ring.enabled && !ring.faulted;
+        if let Some(frame) = ring.held.take_if(|_| runs) {
+            let host_bytes = self.tx[q].held_host_bytes;
+            if !self.send(io, q, run, frame, host_bytes, &mut sent) {
+                return sent;
+            }
+        }
         loop {
-            let ring = &mut self.tx[q];
+            let ring = &self.tx[q];
             if !ring.enabled || ring.faulted {
                 return sent;
             }
-            if let Some(frame) = ring.held.take() {
-                let host_bytes = ring.held_host_bytes;
-                match self.emit(io, q, frame, host_bytes) {
-                    Ok(buf) => {
-                        sent += 1;
-                        // The buffer the wire gave back gathers the next
-                        // packet (nothing is gathered while a frame is held).
-                        self.tx[q].partial.data = buf;
-                    }
-                    Err(frame) => {
-                        self.tx[q].held = Some(frame);
-                        return sent;
-                    }
-                }
-                continue;
-            }
             let (base, entries) = (ring.base, ring.entries);
-            let (tdh, tdt) = (regs::TDH(q as u32), regs::TDT(q as u32));
             let head = self.reg(tdh);
             if head == self.reg(tdt) {
                 return sent;
             }
-            let step = self.step(io, q, base + 16 * u64::from(head), head);
+            let step = self.step(io, q, run, base + 16 * u64::from(head), head);
             if matches!(step, Step::Halt) {
                 return sent;
             }
             self.set_reg(tdh, (head + 1) % entries);
-            if let Step::Packet(frame, host_bytes) = step {
-                // The held slot is empty here: a packet is only finished
-                // when nothing is held.
-                self.tx[q].held = Some(frame);
-                self.tx[q].held_host_bytes = host_bytes;
+            if let Step::Packet(frame, host_bytes) = step
+                && !self.send(io, q, run, frame, host_bytes, &mut sent)
+            {
+                return sent;
+            }
+        }
+    }
+
+    /// Emits a finished frame, counting it in `sent`; false when the wire
+    /// refused it as busy and it is held (nothing more is fetched then).
+    fn send(
+        &mut self,
+        io: &IommuTable,
+        q: usize,
+        run: Run,
+        frame: Vec<u8>,
+        host_bytes: usize,
+        sent: &mut usize,
+    ) -> bool {
+        match self.emit(io, q, run, frame, host_bytes) {
+            Ok(buf) => {
+                *sent += 1;
+                // The buffer the wire gave back gathers the next packet.
+                self.tx[q].partial.data = buf;
+                true
+            }
+            Err(frame) => {
+                let ring = &mut self.tx[q];
+                (ring.held, ring.held_host_bytes) = (Some(frame), host_bytes);
+                false
             }
         }
     }
 
     /// Processes the descriptor at device address `desc`, ring index `index`.
-    fn step(&mut self, io: &IommuTable, q: usize, desc: u64, index: u32) -> Step {
+    fn step(&mut self, io: &IommuTable, q: usize, run: Run, desc: u64, index: u32) -> Step {
         let queue = q as u16;
         // The descriptor is visible: the driver wrote it before the TDT
         // write that handed it over, and that write went through the lock.
@@ -149,7 +184,7 @@ impl State {
                 *slot = Some(TxContext { vlan_macip_lens: addr as u32, type_tucmd_mlhl: cmd, mss_l4len_idx: olinfo });
                 Step::Next
             }
-            tx_cmd::DTYP_DATA => self.data_descriptor(io, q, desc, index, addr, cmd, olinfo),
+            tx_cmd::DTYP_DATA => self.data_descriptor(io, q, run, (desc, &d), index, addr, cmd, olinfo),
             _ => {
                 self.fault(ModelFault::UnknownDescriptorType { queue, dtyp });
                 Step::Halt
@@ -162,7 +197,8 @@ impl State {
         &mut self,
         io: &IommuTable,
         q: usize,
-        desc: u64,
+        run: Run,
+        desc: (u64, &Desc<'_>),
         index: u32,
         addr: u64,
         cmd: u32,
@@ -182,7 +218,7 @@ impl State {
             self.fault(ModelFault::BadTxDescriptor { queue, index, reason: "zero-length data buffer (DTALEN 0)" });
             return Step::Halt;
         }
-        let max = self.max_frame();
+        let max = run.max_frame;
         let partial = &mut self.tx[q].partial;
         if !partial.started {
             // The first data descriptor of a packet carries PAYLEN and the
@@ -199,14 +235,14 @@ impl State {
             self.fault(ModelFault::DmaOutOfBounds { addr, len, what: "tx buffer", queue });
             return Step::Halt;
         }
-        self.write_back(io, q, desc, cmd & tx_cmd::RS != 0);
+        self.write_back(io, q, run.wthresh, desc, cmd & tx_cmd::RS != 0);
         if cmd & tx_cmd::EOP == 0 {
             return Step::Next;
         }
         let partial = &mut self.tx[q].partial;
         let done = TxPartial { data: std::mem::take(&mut partial.data), ..*partial };
         partial.started = false;
-        self.finish(q, done)
+        self.finish(q, run, done)
     }
 
     /// Descriptor write-back (7.2.3.5.1, 8.2.3.9.10) of the data descriptor
@@ -218,11 +254,18 @@ impl State {
     /// timer fires, but with interrupts masked (as this driver runs) no
     /// timer runs, so the model never flushes: the last descriptors of a
     /// burst stay without DD until more traffic follows.
-    fn write_back(&mut self, io: &IommuTable, q: usize, desc: u64, rs: bool) {
-        let wthresh = (self.reg(regs::TXDCTL(q as u32)) & regs::dctl::WTHRESH_MASK) >> 16;
+    fn write_back(&mut self, io: &IommuTable, q: usize, wthresh: u32, desc: (u64, &Desc<'_>), rs: bool) {
         let pending = &mut self.tx[q].wb_pending;
+        let (desc, d) = desc;
         if wthresh == 0 {
             if !rs {
+                return;
+            }
+            if pending.is_empty() {
+                // The common case: this descriptor alone, through the
+                // translation it was read with. Release as below.
+                fence(Ordering::Release);
+                d.store_u32(field::TX_OLINFO_STATUS, tx_olinfo::DD);
                 return;
             }
             pending.push(desc);
@@ -242,7 +285,7 @@ impl State {
     }
 
     /// Checks PAYLEN, applies the offloads and pads a gathered packet.
-    fn finish(&mut self, q: usize, partial: TxPartial) -> Step {
+    fn finish(&mut self, q: usize, run: Run, partial: TxPartial) -> Step {
         let queue = q as u16;
         let index = partial.first_index;
         let mut frame = partial.data;
@@ -262,7 +305,7 @@ impl State {
             self.fault(ModelFault::TxFrameTooShort { queue, index, len: frame.len() });
             return Step::Halt;
         }
-        if self.reg(regs::HLREG0) & hlreg0::TXPADEN != 0 && frame.len() < MIN_FRAME {
+        if run.hlreg0 & hlreg0::TXPADEN != 0 && frame.len() < MIN_FRAME {
             frame.resize(MIN_FRAME, 0);
         }
         Step::Packet(frame, host_bytes)
@@ -272,9 +315,16 @@ impl State {
     /// loopback). Returns a buffer to gather the next packet in (the wire
     /// may have taken the frame's own and given another), or gives the
     /// frame back if the wire is busy.
-    fn emit(&mut self, io: &IommuTable, q: usize, mut frame: Vec<u8>, host_bytes: usize) -> Result<Vec<u8>, Vec<u8>> {
+    fn emit(
+        &mut self,
+        io: &IommuTable,
+        q: usize,
+        run: Run,
+        mut frame: Vec<u8>,
+        host_bytes: usize,
+    ) -> Result<Vec<u8>, Vec<u8>> {
         let (cast, len) = (Cast::of(&frame), frame.len());
-        if self.reg(regs::HLREG0) & hlreg0::LPBK != 0 {
+        if run.hlreg0 & hlreg0::LPBK != 0 {
             self.stats.transmitted(q as u16, cast, len, host_bytes);
             self.receive_frame(io, &mut frame);
             return Ok(frame);
