@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use ixtcp_driver::pci;
+use ixtcp_host::HostConfig;
 use ixtcp_sockapi::Mode;
-use ixtcp_sockapi::host::HostConfig;
 use ixtcp_stack::StackConfig;
 
 use crate::{ExampleError, NicArgs, NicSpec};

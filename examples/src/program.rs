@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ixtcp_host::{HostConfig, HostStats, LinkedHosts};
 use ixtcp_sockapi::Context;
-use ixtcp_sockapi::host::{HostConfig, HostStats, LinkedHosts};
 use ixtcp_stack::CoreStats;
 
 use crate::NicSpec;
@@ -402,8 +402,7 @@ where
             (srv, host_stats)
         }
         None => {
-            let host =
-                ixtcp_sockapi::host::Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {nic}: {e}")))?;
+            let host = ixtcp_host::Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {nic}: {e}")))?;
             let host_stats = host.stats();
             let _stack_ticker = stats.then(|| StackTicker::start(name, host_stats.clone()));
             let _ticker = stats.then(|| Ticker::start(name, gauges.to_vec(), Unit::Transactions));
@@ -461,8 +460,7 @@ where
             (cli, host_stats)
         }
         None => {
-            let host =
-                ixtcp_sockapi::host::Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {nic}: {e}")))?;
+            let host = ixtcp_host::Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {nic}: {e}")))?;
             let host_stats = host.stats();
             let _stack_ticker = stats.then(|| StackTicker::start(name, host_stats.clone()));
             let _ticker = Ticker::start(name, gauges.to_vec(), Unit::Transactions);

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use ixtcp_host::{HostConfig, LinkedHosts};
 use ixtcp_sockapi::Mode;
-use ixtcp_sockapi::host::{HostConfig, LinkedHosts};
 use ixtcp_stack::{ConfigError, StackConfig};
 
 use super::apps::{client_part, open_idle, server_part, share};

@@ -33,7 +33,7 @@ use ixtcp_stack::{MacAddr, PacketIo, RssView, StackConfig};
 /// `packet:IFACE`, `pci:ADDR`, `vfio:ADDR`.
 ///
 /// ```
-/// use ixtcp_sockapi::nic::Nic;
+/// use ixtcp_host::Nic;
 /// let nic: Nic = "pci:0000:03:00.0".parse()?;
 /// assert_eq!(nic, Nic::Pci("0000:03:00.0".into()));
 /// assert_eq!(nic.to_string(), "pci:0000:03:00.0");
