@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ixtcp_driver::mempool::Mempool;
 use ixtcp_driver::model::Model82599;
 use ixtcp_driver::time::{Clock, MonotonicClock, VirtualClock};
 use ixtcp_driver::wire::Wire;
@@ -19,7 +20,8 @@ use crate::nic::{Nic, NicDevice, NicQueue, OpenOptions};
 /// Everything a [`Host`] is started from.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
-    /// The stack: address, cores (= queue pairs), rings, buffers, timers.
+    /// The stack: address, cores (= queue pairs) and the CPUs they are
+    /// pinned to (`cpus`), rings, buffers, timers.
     pub stack: StackConfig,
     /// Which NIC.
     pub nic: Nic,
@@ -95,12 +97,20 @@ impl HostConfig {
 #[derive(Debug, Clone)]
 pub struct HostStats {
     mirrors: Vec<Arc<StatsMirror>>,
+    pools: Vec<Arc<Mempool>>,
 }
 
 impl HostStats {
     /// The counters of each core, in core order.
     pub fn per_core(&self) -> Vec<CoreStats> {
         self.mirrors.iter().map(|m| m.load()).collect()
+    }
+
+    /// Each core's packet buffers, in core order: (free, capacity) of its
+    /// queue pair's pool. Once [`Host::run`] returned, free is capacity:
+    /// the rings, the stack and the application let every buffer go.
+    pub fn buffers(&self) -> Vec<(usize, usize)> {
+        self.pools.iter().map(|p| (p.free_count(), p.capacity() as usize)).collect()
     }
 
     /// The sum over the cores.
@@ -145,10 +155,14 @@ impl Host {
     }
 
     pub(crate) fn start_inner(cfg: HostConfig, wire: Option<Box<dyn Wire>>, clock: Arc<dyn Clock>) -> io::Result<Host> {
-        let (mode, linger) = (cfg.mode, cfg.linger);
+        let (mode, linger, cpus) = (cfg.mode, cfg.linger, cfg.stack.cpus.clone());
         let parts = HostParts::build(cfg, wire, clock)?;
         let mut engines: Vec<Option<StackEngine<NicQueue>>> = parts.engines.into_iter().map(Some).collect();
-        let runtime = Runtime::builder().mode(mode).linger(linger).build(engines.len(), |i| {
+        let mut builder = Runtime::builder().mode(mode).linger(linger);
+        if let Some(cpus) = cpus {
+            builder = builder.pin(cpus);
+        }
+        let runtime = builder.build(engines.len(), |i| {
             engines.get_mut(i).and_then(Option::take).ok_or_else(|| io::Error::other("one engine per core"))
         })?;
         Ok(Host { runtime, stats: parts.stats, ip: parts.ip, device: parts.device })
@@ -238,6 +252,7 @@ impl HostParts {
                 engine.with_stats(mirror, cfg.stats_every).with_idle_wait(cfg.idle_wait)
             })
             .collect();
-        Ok(HostParts { engines, stats: HostStats { mirrors }, ip: stack.ip, device })
+        let pools = device.pools().to_vec();
+        Ok(HostParts { engines, stats: HostStats { mirrors, pools }, ip: stack.ip, device })
     }
 }

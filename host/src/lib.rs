@@ -7,15 +7,17 @@
 //!   initialises it with the driver and hands out one queue pair per core
 //!   ([`NicQueue`]).
 //! - [`Host`] is a NIC, one stack core per queue pair (built by
-//!   `ixtcp_stack::cores::build_cores`) and sockapi's [`Runtime`](ixtcp_sockapi::Runtime) with one
-//!   [`Context`](ixtcp_sockapi::Context) per core, in either [`Mode`](ixtcp_sockapi::Mode); [`HostConfig`] says how,
-//!   including the CPUs the cores are pinned to (`stack.cpus`).
+//!   `ixtcp_stack::cores::build_cores`) and sockapi's
+//!   [`Runtime`](ixtcp_sockapi::Runtime) with one
+//!   [`Context`](ixtcp_sockapi::Context) per core, in either
+//!   [`Mode`](ixtcp_sockapi::Mode); [`HostConfig`] says how, including the
+//!   CPUs the cores are pinned to (`stack.cpus`).
 //! - [`LinkedHosts`] is two hosts in one process over two 82599 models
 //!   joined by an in-memory link (tests, examples, the benchmark);
 //!   [`Stepped`] the same pair driven step by step on a virtual clock.
 //!
-//! Dependencies run one way: driver and stack below, sockapi beside them,
-//! this crate on top of the three.
+//! Dependencies run one way: driver, stack, sockapi, then this crate;
+//! none of the three depends on it.
 //!
 //! ```
 //! use ixtcp_host::{HostConfig, LinkedHosts};
@@ -59,11 +61,18 @@
 //! ```
 //!
 //! Stopping: [`Host::run`] returns when every core's application has
-//! returned; each core then closes what its application left open (FIN
-//! after the data), lets the stack finish for up to the linger time, and
-//! the device is stopped (receive off, queues disabled) before `run`
-//! returns. [`LinkedHosts::run`] asks the server to stop once the client's
-//! applications have all returned.
+//! returned; each core then closes what its application left open
+//! (listeners first, streams with FIN after their data), runs its stack
+//! until no connection is left or the linger ([`HostConfig::linger`])
+//! passes, resets whatever is still open, and lets its queue pair go (every
+//! buffer back in its pool, see [`HostStats::buffers`]); only when every
+//! core's threads have ended is the device stopped (receive off, queues
+//! disabled). [`LinkedHosts::run`] asks the server to stop once the
+//! client's applications have all returned.
+//!
+//! Pinning: `stack.cpus` names a CPU per core, and the runtime runs that
+//! core's threads there; without it the OS places them (the default, right
+//! for models that share the machine with their peer).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
