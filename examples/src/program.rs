@@ -89,19 +89,6 @@ pub fn parse_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Pins the calling thread to CPU `core` modulo the machine's CPUs (the
-/// cores of a host on a real NIC each own one CPU).
-pub fn pin_core(core: usize) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core % cpus });
-}
-
-/// True when cores should be pinned: a real NIC, or the model on a TAP
-/// device or interface (no in-process peer competing for the CPUs).
-pub fn pins(nic: &NicSpec) -> bool {
-    !matches!(nic, NicSpec::Model)
-}
-
 /// What each core's application returned, in core order.
 pub type CoreResults = Vec<io::Result<Tally>>;
 
