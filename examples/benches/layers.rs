@@ -40,7 +40,7 @@ use ixtcp_examples::http::site::{Site, SiteConfig};
 use ixtcp_examples::reactor::{ClientLoop, ClientWork, Clients, Gauge, LoopClock, Server};
 use ixtcp_examples::session::{Session, Tally};
 use ixtcp_examples::sockets::Sockets;
-use ixtcp_sockapi::host::{LinkedHosts, Stepped};
+use ixtcp_host::{LinkedHosts, Stepped};
 
 /// Transactions before the measured ones (every connection open and warm).
 pub const WARMUP: u64 = 500;

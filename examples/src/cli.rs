@@ -1,7 +1,7 @@
 //! The flags every ixtcp program takes, in one place:
-//! `--nic`, `--ip ADDR/PREFIX`, `--gateway`, `--cores`, `--config FILE`
-//! (the stack's TOML; flags given on the command line override it),
-//! `--pcap FILE`, `--stats` and `--threaded`.
+//! `--nic`, `--ip ADDR/PREFIX`, `--gateway`, `--cores`, `--cpus LIST`,
+//! `--config FILE` (the stack's TOML; flags given on the command line
+//! override it), `--pcap FILE`, `--stats` and `--threaded`.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use ixtcp_driver::pci;
+use ixtcp_host::HostConfig;
 use ixtcp_sockapi::Mode;
-use ixtcp_sockapi::host::HostConfig;
 use ixtcp_stack::StackConfig;
 
 use crate::{ExampleError, NicArgs, NicSpec};
@@ -54,9 +54,15 @@ pub struct StackArgs {
     /// Next hop for destinations outside the subnet.
     #[arg(long, value_name = "ADDR")]
     pub gateway: Option<Ipv4Addr>,
-    /// Cores, one queue pair and one pinned thread each (1..=16).
+    /// Cores, one queue pair each (1..=16).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
     pub cores: Option<u16>,
+    /// The CPU of each core, one per core (`--cpus 2,3`; the stack's `cpus`
+    /// key). Default: on a NIC with a peer outside this process, core i on
+    /// the i-th CPU the process may use, when there are enough; on the
+    /// model, not pinned.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub cpus: Option<Vec<usize>>,
     /// The stack's configuration file (TOML; see the README for every key).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -100,6 +106,9 @@ impl StackArgs {
         if let Some(c) = self.cores {
             cfg.cores = c;
         }
+        if let Some(c) = &self.cpus {
+            cfg.cpus = Some(c.clone());
+        }
         if let Some(p) = &self.pcap {
             cfg.pcap = Some(p.clone());
         }
@@ -115,8 +124,12 @@ impl StackArgs {
     /// The host these flags describe: [`stack_config`](Self::stack_config)
     /// on `--nic` in [`mode`](Self::mode). A model naps briefly when idle
     /// (it shares the machine with its peer); hardware polls without pause.
+    /// Pinned as [`cpus`](Self::cpus) says.
     pub fn host_config(&self, default_ip: IpPrefix) -> Result<HostConfig, ExampleError> {
-        let stack = self.stack_config(default_ip)?;
+        let mut stack = self.stack_config(default_ip)?;
+        if stack.cpus.is_none() && self.nic != NicSpec::Model {
+            stack.cpus = own_cpus(stack.cores);
+        }
         let mut cfg = match self.nic {
             NicSpec::Pci(_) | NicSpec::Vfio(_) => HostConfig::new(stack, self.nic.clone(), self.mode()),
             _ => HostConfig { nic: self.nic.clone(), ..HostConfig::model(stack, self.mode()) },
@@ -135,6 +148,14 @@ impl StackArgs {
             sysfs_root: self.sysfs_root.clone(),
         }
     }
+}
+
+/// One CPU per core, the first `cores` this process may run on, when it
+/// may run on that many: the cores of a host whose peer is outside this
+/// process then each own a CPU.
+fn own_cpus(cores: u16) -> Option<Vec<usize>> {
+    let ids = core_affinity::get_core_ids()?;
+    (ids.len() >= usize::from(cores)).then(|| ids.iter().take(usize::from(cores)).map(|c| c.id).collect())
 }
 
 #[cfg(test)]
@@ -166,6 +187,24 @@ mod tests {
         assert_eq!((cfg.ip, cfg.prefix_len, cfg.cores), (Ipv4Addr::new(192, 168, 7, 2), 30, 2));
         let cfg = Cli::try_parse_from(["x"]).unwrap().stack.stack_config(DEFAULT).unwrap();
         assert_eq!((cfg.ip, cfg.prefix_len), (DEFAULT.addr, 24));
+    }
+
+    #[test]
+    fn cpus_pin_the_cores_and_the_model_is_not_pinned_by_default() {
+        let cli = Cli::try_parse_from(["x", "--cores", "2", "--cpus", "1,0"]).unwrap();
+        assert_eq!(cli.stack.stack_config(DEFAULT).unwrap().cpus, Some(vec![1, 0]));
+        let model = Cli::try_parse_from(["x", "--cores", "2"]).unwrap();
+        assert_eq!(model.stack.host_config(DEFAULT).unwrap().stack.cpus, None);
+        // A TAP device's peer is the kernel: the cores own CPUs when there
+        // are enough of them.
+        let tap = Cli::try_parse_from(["x", "--nic", "tap:t0"]).unwrap();
+        let first = core_affinity::get_core_ids().unwrap()[0].id;
+        assert_eq!(tap.stack.host_config(DEFAULT).unwrap().stack.cpus, Some(vec![first]));
+        // One CPU per core, each its own: the error names the key.
+        for args in [&["x", "--cores", "2", "--cpus", "3"][..], &["x", "--cores", "2", "--cpus", "3,3"][..]] {
+            let e = Cli::try_parse_from(args).unwrap().stack.stack_config(DEFAULT).unwrap_err().to_string();
+            assert!(e.contains("cpus"), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `--nic`: which NIC the examples drive. The type is sockapi's
-//! [`Nic`](ixtcp_sockapi::nic::Nic), so that the socket programs hand it
+//! [`Nic`](ixtcp_host::Nic), so that the socket programs hand it
 //! straight to `sockapi::host`, and pktgen and fwd parse the same forms.
 //!
 //! - `model`: the software 82599; what its port is plugged into depends on
@@ -12,7 +12,7 @@
 //! - `pci:ADDR`: a real 82599 through sysfs (`resource0`) and hugepages.
 //! - `vfio:ADDR`: a real 82599 through VFIO and the IOMMU.
 
-pub use ixtcp_sockapi::nic::Nic as NicSpec;
+pub use ixtcp_host::Nic as NicSpec;
 
 #[cfg(test)]
 mod tests {

@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ixtcp_host::{HostConfig, HostStats, LinkedHosts};
 use ixtcp_sockapi::Context;
-use ixtcp_sockapi::host::{HostConfig, HostStats, LinkedHosts};
 use ixtcp_stack::CoreStats;
 
 use crate::NicSpec;
@@ -87,19 +87,6 @@ pub fn parse_seconds(s: &str) -> Result<f64, String> {
         Ok(x) if x.is_finite() && x > 0.0 && x <= 1e6 => Ok(x),
         _ => Err(format!("{s:?}: give a number of seconds, more than 0")),
     }
-}
-
-/// Pins the calling thread to CPU `core` modulo the machine's CPUs (the
-/// cores of a host on a real NIC each own one CPU).
-pub fn pin_core(core: usize) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core % cpus });
-}
-
-/// True when cores should be pinned: a real NIC, or the model on a TAP
-/// device or interface (no in-process peer competing for the CPUs).
-pub fn pins(nic: &NicSpec) -> bool {
-    !matches!(nic, NicSpec::Model)
 }
 
 /// What each core's application returned, in core order.
@@ -402,8 +389,7 @@ where
             (srv, host_stats)
         }
         None => {
-            let host =
-                ixtcp_sockapi::host::Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {nic}: {e}")))?;
+            let host = ixtcp_host::Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {nic}: {e}")))?;
             let host_stats = host.stats();
             let _stack_ticker = stats.then(|| StackTicker::start(name, host_stats.clone()));
             let _ticker = stats.then(|| Ticker::start(name, gauges.to_vec(), Unit::Transactions));
@@ -461,8 +447,7 @@ where
             (cli, host_stats)
         }
         None => {
-            let host =
-                ixtcp_sockapi::host::Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {nic}: {e}")))?;
+            let host = ixtcp_host::Host::start(ours).map_err(|e| ExampleError::Other(format!("--nic {nic}: {e}")))?;
             let host_stats = host.stats();
             let _stack_ticker = stats.then(|| StackTicker::start(name, host_stats.clone()));
             let _ticker = Ticker::start(name, gauges.to_vec(), Unit::Transactions);

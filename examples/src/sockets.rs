@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn loops_stepped_on_one_thread_over_two_linked_stacks() {
         use ixtcp_driver::wire::LinkConfig;
-        use ixtcp_sockapi::host::{HostConfig, LinkedHosts};
+        use ixtcp_host::{HostConfig, LinkedHosts};
         use ixtcp_stack::StackConfig;
         let cfg = |ip: [u8; 4]| {
             let mut c = HostConfig::model(StackConfig::new(ip.into(), 24), Mode::Inline);

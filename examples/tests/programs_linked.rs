@@ -20,7 +20,7 @@ use std::time::Instant;
 use ixtcp_examples::http::client::{ClientPlan, Expect, Target};
 use ixtcp_examples::program::{HttpLoad, load_http, run_linked, serve_http};
 use ixtcp_examples::reactor::{Gauge, Until};
-use ixtcp_sockapi::host::{HostConfig, LinkedHosts};
+use ixtcp_host::{HostConfig, LinkedHosts};
 use ixtcp_sockapi::{Context, Mode, TcpStream};
 use ixtcp_stack::StackConfig;
 

@@ -207,7 +207,10 @@ impl Context {
         Context::with_link(0, Link::Inline(Box::new(StackSide::new(engine))), StopHandle::default())
     }
 
-    pub(crate) fn inline_core<E: Engine + 'static>(core: usize, engine: E, stop: StopHandle) -> Context {
+    /// An inline context for core `core` of a set that share `stop`: for
+    /// harnesses that drive several cores' stacks from one thread (such as
+    /// `ixtcp_host::Stepped`); [`inline`](Self::inline) is core 0 alone.
+    pub fn inline_core<E: Engine + 'static>(core: usize, engine: E, stop: StopHandle) -> Context {
         Context::with_link(core, Link::Inline(Box::new(StackSide::new(engine))), stop)
     }
 
@@ -255,7 +258,7 @@ impl Context {
     /// queued jobs, egress, ingress; threaded: sends the queued jobs and
     /// takes the event batches that arrived) and reports whether anything
     /// happened. For harnesses that drive several inline contexts from one
-    /// thread, such as [`Stepped`](crate::host::Stepped); applications use
+    /// thread, such as `ixtcp_host::Stepped`; applications use
     /// [`Epoll::wait`](crate::Epoll::wait).
     pub fn step(&self) -> io::Result<bool> {
         self.drive(Block::No)
@@ -482,8 +485,10 @@ impl Context {
         self.close_link();
     }
 
-    /// The stack is gone: every handle reports `NotConnected` from now on.
-    pub(crate) fn close_link(&self) {
+    /// Lets go of the stack (inline: the engine is dropped): every handle
+    /// reports `NotConnected` from now on. The last step of stopping, after
+    /// [`close_all`](Self::close_all) and a linger.
+    pub fn close_link(&self) {
         if let Ok(mut link) = self.inner.link.try_borrow_mut() {
             *link = Link::Closed;
         }
@@ -491,8 +496,9 @@ impl Context {
 
     /// Queue the close of every socket (streams with FIN after their data,
     /// or RST with unread data; listeners resetting what they had not
-    /// accepted), as the first step of stopping.
-    pub(crate) fn close_all(&self) {
+    /// accepted), as the first step of stopping; the stack carries the
+    /// closes out when it next runs.
+    pub fn close_all(&self) {
         let Ok(mut st) = self.state() else { return };
         let mut jobs = Vec::new();
         for key in st.socks.keys() {

@@ -20,10 +20,8 @@
 //!   ingress/egress). The real per-core stack implements it; so does the
 //!   in-memory `testing::TestEngine` (feature `test-utils`).
 //! - [`stack::StackEngine`] is the real stack (one `ixtcp_stack::StackCore`)
-//!   as an engine; [`nic`] brings up a NIC (`model`, `tap:`, `packet:`,
-//!   `pci:`, `vfio:`) with one queue pair per core; [`host::Host`] starts a
-//!   NIC, its stack cores and one context per core in either runtime, and
-//!   [`host::LinkedHosts`] two such hosts over two linked 82599 models.
+//!   as an engine. Bringing up a NIC and its stack cores under a runtime is
+//!   the `ixtcp-host` crate's business, not this one's.
 //! - A [`Context`] (mTCP's `mctx`) is one core's application side. Its
 //!   sockets and epolls are usable only from the thread that owns it (it is
 //!   not `Send`), and handles made from one context are refused by another
@@ -174,9 +172,7 @@
 mod context;
 pub mod engine;
 mod epoll;
-pub mod host;
 mod net;
-pub mod nic;
 mod runtime;
 mod shared;
 mod slab;

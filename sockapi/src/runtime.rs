@@ -48,16 +48,17 @@ pub enum Mode {
 pub struct Builder {
     mode: Mode,
     linger: Duration,
+    cpus: Option<Vec<usize>>,
 }
 
 impl Default for Builder {
     fn default() -> Self {
-        Builder { mode: Mode::Threaded, linger: Duration::from_secs(1) }
+        Builder { mode: Mode::Threaded, linger: Duration::from_secs(1), cpus: None }
     }
 }
 
 impl Builder {
-    /// Threaded, with a one-second linger.
+    /// Threaded, with a one-second linger, not pinned.
     pub fn new() -> Builder {
         Builder::default()
     }
@@ -76,6 +77,28 @@ impl Builder {
         self
     }
 
+    /// Pin core `i`'s threads to CPU `cpus[i]`: threaded, its stack thread
+    /// and its application thread both (as mTCP pins an application thread
+    /// with its stack thread, so they share a cache); inline, its one
+    /// thread. [`build`](Self::build) refuses (`InvalidInput`) an empty list,
+    /// fewer CPUs than cores, and a CPU this process may not run on.
+    /// Unpinned by default: the OS places the threads.
+    ///
+    /// ```
+    /// use ixtcp_sockapi::{Mode, Runtime, testing::TestNet};
+    /// let net = TestNet::new();
+    /// let engine = |_| Ok(net.engine([10, 0, 0, 1].into()));
+    /// let rt = Runtime::builder().mode(Mode::Inline).pin([0]).build(1, engine)?;
+    /// assert_eq!(rt.run(|ctx| ctx.core())?, vec![0]);
+    /// let short = Runtime::builder().pin([0]).build(2, engine);
+    /// assert!(short.unwrap_err().to_string().contains("2 cores"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn pin(mut self, cpus: impl IntoIterator<Item = usize>) -> Builder {
+        self.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
     /// Make `cores` engines with `factory(core)` (for the real stack: start
     /// the NIC, then build one stack core per queue pair) and return the
     /// runtime, not yet running. `InvalidInput` for zero cores.
@@ -87,8 +110,37 @@ impl Builder {
         if cores == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "a runtime needs at least one core"));
         }
+        if let Some(cpus) = &self.cpus {
+            check_cpus(cpus, cores)?;
+        }
         let engines = (0..cores).map(&mut factory).collect::<io::Result<Vec<E>>>()?;
-        Ok(Runtime { engines, mode: self.mode, linger: self.linger, stop: StopHandle::default() })
+        Ok(Runtime { engines, mode: self.mode, linger: self.linger, cpus: self.cpus, stop: StopHandle::default() })
+    }
+}
+
+/// Checks a [`Builder::pin`] list against `cores` and the CPUs this thread
+/// may run on (its affinity mask: what pinning can be granted).
+fn check_cpus(cpus: &[usize], cores: usize) -> io::Result<()> {
+    let bad = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+    if cpus.is_empty() {
+        return bad("pin: the CPU list is empty; give one CPU per core, or do not pin".into());
+    }
+    if cpus.len() < cores {
+        return bad(format!("pin: {} CPUs for {cores} cores; give one CPU per core", cpus.len()));
+    }
+    let allowed: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    if let Some(cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
+        return bad(format!("pin: there is no CPU {cpu} this process may run on (it may run on {allowed:?})"));
+    }
+    Ok(())
+}
+
+/// Pins the calling thread to `cpu`, if given. The CPU was checked when the
+/// runtime was built; should the OS refuse it now, the thread runs unpinned
+/// rather than not at all.
+fn pin_here(cpu: Option<usize>) {
+    if let Some(id) = cpu {
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id });
     }
 }
 
@@ -98,6 +150,7 @@ pub struct Runtime<E> {
     engines: Vec<E>,
     mode: Mode,
     linger: Duration,
+    cpus: Option<Vec<usize>>,
     stop: StopHandle,
 }
 
@@ -137,7 +190,7 @@ impl<E: Engine + Send + 'static> Runtime<E> {
         R: Send,
         F: Fn(&Context) -> R + Sync,
     {
-        let Runtime { engines, mode, linger, stop } = self;
+        let Runtime { engines, mode, linger, cpus, stop } = self;
         let app = &app;
         let joined = std::thread::scope(|s| {
             let mut apps = Vec::new();
@@ -145,9 +198,11 @@ impl<E: Engine + Send + 'static> Runtime<E> {
             let mut spawn_error = None;
             for (core, engine) in engines.into_iter().enumerate() {
                 let app_stop = stop.clone();
+                let cpu = cpus.as_ref().and_then(|c| c.get(core).copied());
                 let spawned = match mode {
                     Mode::Inline => {
                         std::thread::Builder::new().name(format!("ixtcp-app-{core}")).spawn_scoped(s, move || {
+                            pin_here(cpu);
                             let ctx = Context::inline_core(core, engine, app_stop);
                             let r = app(&ctx);
                             ctx.finish(linger);
@@ -158,9 +213,13 @@ impl<E: Engine + Send + 'static> Runtime<E> {
                         let (jobs_tx, jobs_rx) = unbounded();
                         let (events_tx, events_rx) = unbounded();
                         let stack_stop = stop.clone();
-                        let stack = std::thread::Builder::new()
-                            .name(format!("ixtcp-stack-{core}"))
-                            .spawn_scoped(s, move || stack_loop(engine, jobs_rx, events_tx, stack_stop, linger));
+                        let stack = std::thread::Builder::new().name(format!("ixtcp-stack-{core}")).spawn_scoped(
+                            s,
+                            move || {
+                                pin_here(cpu);
+                                stack_loop(engine, jobs_rx, events_tx, stack_stop, linger)
+                            },
+                        );
                         match stack {
                             Ok(h) => stacks.push(h),
                             Err(e) => {
@@ -169,6 +228,7 @@ impl<E: Engine + Send + 'static> Runtime<E> {
                             }
                         }
                         std::thread::Builder::new().name(format!("ixtcp-app-{core}")).spawn_scoped(s, move || {
+                            pin_here(cpu);
                             let ctx = Context::threaded(core, jobs_tx, events_rx, app_stop);
                             let r = app(&ctx);
                             ctx.finish(linger);

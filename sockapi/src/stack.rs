@@ -216,9 +216,24 @@ impl<P: PacketIo> StackEngine<P> {
     }
 }
 
-/// The last counters are published when the engine goes (its runtime ended).
+/// The end of a core: its runtime closed every socket with FIN and lingered
+/// (until no connection was left, or the linger passed). Whatever is still
+/// open is reset now, so that peers learn at once instead of retransmitting
+/// into silence; what could not be sent is let go, so every buffer is back
+/// in its pool when the queue pair goes; and the last counters are
+/// published.
 impl<P: PacketIo> Drop for StackEngine<P> {
     fn drop(&mut self) {
+        if self.connections() > 0 {
+            self.core.abort_all();
+            let now = self.clock.now_ns();
+            // The resets leave in the next iteration; a few more give a
+            // full TX ring the chance to take the rest.
+            for _ in 0..4 {
+                self.core.poll(now);
+            }
+        }
+        self.core.discard_pending();
         self.publish();
     }
 }

@@ -68,6 +68,11 @@ pub struct StackConfig {
     pub mac: Option<MacAddr>,
     /// Number of cores, one queue pair each (1..=16, the 82599's RSS limit).
     pub cores: u16,
+    /// The CPU each core runs on, core `i` on `cpus[i]` (its stack thread
+    /// and, threaded, its application thread): as many as `cores`, each a
+    /// different CPU. None: not pinned, the OS places the threads (right
+    /// when client and server share the machine, as on the model).
+    pub cpus: Option<Vec<usize>>,
     /// Receive descriptors per queue.
     pub rx_ring_size: u16,
     /// Transmit descriptors per queue.
@@ -174,6 +179,7 @@ impl Default for StackConfig {
             gateway: None,
             mac: None,
             cores: 1,
+            cpus: None,
             rx_ring_size: 512,
             tx_ring_size: 512,
             mempool_size: 4096,
@@ -347,6 +353,25 @@ impl StackConfig {
             return Err(invalid("mac", format!("{mac} is not a unicast address")));
         }
         in_range("cores", self.cores, 1, 16)?;
+        if let Some(cpus) = &self.cpus {
+            if cpus.len() != usize::from(self.cores) {
+                return Err(invalid(
+                    "cpus",
+                    format!(
+                        "{} CPUs for {} cores: give one CPU per core (e.g. cpus = {:?}), or leave cpus out to not pin",
+                        cpus.len(),
+                        self.cores,
+                        (0..usize::from(self.cores)).collect::<Vec<_>>()
+                    ),
+                ));
+            }
+            if let Some((i, cpu)) = cpus.iter().enumerate().find(|(i, c)| cpus[..*i].contains(c)) {
+                return Err(invalid(
+                    "cpus",
+                    format!("CPU {cpu} is given twice (entry {i}): each core needs a CPU of its own"),
+                ));
+            }
+        }
         for (field, ring) in [("rx_ring_size", self.rx_ring_size), ("tx_ring_size", self.tx_ring_size)] {
             // The driver indexes rings with a mask: a power of two.
             if !(64..=4096).contains(&ring) || !ring.is_power_of_two() {
@@ -415,6 +440,7 @@ mod tests {
             gateway = "10.0.255.254"
             mac = "02:00:00:00:00:01"
             cores = 4
+            cpus = [2, 3, 4, 5]
             socket_rx_buffer = 8192
             congestion = "none"
             time_wait_ms = 0
@@ -425,6 +451,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.cores, 4);
+        assert_eq!(cfg.cpus, Some(vec![2, 3, 4, 5]));
+        assert_eq!(StackConfig::default().cpus, None, "not pinned unless asked");
         assert_eq!(cfg.netmask(), Ipv4Addr::new(255, 255, 0, 0));
         assert!(cfg.on_subnet(Ipv4Addr::new(10, 0, 9, 9)));
         assert!(!cfg.on_subnet(Ipv4Addr::new(10, 1, 0, 1)));
@@ -446,6 +474,9 @@ mod tests {
             ("socket_rx_buffer", StackConfig { socket_rx_buffer: 1 << 30, ..base.clone() }),
             ("ephemeral_first", StackConfig { ephemeral_first: 5000, ephemeral_last: 4000, ..base.clone() }),
             ("mac", StackConfig { mac: Some(MacAddr::BROADCAST), ..base.clone() }),
+            ("cpus", StackConfig { cpus: Some(vec![]), ..base.clone() }),
+            ("cpus", StackConfig { cores: 2, cpus: Some(vec![3]), ..base.clone() }),
+            ("cpus", StackConfig { cores: 2, cpus: Some(vec![3, 3]), ..base.clone() }),
         ];
         for (field, cfg) in cases {
             let err = cfg.validate().unwrap_err();

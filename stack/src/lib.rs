@@ -25,15 +25,16 @@
 //! - [`StackCore`] (`core`, `api`): one value per queue pair; `poll` runs
 //!   one loop iteration; the application API (listen, accept, connect,
 //!   send, recv, close) and edge-triggered [`Event`]s.
-//! - [`runtime`]: one pinned thread per core, graceful shutdown.
+//! - [`cores`]: bringing up one core per queue pair (the runtime that runs
+//!   them is sockapi's, started by the `ixtcp-host` crate).
 //! - [`config`], [`stats`], [`pcap`].
 //!
 //! ## Who owns what, on which thread
 //!
 //! A [`StackCore`] owns its queue pair, mempool, smoltcp `Interface`, flow
 //! table, connections, timers, TIME_WAIT table and counters, and is used by
-//! one thread at a time (it is `Send`, not `Sync`). The runtime pins one
-//! thread per core; deterministic tests drive several cores of two hosts,
+//! one thread at a time (it is `Send`, not `Sync`). The runtime runs each
+//! core on a thread of its own, pinned to a CPU when `cpus` says so; deterministic tests drive several cores of two hosts,
 //! and the wire between them, from one thread with a virtual clock. The
 //! only thing shared between cores is the host's [`NeighborTable`]: lock-free
 //! reads on the packet path, rare writes from ARP input. Counters are plain
@@ -47,6 +48,7 @@ pub mod config;
 mod conn;
 pub mod cookie;
 mod core;
+pub mod cores;
 mod csum;
 mod error;
 pub mod ether;
@@ -57,7 +59,6 @@ pub mod neighbor;
 pub mod pcap;
 mod phy;
 pub mod rss;
-pub mod runtime;
 pub mod secret;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod sim;

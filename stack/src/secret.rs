@@ -1,7 +1,7 @@
 //! The host's secrets and the keyed hash built on them: RFC 6528 initial
 //! sequence numbers and SYN cookies (`crate::cookie`).
 //!
-//! One [`HostSecret`] per host, shared by its cores (`runtime::build_cores`
+//! One [`HostSecret`] per host, shared by its cores (`cores::build_cores`
 //! makes it): 128-bit SipHash-2-4 keys from the OS RNG (`getrandom`), or
 //! derived from the test seed for deterministic runs.
 //!

@@ -1,6 +1,6 @@
 //! Hosts for tests: stack cores over the 82599 model and the driver
 //! ([`ModelHost`]), or over the stack's in-memory NIC ([`SimHost`]), built
-//! in one place on `ixtcp_stack::runtime::build_cores` so that every test
+//! in one place on `ixtcp_stack::cores::build_cores` so that every test
 //! brings a host up the same way.
 //!
 //! A model host is what `Device::init` on a fresh [`Model82599`] gives:
@@ -10,14 +10,10 @@
 //! or the queues are wrapped so that reading them pumps
 //! ([`ModelHost::start_with`]).
 //!
-//! For sockapi's tests, which want boxed queue pairs
-//! (`Box<dyn PacketIo + Send>`) that pump the model themselves:
-//!
-//! ```text
-//! let host = ModelHost::start_with(model, cfg, Some(seed), clock.now_ns(), |q| {
-//!     Box::new(Pumped { queue: q, model: model.clone() }) as NicQueue
-//! });
-//! ```
+//! sockapi's suites run their engines on a model host's cores and pump
+//! the model at the start of each ingress. Programs do not use this module:
+//! they bring a NIC up through `ixtcp_host::NicDevice`, which calls the
+//! same `build_cores`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +23,7 @@ use ixtcp_driver::io::RegisterIo;
 use ixtcp_driver::model::{Model82599, ModelConfig, ModelRegs};
 use ixtcp_driver::rss::Toeplitz;
 use ixtcp_driver::wire::Wire;
-use ixtcp_stack::runtime::build_cores;
+use ixtcp_stack::cores::build_cores;
 use ixtcp_stack::sim::{SimIo, SimNic};
 use ixtcp_stack::{CoreStats, MacAddr, NeighborTable, PacketIo, RssView, StackConfig, StackCore};
 

@@ -14,8 +14,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use ixtcp_driver::wire::Netns;
-use ixtcp_sockapi::host::{Host, HostConfig};
-use ixtcp_sockapi::nic::Nic;
+use ixtcp_host::{Host, HostConfig, Nic};
 use ixtcp_sockapi::{Mode, TcpListener};
 use ixtcp_stack::StackConfig;
 use ixtcp_testkit::frames;

@@ -2,7 +2,7 @@
 //! 82599 models ([`LinkedHosts`]), the server host with one stack core per
 //! server core of the split and the client host with one per client core,
 //! both in sockapi's inline runtime (application and stack on one thread
-//! per core, pinned to the split's core). Each core runs the same
+//! per core, which the runtime pins to the split's core: `stack.cpus`). Each core runs the same
 //! [`server_part`] / [`client_part`] as the kernel side, over
 //! [`Sockets`].
 //!
@@ -18,13 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use ixtcp_host::{HostConfig, LinkedHosts};
 use ixtcp_sockapi::Mode;
-use ixtcp_sockapi::host::{HostConfig, LinkedHosts};
 use ixtcp_stack::{ConfigError, StackConfig};
 
 use super::apps::{client_part, open_idle, server_part, share};
 use super::cpu::ServerTime;
-use super::kernel_side::{measured, pin, wait_open};
+use super::kernel_side::{measured, wait_open};
 use super::{Measured, Params, Split, Workload, measure};
 use crate::reactor::{Gauge, Until, wait_listening};
 use crate::session::Tally;
@@ -66,9 +66,13 @@ pub fn mtu_refused(mtu: usize) -> Option<String> {
 /// stack's default).
 pub fn host_configs(w: Workload, split: &Split, params: &Params, mtu: Option<usize>) -> (HostConfig, HostConfig) {
     let shared_cpu = split.server.iter().any(|c| split.client.contains(c));
-    let make = |ip: Ipv4Addr, cores: usize| {
+    let make = |ip: Ipv4Addr, cpus: &[usize]| {
         let mut stack = StackConfig::new(ip, 24);
-        stack.cores = u16::try_from(cores.clamp(1, 16)).unwrap_or(1);
+        stack.cores = u16::try_from(cpus.len().clamp(1, 16)).unwrap_or(1);
+        // Core i on the side's i-th CPU, through the runtime.
+        if split.pin && !cpus.is_empty() {
+            stack.cpus = Some(cpus.iter().copied().take(usize::from(stack.cores)).collect());
+        }
         if let Some(mtu) = mtu {
             stack.mtu = mtu;
         }
@@ -94,7 +98,7 @@ pub fn host_configs(w: Workload, split: &Split, params: &Params, mtu: Option<usi
         cfg.stats_every = 1024;
         cfg
     };
-    (make(SERVER_IP, split.server.len()), make(CLIENT_IP, split.client.len()))
+    (make(SERVER_IP, &split.server), make(CLIENT_IP, &split.client))
 }
 
 /// Runs `w` on ixtcp at `mtu`; returns the measured figures (with the NIC
@@ -124,9 +128,6 @@ pub fn run(
 
     let server_app = |ctx: &ixtcp_sockapi::Context| -> io::Result<Tally> {
         let core = ctx.core();
-        if split.pin {
-            pin(split.server.get(core).copied().unwrap_or(0));
-        }
         server_time.register_thread(core);
         let gauge = server_gauges.get(core).ok_or_else(|| io::Error::other("no gauge for a server core"))?;
         let mut r = Sockets::new(ctx)?;
@@ -134,9 +135,6 @@ pub fn run(
     };
     let client_app = |ctx: &ixtcp_sockapi::Context| -> io::Result<Tally> {
         let index = ctx.core();
-        if split.pin {
-            pin(split.client.get(index).copied().unwrap_or(0));
-        }
         let result = (|| {
             let gauge = client_gauges.get(index).ok_or_else(|| io::Error::other("no gauge for a client core"))?;
             let mut r = Sockets::new(ctx)?;
@@ -239,5 +237,15 @@ mod tests {
         assert_eq!(server.stack.socket_rx_buffer, BULK_SOCKET_BUFFER);
         let (server, _) = host_configs(Workload::Bulk, &Split::floating(2), &Params::quick(), None);
         assert_eq!(server.stack.mtu, StackConfig::new(SERVER_IP, 24).mtu);
+    }
+
+    #[test]
+    fn the_runtime_pins_the_server_on_its_cpus_and_the_load_on_its_own() {
+        let (server, client) = host_configs(Workload::EchoPersistent, &Split::halves(2, None), &Params::quick(), None);
+        assert_eq!((server.stack.cpus, client.stack.cpus), (Some(vec![0]), Some(vec![1])));
+        let (server, client) = host_configs(Workload::EchoPersistent, &Split::halves(5, None), &Params::quick(), None);
+        assert_eq!((server.stack.cpus, client.stack.cpus), (Some(vec![0, 1, 2]), Some(vec![3, 4])));
+        let (server, client) = host_configs(Workload::EchoPersistent, &Split::floating(2), &Params::quick(), None);
+        assert_eq!((server.stack.cpus, client.stack.cpus), (None, None), "tests float");
     }
 }

@@ -22,8 +22,7 @@ use std::time::Instant;
 use clap::Parser;
 use ixtcp_examples::cli::{IpPrefix, StackArgs};
 use ixtcp_examples::program::{
-    EchoLoad, load_echo, parse_seconds, peer_config, pin_core, pins, run_client, same_subnet, serve_echo,
-    until_interrupted,
+    EchoLoad, load_echo, parse_seconds, peer_config, run_client, same_subnet, serve_echo, until_interrupted,
 };
 use ixtcp_examples::reactor::{Gauge, Until};
 use ixtcp_examples::{ExampleError, NicSpec, exit_with};
@@ -95,9 +94,6 @@ fn run(args: &Args) -> Result<(), ExampleError> {
         ours.stack.ip, args.stack.nic, cores, load.conns, load.size, args.seconds
     );
     let app = |ctx: &ixtcp_sockapi::Context| {
-        if pins(&args.stack.nic) {
-            pin_core(ctx.core());
-        }
         let gauge = &gauges[ctx.core() % gauges.len()];
         let result = load_echo(ctx, &load, (ctx.core(), cores), &until, gauge);
         ended.fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);

@@ -18,9 +18,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use ixtcp_examples::cli::{IpPrefix, StackArgs};
-use ixtcp_examples::program::{
-    EchoLoad, load_echo, parse_seconds, peer_config, peer_ip, pin_core, pins, run_server, serve_echo,
-};
+use ixtcp_examples::program::{EchoLoad, load_echo, parse_seconds, peer_config, peer_ip, run_server, serve_echo};
 use ixtcp_examples::reactor::{Gauge, Until};
 use ixtcp_examples::{ExampleError, NicSpec, exit_with};
 
@@ -54,12 +52,8 @@ fn run(args: &Args) -> Result<(), ExampleError> {
     let addr = SocketAddrV4::new(ours.stack.ip, args.port);
     let gauges: Vec<Arc<Gauge>> = (0..cores).map(|_| Arc::default()).collect();
     eprintln!("echo_server: listening on {addr} on {} ({cores} cores); Ctrl-C stops", args.stack.nic);
-    let serve = |ctx: &ixtcp_sockapi::Context, until: &Until| {
-        if pins(&args.stack.nic) {
-            pin_core(ctx.core());
-        }
-        serve_echo(ctx, addr, until, &gauges[ctx.core() % gauges.len()])
-    };
+    let serve =
+        |ctx: &ixtcp_sockapi::Context, until: &Until| serve_echo(ctx, addr, until, &gauges[ctx.core() % gauges.len()]);
     // What the built-in client runs on --nic model.
     let load = EchoLoad { server: addr, conns: 16, size: 64, new_conn: false, seed: 1 };
     let peer = if args.stack.nic == NicSpec::Model {

@@ -29,8 +29,7 @@ use ixtcp_examples::cli::{IpPrefix, StackArgs};
 use ixtcp_examples::http::client::{ClientPlan, Expect, Target, Url};
 use ixtcp_examples::http::site::{Site, SiteConfig};
 use ixtcp_examples::program::{
-    HttpLoad, load_http, parse_seconds, peer_config, pin_core, pins, run_client, same_subnet, serve_http,
-    until_interrupted,
+    HttpLoad, load_http, parse_seconds, peer_config, run_client, same_subnet, serve_http, until_interrupted,
 };
 use ixtcp_examples::reactor::{Gauge, Until};
 use ixtcp_examples::{ExampleError, NicSpec, exit_with};
@@ -134,9 +133,6 @@ fn run(args: &Args) -> Result<(), ExampleError> {
         ours.stack.ip, args.stack.nic, load.requests, load.conns
     );
     let app = |ctx: &ixtcp_sockapi::Context| {
-        if pins(&args.stack.nic) {
-            pin_core(ctx.core());
-        }
         let result = load_http(ctx, &load, (ctx.core(), cores), &until, &gauges[ctx.core() % gauges.len()]);
         ended.fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         result

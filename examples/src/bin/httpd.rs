@@ -21,7 +21,7 @@ use clap::Parser;
 use ixtcp_examples::cli::{IpPrefix, StackArgs};
 use ixtcp_examples::http::site::{Site, SiteConfig};
 use ixtcp_examples::program::{
-    HttpLoad, builtin_http_plan, load_http, parse_seconds, peer_config, peer_ip, pin_core, pins, run_server, serve_http,
+    HttpLoad, builtin_http_plan, load_http, parse_seconds, peer_config, peer_ip, run_server, serve_http,
 };
 use ixtcp_examples::reactor::{Gauge, Until};
 use ixtcp_examples::{ExampleError, NicSpec, exit_with};
@@ -65,9 +65,6 @@ fn run(args: &Args) -> Result<(), ExampleError> {
     let what = root.map_or("the built-in page".to_string(), |r| r.display().to_string());
     eprintln!("httpd: serving {what} on http://{addr}/ on {} ({cores} cores); Ctrl-C stops", args.stack.nic);
     let serve = |ctx: &ixtcp_sockapi::Context, until: &Until| {
-        if pins(&args.stack.nic) {
-            pin_core(ctx.core());
-        }
         serve_http(ctx, addr, root, until, &gauges[ctx.core() % gauges.len()])
     };
     // What the built-in client runs on --nic model.

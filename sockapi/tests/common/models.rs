@@ -10,19 +10,25 @@
 //! server's: seen from the test, it is one host talking to itself, while
 //! every segment crosses both NICs and the link. Ids are interleaved
 //! (server slot i → 2i, client slot i → 2i + 1) so both fit one id space.
+//!
+//! The hosts are the test kit's [`ModelHost`]s (the driver's `Device::init`
+//! and the stack's `build_cores`, as in production); a model moves frames
+//! only when pumped, which each half's ingress does first.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ixtcp_driver::device::{DeviceHandle, QueuePair};
+use ixtcp_driver::model::{Model82599, ModelRegs};
 use ixtcp_driver::time::{Clock, MonotonicClock, VirtualClock};
 use ixtcp_driver::wire::{Link, LinkConfig};
 use ixtcp_sockapi::engine::{ConnId, ConnState, Engine, EngineError, EngineEvent, ListenerId, SockOpt};
-use ixtcp_sockapi::nic::{Nic, NicDevice, NicQueue, OpenOptions};
 use ixtcp_sockapi::stack::StackEngine;
 use ixtcp_sockapi::testing::{TestConfig, TestStats};
 use ixtcp_stack::{CoreStats, StackConfig, StatsMirror};
+use ixtcp_testkit::hosts::ModelHost;
 
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -96,32 +102,32 @@ impl PairStats {
     }
 }
 
-type Half = StackEngine<NicQueue>;
+type Half = StackEngine<QueuePair<ModelRegs>>;
 
 /// One core of each host as one engine. See the module docs.
 pub struct PairEngine {
     server: Half,
     client: Half,
+    server_model: Model82599,
+    client_model: Model82599,
     client_gone: Arc<AtomicBool>,
     // Dropped after the engines (field order): stops the devices.
     _devices: Arc<std::sync::Mutex<Devices>>,
 }
 
+/// Each host's control handle and model, once its cores became engines.
 pub struct Devices {
-    server: NicDevice,
-    client: NicDevice,
+    hosts: Vec<(DeviceHandle<ModelRegs>, Model82599)>,
 }
 
 impl Drop for Devices {
     fn drop(&mut self) {
-        for d in [&self.server, &self.client] {
-            if let Some(m) = d.model() {
-                let faults = m.faults();
-                if !faults.is_empty() && !std::thread::panicking() {
-                    panic!("model faults: {faults:?}");
-                }
+        for (handle, model) in &self.hosts {
+            let faults = model.faults();
+            if !faults.is_empty() && !std::thread::panicking() {
+                panic!("model faults: {faults:?}");
             }
-            d.shutdown();
+            handle.shutdown();
         }
     }
 }
@@ -137,17 +143,9 @@ pub fn pair_engines(cores: u16, t: &TestConfig, simulated: bool) -> (Vec<PairEng
     let (a, b) = Link::pair(LinkConfig::unlimited(), Arc::clone(&clock));
     let mut stats = PairStats::default();
     let mut open = |ip: Ipv4Addr, wire: Box<dyn ixtcp_driver::wire::Wire>, mac: u8| {
-        let cfg = Arc::new(stack_config(ip, cores, t));
-        let opts = OpenOptions {
-            model_mac: [2, 0, 0, 0, 0, mac],
-            link_timeout: Duration::from_secs(1),
-            ..OpenOptions::default()
-        };
-        let mut dev = NicDevice::open_with(&Nic::Model, &cfg, Some(wire), &opts).expect("open model");
-        let queues = dev.take_queues();
-        let cores =
-            ixtcp_stack::runtime::build_cores(cfg, dev.mac(), dev.rss(), queues, clock.now_ns(), Some(u64::from(mac)))
-                .expect("build cores");
+        let cfg = stack_config(ip, cores, t);
+        let host = ModelHost::new([2, 0, 0, 0, 0, mac], Some(wire), cfg, Some(u64::from(mac)), clock.now_ns());
+        let ModelHost { cores, handle, model, .. } = host;
         let halves: Vec<Half> = cores
             .into_iter()
             .map(|core| {
@@ -161,17 +159,20 @@ pub fn pair_engines(cores: u16, t: &TestConfig, simulated: bool) -> (Vec<PairEng
                 engine.with_stats(mirror, 1).with_idle_wait(t.idle_wait)
             })
             .collect();
-        (dev, halves)
+        ((handle, model), halves)
     };
     let (sdev, servers) = open(SERVER_IP, Box::new(a), 1);
     let (cdev, clients) = open(CLIENT_IP, Box::new(b), 2);
-    let devices = Arc::new(std::sync::Mutex::new(Devices { server: sdev, client: cdev }));
+    let (server_model, client_model) = (sdev.1.clone(), cdev.1.clone());
+    let devices = Arc::new(std::sync::Mutex::new(Devices { hosts: vec![sdev, cdev] }));
     let engines = servers
         .into_iter()
         .zip(clients)
         .map(|(server, client)| PairEngine {
             server,
             client,
+            server_model: server_model.clone(),
+            client_model: client_model.clone(),
             client_gone: Arc::clone(&stats.client_gone),
             _devices: Arc::clone(&devices),
         })
@@ -218,8 +219,10 @@ impl Engine for PairEngine {
         self.server.now_ns()
     }
     fn ingress(&mut self, now_ns: u64) {
+        self.server_model.pump();
         self.server.ingress(now_ns);
         if !self.client_gone.load(Ordering::Relaxed) {
+            self.client_model.pump();
             self.client.ingress(now_ns);
         }
     }

@@ -3,7 +3,7 @@
 //! transactions per second per core, with persistent connections in a
 //! closed loop (each sends its next request when its echo is back).
 //!
-//! Run: `cargo run --release -p ixtcp-sockapi --example echo_models [conns] [secs] [cores]`
+//! Run: `cargo run --release -p ixtcp-host --example echo_models [conns] [secs] [cores]`
 //! (defaults: 64 connections per client core, 3 s, 1 core per host). No
 //! hardware needed; the figures are in docs/BENCHMARKS.md.
 
@@ -11,7 +11,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ixtcp_sockapi::host::{HostConfig, LinkedHosts};
+use ixtcp_host::{HostConfig, LinkedHosts};
 use ixtcp_sockapi::{Context, Epoll, Events, Interest, Mode, TcpListener, TcpStream, Token, Trigger};
 use ixtcp_stack::StackConfig;
 

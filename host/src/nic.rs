@@ -33,7 +33,7 @@ use ixtcp_stack::{MacAddr, PacketIo, RssView, StackConfig};
 /// `packet:IFACE`, `pci:ADDR`, `vfio:ADDR`.
 ///
 /// ```
-/// use ixtcp_sockapi::nic::Nic;
+/// use ixtcp_host::Nic;
 /// let nic: Nic = "pci:0000:03:00.0".parse()?;
 /// assert_eq!(nic, Nic::Pci("0000:03:00.0".into()));
 /// assert_eq!(nic.to_string(), "pci:0000:03:00.0");
@@ -139,6 +139,7 @@ impl<R: RegisterIo + Send> Control for DeviceHandle<R> {
 /// or the mapped hardware). Dropping it stops the device.
 pub struct NicDevice {
     queues: Vec<NicQueue>,
+    pools: Vec<Arc<Mempool>>,
     mac: MacAddr,
     rss: RssView,
     // Field order is drop order: stop the device, then let go of the model
@@ -214,8 +215,17 @@ impl NicDevice {
                 let device = Device::init(hw.mmio.clone(), &hw.dma, dc).map_err(other)?;
                 let (rss, mac) = rss_and_mac(&device);
                 let (handle, queues) = device.into_queues();
-                let queues = queues.into_iter().map(|q| Box::new(q) as NicQueue).collect();
-                return Ok(NicDevice { queues, mac, rss, control: Box::new(handle), model: None, _hardware: Some(hw) });
+                let queues: Vec<NicQueue> = queues.into_iter().map(|q| Box::new(q) as NicQueue).collect();
+                let pools = pools_of(&queues);
+                return Ok(NicDevice {
+                    queues,
+                    pools,
+                    mac,
+                    rss,
+                    control: Box::new(handle),
+                    model: None,
+                    _hardware: Some(hw),
+                });
             }
         };
         let model = Model82599::new(ModelConfig { mac: opts.model_mac, ..ModelConfig::default() });
@@ -226,9 +236,10 @@ impl NicDevice {
             .map_err(|e| other(format!("{e} (model faults: {:?})", model.faults())))?;
         let (rss, mac) = rss_and_mac(&device);
         let (handle, queues) = device.into_queues();
-        let queues =
+        let queues: Vec<NicQueue> =
             queues.into_iter().map(|queue| Box::new(PumpedQueue { queue, model: model.clone() }) as NicQueue).collect();
-        Ok(NicDevice { queues, mac, rss, control: Box::new(handle), model: Some(model), _hardware: None })
+        let pools = pools_of(&queues);
+        Ok(NicDevice { queues, pools, mac, rss, control: Box::new(handle), model: Some(model), _hardware: None })
     }
 
     /// The station MAC.
@@ -246,6 +257,13 @@ impl NicDevice {
         self.model.as_ref()
     }
 
+    /// The packet buffer pool of each queue pair, in queue order (they stay
+    /// readable after the queues were taken: a pool whose free count is its
+    /// capacity has every buffer back).
+    pub fn pools(&self) -> &[Arc<Mempool>] {
+        &self.pools
+    }
+
     /// Takes the queue pairs (pair `i` for core `i`); afterwards none are left.
     pub fn take_queues(&mut self) -> Vec<NicQueue> {
         std::mem::take(&mut self.queues)
@@ -256,6 +274,10 @@ impl NicDevice {
     pub fn shutdown(&self) {
         self.control.shutdown();
     }
+}
+
+fn pools_of(queues: &[NicQueue]) -> Vec<Arc<Mempool>> {
+    queues.iter().map(|q| Arc::clone(q.pool())).collect()
 }
 
 fn rss_and_mac<R: RegisterIo>(device: &Device<R>) -> (RssView, MacAddr) {

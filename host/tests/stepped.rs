@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ixtcp_driver::wire::LinkConfig;
-use ixtcp_sockapi::host::{HostConfig, LinkedHosts, Stepped};
+use ixtcp_host::{HostConfig, LinkedHosts, Stepped};
 use ixtcp_sockapi::{Mode, TcpListener, TcpStream};
 use ixtcp_stack::StackConfig;
 

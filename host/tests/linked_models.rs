@@ -5,7 +5,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use ixtcp_sockapi::host::{HostConfig, LinkedHosts};
+use ixtcp_host::{HostConfig, LinkedHosts};
 use ixtcp_sockapi::{Mode, TcpListener, TcpStream};
 use ixtcp_stack::StackConfig;
 
