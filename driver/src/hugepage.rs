@@ -16,7 +16,8 @@
 //! hugepage size is 1 GiB. `MAP_SHARED` keeps the pages from being copied on
 //! `fork`, which would change their physical address under the device.
 //!
-//! Physical addresses come from `/proc/self/pagemap` (reference §1.7): one
+//! Physical addresses come from `/proc/self/pagemap`
+//! (docs/reference/82599.md): one
 //! 64-bit entry per base page, the frame number in bits 0–54, bit 63 set
 //! when the page is present. Without `CAP_SYS_ADMIN` the kernel reports
 //! frame number 0, which [`virt_to_phys`] turns into

@@ -13,7 +13,8 @@
 //! matches the access path: with an IOMMU group the device is driven through
 //! VFIO and DMA addresses are IOVAs ([`VfioDma`]); without one it is driven
 //! through sysfs and DMA addresses are physical addresses of hugepages
-//! ([`HugepageDma`]). See reference §1.7 and §1.8.
+//! ([`HugepageDma`]). See
+//! docs/reference/82599.md, "Reaching the device from user space".
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -417,7 +418,8 @@ impl PciDevice {
     }
 
     /// Sets Bus Master Enable in the command register through the sysfs
-    /// `config` file, keeping the other bits (reference §1.7). Returns the
+    /// `config` file, keeping the other bits (PCI 6.2.2;
+    /// docs/reference/82599.md). Returns the
     /// command register as written.
     pub fn enable_bus_master(&self) -> Result<u16, PciError> {
         let path = self.dir.join("config");

@@ -3,7 +3,8 @@
 //! With the IOMMU on, the device can only reach memory that has been mapped
 //! for it, and it sees that memory at IO virtual addresses (IOVAs) rather
 //! than physical ones. VFIO (Documentation/driver-api/vfio.rst) exposes this
-//! to user space in three layers (reference §1.8):
+//! to user space in three layers (the VFIO steps of
+//! docs/reference/82599.md):
 //!
 //! - a **container** (`/dev/vfio/vfio`) holds one IOMMU address space;
 //! - a **group** (`/dev/vfio/<n>`) is the unit the IOMMU can isolate; every
@@ -320,8 +321,8 @@ impl VfioDevice {
     /// Opens the device named `name` (its PCI address as sysfs spells it,
     /// `0000:03:00.0`), in IOMMU group `group`, through
     /// [`DEV_VFIO`]: sets up the process's container on first use, attaches
-    /// the group, and selects the type1 IOMMU once (reference §1.8,
-    /// steps 1–6). The device must be bound to vfio-pci.
+    /// the group, and selects the type1 IOMMU once (VFIO steps 1–6
+    /// in docs/reference/82599.md). The device must be bound to vfio-pci.
     pub fn open(name: &str, group: u32) -> Result<VfioDevice, VfioError> {
         VfioDevice::open_in(Path::new(DEV_VFIO), name, group)
     }
@@ -389,13 +390,13 @@ impl VfioDevice {
 
     /// The device's configuration space: the device fd and the offset of
     /// its config region in it, where software sets Bus Master Enable
-    /// (§1.8 step 7) as it would in the sysfs `config` file.
+    /// (VFIO step 7) as it would in the sysfs `config` file.
     pub fn config_space(&self) -> Result<(&File, u64), VfioError> {
         let config = self.region_info(VFIO_PCI_CONFIG_REGION_INDEX)?;
         Ok((&self.device, config.offset))
     }
 
-    /// Maps BAR0 (§1.8 step 8) as an [`Mmio`]. The mapping keeps the device
+    /// Maps BAR0 (VFIO step 8) as an [`Mmio`]. The mapping keeps the device
     /// fd open for as long as any clone of the `Mmio` lives.
     pub fn map_bar0(&self) -> Result<Mmio, VfioError> {
         let bar = self.region_info(VFIO_PCI_BAR0_REGION_INDEX)?;

@@ -33,9 +33,10 @@
 //!
 //! A [`StackCore`] owns its queue pair, mempool, smoltcp `Interface`, flow
 //! table, connections, timers, TIME_WAIT table and counters, and is used by
-//! one thread at a time (it is `Send`, not `Sync`). The runtime runs each
-//! core on a thread of its own, pinned to a CPU when `cpus` says so; deterministic tests drive several cores of two hosts,
-//! and the wire between them, from one thread with a virtual clock. The
+//! one thread at a time (it is `Send`, not `Sync`). The runtime (sockapi's)
+//! runs each core on a thread of its own, pinned to a CPU when `cpus` says
+//! so; deterministic tests drive several cores of two hosts, and the wire
+//! between them, from one thread with a virtual clock. The
 //! only thing shared between cores is the host's [`NeighborTable`]: lock-free
 //! reads on the packet path, rare writes from ARP input. Counters are plain
 //! integers owned by the core, published to other threads through a
