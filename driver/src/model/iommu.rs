@@ -194,25 +194,29 @@ impl IommuTable {
         let Some(base) = self.translate(addr, len) else { return false };
         let start = out.len();
         out.reserve(len);
-        // Filled in place (no zeroing first), in the pieces `write` uses.
+        // Filled in place (no zeroing first), in the pieces `write` uses:
+        // bytes up to an 8-byte boundary of the source, aligned words, then
+        // one 4-, one 2- and one 1-byte load for the rest.
         let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
-        let lead = base.align_offset(8).min(len);
-        let mut i = 0;
+        // `align_offset` on a byte pointer: the bytes to the next 8-byte
+        // boundary, 0 for a buffer that starts on one (every pool entry).
+        let lead = ((8 - (base as usize & 7)) & 7).min(len);
+        let words = (len - lead) / 8;
+        let tail = lead + words * 8;
         // SAFETY (every access below): the source lies inside the range
-        // checked by `translate` and on the alignment its width needs (see
-        // `write`); the destination lies inside the `len` bytes of spare
-        // capacity `reserve` made, written unaligned.
+        // checked by `translate` and on the alignment its width needs
+        // (`base + lead` is 8-aligned, and so is every word after it); the
+        // destination lies inside the `len` bytes of spare capacity
+        // `reserve` made, written unaligned.
         unsafe {
-            while i < lead {
+            for i in 0..lead {
                 dst.add(i).write(AtomicU8::from_ptr(base.add(i)).load(Ordering::Relaxed));
-                i += 1;
             }
-            while i + 8 <= len {
-                dst.add(i)
-                    .cast::<u64>()
-                    .write_unaligned(AtomicU64::from_ptr(base.add(i).cast()).load(Ordering::Relaxed));
-                i += 8;
+            let (src, out_words) = (base.add(lead).cast::<u64>(), dst.add(lead).cast::<u64>());
+            for w in 0..words {
+                out_words.add(w).write_unaligned(AtomicU64::from_ptr(src.add(w)).load(Ordering::Relaxed));
             }
+            let mut i = tail;
             if i + 4 <= len {
                 dst.add(i)
                     .cast::<u32>()
@@ -256,37 +260,47 @@ impl DmaBuf<'_> {
         // Bytes up to an 8-byte boundary, then aligned words, then one
         // 4-, one 2- and one 1-byte store for the rest (each on its own
         // alignment, as the words ended on an 8-byte boundary).
-        let lead = base.align_offset(8).min(len);
-        let mut i = 0;
-        while i < lead {
+        // Bytes to the next 8-byte boundary (none for a buffer that starts
+        // on one, as every pool entry does).
+        let (head, rest) = data.split_at(((8 - (base as usize & 7)) & 7).min(len));
+        for (i, &b) in head.iter().enumerate() {
             // SAFETY: `base + i` is inside the registered range checked by
             // `IommuTable::buffer` (i < len <= self.len); byte atomics need no alignment.
-            unsafe { AtomicU8::from_ptr(base.add(i)) }.store(data[i], Ordering::Relaxed);
-            i += 1;
-        }
-        while let Some(w) = data.get(i..i + 8) {
-            let w = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-            // SAFETY: inside the checked range (i + 8 <= len) and 8-byte
-            // aligned (`base + lead` is on a boundary, and i - lead is a
-            // multiple of 8).
-            unsafe { AtomicU64::from_ptr(base.add(i).cast()) }.store(w, Ordering::Relaxed);
-            i += 8;
-        }
-        if let Some(w) = data.get(i..i + 4) {
-            // SAFETY: inside the checked range, 8-byte aligned as above.
-            unsafe { AtomicU32::from_ptr(base.add(i).cast()) }
-                .store(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]), Ordering::Relaxed);
-            i += 4;
-        }
-        if let Some(w) = data.get(i..i + 2) {
-            // SAFETY: inside the checked range, at least 2-byte aligned.
-            unsafe { AtomicU16::from_ptr(base.add(i).cast()) }
-                .store(u16::from_ne_bytes([w[0], w[1]]), Ordering::Relaxed);
-            i += 2;
-        }
-        if let Some(&b) = data.get(i) {
-            // SAFETY: inside the checked range.
             unsafe { AtomicU8::from_ptr(base.add(i)) }.store(b, Ordering::Relaxed);
+        }
+        // SAFETY: `head.len() <= len`, inside the checked range.
+        let mut p = unsafe { base.add(head.len()) };
+        let mut words = rest.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            // SAFETY: inside the checked range (8 more bytes of `data` fit)
+            // and 8-byte aligned (`base + lead` is on a boundary, and each
+            // word moves 8 bytes on).
+            unsafe {
+                AtomicU64::from_ptr(p.cast()).store(w, Ordering::Relaxed);
+                p = p.add(8);
+            }
+        }
+        let mut rest = words.remainder();
+        if let [a, b, c, d, more @ ..] = rest {
+            // SAFETY: inside the checked range, 8-byte aligned as above.
+            unsafe {
+                AtomicU32::from_ptr(p.cast()).store(u32::from_ne_bytes([*a, *b, *c, *d]), Ordering::Relaxed);
+                p = p.add(4);
+            }
+            rest = more;
+        }
+        if let [a, b, more @ ..] = rest {
+            // SAFETY: inside the checked range, at least 2-byte aligned.
+            unsafe {
+                AtomicU16::from_ptr(p.cast()).store(u16::from_ne_bytes([*a, *b]), Ordering::Relaxed);
+                p = p.add(2);
+            }
+            rest = more;
+        }
+        if let [b] = rest {
+            // SAFETY: inside the checked range.
+            unsafe { AtomicU8::from_ptr(p) }.store(*b, Ordering::Relaxed);
         }
         true
     }

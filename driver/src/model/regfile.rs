@@ -516,7 +516,7 @@ impl State {
                     if !self.tail_ok(qid, true, ring.entries, self.reg(rx_offset(q, RxReg::Head)), old, value) {
                         return;
                     }
-                    self.set_reg(offset, value);
+                    self.set_ring_reg(offset, value);
                     // Descriptors arrived: frames waiting in the packet
                     // buffer may go now.
                     self.drain_rx_fifo(io);
@@ -670,7 +670,7 @@ impl State {
                     if !self.tail_ok(qid, false, entries, self.reg(regs::TDH(q as u32)), old, value) {
                         return;
                     }
-                    self.set_reg(offset, value);
+                    self.set_ring_reg(offset, value);
                     // 7.2.1: a tail write hands descriptors to the device;
                     // the model transmits them synchronously.
                     self.transmit(io, q);

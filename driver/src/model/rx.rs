@@ -15,20 +15,16 @@ use std::sync::atomic::{Ordering, fence};
 use super::PUMP_BATCH;
 use super::counters::Cast;
 use super::fault::ModelFault;
-use super::iommu::IommuTable;
+use super::iommu::{Desc, IommuTable};
 use super::packet::{ETH_HLEN, Ipv4, ipv4_header_ok, l4_checksum_ok, parse_ipv4};
-use super::regfile::owned;
-use super::state::State;
+use super::state::{RxConf, RxRing, State};
 use crate::desc::{field, pkt_type, rss_type, rx_status};
-use crate::regs::{self, fctrl, hlreg0, mrqc, rxcsum, srrctl};
+use crate::regs::{self, fctrl, mrqc, srrctl};
 
 /// Shortest frame (without FCS) the MAC passes on; shorter frames are padded
 /// with zeros first (TAP devices deliver runts that a real wire would have
 /// padded).
 const MIN_FRAME: usize = 60;
-
-/// Number of receive address (RAL/RAH) pairs.
-const RAR_ENTRIES: u32 = 128;
 
 /// What became of a frame offered to the DMA engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +48,26 @@ struct Class {
     rss_field: u32,
     /// Checksum status and error bits for the last descriptor.
     csum_status: u32,
+}
+
+/// The L2 filters (7.1.1.1): broadcast needs FCTRL.BAM, multicast
+/// FCTRL.MPE (the multicast table array is not modelled), unicast a valid
+/// RAL/RAH match or FCTRL.UPE. `frame` holds at least an Ethernet header.
+#[inline]
+fn accept(conf: &RxConf, frame: &[u8]) -> bool {
+    let f = conf.fctrl;
+    match Cast::of(frame) {
+        Cast::Broadcast => f & fctrl::BAM != 0,
+        Cast::Multicast => f & fctrl::MPE != 0,
+        Cast::Unicast => {
+            f & fctrl::UPE != 0 || {
+                let mut dst = [0u8; 8];
+                dst[..6].copy_from_slice(&frame[..6]);
+                let dst = u64::from_le_bytes(dst);
+                conf.rar.contains(&dst)
+            }
+        }
+    }
 }
 
 impl State {
@@ -92,19 +108,20 @@ impl State {
     /// in place) or to keep (a frame that waits in the packet buffer is
     /// moved there, leaving `frame` empty).
     pub(crate) fn receive_frame(&mut self, io: &IommuTable, frame: &mut Vec<u8>) {
+        let conf = self.rx_conf();
         // 8.2.3.8.10: with RXEN clear the receiver takes nothing in.
-        if self.reg(regs::RXCTRL) & regs::rxctrl::RXEN == 0 {
+        if !conf.rxen {
             return;
         }
         if frame.len() < ETH_HLEN {
             self.stats.undersize();
             return;
         }
-        if frame.len() > self.max_frame() {
+        if frame.len() > conf.max_frame {
             self.stats.oversize();
             return;
         }
-        if !self.accept(frame) {
+        if !accept(conf, frame) {
             return;
         }
         if frame.len() < MIN_FRAME {
@@ -134,33 +151,12 @@ impl State {
         }
     }
 
-    /// The L2 filters (7.1.1.1): broadcast needs FCTRL.BAM, multicast
-    /// FCTRL.MPE (the multicast table array is not modelled), unicast a
-    /// valid RAL/RAH match or FCTRL.UPE.
-    fn accept(&self, frame: &[u8]) -> bool {
-        let f = self.reg(regs::FCTRL);
-        match Cast::of(frame) {
-            Cast::Broadcast => f & fctrl::BAM != 0,
-            Cast::Multicast => f & fctrl::MPE != 0,
-            Cast::Unicast => f & fctrl::UPE != 0 || self.rar_match(&frame[..6]),
-        }
-    }
-
-    fn rar_match(&self, dst: &[u8]) -> bool {
-        let ral = u32::from_le_bytes([dst[0], dst[1], dst[2], dst[3]]);
-        let rah = u32::from(u16::from_le_bytes([dst[4], dst[5]]));
-        (0..RAR_ENTRIES).any(|i| {
-            let h = self.reg(regs::RAH(i));
-            h & regs::rah::AV != 0 && h & 0xFFFF == rah && self.reg(regs::RAL(i)) == ral
-        })
-    }
-
     /// Packet type, RSS and checksum status of a frame (7.1.2.8, 7.1.6.2,
     /// 7.1.11).
     fn classify(&mut self, frame: &[u8]) -> Class {
         let ip = parse_ipv4(frame);
-        let mrqc_v = self.reg(regs::MRQC);
-        let pcsd = self.reg(regs::RXCSUM) & rxcsum::PCSD != 0;
+        let conf = self.rx_conf();
+        let (mrqc_v, pcsd) = (conf.mrqc, conf.pcsd);
         // RSS decides the queue only in RSS-only mode, and only with PCSD
         // (the datasheet requires PCSD with RSS; like QEMU's igb the model
         // treats RSS as off without it). Other MRQE modes (VMDq, DCB) are
@@ -236,22 +232,46 @@ impl State {
             return Delivery::Dropped;
         }
         let bsize = (bsizepkt << srrctl::BSIZEPKT_SHIFT) as usize;
+        if self.rx_conf().strip {
+            return self.write_frame(io, &class, ring, srr, bsize, frame, frame, first);
+        }
         // With CRC stripping off the FCS lands in host memory too: the frame
         // and its FCS are put together in a scratch buffer kept for that.
-        let strip = self.reg(regs::HLREG0) & hlreg0::RXCRCSTRP != 0;
         let mut with_fcs = std::mem::take(&mut self.rx_fcs_scratch);
-        let data: &[u8] = if strip {
-            frame
-        } else {
-            with_fcs.clear();
-            with_fcs.extend_from_slice(frame);
-            with_fcs.extend_from_slice(&super::packet::ethernet_fcs(frame));
-            &with_fcs
-        };
+        with_fcs.clear();
+        with_fcs.extend_from_slice(frame);
+        with_fcs.extend_from_slice(&super::packet::ethernet_fcs(frame));
+        let done = self.write_frame(io, &class, ring, srr, bsize, frame, &with_fcs, first);
+        self.rx_fcs_scratch = with_fcs;
+        done
+    }
+
+    /// Writes `data` (the frame, with its FCS when it is not stripped) into
+    /// the buffers of the descriptors at RDH of `ring`, of `bsize` bytes
+    /// each, and writes them back; counts `frame`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn write_frame(
+        &mut self,
+        io: &IommuTable,
+        class: &Class,
+        ring: RxRing,
+        srr: u32,
+        bsize: usize,
+        frame: &[u8],
+        data: &[u8],
+        first: bool,
+    ) -> Delivery {
+        let q = u32::from(class.queue);
         let needed = data.len().div_ceil(bsize) as u32;
-        let (rdh, rdt) = (regs::RDH(q as u32), regs::RDT(q as u32));
-        let head = self.reg(rdh);
-        if owned(head, self.reg(rdt), ring.entries) < needed {
+        let (rdh, rdt) = (regs::RDH(q), regs::RDT(q));
+        let (head, entries) = (self.reg(rdh), ring.entries);
+        // An enabled ring that no fault halted has RDH and RDT inside it:
+        // checked when it was enabled and on every tail write, and the
+        // model moves RDH only within it (a head written while enabled
+        // halts the queue).
+        debug_assert!(head < entries && self.reg(rdt) < entries);
+        if ring_distance(head, self.reg(rdt), entries) < needed {
             if first {
                 self.stats.no_buffer();
             }
@@ -261,18 +281,15 @@ impl State {
             }
             return Delivery::Blocked;
         }
-        // Check every descriptor and buffer before writing anything, so a
-        // bad one never leaves half a packet in the ring. The descriptors'
-        // contents are visible: the driver wrote them before the RDT write
-        // that handed them over, and that write went through the model's
-        // lock.
-        let desc_at = |i: u32| ring.base + 16 * u64::from((head + i) % ring.entries);
-        // The first descriptor's translation and its buffer's are kept for
-        // the write below (a frame of one buffer, the common case, is
-        // translated once); further ones are looked up again.
-        let mut first_desc = None;
-        for i in 0..needed {
-            let desc = desc_at(i);
+        // 7.1.6.2 write-back fields other than the status.
+        let info = u64::from(class.pkt_info) | u64::from(class.rss_field) << 32;
+        // The descriptors' contents are visible: the driver wrote them
+        // before the RDT write that handed them over, and that write went
+        // through the model's lock.
+        if needed == 1 {
+            // The common case: one buffer, one descriptor, each translated
+            // once for the check and the write.
+            let desc = ring.base + 16 * u64::from(head);
             let d = io.desc(desc);
             let Some(pkt_addr) = d.load_u64(field::RX_PKT_ADDR) else {
                 let what = "rx descriptor ring";
@@ -286,40 +303,85 @@ impl State {
                 self.fault(ModelFault::DmaOutOfBounds { addr: pkt_addr, len: bsize, what, queue: class.queue });
                 return Delivery::Dropped;
             };
-            if i == 0 {
-                first_desc = Some((d, buf));
+            buf.write(data);
+            write_back(&d, info, data.len(), rx_status::EOP | class.csum_status);
+        } else if !self.write_chained(io, class, ring, head, needed, bsize, data, info) {
+            return Delivery::Dropped;
+        }
+        let next = head + needed;
+        self.set_ring_reg(rdh, if next >= entries { next - entries } else { next });
+        self.stats.received(class.queue, Cast::of(frame), frame.len(), data.len());
+        Delivery::Done
+    }
+
+    /// [`write_frame`](Self::write_frame) for a frame that spans `needed`
+    /// descriptors from `head`: every descriptor and buffer is checked
+    /// before anything is written, so a bad one never leaves half a packet
+    /// in the ring. False (with the fault recorded) if one is bad.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    fn write_chained(
+        &mut self,
+        io: &IommuTable,
+        class: &Class,
+        ring: RxRing,
+        head: u32,
+        needed: u32,
+        bsize: usize,
+        data: &[u8],
+        info: u64,
+    ) -> bool {
+        // `head + i` stays below twice the ring size: `needed` descriptors
+        // are owned by the device, fewer than the ring holds.
+        let desc_at = |i: u32| {
+            let slot = head + i;
+            ring.base + 16 * u64::from(if slot >= ring.entries { slot - ring.entries } else { slot })
+        };
+        for i in 0..needed {
+            let desc = desc_at(i);
+            let Some(pkt_addr) = io.desc(desc).load_u64(field::RX_PKT_ADDR) else {
+                let what = "rx descriptor ring";
+                self.fault(ModelFault::DmaOutOfBounds { addr: desc, len: 16, what, queue: class.queue });
+                return false;
+            };
+            // The device may write up to the full buffer size (SRRCTL), so
+            // all of it must be mapped.
+            if io.buffer(pkt_addr, bsize).is_none() {
+                let what = "rx packet buffer";
+                self.fault(ModelFault::DmaOutOfBounds { addr: pkt_addr, len: bsize, what, queue: class.queue });
+                return false;
             }
         }
         for (i, chunk) in data.chunks(bsize).enumerate() {
-            let (d, buf) = match first_desc.take() {
-                Some(first) => first,
-                None => {
-                    let d = io.desc(desc_at(i as u32));
-                    let pkt_addr = d.load_u64(field::RX_PKT_ADDR).unwrap_or(0);
-                    // Checked in the loop above; an unmapped one writes nothing.
-                    let Some(buf) = io.buffer(pkt_addr, bsize) else { continue };
-                    (d, buf)
-                }
-            };
+            let d = io.desc(desc_at(i as u32));
+            let pkt_addr = d.load_u64(field::RX_PKT_ADDR).unwrap_or(0);
+            // Checked in the loop above; an unmapped one writes nothing.
+            let Some(buf) = io.buffer(pkt_addr, bsize) else { continue };
             buf.write(chunk);
-            let last = i as u32 + 1 == needed;
-            let status = if last { rx_status::EOP | class.csum_status } else { 0 };
-            // 7.1.6.2 write-back, in the order QEMU's igb uses: every field
-            // with DD clear first, then DD behind a release fence, so a
-            // driver that sees DD (and fences acquire) sees the rest.
-            let info = u64::from(class.pkt_info) | u64::from(class.rss_field) << 32;
-            d.store_u64(field::RX_WB_INFO, info);
-            d.store_u32(field::RX_WB_LENGTH_VLAN, chunk.len() as u32);
-            d.store_u32(field::RX_WB_STATUS_ERROR, status);
-            // Release: the packet data and the fields above before DD.
-            fence(Ordering::Release);
-            d.store_u32(field::RX_WB_STATUS_ERROR, status | rx_status::DD);
+            // EOP and the checksum status only on the last descriptor.
+            let status = if i as u32 + 1 == needed { rx_status::EOP | class.csum_status } else { 0 };
+            write_back(&d, info, chunk.len(), status);
         }
-        let host_bytes = data.len();
-        // Kept for the next frame (an early return above just drops it).
-        self.rx_fcs_scratch = with_fcs;
-        self.set_reg(rdh, (head + needed) % ring.entries);
-        self.stats.received(class.queue, Cast::of(frame), frame.len(), host_bytes);
-        Delivery::Done
+        true
     }
+}
+
+/// 7.1.6.2 write-back of one descriptor, in the order QEMU's igb uses:
+/// every field with DD clear first, then DD behind a release fence, so a
+/// driver that sees DD (and fences acquire) sees the rest and the data.
+#[inline(always)]
+fn write_back(d: &Desc<'_>, info: u64, len: usize, status: u32) {
+    d.store_u64(field::RX_WB_INFO, info);
+    d.store_u32(field::RX_WB_LENGTH_VLAN, len as u32);
+    d.store_u32(field::RX_WB_STATUS_ERROR, status);
+    // Release: the packet data and the fields above before DD.
+    fence(Ordering::Release);
+    d.store_u32(field::RX_WB_STATUS_ERROR, status | rx_status::DD);
+}
+
+/// Descriptors the device owns from `head` to `tail` in a ring of
+/// `entries`, both inside the ring: `owned` without its division.
+#[inline(always)]
+fn ring_distance(head: u32, tail: u32, entries: u32) -> u32 {
+    if tail >= head { tail - head } else { tail + entries - head }
 }

@@ -21,6 +21,9 @@ pub(crate) const QUEUES: usize = regs::MAX_QUEUES as usize;
 // `State::tx_pending` has one bit per transmit queue.
 const _: () = assert!(QUEUES <= u128::BITS as usize);
 
+/// Number of receive address (RAL/RAH) pairs.
+pub(crate) const RAR_ENTRIES: u32 = 128;
+
 /// Faults kept before further ones are only counted, so that a driver
 /// hammering a bad register cannot exhaust memory.
 const MAX_FAULTS: usize = 1 << 16;
@@ -111,6 +114,31 @@ pub(crate) struct RssCache {
     pub reta: Option<Reta>,
 }
 
+/// What the receive path needs per frame from registers that only a
+/// register write changes, decoded once after such a write (7.1.1,
+/// 7.1.1.1, 7.1.2.8) instead of per frame. `State::set_reg` marks it
+/// stale; [`State::rx_conf`] decodes it again on the next frame.
+#[derive(Debug, Default)]
+pub(crate) struct RxConf {
+    /// Decoded from the registers as they are now.
+    pub valid: bool,
+    /// RXCTRL.RXEN.
+    pub rxen: bool,
+    /// [`State::max_frame`].
+    pub max_frame: usize,
+    /// FCTRL.
+    pub fctrl: u32,
+    /// The addresses of the valid RAL/RAH pairs, as RAL | (RAH & 0xFFFF) << 32
+    /// (the destination MAC's first six bytes read little-endian).
+    pub rar: Vec<u64>,
+    /// MRQC.
+    pub mrqc: u32,
+    /// RXCSUM.PCSD.
+    pub pcsd: bool,
+    /// HLREG0.RXCRCSTRP.
+    pub strip: bool,
+}
+
 /// Everything the model holds.
 pub(crate) struct State {
     pub config: ModelConfig,
@@ -152,6 +180,8 @@ pub(crate) struct State {
     pub reset_at: Option<u64>,
     /// SECRXSTAT reads since SECRXCTRL.RX_DIS was set.
     pub secrx_reads: u8,
+    /// The receive path's decoded registers.
+    rx_conf: RxConf,
 }
 
 impl State {
@@ -178,6 +208,7 @@ impl State {
             clock,
             reset_at: None,
             secrx_reads: 0,
+            rx_conf: RxConf::default(),
         };
         s.reset_to_power_on();
         s
@@ -245,10 +276,52 @@ impl State {
         self.regs.get((offset / 4) as usize).copied().unwrap_or(0)
     }
 
-    /// Sets the register at byte offset `offset` (already validated).
+    /// Sets the register at byte offset `offset` (already validated). The
+    /// receive path's decoded registers ([`RxConf`]) are decoded again
+    /// before the next frame.
     pub fn set_reg(&mut self, offset: u32, value: u32) {
+        self.rx_conf.valid = false;
+        self.set_ring_reg(offset, value);
+    }
+
+    /// Sets a head or tail register (RDH, RDT, TDH, TDT), which nothing in
+    /// [`RxConf`] depends on: the per-frame path.
+    #[inline]
+    pub fn set_ring_reg(&mut self, offset: u32, value: u32) {
         if let Some(r) = self.regs.get_mut((offset / 4) as usize) {
             *r = value;
         }
+    }
+
+    /// The receive path's decoded registers, decoded now if a register
+    /// write made them stale.
+    #[inline]
+    pub fn rx_conf(&mut self) -> &RxConf {
+        if !self.rx_conf.valid {
+            self.decode_rx_conf();
+        }
+        &self.rx_conf
+    }
+
+    #[cold]
+    fn decode_rx_conf(&mut self) {
+        let mut rar = std::mem::take(&mut self.rx_conf.rar);
+        rar.clear();
+        for i in 0..RAR_ENTRIES {
+            let h = self.reg(regs::RAH(i));
+            if h & regs::rah::AV != 0 {
+                rar.push(u64::from(self.reg(regs::RAL(i))) | u64::from(h & 0xFFFF) << 32);
+            }
+        }
+        self.rx_conf = RxConf {
+            valid: true,
+            rxen: self.reg(regs::RXCTRL) & regs::rxctrl::RXEN != 0,
+            max_frame: self.max_frame(),
+            fctrl: self.reg(regs::FCTRL),
+            rar,
+            mrqc: self.reg(regs::MRQC),
+            pcsd: self.reg(regs::RXCSUM) & regs::rxcsum::PCSD != 0,
+            strip: self.reg(regs::HLREG0) & regs::hlreg0::RXCRCSTRP != 0,
+        };
     }
 }

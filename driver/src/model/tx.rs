@@ -111,7 +111,8 @@ impl State {
             if matches!(step, Step::Halt) {
                 return sent;
             }
-            self.set_reg(tdh, (head + 1) % entries);
+            // TDH stays inside the ring (see `State::write_frame`).
+            self.set_ring_reg(tdh, if head + 1 == entries { 0 } else { head + 1 });
             if let Step::Packet(frame, host_bytes) = step
                 && !self.send(io, q, run, frame, host_bytes, &mut sent)
             {
@@ -257,23 +258,21 @@ impl State {
     fn write_back(&mut self, io: &IommuTable, q: usize, wthresh: u32, desc: (u64, &Desc<'_>), rs: bool) {
         let pending = &mut self.tx[q].wb_pending;
         let (desc, d) = desc;
-        if wthresh == 0 {
-            if !rs {
-                return;
-            }
-            if pending.is_empty() {
-                // The common case: this descriptor alone, through the
-                // translation it was read with. Release as below.
-                fence(Ordering::Release);
-                d.store_u32(field::TX_OLINFO_STATUS, tx_olinfo::DD);
-                return;
-            }
-            pending.push(desc);
-        } else {
-            pending.push(desc);
-            if pending.len() < wthresh as usize {
-                return;
-            }
+        if wthresh == 0 && !rs {
+            return;
+        }
+        if pending.is_empty() && wthresh <= 1 {
+            // The common case (nothing pending, and this descriptor due
+            // alone: it has RS under WTHRESH 0, or it makes a burst of 1):
+            // written back through the translation it was read with.
+            // Release as below.
+            fence(Ordering::Release);
+            d.store_u32(field::TX_OLINFO_STATUS, tx_olinfo::DD);
+            return;
+        }
+        pending.push(desc);
+        if wthresh != 0 && pending.len() < wthresh as usize {
+            return;
         }
         // Release: the buffers have been read before DD tells the driver it
         // may reuse them. The write-back format has only the status word

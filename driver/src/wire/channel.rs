@@ -85,8 +85,11 @@ pub(crate) struct Sender<T> {
 /// The receiving end of one direction.
 pub(crate) struct Receiver<T> {
     chan: Arc<Channel<T>>,
-    /// Items of the batches taken, not yet handed out.
-    staged: VecDeque<T>,
+    /// Items of the batches taken, not yet handed out, in reverse order
+    /// (the next one last), so that taking one is a `pop`: a published
+    /// batch becomes this vector itself, reversed, without its items being
+    /// moved one by one.
+    staged: Vec<T>,
     /// Emptied buffers gathered for the next bundle.
     returning: Bundle,
 }
@@ -104,7 +107,7 @@ pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
         bell: OnceLock::new(),
     });
     let sender = Sender { chan: Arc::clone(&chan), batch: Vec::with_capacity(BATCH), stash: Vec::new() };
-    (sender, Receiver { chan, staged: VecDeque::new(), returning: Vec::with_capacity(BUNDLE) })
+    (sender, Receiver { chan, staged: Vec::new(), returning: Vec::with_capacity(BUNDLE) })
 }
 
 impl<T> Sender<T> {
@@ -177,11 +180,11 @@ impl<T> Channel<T> {
     }
 }
 
-/// Moves a published batch's items to `staged` and gives the emptied vector
-/// back to the sender.
-fn stage<T>(chan: &Channel<T>, staged: &mut VecDeque<T>, mut batch: Vec<T>) {
+/// Moves a published batch's items to the end of `staged` (in order) and
+/// gives the emptied vector back to the sender.
+fn stage<T>(chan: &Channel<T>, staged: &mut Vec<T>, mut batch: Vec<T>) {
     chan.queued.fetch_sub(batch.len(), Ordering::Relaxed);
-    staged.extend(batch.drain(..));
+    staged.append(&mut batch);
     let _ = chan.batches.push(batch);
 }
 
@@ -189,12 +192,25 @@ impl<T> Receiver<T> {
     /// The oldest published item not yet received.
     #[inline]
     pub(crate) fn recv(&mut self) -> Option<T> {
-        if let Some(item) = self.staged.pop_front() {
+        if let Some(item) = self.staged.pop() {
             return Some(item);
         }
+        self.take_batches()
+    }
+
+    /// `recv` with nothing staged: takes the next published batch (or,
+    /// while the sender spills, every batch) and hands out its first item.
+    fn take_batches(&mut self) -> Option<T> {
         let Receiver { chan, staged, .. } = self;
+        debug_assert!(staged.is_empty());
         match chan.ring.pop() {
-            Some(batch) => stage(chan, staged, batch),
+            Some(batch) => {
+                // The batch becomes the staging vector; the old, empty one
+                // goes back to the sender.
+                chan.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+                let empty = std::mem::replace(staged, batch);
+                let _ = chan.batches.push(empty);
+            }
             None => {
                 if !chan.overflowing.load(Ordering::Acquire) {
                     return None;
@@ -215,7 +231,8 @@ impl<T> Receiver<T> {
                 chan.overflowing.store(false, Ordering::Release);
             }
         }
-        self.staged.pop_front()
+        staged.reverse();
+        staged.pop()
     }
 
     /// Has the sender ring `bell` after each batch it publishes from now
