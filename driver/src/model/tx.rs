@@ -123,6 +123,7 @@ impl State {
 
     /// Emits a finished frame, counting it in `sent`; false when the wire
     /// refused it as busy and it is held (nothing more is fetched then).
+    #[inline(always)]
     fn send(
         &mut self,
         io: &IommuTable,
@@ -314,6 +315,7 @@ impl State {
     /// loopback). Returns a buffer to gather the next packet in (the wire
     /// may have taken the frame's own and given another), or gives the
     /// frame back if the wire is busy.
+    #[inline(always)]
     fn emit(
         &mut self,
         io: &IommuTable,

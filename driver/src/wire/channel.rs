@@ -158,9 +158,17 @@ impl<T> Sender<T> {
     /// An emptied buffer given back by the receiver, or a new empty one.
     #[inline]
     pub(crate) fn buffer(&mut self) -> Vec<u8> {
-        if let Some(buf) = self.stash.pop() {
-            return buf;
+        match self.stash.pop() {
+            Some(buf) => buf,
+            None => self.next_bundle(),
         }
+    }
+
+    /// `buffer` with an empty stash: takes the next bundle the receiver
+    /// gave back (once per [`BUNDLE`] buffers).
+    #[cold]
+    #[inline(never)]
+    fn next_bundle(&mut self) -> Vec<u8> {
         let Some(bundle) = self.chan.spare.pop() else { return Vec::new() };
         let emptied = std::mem::replace(&mut self.stash, bundle);
         // The receiver fills it again; if it has enough, it is freed.
