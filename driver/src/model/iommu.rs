@@ -67,13 +67,43 @@ pub(crate) struct IommuTable {
     mappings: Vec<Option<Mapping>>,
     free_slots: Vec<u32>,
     next_iova: u64,
+    /// Bumped by every unmap (from 1): a [`Memo`] filled at this value
+    /// names a region that is still mapped.
+    generation: u64,
 }
 
 impl Default for IommuTable {
     fn default() -> Self {
-        IommuTable { granules: Vec::new(), mappings: Vec::new(), free_slots: Vec::new(), next_iova: IOVA_BASE }
+        IommuTable {
+            granules: Vec::new(),
+            mappings: Vec::new(),
+            free_slots: Vec::new(),
+            next_iova: IOVA_BASE,
+            generation: 1,
+        }
     }
 }
+
+/// The region an earlier translation found, remembered by whoever
+/// translates into the same region again and again (a ring's descriptors,
+/// a queue's packet buffers), so that the next access there checks one
+/// range instead of looking the address up. It is used only while the
+/// table has unmapped nothing since it was filled (`generation`): then the
+/// region is still registered, and since regions never overlap, an access
+/// inside it is exactly what the table would allow.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Memo {
+    /// The table's generation when filled; 0 (never a generation) if empty.
+    generation: u64,
+    iova: u64,
+    virt: Option<NonNull<u8>>,
+    len: usize,
+}
+
+// SAFETY: a memo is only a remembered address; it is dereferenced only
+// through `IommuTable::translate_with`, under the table's lock and only
+// while the region it names is registered (the generation check).
+unsafe impl Send for Memo {}
 
 /// The granule of device address `addr`, if it lies in the model's space.
 #[inline(always)]
@@ -131,6 +161,8 @@ impl IommuTable {
         let (Some(start), Some(end)) = (granule(m.iova), granule(m.iova + m.len.max(1) as u64 - 1)) else { return };
         self.granules[start..=end].fill(0);
         self.free_slots.push(slot as u32);
+        // Every memo may name this region: none is trusted any more.
+        self.generation += 1;
     }
 
     /// Number of registered regions (not counting the further pages of a
@@ -159,6 +191,46 @@ impl IommuTable {
         }
         // In bounds of the region by the check above.
         Some(m.virt.as_ptr().wrapping_add(offset))
+    }
+
+    /// `translate`, through `memo`: checked against the region the memo
+    /// remembers if it is still valid, else looked up (and remembered).
+    #[inline(always)]
+    fn translate_with(&self, memo: &mut Memo, addr: u64, len: usize) -> Option<*mut u8> {
+        if memo.generation == self.generation
+            && let Some(virt) = memo.virt
+        {
+            let offset = addr.wrapping_sub(memo.iova);
+            // `offset < memo.len` first, so the subtraction cannot wrap.
+            if offset < memo.len as u64 && len.max(1) <= memo.len - offset as usize {
+                // In bounds of the region by the check above.
+                return Some(virt.as_ptr().wrapping_add(offset as usize));
+            }
+        }
+        self.translate_remembering(memo, addr, len)
+    }
+
+    #[inline(never)]
+    fn translate_remembering(&self, memo: &mut Memo, addr: u64, len: usize) -> Option<*mut u8> {
+        let base = self.translate(addr, len)?;
+        if let Some(m) = self.slot_of(addr).and_then(|slot| self.mappings.get(slot)).and_then(Option::as_ref) {
+            *memo = Memo { generation: self.generation, iova: m.iova, virt: Some(m.virt), len: m.len };
+        }
+        Some(base)
+    }
+
+    /// [`desc`](Self::desc), translated through `memo`.
+    #[inline(always)]
+    pub(crate) fn desc_with(&self, memo: &mut Memo, addr: u64) -> Desc<'_> {
+        let base = self.translate_with(memo, addr, DESC_LEN).filter(|p| *p as usize % 8 == 0);
+        Desc { base, _table: PhantomData }
+    }
+
+    /// [`buffer`](Self::buffer), translated through `memo`.
+    #[inline(always)]
+    pub(crate) fn buffer_with(&self, memo: &mut Memo, addr: u64, len: usize) -> Option<DmaBuf<'_>> {
+        let base = self.translate_with(memo, addr, len)?;
+        Some(DmaBuf { base, len, _table: PhantomData })
     }
 
     /// Whether one registered region covers `[addr, addr + len)`.
@@ -195,8 +267,14 @@ impl IommuTable {
     /// Appends `len` bytes from device address `addr` to `out` (a transmit
     /// DMA read). Returns false, appending nothing, if no region covers the
     /// range.
+    #[cfg(test)]
     pub(crate) fn read_into(&self, addr: u64, len: usize, out: &mut Vec<u8>) -> bool {
-        let Some(base) = self.translate(addr, len) else { return false };
+        self.read_into_with(&mut Memo::default(), addr, len, out)
+    }
+
+    /// [`read_into`](Self::read_into), translated through `memo`.
+    pub(crate) fn read_into_with(&self, memo: &mut Memo, addr: u64, len: usize, out: &mut Vec<u8>) -> bool {
+        let Some(base) = self.translate_with(memo, addr, len) else { return false };
         let start = out.len();
         out.reserve(len);
         // Filled in place (no zeroing first), in the pieces `write` uses:
@@ -442,6 +520,33 @@ mod tests {
         assert_eq!(t.desc(base + 4088).load_u32(0), None, "straddles the end of the region");
         assert_eq!(t.desc(base + 4).load_u32(0), None, "not 8-byte aligned");
         assert!(!t.desc(base + 8192).store_u32(0, 1), "unmapped");
+    }
+
+    #[test]
+    fn a_remembered_region_is_checked_like_a_lookup_and_forgotten_at_any_unmap() {
+        let (r1, r2) = (HeapDma.alloc(4096).unwrap(), HeapDma.alloc(4096).unwrap());
+        let mut t = IommuTable::default();
+        let (a, b) = (t.alloc_iova(r1.len(), 4096), t.alloc_iova(r2.len(), 4096));
+        t.map(a, r1.virt(), r1.len(), true);
+        t.map(b, r2.virt(), r2.len(), true);
+        let mut memo = Memo::default();
+        assert!(t.desc_with(&mut memo, a + 64).store_u32(0, 5));
+        assert_eq!(r1.load_u32(64), 5);
+        // Hits in the remembered region, and the same bounds as a lookup.
+        assert!(t.buffer_with(&mut memo, a + 4000, 96).is_some());
+        assert!(t.buffer_with(&mut memo, a + 4000, 97).is_none(), "past the region's end");
+        assert!(t.buffer_with(&mut memo, a.wrapping_sub(8), 16).is_none(), "before the region");
+        assert!(t.buffer_with(&mut memo, a + 4096, 0).is_none(), "an empty access must start inside");
+        // Another region through the same memo, then back.
+        assert!(t.desc_with(&mut memo, b).store_u32(4, 6) && r2.load_u32(4) == 6);
+        assert_eq!(t.desc_with(&mut memo, a + 64).load_u32(0), Some(5));
+        // Unmapping any region makes the memo look the address up again.
+        t.unmap(b);
+        assert_eq!(t.desc_with(&mut memo, a + 64).load_u32(0), Some(5));
+        t.unmap(a);
+        assert_eq!(t.desc_with(&mut memo, a + 64).load_u32(0), None, "a freed region stays unreachable");
+        let mut back = Vec::new();
+        assert!(!t.read_into_with(&mut memo, a, 16, &mut back) && back.is_empty());
     }
 
     #[test]

@@ -651,7 +651,7 @@ impl State {
             self.fault(ModelFault::Unsupported { queue: qid, rx: true, what });
             return None;
         }
-        Some(RxRing { enabled: true, faulted: false, base, entries })
+        Some(RxRing { enabled: true, faulted: false, base, entries, ..RxRing::default() })
     }
 
     fn write_tx(&mut self, io: &IommuTable, q: usize, r: TxReg, offset: u32, value: u32) {

@@ -290,15 +290,18 @@ impl State {
             // The common case: one buffer, one descriptor, each translated
             // once for the check and the write.
             let desc = ring.base + 16 * u64::from(head);
-            let d = io.desc(desc);
-            let Some(pkt_addr) = d.load_u64(field::RX_PKT_ADDR) else {
+            let memos = &mut self.rx[usize::from(class.queue)];
+            let d = io.desc_with(&mut memos.desc_memo, desc);
+            let pkt_addr = d.load_u64(field::RX_PKT_ADDR);
+            // The device may write up to the full buffer size (SRRCTL), so
+            // all of it must be mapped.
+            let buf = pkt_addr.and_then(|a| io.buffer_with(&mut memos.buf_memo, a, bsize));
+            let Some(pkt_addr) = pkt_addr else {
                 let what = "rx descriptor ring";
                 self.fault(ModelFault::DmaOutOfBounds { addr: desc, len: 16, what, queue: class.queue });
                 return Delivery::Dropped;
             };
-            // The device may write up to the full buffer size (SRRCTL), so
-            // all of it must be mapped.
-            let Some(buf) = io.buffer(pkt_addr, bsize) else {
+            let Some(buf) = buf else {
                 let what = "rx packet buffer";
                 self.fault(ModelFault::DmaOutOfBounds { addr: pkt_addr, len: bsize, what, queue: class.queue });
                 return Delivery::Dropped;

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use super::ModelConfig;
 use super::counters::Counters;
 use super::fault::ModelFault;
+use super::iommu::Memo;
 use crate::regs;
 use crate::rss::{Reta, Toeplitz};
 use crate::time::VirtualClock;
@@ -39,6 +40,10 @@ pub(crate) struct RxRing {
     pub base: u64,
     /// Descriptors in the ring.
     pub entries: u32,
+    /// The region of the last descriptor and the last packet buffer
+    /// translated.
+    pub desc_memo: Memo,
+    pub buf_memo: Memo,
 }
 
 /// A transmit context (7.2.3.2.3), as latched from a context descriptor.
@@ -77,6 +82,10 @@ pub(crate) struct TxRing {
     pub base: u64,
     /// Descriptors in the ring.
     pub entries: u32,
+    /// The region of the last descriptor and the last packet buffer
+    /// translated.
+    pub desc_memo: Memo,
+    pub buf_memo: Memo,
     /// The two context slots of the queue.
     pub ctx: [Option<TxContext>; 2],
     /// The packet being gathered.

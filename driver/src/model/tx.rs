@@ -153,7 +153,7 @@ impl State {
         let queue = q as u16;
         // The descriptor is visible: the driver wrote it before the TDT
         // write that handed it over, and that write went through the lock.
-        let d = io.desc(desc);
+        let d = io.desc_with(&mut self.tx[q].desc_memo, desc);
         let words = (
             d.load_u64(field::TX_BUFFER_ADDR),
             d.load_u32(field::TX_CMD_TYPE_LEN),
@@ -221,7 +221,8 @@ impl State {
             return Step::Halt;
         }
         let max = run.max_frame;
-        let partial = &mut self.tx[q].partial;
+        let ring = &mut self.tx[q];
+        let partial = &mut ring.partial;
         if !partial.started {
             // The first data descriptor of a packet carries PAYLEN and the
             // offload requests (7.2.3.2.4). The buffer is reused.
@@ -233,7 +234,7 @@ impl State {
             self.fault(ModelFault::TxPacketTooLong { queue, len: so_far, max });
             return Step::Halt;
         }
-        if !io.read_into(addr, len, &mut partial.data) {
+        if !io.read_into_with(&mut ring.buf_memo, addr, len, &mut partial.data) {
             self.fault(ModelFault::DmaOutOfBounds { addr, len, what: "tx buffer", queue });
             return Step::Halt;
         }
@@ -297,7 +298,10 @@ impl State {
             self.fault(ModelFault::BadTxDescriptor { queue, index, reason });
             return Step::Halt;
         }
-        if let Err(e) = offload::apply(&mut frame, &self.tx[q].ctx, partial.olinfo) {
+        // Most frames ask for no offload: no call for them.
+        if partial.olinfo & (tx_olinfo::IXSM | tx_olinfo::TXSM) != 0
+            && let Err(e) = offload::apply(&mut frame, &self.tx[q].ctx, partial.olinfo)
+        {
             self.fault(e.fault(queue, index));
             return Step::Halt;
         }
