@@ -125,7 +125,7 @@ pub(crate) enum Cast {
 
 impl Cast {
     /// Classifies a frame by its destination MAC (the first 6 bytes).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn of(frame: &[u8]) -> Cast {
         match frame.get(..6) {
             Some([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]) => Cast::Broadcast,
@@ -138,7 +138,7 @@ impl Cast {
 impl Counters {
     /// A frame written to host memory on `queue`: `len` bytes on the wire
     /// without CRC, `host_bytes` written to buffers.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn received(&mut self, queue: u16, cast: Cast, len: usize, host_bytes: usize) {
         bump(&mut self.gprc);
         self.gorc.add(len + 4);
@@ -155,7 +155,7 @@ impl Counters {
 
     /// A frame handed to the wire from `queue`: `len` bytes without CRC
     /// (after padding), `host_bytes` fetched from host memory.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn transmitted(&mut self, queue: u16, cast: Cast, len: usize, host_bytes: usize) {
         bump(&mut self.gptc);
         self.gotc.add(len + 4);

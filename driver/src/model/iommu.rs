@@ -342,6 +342,7 @@ pub(crate) struct DmaBuf<'a> {
 impl DmaBuf<'_> {
     /// Copies `data` to the start of the buffer; false, writing nothing, if
     /// it is longer than the buffer.
+    #[inline(always)]
     pub(crate) fn write(&self, data: &[u8]) -> bool {
         let (base, len) = (self.base, data.len());
         if len > self.len {

@@ -22,7 +22,7 @@ use super::counters::Cast;
 use super::fault::ModelFault;
 use super::iommu::{Desc, IommuTable};
 use super::offload;
-use super::state::{State, TxContext, TxPartial};
+use super::state::{State, TxContext, TxRing};
 use crate::desc::{field, tx_cmd, tx_olinfo};
 use crate::regs::{self, hlreg0};
 use crate::wire::WireError;
@@ -49,8 +49,9 @@ struct Run {
 enum Step {
     /// Go on with the next descriptor.
     Next,
-    /// A whole packet is ready.
-    Packet(Vec<u8>, usize),
+    /// A whole packet is ready in the queue's `partial.data`; the number
+    /// of bytes fetched from host memory for it.
+    Packet(usize),
     /// A fault halted the queue.
     Halt,
 }
@@ -92,8 +93,11 @@ impl State {
         let ring = &mut self.tx[q];
         let runs = ring.enabled && !ring.faulted;
         if let Some(frame) = ring.held.take_if(|_| runs) {
-            let host_bytes = self.tx[q].held_host_bytes;
-            if !self.send(io, q, run, frame, host_bytes, &mut sent) {
+            // Nothing was fetched while it was held: no packet was being
+            // gathered, and the frame goes out from the gathering buffer.
+            ring.partial.data = frame;
+            let host_bytes = ring.held_host_bytes;
+            if !self.send(io, q, run, host_bytes, &mut sent) {
                 return sent;
             }
         }
@@ -113,39 +117,51 @@ impl State {
             }
             // TDH stays inside the ring (see `State::write_frame`).
             self.set_ring_reg(tdh, if head + 1 == entries { 0 } else { head + 1 });
-            if let Step::Packet(frame, host_bytes) = step
-                && !self.send(io, q, run, frame, host_bytes, &mut sent)
+            if let Step::Packet(host_bytes) = step
+                && !self.send(io, q, run, host_bytes, &mut sent)
             {
                 return sent;
             }
         }
     }
 
-    /// Emits a finished frame, counting it in `sent`; false when the wire
-    /// refused it as busy and it is held (nothing more is fetched then).
+    /// Puts the finished frame in the queue's `partial.data` on the wire
+    /// (or into the receive path with MAC loopback), counting it in `sent`;
+    /// false when the wire refused it as busy and it is held (nothing more
+    /// is fetched then). The wire takes the frame's buffer itself and
+    /// leaves another in its place, which gathers the next packet.
     #[inline(always)]
-    fn send(
-        &mut self,
-        io: &IommuTable,
-        q: usize,
-        run: Run,
-        frame: Vec<u8>,
-        host_bytes: usize,
-        sent: &mut usize,
-    ) -> bool {
-        match self.emit(io, q, run, frame, host_bytes) {
-            Ok(buf) => {
-                *sent += 1;
-                // The buffer the wire gave back gathers the next packet.
-                self.tx[q].partial.data = buf;
-                true
-            }
-            Err(frame) => {
-                let ring = &mut self.tx[q];
-                (ring.held, ring.held_host_bytes) = (Some(frame), host_bytes);
-                false
-            }
+    fn send(&mut self, io: &IommuTable, q: usize, run: Run, host_bytes: usize, sent: &mut usize) -> bool {
+        let State { wire, tx, stats, .. } = self;
+        let frame = &mut tx[q].partial.data;
+        let (cast, len) = (Cast::of(frame), frame.len());
+        if run.hlreg0 & hlreg0::LPBK != 0 {
+            stats.transmitted(q as u16, cast, len, host_bytes);
+            let mut frame = std::mem::take(frame);
+            self.receive_frame(io, &mut frame);
+            self.tx[q].partial.data = frame;
+            *sent += 1;
+            return true;
         }
+        let result = match wire.as_mut() {
+            // The frame moves onto the wire as it is, without another copy.
+            Some(wire) => wire.transmit_buf(frame),
+            // No cable: the frame leaves the MAC and is lost.
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => stats.transmitted(q as u16, cast, len, host_bytes),
+            Err(WireError::Busy) => {
+                let ring = &mut tx[q];
+                (ring.held, ring.held_host_bytes) = (Some(std::mem::take(&mut ring.partial.data)), host_bytes);
+                return false;
+            }
+            // The wire dropped it (too long for it, or its OS side failed):
+            // as a frame lost on the line, not counted as sent.
+            Err(_) => {}
+        }
+        *sent += 1;
+        true
     }
 
     /// Processes the descriptor at device address `desc`, ring index `index`.
@@ -242,10 +258,8 @@ impl State {
         if cmd & tx_cmd::EOP == 0 {
             return Step::Next;
         }
-        let partial = &mut self.tx[q].partial;
-        let done = TxPartial { data: std::mem::take(&mut partial.data), ..*partial };
-        partial.started = false;
-        self.finish(q, run, done)
+        self.tx[q].partial.started = false;
+        self.finish(q, run)
     }
 
     /// Descriptor write-back (7.2.3.5.1, 8.2.3.9.10) of the data descriptor
@@ -285,68 +299,34 @@ impl State {
         }
     }
 
-    /// Checks PAYLEN, applies the offloads and pads a gathered packet.
-    fn finish(&mut self, q: usize, run: Run, partial: TxPartial) -> Step {
+    /// Checks PAYLEN, applies the offloads and pads the packet gathered in
+    /// the queue's `partial.data`, in place.
+    fn finish(&mut self, q: usize, run: Run) -> Step {
         let queue = q as u16;
-        let index = partial.first_index;
-        let mut frame = partial.data;
+        let TxRing { partial, ctx, .. } = &mut self.tx[q];
+        let (index, olinfo, frame) = (partial.first_index, partial.olinfo, &mut partial.data);
         let host_bytes = frame.len();
-        let paylen = (partial.olinfo >> tx_olinfo::PAYLEN_SHIFT) as usize;
-        if paylen != frame.len() {
+        let paylen = (olinfo >> tx_olinfo::PAYLEN_SHIFT) as usize;
+        let fault = if paylen != frame.len() {
             // 7.2.3.2.4: without TSO, PAYLEN is the whole packet's length.
             let reason = "PAYLEN differs from the bytes in the packet's data descriptors";
-            self.fault(ModelFault::BadTxDescriptor { queue, index, reason });
-            return Step::Halt;
-        }
-        // Most frames ask for no offload: no call for them.
-        if partial.olinfo & (tx_olinfo::IXSM | tx_olinfo::TXSM) != 0
-            && let Err(e) = offload::apply(&mut frame, &self.tx[q].ctx, partial.olinfo)
-        {
-            self.fault(e.fault(queue, index));
-            return Step::Halt;
-        }
-        if frame.len() < MIN_SENDABLE {
-            self.fault(ModelFault::TxFrameTooShort { queue, index, len: frame.len() });
+            Some(ModelFault::BadTxDescriptor { queue, index, reason })
+        } else if olinfo & (tx_olinfo::IXSM | tx_olinfo::TXSM) == 0 {
+            // Most frames ask for no offload: no call for them.
+            None
+        } else {
+            offload::apply(frame, ctx, olinfo).err().map(|e| e.fault(queue, index))
+        };
+        let fault = fault.or_else(|| {
+            (frame.len() < MIN_SENDABLE).then_some(ModelFault::TxFrameTooShort { queue, index, len: frame.len() })
+        });
+        if let Some(fault) = fault {
+            self.fault(fault);
             return Step::Halt;
         }
         if run.hlreg0 & hlreg0::TXPADEN != 0 && frame.len() < MIN_FRAME {
             frame.resize(MIN_FRAME, 0);
         }
-        Step::Packet(frame, host_bytes)
-    }
-
-    /// Puts a finished frame on the wire (or into the receive path with MAC
-    /// loopback). Returns a buffer to gather the next packet in (the wire
-    /// may have taken the frame's own and given another), or gives the
-    /// frame back if the wire is busy.
-    #[inline(always)]
-    fn emit(
-        &mut self,
-        io: &IommuTable,
-        q: usize,
-        run: Run,
-        mut frame: Vec<u8>,
-        host_bytes: usize,
-    ) -> Result<Vec<u8>, Vec<u8>> {
-        let (cast, len) = (Cast::of(&frame), frame.len());
-        if run.hlreg0 & hlreg0::LPBK != 0 {
-            self.stats.transmitted(q as u16, cast, len, host_bytes);
-            self.receive_frame(io, &mut frame);
-            return Ok(frame);
-        }
-        let result = match self.wire.as_mut() {
-            // The frame moves onto the wire as it is, without another copy.
-            Some(wire) => wire.transmit_buf(&mut frame),
-            // No cable: the frame leaves the MAC and is lost.
-            None => Ok(()),
-        };
-        match result {
-            Ok(()) => self.stats.transmitted(q as u16, cast, len, host_bytes),
-            Err(WireError::Busy) => return Err(frame),
-            // The wire dropped it (too long for it, or its OS side failed):
-            // as a frame lost on the line, not counted as sent.
-            Err(_) => {}
-        }
-        Ok(frame)
+        Step::Packet(host_bytes)
     }
 }
