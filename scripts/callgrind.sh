@@ -44,8 +44,8 @@ run() {
     /PROGRAM TOTALS/ { gsub(",", "", $1); total = $1; next }
     /^ *[0-9,]+ \(/ {
       n = $1; gsub(",", "", n)
-      if ($0 ~ /RxQueue<R>::rx_batch|ixtcp_driver::queue::RxScan/) rx += n
-      else if ($0 ~ /TxQueue<R>::tx_batch|TxQueue<R>::clean|ixtcp_driver::queue::pad_short_frame|ixtcp_driver::queue::write_context/) tx += n
+      if ($0 ~ /ixtcp_driver::queue::RxQueue<R>::|ixtcp_driver::queue::RxScan/) rx += n
+      else if ($0 ~ /ixtcp_driver::queue::TxQueue<R>::|ixtcp_driver::queue::pad_short_frame|ixtcp_driver::queue::write_context/) tx += n
       else if ($0 ~ /ixtcp_driver::mempool|ixtcp_driver::dma::/) pool += n
       else if ($0 ~ /ixtcp_driver::model|ixtcp_driver::wire|crossbeam_queue::/) model += n
     }

@@ -91,7 +91,10 @@ const HUGEPAGE: usize = 2 << 20;
 const RESERVATION: usize = 1 << 62;
 
 /// `owner` before any thread has claimed the pool.
-const NO_OWNER: u64 = 0;
+/// Never a thread id (ids count up from 1), and not 0, so that a thread
+/// without an id yet (whose thread-local id reads 0) never looks like the
+/// owner: `owned_here` compares without assigning one.
+const NO_OWNER: u64 = u64::MAX - 1;
 
 /// `owner` after the owner gave the pool up; nobody claims it again.
 const DISOWNED: u64 = u64::MAX;
@@ -113,7 +116,7 @@ const RX_CSUM_MASK: u32 = 0xF << RX_CSUM_SHIFT;
 /// ([`PoolCore::offloads`]).
 const TX_OFFLOAD: u32 = 1 << 28;
 
-/// Source of thread ids; 0 is [`NO_OWNER`].
+/// Source of thread ids, from 1 (0 marks a thread without one).
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
@@ -250,10 +253,12 @@ unsafe impl Sync for PoolCore {}
 unsafe impl Send for PoolCore {}
 
 impl PoolCore {
-    /// True on the owner thread.
+    /// True on the owner thread. No id is assigned here: a thread that has
+    /// none (its thread-local id is still 0) owns nothing, and 0 is never
+    /// in `owner`.
     #[inline(always)]
     fn owned_here(&self) -> bool {
-        self.owner.load(Ordering::Relaxed) == thread_id()
+        self.owner.load(Ordering::Relaxed) == THREAD_ID.with(Cell::get)
     }
 
     /// Makes this thread the owner if nobody is; true if this thread owns
@@ -892,7 +897,9 @@ impl BulkFree {
     }
 
     /// Writes the cached pool's stack length and buffers-out count back and
-    /// publishes its free count; the run ends.
+    /// publishes its free count; the run ends. Inlined, so that the run's
+    /// state stays in registers in a freeing loop.
+    #[inline(always)]
     fn settle(&mut self) {
         // SAFETY: a cached pool is owned by this thread, so alive, and
         // `local` is borrowed only here.
@@ -943,6 +950,7 @@ impl BulkFree {
 }
 
 impl Drop for BulkFree {
+    #[inline(always)]
     fn drop(&mut self) {
         self.settle();
     }

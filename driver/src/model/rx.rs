@@ -64,7 +64,8 @@ fn accept(conf: &RxConf, frame: &[u8]) -> bool {
                 let mut dst = [0u8; 8];
                 dst[..6].copy_from_slice(&frame[..6]);
                 let dst = u64::from_le_bytes(dst);
-                conf.rar.contains(&dst)
+                // RAR[0], the station address, first: the usual match.
+                conf.rar.first() == Some(&dst) || conf.rar.contains(&dst)
             }
         }
     }
@@ -263,7 +264,8 @@ impl State {
         first: bool,
     ) -> Delivery {
         let q = u32::from(class.queue);
-        let needed = data.len().div_ceil(bsize) as u32;
+        // One buffer, the usual case, without a division.
+        let needed = if data.len() <= bsize { 1 } else { data.len().div_ceil(bsize) as u32 };
         let (rdh, rdt) = (regs::RDH(q), regs::RDT(q));
         let (head, entries) = (self.reg(rdh), ring.entries);
         // An enabled ring that no fault halted has RDH and RDT inside it:
