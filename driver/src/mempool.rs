@@ -913,6 +913,32 @@ impl BulkFree {
         self.owned = std::ptr::null();
     }
 
+    /// Frees every buffer of `bufs`, as [`free`](Self::free) does one by
+    /// one, with the run's stack top in locals (registers) rather than in
+    /// the `BulkFree`, which only the slow path (a buffer from another pool,
+    /// or not the owner's) sees.
+    #[inline(always)]
+    pub(crate) fn free_all(bufs: impl Iterator<Item = PacketBuf>) {
+        let mut free = BulkFree::new();
+        let (mut owned, mut stack, mut len) = (free.owned, free.stack, free.len);
+        for buf in bufs {
+            let (core, index) = (buf.core, buf.index);
+            if owned == core.as_ptr().cast_const() && index & COUNTED == 0 {
+                std::mem::forget(buf);
+                // SAFETY: as in `free`: the run's pool is owned here and
+                // alive, and nothing else touched its stack since the run
+                // started; in bounds as in `give_local`.
+                unsafe { *stack.add(len) = index & ENTRY_MASK };
+                len += 1;
+                continue;
+            }
+            free.len = len;
+            free.free(buf);
+            (owned, stack, len) = (free.owned, free.stack, free.len);
+        }
+        free.len = len;
+    }
+
     /// Returns `buf`'s entry to its pool.
     #[inline(always)]
     pub(crate) fn free(&mut self, buf: PacketBuf) {

@@ -682,13 +682,9 @@ impl<R: RegisterIo> TxQueue<R> {
     /// on its own its loop keeps the free stack's top in registers.
     #[inline(never)]
     fn release(&mut self, count: usize) {
-        let slots = &mut self.bufs[..=self.mask];
-        let mut free = BulkFree::new();
-        for i in 0..count {
-            if let Some(buf) = slots[(self.clean + i) & self.mask].take() {
-                free.free(buf);
-            }
-        }
+        let (clean, mask) = (self.clean, self.mask);
+        let slots = &mut self.bufs[..=mask];
+        BulkFree::free_all((0..count).filter_map(|i| slots[(clean + i) & mask].take()));
         self.clean = (self.clean + count) & self.mask;
         self.stats.cleaned += count as u64;
     }

@@ -108,6 +108,7 @@ impl State {
     /// MAC loopback. The buffer is the model's to change (a runt is padded
     /// in place) or to keep (a frame that waits in the packet buffer is
     /// moved there, leaving `frame` empty).
+    #[inline]
     pub(crate) fn receive_frame(&mut self, io: &IommuTable, frame: &mut Vec<u8>) {
         let conf = self.rx_conf();
         // 8.2.3.8.10: with RXEN clear the receiver takes nothing in.
@@ -217,6 +218,7 @@ impl State {
 
     /// Writes a frame into its queue's ring (7.1.6). `first` is false when
     /// the frame is retried from the packet buffer (RNBC counts it once).
+    #[inline]
     fn deliver(&mut self, io: &IommuTable, frame: &[u8], first: bool) -> Delivery {
         let class = self.classify(frame);
         let q = usize::from(class.queue);
