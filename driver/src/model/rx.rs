@@ -54,9 +54,9 @@ struct Class {
 /// FCTRL.MPE (the multicast table array is not modelled), unicast a valid
 /// RAL/RAH match or FCTRL.UPE. `frame` holds at least an Ethernet header.
 #[inline]
-fn accept(conf: &RxConf, frame: &[u8]) -> bool {
+fn accept(conf: &RxConf, frame: &[u8], cast: Cast) -> bool {
     let f = conf.fctrl;
-    match Cast::of(frame) {
+    match cast {
         Cast::Broadcast => f & fctrl::BAM != 0,
         Cast::Multicast => f & fctrl::MPE != 0,
         Cast::Unicast => {
@@ -108,7 +108,6 @@ impl State {
     /// MAC loopback. The buffer is the model's to change (a runt is padded
     /// in place) or to keep (a frame that waits in the packet buffer is
     /// moved there, leaving `frame` empty).
-    #[inline]
     pub(crate) fn receive_frame(&mut self, io: &IommuTable, frame: &mut Vec<u8>) {
         let conf = self.rx_conf();
         // 8.2.3.8.10: with RXEN clear the receiver takes nothing in.
@@ -123,7 +122,8 @@ impl State {
             self.stats.oversize();
             return;
         }
-        if !accept(conf, frame) {
+        let cast = Cast::of(frame);
+        if !accept(conf, frame, cast) {
             return;
         }
         if frame.len() < MIN_FRAME {
@@ -131,7 +131,7 @@ impl State {
         }
         // The packet buffer is a FIFO: while frames wait in it, a new one
         // queues behind them whatever its queue.
-        if self.rx_fifo.is_empty() && self.deliver(io, frame, true) != Delivery::Blocked {
+        if self.rx_fifo.is_empty() && self.deliver(io, frame, cast, true) != Delivery::Blocked {
             return;
         }
         if self.rx_fifo.len() < self.config.rx_fifo_frames {
@@ -146,7 +146,7 @@ impl State {
     /// blocked.
     pub(crate) fn drain_rx_fifo(&mut self, io: &IommuTable) {
         while let Some(frame) = self.rx_fifo.pop_front() {
-            if self.deliver(io, &frame, false) == Delivery::Blocked {
+            if self.deliver(io, &frame, Cast::of(&frame), false) == Delivery::Blocked {
                 self.rx_fifo.push_front(frame);
                 break;
             }
@@ -218,8 +218,7 @@ impl State {
 
     /// Writes a frame into its queue's ring (7.1.6). `first` is false when
     /// the frame is retried from the packet buffer (RNBC counts it once).
-    #[inline]
-    fn deliver(&mut self, io: &IommuTable, frame: &[u8], first: bool) -> Delivery {
+    fn deliver(&mut self, io: &IommuTable, frame: &[u8], cast: Cast, first: bool) -> Delivery {
         let class = self.classify(frame);
         let q = usize::from(class.queue);
         let ring = self.rx[q];
@@ -236,7 +235,7 @@ impl State {
         }
         let bsize = (bsizepkt << srrctl::BSIZEPKT_SHIFT) as usize;
         if self.rx_conf().strip {
-            return self.write_frame(io, &class, ring, srr, bsize, frame, frame, first);
+            return self.write_frame(io, &class, ring, srr, bsize, (frame, cast), frame, first);
         }
         // With CRC stripping off the FCS lands in host memory too: the frame
         // and its FCS are put together in a scratch buffer kept for that.
@@ -244,14 +243,14 @@ impl State {
         with_fcs.clear();
         with_fcs.extend_from_slice(frame);
         with_fcs.extend_from_slice(&super::packet::ethernet_fcs(frame));
-        let done = self.write_frame(io, &class, ring, srr, bsize, frame, &with_fcs, first);
+        let done = self.write_frame(io, &class, ring, srr, bsize, (frame, cast), &with_fcs, first);
         self.rx_fcs_scratch = with_fcs;
         done
     }
 
     /// Writes `data` (the frame, with its FCS when it is not stripped) into
     /// the buffers of the descriptors at RDH of `ring`, of `bsize` bytes
-    /// each, and writes them back; counts `frame`.
+    /// each, and writes them back; counts `frame` (of kind `cast`).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn write_frame(
@@ -261,7 +260,7 @@ impl State {
         ring: RxRing,
         srr: u32,
         bsize: usize,
-        frame: &[u8],
+        (frame, cast): (&[u8], Cast),
         data: &[u8],
         first: bool,
     ) -> Delivery {
@@ -317,7 +316,7 @@ impl State {
         }
         let next = head + needed;
         self.set_ring_reg(rdh, if next >= entries { next - entries } else { next });
-        self.stats.received(class.queue, Cast::of(frame), frame.len(), data.len());
+        self.stats.received(class.queue, cast, frame.len(), data.len());
         Delivery::Done
     }
 
