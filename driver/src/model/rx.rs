@@ -154,11 +154,9 @@ impl State {
     }
 
     /// Packet type, RSS and checksum status of a frame (7.1.2.8, 7.1.6.2,
-    /// 7.1.11).
-    fn classify(&mut self, frame: &[u8]) -> Class {
+    /// 7.1.11) under MRQC and RXCSUM.PCSD.
+    fn classify(&mut self, frame: &[u8], mrqc_v: u32, pcsd: bool) -> Class {
         let ip = parse_ipv4(frame);
-        let conf = self.rx_conf();
-        let (mrqc_v, pcsd) = (conf.mrqc, conf.pcsd);
         // RSS decides the queue only in RSS-only mode, and only with PCSD
         // (the datasheet requires PCSD with RSS; like QEMU's igb the model
         // treats RSS as off without it). Other MRQE modes (VMDq, DCB) are
@@ -219,7 +217,9 @@ impl State {
     /// Writes a frame into its queue's ring (7.1.6). `first` is false when
     /// the frame is retried from the packet buffer (RNBC counts it once).
     fn deliver(&mut self, io: &IommuTable, frame: &[u8], cast: Cast, first: bool) -> Delivery {
-        let class = self.classify(frame);
+        let conf = self.rx_conf();
+        let (mrqc, pcsd, strip) = (conf.mrqc, conf.pcsd, conf.strip);
+        let class = self.classify(frame, mrqc, pcsd);
         let q = usize::from(class.queue);
         let ring = self.rx[q];
         if !ring.enabled || ring.faulted {
@@ -234,7 +234,7 @@ impl State {
             return Delivery::Dropped;
         }
         let bsize = (bsizepkt << srrctl::BSIZEPKT_SHIFT) as usize;
-        if self.rx_conf().strip {
+        if strip {
             return self.write_frame(io, &class, ring, srr, bsize, (frame, cast), frame, first);
         }
         // With CRC stripping off the FCS lands in host memory too: the frame

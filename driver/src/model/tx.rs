@@ -101,22 +101,26 @@ impl State {
                 return sent;
             }
         }
+        // Nothing in the run writes TDT (only software does, and it waits
+        // for the lock), and only the run writes TDH: both are read once.
+        let (mut head, tail) = (self.reg(tdh), self.reg(tdt));
         loop {
             let ring = &self.tx[q];
             if !ring.enabled || ring.faulted {
                 return sent;
             }
             let (base, entries) = (ring.base, ring.entries);
-            let head = self.reg(tdh);
-            if head == self.reg(tdt) {
+            if head == tail {
                 return sent;
             }
             let step = self.step(io, q, run, base + 16 * u64::from(head), head);
             if matches!(step, Step::Halt) {
                 return sent;
             }
-            // TDH stays inside the ring (see `State::write_frame`).
-            self.set_ring_reg(tdh, if head + 1 == entries { 0 } else { head + 1 });
+            // TDH stays inside the ring: checked when the queue was enabled
+            // and moved only here (a write while enabled halts the queue).
+            head = if head + 1 == entries { 0 } else { head + 1 };
+            self.set_ring_reg(tdh, head);
             if let Step::Packet(host_bytes) = step
                 && !self.send(io, q, run, host_bytes, &mut sent)
             {
