@@ -14,6 +14,9 @@
 //! on a 2 MiB granule and followed by at least one unmapped granule, so a
 //! granule belongs to at most one region and the granule number
 //! (`(iova - IOVA_BASE) >> 21`) indexes a flat table of region slots.
+//! The rings go one step further: each remembers the region of its last
+//! descriptor and of its last packet buffer ([`Memo`]), so the next access
+//! there is one range check, for as long as the table unmaps nothing.
 //!
 //! All accesses are atomic (whole words for descriptor fields, and bytes or
 //! aligned words for packet data): the descriptor ownership protocol

@@ -40,9 +40,9 @@ pub(crate) struct RxRing {
     pub base: u64,
     /// Descriptors in the ring.
     pub entries: u32,
-    /// The region of the last descriptor and the last packet buffer
-    /// translated.
+    /// The region of the last descriptor translated.
     pub desc_memo: Memo,
+    /// The region of the last packet buffer translated.
     pub buf_memo: Memo,
 }
 
@@ -82,9 +82,9 @@ pub(crate) struct TxRing {
     pub base: u64,
     /// Descriptors in the ring.
     pub entries: u32,
-    /// The region of the last descriptor and the last packet buffer
-    /// translated.
+    /// The region of the last descriptor translated.
     pub desc_memo: Memo,
+    /// The region of the last packet buffer translated.
     pub buf_memo: Memo,
     /// The two context slots of the queue.
     pub ctx: [Option<TxContext>; 2],
