@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod arp;
 pub mod config;
 mod conn;
 pub mod cookie;
@@ -59,13 +60,16 @@ mod listen;
 pub mod neighbor;
 pub mod pcap;
 mod phy;
+mod port;
 pub mod rss;
 pub mod secret;
+mod sent;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod sim;
 pub mod stats;
 pub mod timer;
 pub mod timewait;
+mod workaround;
 
 pub use crate::api::TcpState;
 pub use crate::config::{ConfigError, Congestion, StackConfig};
