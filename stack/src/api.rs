@@ -429,8 +429,7 @@ impl<P: PacketIo> StackCore<P> {
     /// Drops everything not yet sent and every TIME_WAIT entry, returning
     /// all buffers to the pool (the very end of shutdown).
     pub fn discard_pending(&mut self) {
-        self.port.tx.clear();
+        self.port.discard_tx();
         self.port.resolver.pending.clear();
-        self.port.rx_current = None;
     }
 }

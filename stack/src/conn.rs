@@ -19,6 +19,8 @@ use smoltcp::wire::IpListenEndpoint;
 
 use crate::config::{Congestion, StackConfig};
 use crate::flow::FlowKey;
+use crate::sent::Sent;
+use crate::workaround::SeqMap;
 
 thread_local! {
     /// What [`tsval`] returns: the TSval of the connection whose socket the
@@ -198,16 +200,11 @@ pub(crate) struct Conn {
     pub reason: Option<CloseReason>,
     /// `abort` was called: a Closed state is our doing.
     pub aborted: bool,
-    /// Acknowledgement number of the last segment we sent: our RCV.NXT as
-    /// the peer last heard it (see `StackCore::fix_stale_ack`).
-    pub sent_ack: Option<u32>,
-    /// Window field of that segment.
-    pub sent_win: u16,
-    /// End of the highest sequence space sent (SND.MAX), for counting
-    /// retransmissions.
-    pub snd_max: Option<u32>,
+    /// What the segments we sent said: the last acknowledgement (our
+    /// RCV.NXT as the peer last heard it) and window, and SND.MAX.
+    pub sent: Sent,
     /// How this connection's sequence numbers map to the wire.
-    pub seq: crate::phy::SeqMap,
+    pub seq: SeqMap,
     /// This connection's user timeout, ms (`None`: the configured
     /// `user_timeout_ms`).
     pub user_timeout_ms: Option<u64>,
@@ -238,10 +235,8 @@ impl Conn {
             last_ready: Readiness::default(),
             reason: None,
             aborted: false,
-            sent_ack: None,
-            sent_win: 0,
-            snd_max: None,
-            seq: crate::phy::SeqMap::default(),
+            sent: Sent::default(),
+            seq: SeqMap::default(),
             user_timeout_ms: None,
             keepalive: None,
             heard_ms: 0,
@@ -281,9 +276,8 @@ impl Conn {
         self.last_ready = Readiness::default();
         self.reason = None;
         self.aborted = false;
-        self.sent_ack = None;
-        self.snd_max = None;
-        self.seq = crate::phy::SeqMap::default();
+        self.sent = Sent::default();
+        self.seq = SeqMap::default();
         self.in_accept_queue = false;
         self.listener = None;
         self.user_timeout_ms = None;

@@ -39,18 +39,20 @@ use crate::conn::{CloseReason, Conn, ConnId, Event, Phase};
 use crate::cookie;
 use crate::csum;
 use crate::error::StackError;
-use crate::ether::{self, ETH_HEADER_LEN, ETHERTYPE_ARP, Ipv4Class, MacAddr, TcpHeader};
+use crate::ether::{self, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, EthernetFrame, Ipv4Class, MacAddr, TcpHeader};
 use crate::flow::{FlowKey, FlowTable};
 use crate::io::PacketIo;
 use crate::listen::Listeners;
 use crate::neighbor::{NeighborTable, Resolver};
 use crate::pcap::PcapFile;
-use crate::phy::{Port, PortAddr, frame_kind};
+use crate::phy::Phy;
+use crate::port::{Port, PortAddr};
 use crate::rss::{PortPicker, RssView};
 use crate::secret::HostSecret;
 use crate::stats::CoreStats;
 use crate::timer::TimerWheel;
 use crate::timewait::{TimeWaitAction, TimeWaitTable};
+use crate::workaround;
 
 /// Everything a core is built from besides the configuration.
 pub struct CoreSetup<P: PacketIo> {
@@ -151,66 +153,6 @@ fn instant_of(ns: u64) -> Instant {
     Instant::from_micros((ns / 1000) as i64)
 }
 
-/// Works around a smoltcp 0.14 stall (seen with loss in both directions).
-///
-/// After a retransmission timeout smoltcp rewinds its send sequence to
-/// SND.UNA, and the pure ACKs it then sends carry that old sequence
-/// number. The peer's smoltcp finds a zero-length segment below RCV.NXT
-/// "not acceptable" (RFC 9293 3.10.7.4) and drops it *with its ACK field*.
-/// When both ends time out at once, each one's ACKs are dropped by the
-/// other, and both retransmit forever. Linux never sends such a segment
-/// (its ACKs carry SND.NXT), so this only bites smoltcp against smoltcp.
-///
-/// The fix, applied before smoltcp sees a segment of a known connection: a
-/// segment without payload, SYN, FIN or RST whose sequence number lies more
-/// than one below the acknowledgement we last sent (our RCV.NXT as the
-/// peer knows it) gets that acknowledgement as its sequence number (its
-/// checksum, verified on arrival by `crate::csum`, adjusted incrementally).
-/// Its ACK then counts. Keep-alives (exactly one below) are left alone so they are still
-/// answered.
-///
-/// Only segments at most [`STALE_ACK_WINDOW`] behind are mended: a rewind
-/// never goes back further than the data in flight, which a receive window
-/// bounds, and a blind attacker must still guess a sequence number that
-/// close to be heard (the same odds as guessing one inside the window).
-fn fix_stale_ack(buf: &mut PacketBuf, our_ack: u32) {
-    let ip = buf.data();
-    let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(ip) else { return };
-    if h.flags & (ether::tcp_flags::SYN | ether::tcp_flags::FIN | ether::tcp_flags::RST) != 0
-        || h.flags & ether::tcp_flags::ACK == 0
-        || ether::tcp_payload_len(ip) != 0
-    {
-        return;
-    }
-    let (seq, _) = ether::tcp_seq_ack(ip);
-    let behind = our_ack.wrapping_sub(seq) as i32;
-    if behind <= 1 || behind > STALE_ACK_WINDOW {
-        return;
-    }
-    ether::tcp_add(buf.data_mut(), ether::TcpField::Seq, our_ack.wrapping_sub(seq));
-}
-
-/// RFC 5961 3.2 for a synchronized connection: an RST resets it only when
-/// its sequence number is exactly RCV.NXT (here: the acknowledgement we
-/// last sent, `our_ack`). smoltcp accepts an RST anywhere in the receive
-/// window, which gives a blind attacker odds of window/2^32 per guess
-/// instead of 1/2^32. Such an RST is dropped; inside the window it draws
-/// the challenge ACK the RFC asks for (`StackCore::challenge_ack`), which
-/// a peer that really reset answers with an RST at exactly our
-/// acknowledgement, which is accepted.
-fn rst_out_of_place(ip: &[u8], our_ack: u32, state: State) -> bool {
-    let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(ip) else { return false };
-    if h.flags & ether::tcp_flags::RST == 0 || matches!(state, State::Listen | State::SynSent | State::SynReceived) {
-        return false;
-    }
-    ether::tcp_seq_ack(ip).0 != our_ack
-}
-
-/// How far behind our last acknowledgement a pure ACK may be and still be
-/// mended by [`fix_stale_ack`]: the largest window smoltcp advertises with
-/// the default scale (1 MiB).
-const STALE_ACK_WINDOW: i32 = 1 << 20;
-
 /// The wheel tick (ms) at or after `t`.
 fn tick_ceil(t: Instant) -> u64 {
     (t.total_micros().max(0) as u64).div_ceil(1000)
@@ -250,7 +192,7 @@ impl<P: PacketIo> StackCore<P> {
         let now = instant_of(now_ns);
         let mut icfg = Config::new(HardwareAddress::Ip);
         icfg.random_seed = random_seed;
-        let mut iface = Interface::new(icfg, &mut port, now);
+        let mut iface = Interface::new(icfg, &mut Phy::new(&mut port), now);
         iface.update_ip_addrs(|a| {
             // Cannot fail: a fresh interface has room for one address.
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.ip), cfg.prefix_len));
@@ -341,12 +283,12 @@ impl<P: PacketIo> StackCore<P> {
 
     /// The queue pair (for its pool or driver statistics).
     pub fn io(&self) -> &P {
-        &self.port.io
+        self.port.io.inner()
     }
 
     /// Gives the queue pair back (after shutdown).
     pub fn into_io(self) -> P {
-        self.port.io
+        self.port.io.into_inner()
     }
 
     /// Counts sockets by state.
@@ -393,8 +335,7 @@ impl<P: PacketIo> StackCore<P> {
     fn set_time(&mut self, now_ns: u64) {
         self.now_ns = now_ns.max(self.now_ns);
         self.now = instant_of(self.now_ns);
-        self.port.now = self.now;
-        self.port.now_ms = self.now_ns / 1_000_000;
+        self.port.set_time(self.now, self.now_ns / 1_000_000);
     }
 
     pub(crate) fn now_ms(&self) -> u64 {
@@ -456,12 +397,9 @@ impl<P: PacketIo> StackCore<P> {
     fn ingress_frame(&mut self, mut buf: PacketBuf) {
         self.port.stats.rx_packets += 1;
         self.port.stats.rx_bytes += buf.len() as u64;
-        if let Some(p) = self.port.pcap.as_mut() {
-            p.record(self.now, buf.data());
-        }
-        match frame_kind(buf.data()) {
-            Some(ETHERTYPE_ARP) => self.port.handle_arp(buf),
-            Some(_) => {
+        match EthernetFrame::new_checked(buf.data()).map(|f| f.ethertype()) {
+            Ok(ETHERTYPE_ARP) => self.port.handle_arp(buf),
+            Ok(ETHERTYPE_IPV4) => {
                 // Zero copy: the IP packet starts where the header ended.
                 if !buf.trim_front(ETH_HEADER_LEN) {
                     self.port.stats.drop_malformed += 1;
@@ -480,8 +418,8 @@ impl<P: PacketIo> StackCore<P> {
                     }
                 }
             }
-            None if buf.len() < ETH_HEADER_LEN => self.port.stats.drop_malformed += 1,
-            None => self.port.stats.drop_ethertype += 1,
+            Ok(_) => self.port.stats.drop_ethertype += 1,
+            Err(_) => self.port.stats.drop_malformed += 1,
         }
     }
 
@@ -489,7 +427,7 @@ impl<P: PacketIo> StackCore<P> {
         let key = FlowKey { remote_ip: h.src, remote_port: h.src_port, local_port: h.dst_port };
         if let Some(idx) = self.flows.get(&key) {
             self.port.stats.rx_tcp_flow += 1;
-            self.deliver(idx as usize, buf);
+            self.deliver(idx as usize, h, buf);
             return;
         }
         let buf = if self.tw.contains(&key) {
@@ -504,7 +442,7 @@ impl<P: PacketIo> StackCore<P> {
             && !self.shutting_down
             && let Some(li) = self.listeners.find(h.dst_port)
         {
-            self.open_passive(key, li, buf);
+            self.open_passive(key, li, h, buf);
             return;
         }
         let buf = if h.flags & (ether::tcp_flags::SYN | ether::tcp_flags::RST | ether::tcp_flags::ACK)
@@ -513,7 +451,7 @@ impl<P: PacketIo> StackCore<P> {
             && let Some(li) = self.listeners.find(h.dst_port)
             && self.cookies_recent(li)
         {
-            match self.cookie_ack(key, li, buf) {
+            match self.cookie_ack(key, li, h, buf) {
                 Some(b) => b,
                 None => return,
             }
@@ -553,65 +491,46 @@ impl<P: PacketIo> StackCore<P> {
         if !self.rss.is_ours(h.src, h.src_port, h.dst, h.dst_port) {
             self.port.stats.rx_misdirected += 1;
         }
-        self.port.rx_current = Some(buf);
-        self.iface.poll_ingress_single(self.now, &mut self.port, &mut self.empty_set);
-        self.port.rx_current = None;
+        let mut phy = Phy::new(&mut self.port).with_rx(buf);
+        self.iface.poll_ingress_single(self.now, &mut phy, &mut self.empty_set);
     }
 
-    /// Hands a segment to the connection's own socket set.
-    fn deliver(&mut self, idx: usize, mut buf: PacketBuf) {
-        if let Some(ack) = self.conns[idx].sent_ack {
+    /// Hands a segment (`h`: its headers) to the connection's own socket
+    /// set, after the checks and rewrites of `crate::workaround`.
+    fn deliver(&mut self, idx: usize, mut h: TcpHeader, mut buf: PacketBuf) {
+        if let Some(ack) = self.conns[idx].sent.ack {
             let state = self.conns[idx].sock().state();
-            if rst_out_of_place(buf.data(), ack, state) {
+            if workaround::rst_out_of_place(&h, ack, state) {
                 self.port.stats.drop_rst_out_of_place += 1;
                 // RFC 5961 3.2: inside the window, a challenge ACK; outside,
                 // nothing (as smoltcp does).
-                let ahead = ether::tcp_seq_ack(buf.data()).0.wrapping_sub(ack);
+                let ahead = h.seq.wrapping_sub(ack);
                 if (ahead as usize) < self.conns[idx].sock().recv_capacity() {
                     self.challenge_ack(idx);
                 }
                 return;
             }
-            let synchronized = !matches!(state, State::Listen | State::SynSent | State::SynReceived | State::Closed);
-            if synchronized && ether::tcp_flags_of(buf.data()).is_some_and(|f| f & ether::tcp_flags::SYN != 0) {
-                // RFC 5961 4.2: any SYN on a synchronized connection, in
-                // the window or not, draws a challenge ACK and is dropped.
+            if workaround::syn_on_synchronized(&h, state) {
                 self.port.stats.drop_syn_synchronized += 1;
                 self.challenge_ack(idx);
                 return;
             }
-            fix_stale_ack(&mut buf, ack);
+            workaround::fix_stale_ack(buf.data_mut(), &mut h, ack);
         }
-        // Back from the wire's sequence space to smoltcp's.
-        if let Some(off) = self.conns[idx].seq.off
-            && ether::tcp_flags_of(buf.data()).is_some_and(|f| f & ether::tcp_flags::ACK != 0)
-        {
-            ether::tcp_add(buf.data_mut(), ether::TcpField::Ack, off.wrapping_neg());
-        }
-        self.port.rx_current = Some(buf);
-        self.port.last_tx_ack = None;
         let now_ms = self.now_ms();
         let conn = &mut self.conns[idx];
+        // Back from the wire's sequence space to smoltcp's.
+        conn.seq.incoming(buf.data_mut(), &mut h);
         conn.heard_ms = now_ms;
         conn.probes = 0;
-        self.port.snd_max = Some(conn.snd_max);
-        self.port.seq = Some(conn.seq);
         crate::conn::set_tsval(now_ms, conn.seq.ts_offset);
-        self.iface.poll_ingress_single(self.now, &mut self.port, &mut conn.set);
-        self.port.rx_current = None;
-        conn.snd_max = self.port.snd_max.take().flatten();
-        if let Some(m) = self.port.seq.take() {
-            conn.seq = m;
-        }
-        if let Some(a) = self.port.last_tx_ack.take() {
-            conn.sent_ack = Some(a);
-            conn.sent_win = self.port.last_tx_win;
-        }
+        let mut phy = Phy::new(&mut self.port).with_rx(buf).for_conn(&mut conn.seq, &mut conn.sent);
+        self.iface.poll_ingress_single(self.now, &mut phy, &mut conn.set);
         self.mark_dirty(idx);
         self.after(idx, Cause::Ingress);
     }
 
-    fn open_passive(&mut self, key: FlowKey, li: usize, buf: PacketBuf) {
+    fn open_passive(&mut self, key: FlowKey, li: usize, h: TcpHeader, buf: PacketBuf) {
         // With cookies, half-open connections may hold at most three
         // quarters of the core's sockets: the rest stay for connections
         // made from cookies. A listener's backlog can be larger than the
@@ -659,7 +578,7 @@ impl<P: PacketIo> StackCore<P> {
         }
         self.flows.insert(key, idx as u32);
         self.port.stats.conns_open += 1;
-        self.deliver(idx, buf);
+        self.deliver(idx, h, buf);
         if self.conns[idx].phase != Phase::Free {
             self.port.stats.rx_syn_accepted += 1;
             self.port.stats.conns_opened_passive += 1;
@@ -685,9 +604,9 @@ impl<P: PacketIo> StackCore<P> {
             return;
         }
         let c = &self.conns[idx];
-        let (Some(key), Some(ack), Some(seq)) = (c.key, c.sent_ack, c.snd_max) else { return };
+        let (Some(key), Some(ack), Some(seq)) = (c.key, c.sent.ack, c.sent.snd_max) else { return };
         self.challenge_budget.0 -= 1;
-        let (ip, win) = (self.ip, c.sent_win);
+        let (ip, win) = (self.ip, c.sent.win);
         self.port.build_ip(TimeWaitTable::ACK_LEN, |b| {
             TimeWaitTable::emit_ack_with_window(b, ip, &key, seq, ack, win, &csum::edge())
         });
@@ -734,8 +653,8 @@ impl<P: PacketIo> StackCore<P> {
     /// cookie - smoltcp's ISN) and swallows instead of sending, and then the
     /// real ACK (its acknowledgement mapped back) takes the socket to
     /// ESTABLISHED, with any data it carries.
-    fn cookie_ack(&mut self, key: FlowKey, li: usize, buf: PacketBuf) -> Option<PacketBuf> {
-        let (seq, ack) = ether::tcp_seq_ack(buf.data());
+    fn cookie_ack(&mut self, key: FlowKey, li: usize, h: TcpHeader, buf: PacketBuf) -> Option<PacketBuf> {
+        let (seq, ack) = (h.seq, h.ack);
         let (client_isn, c) = (seq.wrapping_sub(1), ack.wrapping_sub(1));
         let t = cookie::Tuple { local: (self.ip, key.local_port), remote: (key.remote_ip, key.remote_port) };
         let mss_index = match cookie::check(self.secret.cookie_key(), &t, client_isn, c, self.now_ms()) {
@@ -764,14 +683,17 @@ impl<P: PacketIo> StackCore<P> {
             self.port.stats.drop_no_socket += 1;
             return None;
         };
-        let window = ether::tcp_window_of(buf.data());
         syn.reset(0);
         if !syn.set_len(cookie::SYN_LEN) {
             self.free.push(idx as u32);
             return None;
         }
         let mss = cookie::MSS_TABLE[mss_index];
-        cookie::emit(syn.data_mut(), t.remote, t.local, client_isn, None, window, mss, &csum::edge());
+        cookie::emit(syn.data_mut(), t.remote, t.local, client_isn, None, h.window, mss, &csum::edge());
+        let Ok(syn_h) = TcpHeader::parse(syn.data()) else {
+            self.free.push(idx as u32);
+            return None;
+        };
         let cfg = Arc::clone(&self.cfg);
         let ip = self.ip;
         let conn = &mut self.conns[idx];
@@ -796,7 +718,7 @@ impl<P: PacketIo> StackCore<P> {
         }
         self.flows.insert(key, idx as u32);
         self.port.stats.conns_open += 1;
-        self.deliver(idx, syn);
+        self.deliver(idx, syn_h, syn);
         if self.conns[idx].phase != Phase::Free && self.port.tx_room() > 0 {
             self.egress_conn(idx);
         }
@@ -811,7 +733,7 @@ impl<P: PacketIo> StackCore<P> {
         }
         self.port.stats.syn_cookies_validated += 1;
         self.port.stats.conns_opened_passive += 1;
-        self.deliver(idx, buf);
+        self.deliver(idx, h, buf);
         None
     }
 
@@ -1111,11 +1033,11 @@ impl<P: PacketIo> StackCore<P> {
             self.port.stats.keepalive_timeouts += 1;
             return None;
         }
-        let (Some(key), Some(ack), Some(seq)) = (c.key, c.sent_ack, c.snd_max) else {
+        let (Some(key), Some(ack), Some(seq)) = (c.key, c.sent.ack, c.sent.snd_max) else {
             return Some(now + ka.interval_ms);
         };
         c.probes += 1;
-        let (ip, win) = (self.ip, c.sent_win);
+        let (ip, win) = (self.ip, c.sent.win);
         let probe = seq.wrapping_sub(1);
         self.port.build_ip(TimeWaitTable::ACK_LEN, |b| {
             TimeWaitTable::emit_ack_with_window(b, ip, &key, probe, ack, win, &csum::edge())
@@ -1134,23 +1056,13 @@ impl<P: PacketIo> StackCore<P> {
             // Send the ACK of the peer's FIN now, so the socket can go.
             c.sock_mut().set_ack_delay(None);
         }
-        self.port.last_tx_ack = None;
-        self.port.snd_max = Some(c.snd_max);
-        self.port.seq = Some(c.seq);
         crate::conn::set_tsval(self.now_ns / 1_000_000, c.seq.ts_offset);
         while sent < burst && self.port.tx_room() > 0 {
-            match self.iface.poll_egress(now, &mut self.port, &mut c.set) {
+            let mut phy = Phy::new(&mut self.port).for_conn(&mut c.seq, &mut c.sent);
+            match self.iface.poll_egress(now, &mut phy, &mut c.set) {
                 PollResult::None => break,
                 PollResult::SocketStateChanged => sent += 1,
             }
-        }
-        c.snd_max = self.port.snd_max.take().flatten();
-        if let Some(m) = self.port.seq.take() {
-            c.seq = m;
-        }
-        if let Some(a) = self.port.last_tx_ack.take() {
-            c.sent_ack = Some(a);
-            c.sent_win = self.port.last_tx_win;
         }
         let at = self.iface.poll_at(now, &c.set);
         let owed = matches!(at, Some(t) if t <= now);

@@ -3,7 +3,7 @@
 //! smoltcp neither computes nor verifies IPv4 header and TCP checksums
 //! here (its `DeviceCapabilities::checksum` says so, see `crate::phy`);
 //! this module does, so that every rewrite the stack makes (the RFC 6528
-//! sequence offset, `fix_stale_ack` in the core, crafted ACKs and
+//! sequence offset and `fix_stale_ack` of `crate::workaround`, crafted ACKs and
 //! cookie SYN-ACKs) happens on frames whose checksums are settled once, at
 //! the edge:
 //!

@@ -1,10 +1,14 @@
-//! Ethernet II, ARP (RFC 826) and the few IPv4/TCP header fields the flow
-//! demultiplexer needs, read and written in place on packet buffers.
+//! Ethernet II, ARP (RFC 826) and the IPv4/TCP header fields the core
+//! needs, read and written in place on packet buffers.
 //!
 //! smoltcp runs with `Medium::Ip`, so everything below the IP header is
-//! ours. These are plain byte-offset accessors: the demultiplexer must look
-//! at a frame before smoltcp does (to pick the socket set), and it must do
-//! so without copying or allocating.
+//! ours, and the core must look at a segment before smoltcp does (to pick
+//! its socket set), without copying or allocating. As in smoltcp's `wire`
+//! module, a view's `new_checked` constructor ([`EthernetFrame`],
+//! [`Ipv4Packet`], [`TcpSegment`]; [`Arp::parse`] for the ARP
+//! representation) checks every length once, after which its accessors
+//! cannot go out of bounds. A TCP/IPv4 segment's fields are read once into
+//! a [`TcpHeader`], which travels with the buffer through the core.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -103,6 +107,41 @@ impl FromStr for MacAddr {
     }
 }
 
+/// Field offsets, in bytes from the start of each header.
+mod field {
+    use std::ops::Range;
+
+    /// Ethernet II.
+    pub const ETH_DST: Range<usize> = 0..6;
+    pub const ETH_SRC: Range<usize> = 6..12;
+    pub const ETH_TYPE: usize = 12;
+    /// ARP for Ethernet/IPv4 (RFC 826).
+    pub const ARP_HTYPE: usize = 0;
+    pub const ARP_PTYPE: usize = 2;
+    pub const ARP_HLEN: usize = 4;
+    pub const ARP_PLEN: usize = 5;
+    pub const ARP_OP: usize = 6;
+    pub const ARP_SHA: Range<usize> = 8..14;
+    pub const ARP_SPA: usize = 14;
+    pub const ARP_THA: Range<usize> = 18..24;
+    pub const ARP_TPA: usize = 24;
+    /// IPv4 (RFC 791).
+    pub const IP_TOTAL_LEN: usize = 2;
+    pub const IP_FRAG: usize = 6;
+    pub const IP_PROTO: usize = 9;
+    pub const IP_SRC: usize = 12;
+    pub const IP_DST: usize = 16;
+    /// TCP (RFC 9293 3.1).
+    pub const TCP_SRC_PORT: usize = 0;
+    pub const TCP_DST_PORT: usize = 2;
+    pub const TCP_SEQ: usize = 4;
+    pub const TCP_ACK: usize = 8;
+    pub const TCP_DOFF: usize = 12;
+    pub const TCP_FLAGS: usize = 13;
+    pub const TCP_WINDOW: usize = 14;
+    pub const TCP_CHECKSUM: usize = 16;
+}
+
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
@@ -115,21 +154,83 @@ fn ipv4_at(b: &[u8], at: usize) -> Ipv4Addr {
     Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
 }
 
+fn mac_at(b: &[u8], r: std::ops::Range<usize>) -> MacAddr {
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&b[r]);
+    MacAddr(m)
+}
+
+/// Why a frame or packet was refused by a `new_checked` constructor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// Shorter than its headers say.
+    Truncated,
+    /// Not IPv4, a header length below 20, or (ARP) not Ethernet/IPv4 or
+    /// not a request or reply.
+    BadHeader,
+    /// A fragment (we do not reassemble; TCP with DF never fragments).
+    Fragment,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Malformed::Truncated => "shorter than its headers say",
+            Malformed::BadHeader => "bad header",
+            Malformed::Fragment => "an IP fragment",
+        })
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+/// An Ethernet II frame whose header is known to be there.
+#[derive(Debug, Clone, Copy)]
+pub struct EthernetFrame<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> EthernetFrame<'a> {
+    /// A view of `frame`; [`Malformed::Truncated`] if it is shorter than a
+    /// header.
+    pub fn new_checked(frame: &'a [u8]) -> Result<EthernetFrame<'a>, Malformed> {
+        if frame.len() < ETH_HEADER_LEN {
+            return Err(Malformed::Truncated);
+        }
+        Ok(EthernetFrame { b: frame })
+    }
+
+    /// Destination MAC.
+    pub fn dst(&self) -> MacAddr {
+        mac_at(self.b, field::ETH_DST)
+    }
+
+    /// Source MAC.
+    pub fn src(&self) -> MacAddr {
+        mac_at(self.b, field::ETH_SRC)
+    }
+
+    /// The EtherType.
+    pub fn ethertype(&self) -> u16 {
+        be16(self.b, field::ETH_TYPE)
+    }
+
+    /// What follows the header.
+    pub fn payload(&self) -> &'a [u8] {
+        &self.b[ETH_HEADER_LEN..]
+    }
+}
+
 /// The EtherType of a frame, or `None` if it is shorter than a header.
 pub fn ethertype(frame: &[u8]) -> Option<u16> {
-    (frame.len() >= ETH_HEADER_LEN).then(|| be16(frame, 12))
+    EthernetFrame::new_checked(frame).ok().map(|f| f.ethertype())
 }
 
-/// Source MAC of a frame (caller checked the length).
-pub fn eth_src(frame: &[u8]) -> MacAddr {
-    MacAddr([frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]])
-}
-
-/// Writes an Ethernet II header into the first 14 bytes of `buf`.
-pub fn write_eth_header(buf: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: u16) {
-    buf[0..6].copy_from_slice(&dst.0);
-    buf[6..12].copy_from_slice(&src.0);
-    buf[12..14].copy_from_slice(&ethertype.to_be_bytes());
+/// Writes an Ethernet II header.
+pub fn write_eth_header(h: &mut [u8; ETH_HEADER_LEN], dst: MacAddr, src: MacAddr, ethertype: u16) {
+    h[field::ETH_DST].copy_from_slice(&dst.0);
+    h[field::ETH_SRC].copy_from_slice(&src.0);
+    h[field::ETH_TYPE..].copy_from_slice(&ethertype.to_be_bytes());
 }
 
 /// ARP operation codes.
@@ -157,54 +258,188 @@ pub struct Arp {
 }
 
 impl Arp {
-    /// Parses the ARP payload of a frame (after the Ethernet header); `None`
-    /// if it is not Ethernet/IPv4 ARP or not a request or reply.
-    pub fn parse(p: &[u8]) -> Option<Arp> {
-        if p.len() < ARP_LEN || be16(p, 0) != 1 || be16(p, 2) != ETHERTYPE_IPV4 || p[4] != 6 || p[5] != 4 {
-            return None;
+    /// Parses the ARP payload of a frame (after the Ethernet header):
+    /// [`Malformed::Truncated`] if shorter than 28 bytes,
+    /// [`Malformed::BadHeader`] if it is not Ethernet/IPv4 ARP or not a
+    /// request or reply.
+    pub fn parse(p: &[u8]) -> Result<Arp, Malformed> {
+        if p.len() < ARP_LEN {
+            return Err(Malformed::Truncated);
         }
-        let op = match be16(p, 6) {
+        if be16(p, field::ARP_HTYPE) != 1
+            || be16(p, field::ARP_PTYPE) != ETHERTYPE_IPV4
+            || p[field::ARP_HLEN] != 6
+            || p[field::ARP_PLEN] != 4
+        {
+            return Err(Malformed::BadHeader);
+        }
+        let op = match be16(p, field::ARP_OP) {
             1 => ArpOp::Request,
             2 => ArpOp::Reply,
-            _ => return None,
+            _ => return Err(Malformed::BadHeader),
         };
-        Some(Arp {
+        Ok(Arp {
             op,
-            sender_mac: MacAddr([p[8], p[9], p[10], p[11], p[12], p[13]]),
-            sender_ip: ipv4_at(p, 14),
-            target_mac: MacAddr([p[18], p[19], p[20], p[21], p[22], p[23]]),
-            target_ip: ipv4_at(p, 24),
+            sender_mac: mac_at(p, field::ARP_SHA),
+            sender_ip: ipv4_at(p, field::ARP_SPA),
+            target_mac: mac_at(p, field::ARP_THA),
+            target_ip: ipv4_at(p, field::ARP_TPA),
         })
     }
 
-    /// Writes the 28-byte ARP packet into `p`.
-    pub fn emit(&self, p: &mut [u8]) {
-        p[0..2].copy_from_slice(&1u16.to_be_bytes());
-        p[2..4].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        p[4] = 6;
-        p[5] = 4;
+    /// Writes the 28-byte ARP packet.
+    pub fn emit(&self, p: &mut [u8; ARP_LEN]) {
+        p[field::ARP_HTYPE..field::ARP_PTYPE].copy_from_slice(&1u16.to_be_bytes());
+        p[field::ARP_PTYPE..field::ARP_HLEN].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        p[field::ARP_HLEN] = 6;
+        p[field::ARP_PLEN] = 4;
         let op: u16 = match self.op {
             ArpOp::Request => 1,
             ArpOp::Reply => 2,
         };
-        p[6..8].copy_from_slice(&op.to_be_bytes());
-        p[8..14].copy_from_slice(&self.sender_mac.0);
-        p[14..18].copy_from_slice(&self.sender_ip.octets());
-        p[18..24].copy_from_slice(&self.target_mac.0);
-        p[24..28].copy_from_slice(&self.target_ip.octets());
+        p[field::ARP_OP..field::ARP_SHA.start].copy_from_slice(&op.to_be_bytes());
+        p[field::ARP_SHA].copy_from_slice(&self.sender_mac.0);
+        p[field::ARP_SPA..field::ARP_THA.start].copy_from_slice(&self.sender_ip.octets());
+        p[field::ARP_THA].copy_from_slice(&self.target_mac.0);
+        p[field::ARP_TPA..].copy_from_slice(&self.target_ip.octets());
     }
 
-    /// Writes a whole frame (Ethernet header + ARP) into `frame`, which must
-    /// hold at least 42 bytes; returns the frame length. Requests go to the
-    /// broadcast address, replies to the target.
-    pub fn emit_frame(&self, frame: &mut [u8]) -> usize {
+    /// Writes a whole frame (Ethernet header + ARP) at the start of
+    /// `frame` and returns its length (42), or `None` if `frame` is
+    /// shorter than that. Requests go to the broadcast address, replies to
+    /// the target.
+    pub fn emit_frame(&self, frame: &mut [u8]) -> Option<usize> {
+        let (eth, rest) = frame.split_first_chunk_mut::<ETH_HEADER_LEN>()?;
+        let arp = rest.first_chunk_mut::<ARP_LEN>()?;
         let dst = match self.op {
             ArpOp::Request => MacAddr::BROADCAST,
             ArpOp::Reply => self.target_mac,
         };
-        write_eth_header(frame, dst, self.sender_mac, ETHERTYPE_ARP);
-        self.emit(&mut frame[ETH_HEADER_LEN..]);
-        ETH_HEADER_LEN + ARP_LEN
+        write_eth_header(eth, dst, self.sender_mac, ETHERTYPE_ARP);
+        self.emit(arp);
+        Some(ETH_HEADER_LEN + ARP_LEN)
+    }
+}
+
+/// An IPv4 packet whose header and total length are known to be there;
+/// the view ends at the total length (any Ethernet padding cut off).
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv4Packet<'a> {
+    b: &'a [u8],
+    ihl: usize,
+}
+
+impl<'a> Ipv4Packet<'a> {
+    /// A view of `ip`: [`Malformed::Truncated`] if shorter than 20 bytes
+    /// or than its total length (or the total length shorter than the
+    /// header), [`Malformed::BadHeader`] if not version 4 or a header
+    /// length below 20. Fragments are accepted (see
+    /// [`is_fragment`](Self::is_fragment)).
+    pub fn new_checked(ip: &'a [u8]) -> Result<Ipv4Packet<'a>, Malformed> {
+        if ip.len() < 20 {
+            return Err(Malformed::Truncated);
+        }
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        if ip[0] >> 4 != 4 || ihl < 20 {
+            return Err(Malformed::BadHeader);
+        }
+        let total = usize::from(be16(ip, field::IP_TOTAL_LEN));
+        if total < ihl || ip.len() < total {
+            return Err(Malformed::Truncated);
+        }
+        Ok(Ipv4Packet { b: &ip[..total], ihl })
+    }
+
+    /// Header length in bytes.
+    pub fn header_len(&self) -> usize {
+        self.ihl
+    }
+
+    /// Source address.
+    pub fn src(&self) -> Ipv4Addr {
+        ipv4_at(self.b, field::IP_SRC)
+    }
+
+    /// Destination address.
+    pub fn dst(&self) -> Ipv4Addr {
+        ipv4_at(self.b, field::IP_DST)
+    }
+
+    /// IP protocol number.
+    pub fn protocol(&self) -> u8 {
+        self.b[field::IP_PROTO]
+    }
+
+    /// More fragments set or a fragment offset other than zero.
+    pub fn is_fragment(&self) -> bool {
+        be16(self.b, field::IP_FRAG) & 0x3fff != 0
+    }
+
+    /// What follows the header, up to the total length.
+    pub fn payload(&self) -> &'a [u8] {
+        &self.b[self.ihl..]
+    }
+}
+
+/// A TCP segment (header and payload) whose header, options included, is
+/// known to be there.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpSegment<'a> {
+    b: &'a [u8],
+    doff: usize,
+}
+
+impl<'a> TcpSegment<'a> {
+    /// A view of `tcp` (an IPv4 packet's payload):
+    /// [`Malformed::Truncated`] if shorter than 20 bytes or than its data
+    /// offset, [`Malformed::BadHeader`] if the data offset is below 20.
+    pub fn new_checked(tcp: &'a [u8]) -> Result<TcpSegment<'a>, Malformed> {
+        if tcp.len() < 20 {
+            return Err(Malformed::Truncated);
+        }
+        let doff = usize::from(tcp[field::TCP_DOFF] >> 4) * 4;
+        if doff < 20 {
+            return Err(Malformed::BadHeader);
+        }
+        if tcp.len() < doff {
+            return Err(Malformed::Truncated);
+        }
+        Ok(TcpSegment { b: tcp, doff })
+    }
+
+    /// Source port.
+    pub fn src_port(&self) -> u16 {
+        be16(self.b, field::TCP_SRC_PORT)
+    }
+
+    /// Destination port.
+    pub fn dst_port(&self) -> u16 {
+        be16(self.b, field::TCP_DST_PORT)
+    }
+
+    /// Sequence number.
+    pub fn seq(&self) -> u32 {
+        be32(self.b, field::TCP_SEQ)
+    }
+
+    /// Acknowledgement number (meaningful with ACK set).
+    pub fn ack(&self) -> u32 {
+        be32(self.b, field::TCP_ACK)
+    }
+
+    /// Flag bits, see [`tcp_flags`].
+    pub fn flags(&self) -> u8 {
+        self.b[field::TCP_FLAGS]
+    }
+
+    /// The window field (unscaled).
+    pub fn window(&self) -> u16 {
+        be16(self.b, field::TCP_WINDOW)
+    }
+
+    /// Payload bytes after the header and options.
+    pub fn payload_len(&self) -> usize {
+        self.b.len() - self.doff
     }
 }
 
@@ -222,122 +457,98 @@ pub enum Ipv4Class {
     },
 }
 
-/// The TCP fields used for demultiplexing and TIME_WAIT replies. Checksums
-/// are not verified here: the core checks them (`crate::csum`) right after
-/// classifying, before anything else reads the segment.
+/// A TCP/IPv4 segment's header fields, read once (by
+/// [`TcpHeader::parse`]) and passed along with the packet, so nothing
+/// downstream parses the headers again. Checksums are not verified here:
+/// the core checks them (`crate::csum`) right after classifying, before
+/// anything else reads the segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpHeader {
-    /// IP source (the remote end).
+    /// IP source (the remote end, for a received segment).
     pub src: Ipv4Addr,
-    /// IP destination (us).
+    /// IP destination (us, for a received segment).
     pub dst: Ipv4Addr,
     /// TCP source port.
     pub src_port: u16,
     /// TCP destination port.
     pub dst_port: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number (meaningful with ACK set).
+    pub ack: u32,
     /// Flag bits, see [`tcp_flags`].
     pub flags: u8,
+    /// The window field (unscaled).
+    pub window: u16,
+    /// Payload length.
+    pub payload_len: u16,
+    /// IPv4 header length: where the TCP header starts.
+    pub ip_header_len: u8,
 }
 
 impl TcpHeader {
+    /// Reads the headers of a TCP/IPv4 packet (starting at the IP header);
+    /// fragments are not refused here (see [`classify_ipv4`]).
+    /// [`Malformed::BadHeader`] for another protocol.
+    pub fn parse(ip: &[u8]) -> Result<TcpHeader, Malformed> {
+        let p = Ipv4Packet::new_checked(ip)?;
+        if p.protocol() != IPPROTO_TCP {
+            return Err(Malformed::BadHeader);
+        }
+        TcpHeader::from_ipv4(&p)
+    }
+
+    /// Reads the TCP headers of the checked IPv4 packet `p` (whose
+    /// protocol the caller found to be TCP).
+    pub fn from_ipv4(p: &Ipv4Packet<'_>) -> Result<TcpHeader, Malformed> {
+        let t = TcpSegment::new_checked(p.payload())?;
+        Ok(TcpHeader {
+            src: p.src(),
+            dst: p.dst(),
+            src_port: t.src_port(),
+            dst_port: t.dst_port(),
+            seq: t.seq(),
+            ack: t.ack(),
+            flags: t.flags(),
+            window: t.window(),
+            // At most the IPv4 total length, a 16-bit field.
+            payload_len: t.payload_len() as u16,
+            // At most 60.
+            ip_header_len: p.header_len() as u8,
+        })
+    }
+
     /// True for a SYN without ACK (a connection request).
     pub fn is_syn_only(&self) -> bool {
         self.flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN
     }
+
+    /// Whether all of `bits` are set.
+    pub fn has(&self, bits: u8) -> bool {
+        self.flags & bits == bits
+    }
+
+    /// The sequence space the segment occupies: payload plus one each for
+    /// SYN and FIN; zero for an RST.
+    pub fn seq_len(&self) -> u32 {
+        if self.has(tcp_flags::RST) {
+            return 0;
+        }
+        u32::from(self.payload_len) + u32::from(self.has(tcp_flags::SYN)) + u32::from(self.has(tcp_flags::FIN))
+    }
 }
 
-/// Why a packet was not classified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Malformed {
-    /// Shorter than its headers say.
-    Truncated,
-    /// Not IPv4, or a header length below 20.
-    BadHeader,
-    /// A fragment (we do not reassemble; TCP with DF never fragments).
-    Fragment,
-}
-
-/// Classifies an IPv4 packet (starting at the IP header).
+/// Classifies an IPv4 packet (starting at the IP header), refusing
+/// fragments.
 pub fn classify_ipv4(ip: &[u8]) -> Result<Ipv4Class, Malformed> {
-    if ip.len() < 20 {
-        return Err(Malformed::Truncated);
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || ihl < 20 {
-        return Err(Malformed::BadHeader);
-    }
-    let total = usize::from(be16(ip, 2));
-    if total < ihl || ip.len() < total {
-        return Err(Malformed::Truncated);
-    }
-    let frag = be16(ip, 6);
-    if frag & 0x3fff != 0 {
+    let p = Ipv4Packet::new_checked(ip)?;
+    if p.is_fragment() {
         return Err(Malformed::Fragment);
     }
-    let (src, dst, proto) = (ipv4_at(ip, 12), ipv4_at(ip, 16), ip[9]);
-    if proto != IPPROTO_TCP {
-        return Ok(Ipv4Class::Other { dst, proto });
+    if p.protocol() != IPPROTO_TCP {
+        return Ok(Ipv4Class::Other { dst: p.dst(), proto: p.protocol() });
     }
-    if total < ihl + 20 {
-        return Err(Malformed::Truncated);
-    }
-    let t = &ip[ihl..];
-    Ok(Ipv4Class::Tcp(TcpHeader { src, dst, src_port: be16(t, 0), dst_port: be16(t, 2), flags: t[13] }))
-}
-
-/// Reads the TCP sequence and acknowledgement numbers of a classified packet.
-pub fn tcp_seq_ack(ip: &[u8]) -> (u32, u32) {
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    (be32(ip, ihl + 4), be32(ip, ihl + 8))
-}
-
-/// The acknowledgement number of a TCP/IPv4 packet with ACK set (no
-/// checks beyond lengths: used on packets smoltcp built).
-pub fn tcp_ack_of(ip: &[u8]) -> Option<u32> {
-    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
-    if ip.len() < ihl + 20 || ip[9] != IPPROTO_TCP || ip[ihl + 13] & tcp_flags::ACK == 0 {
-        return None;
-    }
-    Some(be32(ip, ihl + 8))
-}
-
-/// The sequence space of a TCP/IPv4 packet smoltcp built: its sequence
-/// number and length counting payload, SYN and FIN (zero for pure ACKs and
-/// RSTs). `None` for anything else (no checks beyond lengths).
-pub fn tcp_seq_space(ip: &[u8]) -> Option<(u32, u32)> {
-    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
-    if ip.len() < ihl + 20 || ip[9] != IPPROTO_TCP {
-        return None;
-    }
-    let flags = ip[ihl + 13];
-    if flags & tcp_flags::RST != 0 {
-        return Some((be32(ip, ihl + 4), 0));
-    }
-    let ctl = u32::from(flags & tcp_flags::SYN != 0) + u32::from(flags & tcp_flags::FIN != 0);
-    Some((be32(ip, ihl + 4), tcp_payload_len(ip) as u32 + ctl))
-}
-
-/// TCP payload length of a classified packet.
-pub fn tcp_payload_len(ip: &[u8]) -> usize {
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(be16(ip, 2));
-    let doff = usize::from(ip[ihl + 12] >> 4) * 4;
-    total.saturating_sub(ihl + doff)
-}
-
-/// The TCP flags of a TCP/IPv4 packet (no checks beyond lengths).
-pub fn tcp_flags_of(ip: &[u8]) -> Option<u8> {
-    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
-    if ip.len() < ihl + 20 || ip[9] != IPPROTO_TCP {
-        return None;
-    }
-    Some(ip[ihl + 13])
-}
-
-/// The window field of a classified TCP/IPv4 packet.
-pub fn tcp_window_of(ip: &[u8]) -> u16 {
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    be16(ip, ihl + 14)
+    Ok(Ipv4Class::Tcp(TcpHeader::from_ipv4(&p)?))
 }
 
 /// Which 32-bit TCP header field [`tcp_add`] changes.
@@ -349,22 +560,27 @@ pub enum TcpField {
     Ack,
 }
 
-/// Adds `delta` (mod 2^32) to a TCP/IPv4 packet's sequence or
-/// acknowledgement number and adjusts the TCP checksum incrementally
-/// (RFC 1624, eqn. 3): a valid checksum stays valid, a bad one stays bad.
-/// Does nothing to a packet too short to hold a TCP header.
-pub fn tcp_add(ip: &mut [u8], field: TcpField, delta: u32) {
-    let Some(&b0) = ip.first() else { return };
-    let ihl = usize::from(b0 & 0x0f) * 4;
-    if ip.len() < ihl + 20 || delta == 0 {
+/// Adds `delta` (mod 2^32) to the sequence or acknowledgement number of
+/// the TCP/IPv4 packet `ip`, whose headers `h` were read from it, and
+/// adjusts the TCP checksum incrementally (RFC 1624, eqn. 3): a valid
+/// checksum stays valid, a bad one stays bad. `h` is updated to match.
+/// Does nothing if `ip` is too short for the header `h` describes.
+pub fn tcp_add(ip: &mut [u8], h: &mut TcpHeader, which: TcpField, delta: u32) {
+    let ihl = usize::from(h.ip_header_len);
+    let Some(tcp) = ip.get_mut(ihl..ihl + 20) else { return };
+    if delta == 0 {
         return;
     }
-    let at = ihl + if field == TcpField::Seq { 4 } else { 8 };
-    let old = be32(ip, at);
+    let (at, slot) = match which {
+        TcpField::Seq => (field::TCP_SEQ, &mut h.seq),
+        TcpField::Ack => (field::TCP_ACK, &mut h.ack),
+    };
+    let old = be32(tcp, at);
     let new = old.wrapping_add(delta);
-    ip[at..at + 4].copy_from_slice(&new.to_be_bytes());
-    let ck = ihl + 16;
-    let hc = u32::from(be16(ip, ck));
+    *slot = new;
+    tcp[at..at + 4].copy_from_slice(&new.to_be_bytes());
+    let ck = field::TCP_CHECKSUM;
+    let hc = u32::from(be16(tcp, ck));
     // HC' = ~(~HC + ~m + m'), over the two 16-bit halves of the field.
     let mut sum = u32::from(!(hc as u16));
     sum += u32::from(!((old >> 16) as u16)) + u32::from(!(old as u16));
@@ -372,13 +588,7 @@ pub fn tcp_add(ip: &mut [u8], field: TcpField, delta: u32) {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    ip[ck..ck + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-}
-
-/// The IPv4 destination of an IP packet built by smoltcp (no checks: we
-/// built it).
-pub fn ipv4_dst(ip: &[u8]) -> Option<Ipv4Addr> {
-    (ip.len() >= 20).then(|| ipv4_at(ip, 16))
+    tcp[ck..ck + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
 
 #[cfg(test)]
@@ -407,14 +617,14 @@ mod tests {
             target_ip: Ipv4Addr::new(10, 0, 0, 2),
         };
         let mut f = [0u8; 60];
-        let n = a.emit_frame(&mut f);
+        let n = a.emit_frame(&mut f).unwrap();
         assert_eq!(n, 42);
         assert_eq!(ethertype(&f), Some(ETHERTYPE_ARP));
         assert_eq!(&f[0..6], &[0xff; 6]);
-        assert_eq!(Arp::parse(&f[ETH_HEADER_LEN..n]), Some(a));
+        assert_eq!(Arp::parse(&f[ETH_HEADER_LEN..n]), Ok(a));
         // A hardware type other than Ethernet is not ours.
         f[ETH_HEADER_LEN + 1] = 6;
-        assert_eq!(Arp::parse(&f[ETH_HEADER_LEN..n]), None);
+        assert_eq!(Arp::parse(&f[ETH_HEADER_LEN..n]), Err(Malformed::BadHeader));
     }
 
     #[test]
@@ -427,6 +637,7 @@ mod tests {
         ip[16..20].copy_from_slice(&[10, 0, 0, 1]);
         ip[20..22].copy_from_slice(&5555u16.to_be_bytes());
         ip[22..24].copy_from_slice(&80u16.to_be_bytes());
+        ip[32] = 0x50; // data offset: 5 words
         ip[33] = tcp_flags::SYN;
         let Ok(Ipv4Class::Tcp(h)) = classify_ipv4(&ip) else { panic!("not tcp") };
         assert_eq!((h.src_port, h.dst_port), (5555, 80));
@@ -475,13 +686,85 @@ mod tests {
             let mut pk = Ipv4Packet::new_unchecked(&mut p[..]);
             ip.emit(&mut pk, &caps);
             tcp.emit(&mut TcpPacket::new_unchecked(pk.payload_mut()), &IpAddress::Ipv4(a), &IpAddress::Ipv4(b), &caps);
-            tcp_add(&mut p, TcpField::Seq, delta);
-            tcp_add(&mut p, TcpField::Ack, delta.wrapping_neg());
+            let mut h = TcpHeader::parse(&p).unwrap();
+            tcp_add(&mut p, &mut h, TcpField::Seq, delta);
+            tcp_add(&mut p, &mut h, TcpField::Ack, delta.wrapping_neg());
+            assert_eq!(TcpHeader::parse(&p), Ok(h), "the header read once follows the rewrite");
             let t = TcpPacket::new_checked(&p[20..]).unwrap();
             assert!(t.verify_checksum(&IpAddress::Ipv4(a), &IpAddress::Ipv4(b)), "{seq:#x} {delta:#x}");
             assert_eq!(t.seq_number().0 as u32, seq.wrapping_add(delta));
             assert_eq!(t.ack_number().0 as u32, ack.wrapping_sub(delta));
-            assert_eq!(tcp_flags_of(&p), Some(tcp_flags::ACK | 0x08));
+            assert_eq!(TcpHeader::parse(&p).map(|h| h.flags), Ok(tcp_flags::ACK | 0x08));
         }
+    }
+
+    #[test]
+    fn views_refuse_truncated_input() {
+        assert_eq!(EthernetFrame::new_checked(&[0u8; 13]).err(), Some(Malformed::Truncated));
+        let mut f = [0u8; 14];
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+        f[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
+        let e = EthernetFrame::new_checked(&f).unwrap();
+        assert_eq!((e.src(), e.ethertype(), e.payload().len()), (MacAddr([2, 0, 0, 0, 0, 9]), ETHERTYPE_ARP, 0));
+        assert_eq!(ethertype(&f[..13]), None);
+        assert_eq!(Arp::parse(&[0u8; ARP_LEN - 1]), Err(Malformed::Truncated));
+        let a = Arp {
+            op: ArpOp::Reply,
+            sender_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            sender_ip: Ipv4Addr::new(10, 0, 0, 1),
+            target_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            target_ip: Ipv4Addr::new(10, 0, 0, 2),
+        };
+        assert_eq!(a.emit_frame(&mut [0u8; 41]), None, "a frame too short to hold it");
+        // IPv4: shorter than a header, than the total length, or a total
+        // length shorter than the header.
+        let mut ip = [0u8; 60];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&60u16.to_be_bytes());
+        ip[9] = IPPROTO_TCP;
+        ip[32] = 0x80; // TCP data offset 32: 12 bytes of options
+        assert!(TcpHeader::parse(&ip).is_ok());
+        assert_eq!(Ipv4Packet::new_checked(&ip[..19]).err(), Some(Malformed::Truncated));
+        assert_eq!(Ipv4Packet::new_checked(&ip[..59]).err(), Some(Malformed::Truncated));
+        ip[2..4].copy_from_slice(&19u16.to_be_bytes());
+        assert_eq!(Ipv4Packet::new_checked(&ip).err(), Some(Malformed::Truncated));
+        // TCP: shorter than 20 bytes, or than its data offset; an offset
+        // below 20 is no header at all.
+        ip[2..4].copy_from_slice(&39u16.to_be_bytes());
+        assert_eq!(TcpHeader::parse(&ip), Err(Malformed::Truncated));
+        ip[2..4].copy_from_slice(&51u16.to_be_bytes());
+        assert_eq!(TcpHeader::parse(&ip), Err(Malformed::Truncated));
+        ip[2..4].copy_from_slice(&52u16.to_be_bytes());
+        assert_eq!(TcpHeader::parse(&ip).map(|h| h.payload_len), Ok(0));
+        ip[32] = 0x40;
+        assert_eq!(TcpHeader::parse(&ip), Err(Malformed::BadHeader));
+        assert_eq!(classify_ipv4(&ip), Err(Malformed::BadHeader));
+        // Another protocol is not TCP, whatever follows.
+        ip[9] = 17;
+        assert_eq!(TcpHeader::parse(&ip), Err(Malformed::BadHeader));
+        assert!(matches!(classify_ipv4(&ip), Ok(Ipv4Class::Other { proto: 17, .. })));
+        // The header read once: sequence space counts SYN and FIN, not RST.
+        ip[9] = IPPROTO_TCP;
+        ip[32] = 0x50;
+        ip[33] = tcp_flags::SYN | tcp_flags::FIN;
+        assert_eq!(TcpHeader::parse(&ip).map(|h| (h.payload_len, h.seq_len())), Ok((12, 14)));
+        ip[33] = tcp_flags::RST | tcp_flags::ACK;
+        assert_eq!(TcpHeader::parse(&ip).map(|h| h.seq_len()), Ok(0));
+    }
+
+    #[test]
+    fn tcp_add_leaves_a_short_packet_alone() {
+        let mut h = TcpHeader::parse(&{
+            let mut ip = [0u8; 40];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+            ip[9] = IPPROTO_TCP;
+            ip[32] = 0x50;
+            ip
+        })
+        .unwrap();
+        let mut short = [0u8; 39];
+        tcp_add(&mut short, &mut h, TcpField::Seq, 5);
+        assert_eq!((short, h.seq), ([0u8; 39], 0));
     }
 }

@@ -10,12 +10,26 @@
 //! - [`io`]: [`PacketIo`], the packet I/O of one queue pair (the driver's
 //!   queue pair, or the in-memory NIC of `sim` in tests; that module is
 //!   compiled only with the `test-utils` feature).
-//! - [`ether`], [`neighbor`], `phy`: Ethernet II and ARP are ours; smoltcp
-//!   runs with `Medium::Ip`. The phy adapter is smoltcp's `Device` over the
-//!   queue pair: zero-copy receive (Ethernet header stripped in place),
-//!   transmit into mempool buffers with the Ethernet header written into
-//!   the headroom. The [`NeighborTable`] is shared by a host's cores and
-//!   read without locks.
+//! - [`pcap`]: [`pcap::Pcap`], a wrapper over any `PacketIo` that records
+//!   every frame received and sent into a pcap file (a branch per batch
+//!   when there is no file), and the file itself.
+//! - [`ether`]: Ethernet II, ARP, IPv4 and TCP header views whose
+//!   `new_checked` constructors check every length once; a segment's TCP
+//!   headers are read once into an [`ether::TcpHeader`] that travels with
+//!   the buffer. smoltcp runs with `Medium::Ip`: everything below IP is ours.
+//! - `port`, `arp`, [`neighbor`]: the link layer of a core (TX batch,
+//!   next hop, the one path every IPv4 packet takes out, Ethernet framing
+//!   into the headroom), the ARP protocol on it (answers, learning,
+//!   requests, packets waiting for a neighbour), and the
+//!   [`NeighborTable`], shared by a host's cores and read without locks.
+//! - `phy`: smoltcp's `Device`, made per smoltcp call over the port:
+//!   zero-copy receive (Ethernet header stripped in place), transmit into
+//!   mempool buffers; for a connection's call it carries that connection's
+//!   sequence mapping and record of what it sent.
+//! - `workaround`, `sent`: the TCP rewrites and checks that work around
+//!   smoltcp (ISN mapping and SYN-cookie replay, stale ACKs, RFC 5961 RST
+//!   and SYN checks), and what each sent segment tells the core (SND.MAX,
+//!   retransmissions, the last ACK and window).
 //! - [`flow`]: 4-tuple → connection, so that smoltcp sees one socket per
 //!   call instead of scanning them all; [`timer`]: a timing wheel fed by
 //!   each connection's `poll_at`; [`timewait`]: TIME_WAIT as tuple + expiry.
@@ -27,7 +41,7 @@
 //!   send, recv, close) and edge-triggered [`Event`]s.
 //! - [`cores`]: bringing up one core per queue pair (the runtime that runs
 //!   them is sockapi's, started by the `ixtcp-host` crate).
-//! - [`config`], [`stats`], [`pcap`].
+//! - [`config`], [`stats`].
 //!
 //! ## Who owns what, on which thread
 //!
@@ -45,6 +59,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod arp;
 pub mod config;
 mod conn;
 pub mod cookie;
@@ -59,13 +74,16 @@ mod listen;
 pub mod neighbor;
 pub mod pcap;
 mod phy;
+mod port;
 pub mod rss;
 pub mod secret;
+mod sent;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod sim;
 pub mod stats;
 pub mod timer;
 pub mod timewait;
+mod workaround;
 
 pub use crate::api::TcpState;
 pub use crate::config::{ConfigError, Congestion, StackConfig};

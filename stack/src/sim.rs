@@ -262,13 +262,8 @@ fn trace_frame(d: usize, frame: &[u8]) {
     if frame.len() < ETH_HEADER_LEN + 40 || ether::ethertype(frame) != Some(ETHERTYPE_IPV4) {
         return;
     }
-    let ip = &frame[ETH_HEADER_LEN..];
-    if let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(ip) {
-        let (seq, ack) = ether::tcp_seq_ack(ip);
-        let ihl = usize::from(ip[0] & 15) * 4;
-        let doff = usize::from(ip[ihl + 12] >> 4) * 4;
-        let len = usize::from(u16::from_be_bytes([ip[2], ip[3]])) - ihl - doff;
-        let win = u16::from_be_bytes([ip[ihl + 14], ip[ihl + 15]]);
+    if let Ok(Ipv4Class::Tcp(h)) = ether::classify_ipv4(&frame[ETH_HEADER_LEN..]) {
+        let (seq, ack, len, win) = (h.seq, h.ack, h.payload_len, h.window);
         println!("{d} {}>{} flags {:02x} seq {seq} ack {ack} len {len} win {win}", h.src_port, h.dst_port, h.flags);
     }
 }
@@ -437,7 +432,7 @@ impl SimPort for RouterPort {
         let me = self.side;
         match ether::ethertype(frame) {
             Some(ETHERTYPE_ARP) => {
-                let Some(arp) = Arp::parse(&frame[ETH_HEADER_LEN..]) else { return };
+                let Ok(arp) = Arp::parse(&frame[ETH_HEADER_LEN..]) else { return };
                 let side = &mut c.sides[me];
                 if arp.op == ArpOp::Request && arp.target_ip == side.ip {
                     let reply = Arp {
@@ -448,7 +443,7 @@ impl SimPort for RouterPort {
                         target_ip: arp.sender_ip,
                     };
                     let mut out = vec![0u8; 60];
-                    reply.emit_frame(&mut out);
+                    let _ = reply.emit_frame(&mut out);
                     side.out.push_back(out);
                 }
             }
@@ -456,7 +451,8 @@ impl SimPort for RouterPort {
                 if frame[0..6] != c.sides[me].mac.0 {
                     return;
                 }
-                let Some(dst) = ether::ipv4_dst(&frame[ETH_HEADER_LEN..]) else { return };
+                let Ok(ip) = ether::Ipv4Packet::new_checked(&frame[ETH_HEADER_LEN..]) else { return };
+                let dst = ip.dst();
                 let other = 1 - me;
                 if !same_net(dst, c.sides[other].ip, c.sides[other].prefix) {
                     return;
@@ -464,7 +460,9 @@ impl SimPort for RouterPort {
                 let Some(&(_, host_mac)) = c.hosts.iter().find(|(ip, _)| *ip == dst) else { return };
                 let mut out = frame.to_vec();
                 let src = c.sides[other].mac;
-                ether::write_eth_header(&mut out, host_mac, src, ETHERTYPE_IPV4);
+                if let Some(h) = out.first_chunk_mut() {
+                    ether::write_eth_header(h, host_mac, src, ETHERTYPE_IPV4);
+                }
                 c.sides[other].out.push_back(out);
                 c.forwarded += 1;
             }
