@@ -126,6 +126,13 @@ pub(crate) struct ListenBuf {
 
 impl ListenBuf {
     pub fn new(backlog: usize) -> ListenBuf {
-        ListenBuf { queue: VecDeque::new(), backlog, more: false, more_queued: false, closed: false, changes: Changes::default() }
+        ListenBuf {
+            queue: VecDeque::new(),
+            backlog,
+            more: false,
+            more_queued: false,
+            closed: false,
+            changes: Changes::default(),
+        }
     }
 }

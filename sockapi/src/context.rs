@@ -13,12 +13,12 @@ use crossbeam_channel::bounded;
 
 use crate::batch::{BatchRx, BatchTx};
 
-use crate::engine::{ConnId, Engine, ListenerId, Readiness};
-use crate::readiness::{self, Changes, Reg};
 use crate::buffers::{ConnBuf, ListenBuf, lock};
+use crate::engine::{ConnId, Engine, ListenerId, Readiness};
 use crate::job::{Job, Reply};
-use crate::slab::{Key, Slab};
 use crate::pump::{AnyPump, Pump};
+use crate::readiness::{self, Changes, Reg};
+use crate::slab::{Key, Slab};
 
 /// Iterations an inline [`Context::quiesce`] runs at most.
 const QUIESCE_BOUND: usize = 100_000;
@@ -215,12 +215,7 @@ impl Context {
         Context::with_link(core, Link::Inline(Box::new(Pump::new(engine))), stop)
     }
 
-    pub(crate) fn threaded(
-        core: usize,
-        jobs: BatchTx<Job>,
-        events: BatchRx<Key>,
-        stop: StopHandle,
-    ) -> Context {
+    pub(crate) fn threaded(core: usize, jobs: BatchTx<Job>, events: BatchRx<Key>, stop: StopHandle) -> Context {
         Context::with_link(core, Link::Threaded { jobs, events }, stop)
     }
 

@@ -7,10 +7,10 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::buffers::{ConnBuf, DEFAULT_BUF, ListenBuf, lock};
 use crate::context::{Context, Sock, SockKind};
 use crate::engine::{ConnId, KeepAlive, ListenerId, SockOpt, error_kind};
 use crate::epoll::{Source, SourceId};
-use crate::buffers::{ConnBuf, DEFAULT_BUF, ListenBuf, lock};
 use crate::job::Job;
 use crate::slab::Key;
 

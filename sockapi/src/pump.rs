@@ -11,8 +11,8 @@ use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::engine::{ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness};
 use crate::buffers::{Accepted, ConnBuf, ListenBuf, lock};
+use crate::engine::{ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness};
 use crate::job::{Job, Reply};
 use crate::readiness::Notified;
 use crate::slab::Key;
@@ -227,8 +227,14 @@ impl<E: Engine> Pump<E> {
             Job::Connect { key, remote, local, buf, reply } => match self.engine.connect(remote, local) {
                 Ok(id) => {
                     let local = self.engine.local_addr(id).ok();
-                    *slot(&mut self.conns, id.index) =
-                        Some(StackConn { id, key: Some(key), buf, released: false, fin_sent: false, notified: Notified::default() });
+                    *slot(&mut self.conns, id.index) = Some(StackConn {
+                        id,
+                        key: Some(key),
+                        buf,
+                        released: false,
+                        fin_sent: false,
+                        notified: Notified::default(),
+                    });
                     let _ = reply.send(Ok((id, local)));
                     self.sync(id, out);
                 }
@@ -323,8 +329,10 @@ impl<E: Engine> Pump<E> {
             while q.queue.len() < q.backlog {
                 match self.engine.accept(id) {
                     Ok(conn) => {
-                        let buf =
-                            Arc::new(Mutex::new(ConnBuf::new(crate::buffers::DEFAULT_BUF, crate::buffers::DEFAULT_BUF)));
+                        let buf = Arc::new(Mutex::new(ConnBuf::new(
+                            crate::buffers::DEFAULT_BUF,
+                            crate::buffers::DEFAULT_BUF,
+                        )));
                         q.queue.push_back(Accepted { conn, buf: Arc::clone(&buf) });
                         accepted.push((conn, buf));
                     }
@@ -343,8 +351,14 @@ impl<E: Engine> Pump<E> {
             }
         }
         for (conn, buf) in accepted {
-            *slot(&mut self.conns, conn.index) =
-                Some(StackConn { id: conn, key: None, buf, released: false, fin_sent: false, notified: Notified::default() });
+            *slot(&mut self.conns, conn.index) = Some(StackConn {
+                id: conn,
+                key: None,
+                buf,
+                released: false,
+                fin_sent: false,
+                notified: Notified::default(),
+            });
             self.sync(conn, out);
         }
     }

@@ -19,8 +19,8 @@ use crate::batch::{self, BatchRx, BatchTx};
 use crate::context::{Context, StopHandle};
 use crate::engine::Engine;
 use crate::job::Job;
-use crate::slab::Key;
 use crate::pump::Pump;
+use crate::slab::Key;
 
 /// Which runtime to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -275,13 +275,7 @@ impl<E: Engine + Send + 'static> Runtime<E> {
 const QUIESCE_BOUND: u32 = 100_000;
 
 /// The stack thread of the threaded runtime.
-fn stack_loop<E: Engine>(
-    engine: E,
-    jobs: BatchRx<Job>,
-    events: BatchTx<Key>,
-    stop: StopHandle,
-    linger: Duration,
-) {
+fn stack_loop<E: Engine>(engine: E, jobs: BatchRx<Job>, events: BatchTx<Key>, stop: StopHandle, linger: Duration) {
     let mut side = Pump::new(engine);
     let mut out: Vec<Key> = Vec::new();
     let mut pending: Option<Vec<Job>> = None;

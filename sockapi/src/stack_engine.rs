@@ -32,9 +32,7 @@ use std::time::Duration;
 use ixtcp_driver::time::{Clock, VirtualClock};
 use ixtcp_stack::{PacketIo, StackCore, StackError, StatsMirror};
 
-use crate::engine::{
-    CloseReason, ConnId, ConnState, Engine, EngineError, EngineEvent, ListenerId, SockOpt,
-};
+use crate::engine::{CloseReason, ConnId, ConnState, Engine, EngineError, EngineEvent, ListenerId, SockOpt};
 
 /// Publish counters to the mirror every this many iterations by default.
 const STATS_EVERY: u32 = 256;
