@@ -12,7 +12,7 @@ use ixtcp_driver::time::{Clock, MonotonicClock, VirtualClock};
 use ixtcp_driver::wire::Wire;
 use ixtcp_stack::{CoreStats, StackConfig, StatsMirror};
 
-use ixtcp_sockapi::stack::StackEngine;
+use ixtcp_sockapi::StackEngine;
 use ixtcp_sockapi::{Context, Mode, Runtime, StopHandle};
 
 use crate::nic::{Nic, NicDevice, NicQueue, OpenOptions};

@@ -10,7 +10,7 @@ use ixtcp_driver::model::Model82599;
 use ixtcp_driver::time::{Clock, VirtualClock};
 use ixtcp_driver::wire::link::FCS_LEN;
 use ixtcp_driver::wire::{Link, LinkConfig, LinkEnd};
-use ixtcp_sockapi::stack::StackEngine;
+use ixtcp_sockapi::StackEngine;
 use ixtcp_sockapi::{Context, StopHandle};
 
 use crate::host::{Host, HostConfig, HostParts, HostStats, TimeSource};

@@ -9,13 +9,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
+use crossbeam_channel::bounded;
 
+use crate::batch::{BatchRx, BatchTx};
+
+use crate::buffers::{ConnBuf, ListenBuf, lock};
 use crate::engine::{ConnId, Engine, ListenerId, Readiness};
-use crate::epoll::Reg;
-use crate::shared::{ConnBuf, Job, ListenBuf, Reply, lock};
+use crate::job::{Job, Reply};
+use crate::pump::{AnyPump, Pump};
+use crate::readiness::{self, Changes, Reg};
 use crate::slab::{Key, Slab};
-use crate::stack_side::{Stack, StackSide};
 
 /// Iterations an inline [`Context::quiesce`] runs at most.
 const QUIESCE_BOUND: usize = 100_000;
@@ -71,16 +74,15 @@ pub(crate) struct Sock {
 impl Sock {
     /// Readiness now, with the change counters (readable, writable) that
     /// edge-triggered registrations compare against their last report.
-    pub fn readiness(&self) -> (Readiness, [u64; 2]) {
+    pub fn readiness(&self) -> (Readiness, Changes) {
         match &self.kind {
             SockKind::Stream { buf, .. } => {
                 let b = lock(buf);
-                (b.readiness(), [b.rseq, b.wseq])
+                (b.readiness(), b.changes)
             }
             SockKind::Listener { shared, .. } => {
                 let q = lock(shared);
-                let r = if q.queue.is_empty() { Readiness::EMPTY } else { Readiness::READABLE };
-                (r, [q.seq, 0])
+                (readiness::listener(q.queue.len()), q.changes)
             }
         }
     }
@@ -115,9 +117,8 @@ impl CtxState {
     pub fn notify(&mut self, key: Key) {
         let Some(sock) = self.socks.get_mut(key) else { return };
         for reg in sock.regs.iter_mut() {
-            if reg.armed && !reg.queued {
-                if let Some(ep) = self.epolls.get_mut(reg.epoll) {
-                    reg.queued = true;
+            if let Some(ep) = self.epolls.get_mut(reg.epoll) {
+                if reg.should_queue() {
                     ep.ready.push_back((key, reg.seq));
                 }
             }
@@ -128,9 +129,9 @@ impl CtxState {
 /// How the context reaches its stack side.
 enum Link {
     /// The stack runs on this thread, inside `Epoll::wait` and blocking calls.
-    Inline(Box<dyn Stack>),
+    Inline(Box<dyn AnyPump>),
     /// The stack runs on its own thread; batches travel over channels.
-    Threaded { jobs: Sender<Vec<Job>>, events: Receiver<Vec<Key>> },
+    Threaded { jobs: BatchTx<Job>, events: BatchRx<Key> },
     /// `finish` ran: the stack is gone.
     Closed,
 }
@@ -204,22 +205,17 @@ impl Context {
     /// assert_eq!(ctx.core(), 0);
     /// ```
     pub fn inline<E: Engine + 'static>(engine: E) -> Context {
-        Context::with_link(0, Link::Inline(Box::new(StackSide::new(engine))), StopHandle::default())
+        Context::with_link(0, Link::Inline(Box::new(Pump::new(engine))), StopHandle::default())
     }
 
     /// An inline context for core `core` of a set that share `stop`: for
     /// harnesses that drive several cores' stacks from one thread (such as
     /// `ixtcp_host::Stepped`); [`inline`](Self::inline) is core 0 alone.
     pub fn inline_core<E: Engine + 'static>(core: usize, engine: E, stop: StopHandle) -> Context {
-        Context::with_link(core, Link::Inline(Box::new(StackSide::new(engine))), stop)
+        Context::with_link(core, Link::Inline(Box::new(Pump::new(engine))), stop)
     }
 
-    pub(crate) fn threaded(
-        core: usize,
-        jobs: Sender<Vec<Job>>,
-        events: Receiver<Vec<Key>>,
-        stop: StopHandle,
-    ) -> Context {
+    pub(crate) fn threaded(core: usize, jobs: BatchTx<Job>, events: BatchRx<Key>, stop: StopHandle) -> Context {
         Context::with_link(core, Link::Threaded { jobs, events }, stop)
     }
 
@@ -388,7 +384,12 @@ impl Context {
                 st.jobs = jobs;
                 Ok(())
             }
-            Link::Threaded { jobs: tx, .. } => tx.send(jobs).map_err(|_| gone()),
+            Link::Threaded { jobs: tx, .. } => {
+                let sent = tx.send(&mut jobs).map_err(|_| gone());
+                // Keep the (recycled, empty) vector for the next jobs.
+                self.state()?.jobs = jobs;
+                sent
+            }
             Link::Closed => Err(gone()),
         }
     }
@@ -424,29 +425,32 @@ impl Context {
                 Ok(progress)
             }
             Link::Threaded { jobs: tx, events } => {
-                let jobs = std::mem::take(&mut self.state()?.jobs);
-                let had_jobs = !jobs.is_empty();
-                if had_jobs {
-                    tx.send(jobs).map_err(|_| gone())?;
-                }
+                let had_jobs = {
+                    let mut st = self.state()?;
+                    let had = !st.jobs.is_empty();
+                    tx.send(&mut st.jobs).map_err(|_| gone())?;
+                    had
+                };
                 let first = match block {
-                    Block::No => events.try_recv().map_err(|e| matches!(e, TryRecvError::Disconnected)),
+                    Block::No => events.try_recv(),
                     Block::Until(None) => events.recv().map_err(|_| true),
                     Block::Until(Some(d)) => {
                         let left = d.saturating_sub(self.inner.epoch.elapsed().as_nanos() as u64);
-                        events
-                            .recv_timeout(Duration::from_nanos(left))
-                            .map_err(|e| matches!(e, RecvTimeoutError::Disconnected))
+                        events.recv_timeout(Duration::from_nanos(left))
                     }
                 };
                 let mut st = self.state()?;
                 match first {
-                    Ok(batch) => st.dispatch(&batch),
+                    Ok(batch) => {
+                        st.dispatch(&batch);
+                        events.recycle(batch);
+                    }
                     Err(true) => return Err(gone()),
                     Err(false) => return Ok(had_jobs),
                 }
                 while let Ok(batch) = events.try_recv() {
                     st.dispatch(&batch);
+                    events.recycle(batch);
                 }
                 Ok(true)
             }

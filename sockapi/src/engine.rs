@@ -15,10 +15,12 @@
 //!   egress(now)             emit segments for what changed, one tx batch
 //! ```
 //!
-//! The trait is byte-oriented and allocation-free: `send`/`recv` copy into and
-//! out of the connection's own buffers and say how many bytes fit or were
-//! there; events are appended to a vector the caller reuses.
+//! The trait is byte-oriented and allocation-free: `send` copies from the
+//! caller's bytes into the connection's own buffer, `recv` from that buffer
+//! onto the end of the caller's queue, and both say how many bytes moved;
+//! events are appended to a vector the caller reuses.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddrV4;
@@ -26,17 +28,22 @@ use std::time::Duration;
 
 use ixtcp_driver::time::VirtualClock;
 
-/// A connection on one engine: a slot index and the slot's generation.
-///
-/// The generation changes whenever the slot is reused, so an id kept after its
-/// connection was released is refused ([`EngineError::InvalidHandle`]), never
-/// confused with a newer connection in the same slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    /// Slot in the engine's connection table.
-    pub index: u32,
-    /// Generation of the slot.
-    pub generation: u32,
+/// The engine's words for connections are the stack's own: a connection id
+/// (slot and generation), its readiness bits, its TCP state and why it
+/// ended. sockapi defines no second copy of them.
+pub use ixtcp_stack::{CloseReason, ConnId, Readiness, TcpState};
+
+/// The `io::ErrorKind` a sockets user expects for a connection that ended
+/// for `reason`. Only abnormal ends are failures; a normal close (FIN both
+/// ways) is never reported as an error, and maps to `NotConnected` should
+/// it be asked.
+pub fn error_kind(reason: CloseReason) -> io::ErrorKind {
+    match reason {
+        CloseReason::Refused => io::ErrorKind::ConnectionRefused,
+        CloseReason::Reset => io::ErrorKind::ConnectionReset,
+        CloseReason::TimedOut => io::ErrorKind::TimedOut,
+        CloseReason::Normal => io::ErrorKind::NotConnected,
+    }
 }
 
 /// A listening socket on one engine: a slot index and the slot's generation.
@@ -48,62 +55,9 @@ pub struct ListenerId {
     pub generation: u32,
 }
 
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "conn#{}.{}", self.index, self.generation)
-    }
-}
-
 impl fmt::Display for ListenerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "listener#{}.{}", self.index, self.generation)
-    }
-}
-
-/// Readiness of a connection as the engine sees it, as bits.
-///
-/// These describe the engine's own buffers: `READABLE` means `recv` would
-/// return data or end of stream, `WRITABLE` means `send` would accept bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub struct Readiness(pub u8);
-
-impl Readiness {
-    /// No bit set.
-    pub const EMPTY: Readiness = Readiness(0);
-    /// `recv` would return data, or 0 for end of stream.
-    pub const READABLE: Readiness = Readiness(1);
-    /// `send` would accept at least one byte.
-    pub const WRITABLE: Readiness = Readiness(2);
-    /// The peer sent FIN (end of stream after the buffered data).
-    pub const READ_CLOSED: Readiness = Readiness(4);
-    /// The connection is over: both directions closed, or reset.
-    pub const HUP: Readiness = Readiness(8);
-    /// Ended abnormally; [`ConnState::failure`] says why.
-    pub const ERROR: Readiness = Readiness(16);
-    /// The three-way handshake has completed (set from then on).
-    pub const CONNECTED: Readiness = Readiness(32);
-
-    /// True if every bit of `other` is set in `self`.
-    pub fn contains(self, other: Readiness) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// True if no bit is set.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-}
-
-impl std::ops::BitOr for Readiness {
-    type Output = Readiness;
-    fn bitor(self, other: Readiness) -> Readiness {
-        Readiness(self.0 | other.0)
-    }
-}
-
-impl std::ops::BitOrAssign for Readiness {
-    fn bitor_assign(&mut self, other: Readiness) {
-        self.0 |= other.0;
     }
 }
 
@@ -115,63 +69,14 @@ pub enum EngineEvent {
     /// A connection's readiness changed (data arrived, buffer space freed,
     /// handshake done, FIN, reset, timeout).
     Conn {
-        /// The connection.
+        /// The connection; [`Engine::state`] says what it is now.
         id: ConnId,
-        /// Its readiness when the event was produced.
-        ready: Readiness,
     },
     /// A listener has at least one connection for [`Engine::accept`].
     Acceptable {
         /// The listener.
         listener: ListenerId,
     },
-}
-
-/// TCP states (RFC 793), as the engine reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TcpState {
-    /// No connection (failed, reset, or fully closed).
-    Closed,
-    /// SYN sent, waiting for SYN-ACK.
-    SynSent,
-    /// SYN received, SYN-ACK sent.
-    SynReceived,
-    /// Data flows both ways.
-    Established,
-    /// We sent FIN; waiting for its ACK.
-    FinWait1,
-    /// Our FIN is acknowledged; the peer may still send.
-    FinWait2,
-    /// The peer sent FIN; we may still send.
-    CloseWait,
-    /// Both sent FIN simultaneously.
-    Closing,
-    /// The peer closed, then we did; waiting for the last ACK.
-    LastAck,
-    /// Both closed; waiting out stray segments.
-    TimeWait,
-}
-
-/// Why a connection ended abnormally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Failure {
-    /// The peer answered our SYN with RST.
-    Refused,
-    /// The peer reset the connection.
-    Reset,
-    /// No answer in time (connect, retransmission or keep-alive timeout).
-    TimedOut,
-}
-
-impl Failure {
-    /// The `io::ErrorKind` a sockets user expects for this failure.
-    pub fn kind(self) -> io::ErrorKind {
-        match self {
-            Failure::Refused => io::ErrorKind::ConnectionRefused,
-            Failure::Reset => io::ErrorKind::ConnectionReset,
-            Failure::TimedOut => io::ErrorKind::TimedOut,
-        }
-    }
 }
 
 /// A connection's state, as [`Engine::state`] reports it.
@@ -182,7 +87,7 @@ pub struct ConnState {
     /// Readiness bits, as in [`EngineEvent::Conn`].
     pub ready: Readiness,
     /// Set once the connection has failed.
-    pub failure: Option<Failure>,
+    pub failure: Option<CloseReason>,
 }
 
 /// A per-connection setting, passed to [`Engine::set_option`].
@@ -261,7 +166,7 @@ pub enum EngineError {
     /// No free connection or listener slot.
     Exhausted,
     /// The connection failed; the same failure stays readable in its state.
-    Failed(Failure),
+    Failed(CloseReason),
 }
 
 impl fmt::Display for EngineError {
@@ -275,9 +180,10 @@ impl fmt::Display for EngineError {
             EngineError::NotConnected => "not connected",
             EngineError::BrokenPipe => "broken pipe",
             EngineError::Exhausted => "no free connection slot",
-            EngineError::Failed(Failure::Refused) => "connection refused",
-            EngineError::Failed(Failure::Reset) => "connection reset by peer",
-            EngineError::Failed(Failure::TimedOut) => "connection timed out",
+            EngineError::Failed(CloseReason::Refused) => "connection refused",
+            EngineError::Failed(CloseReason::Reset) => "connection reset by peer",
+            EngineError::Failed(CloseReason::TimedOut) => "connection timed out",
+            EngineError::Failed(CloseReason::Normal) => "connection closed",
         };
         f.write_str(s)
     }
@@ -296,7 +202,7 @@ impl From<EngineError> for io::Error {
             EngineError::NotConnected => io::ErrorKind::NotConnected,
             EngineError::BrokenPipe => io::ErrorKind::BrokenPipe,
             EngineError::Exhausted => io::ErrorKind::OutOfMemory,
-            EngineError::Failed(f) => f.kind(),
+            EngineError::Failed(f) => error_kind(f),
         };
         io::Error::new(kind, e)
     }
@@ -396,14 +302,17 @@ pub trait Engine {
     /// Start an active open to `remote`, from `local` if given (its port 0 or
     /// `None`: the engine picks a port whose replies reach this core). The
     /// handshake completes later: an event with [`Readiness::CONNECTED`], or
-    /// one with [`Readiness::ERROR`] and a [`Failure`].
+    /// one with [`Readiness::ERROR`] and a [`CloseReason`].
     fn connect(&mut self, remote: SocketAddrV4, local: Option<SocketAddrV4>) -> Result<ConnId, EngineError>;
 
     /// Copy bytes into the send buffer; returns how many fit.
     fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, EngineError>;
 
-    /// Copy received bytes out; `Ok(0)` means end of stream.
-    fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, EngineError>;
+    /// Append up to `max` received bytes to `into`, straight from the
+    /// engine's own receive buffer, and say how many; `Ok(0)` means end of
+    /// stream. Callers pass a `max` of at least 1. (The application-side buffer is the one copy between the
+    /// engine and the application's read.)
+    fn recv(&mut self, conn: ConnId, into: &mut VecDeque<u8>, max: usize) -> Result<usize, EngineError>;
 
     /// Send FIN after the queued data; receiving goes on.
     fn shutdown_write(&mut self, conn: ConnId) -> Result<(), EngineError>;
@@ -473,8 +382,8 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, EngineError> {
         (**self).send(conn, data)
     }
-    fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, EngineError> {
-        (**self).recv(conn, buf)
+    fn recv(&mut self, conn: ConnId, into: &mut VecDeque<u8>, max: usize) -> Result<usize, EngineError> {
+        (**self).recv(conn, into, max)
     }
     fn shutdown_write(&mut self, conn: ConnId) -> Result<(), EngineError> {
         (**self).shutdown_write(conn)

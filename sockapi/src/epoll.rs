@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::context::{Block, Context, EpollState};
 use crate::engine::Readiness;
+use crate::readiness::{Reg, Take};
 use crate::slab::Key;
 
 /// Identifies a registration in the events [`Epoll::wait`] returns; chosen by
@@ -205,45 +206,6 @@ pub trait Source {
     fn source_id(&self) -> SourceId;
 }
 
-/// A socket's registration with one epoll.
-#[derive(Debug, Clone)]
-pub(crate) struct Reg {
-    pub epoll: Key,
-    /// Unique per `add`, so queue entries of a deleted registration are ignored.
-    pub seq: u64,
-    pub token: Token,
-    pub interest: Interest,
-    pub trigger: Trigger,
-    /// False after a one-shot event, until `modify`.
-    pub armed: bool,
-    /// An entry for this registration is in the epoll's ready queue.
-    pub queued: bool,
-    /// Change counters at the last edge-triggered report; `None` after
-    /// `add`/`modify`, so a socket that is ready then is reported once.
-    pub seen: Option<[u64; 2]>,
-}
-
-impl Reg {
-    /// True if a counter of the registration's interest moved since its
-    /// last edge-triggered report.
-    fn changed(&self, now: [u64; 2]) -> bool {
-        let Some(seen) = self.seen else { return true };
-        (self.interest.is_readable() && now[0] != seen[0]) || (self.interest.is_writable() && now[1] != seen[1])
-    }
-}
-
-/// Which readiness bits a registration reports.
-fn filter(ready: Readiness, interest: Interest) -> Readiness {
-    let mut mask = Readiness::HUP | Readiness::ERROR;
-    if interest.is_readable() {
-        mask |= Readiness::READABLE | Readiness::READ_CLOSED;
-    }
-    if interest.is_writable() {
-        mask |= Readiness::WRITABLE;
-    }
-    Readiness(ready.0 & mask.0)
-}
-
 /// Waits for readiness on the sockets of one [`Context`] (mTCP's
 /// `mtcp_epoll_*`, Linux's `epoll`). A context may have several.
 ///
@@ -322,8 +284,10 @@ impl Epoll {
         if sock.regs.iter().any(|r| r.epoll == self.key) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "socket already registered with this epoll"));
         }
-        sock.regs.push(Reg { epoll: self.key, seq, token, interest, trigger, armed: true, queued: false, seen: None });
-        if !filter(sock.readiness().0, interest).is_empty() {
+        let reg = Reg::new(self.key, seq, token, interest, trigger);
+        let ready = reg.ready_now(sock.readiness().0);
+        sock.regs.push(reg);
+        if ready {
             st.notify(id.key);
         }
         Ok(())
@@ -345,12 +309,8 @@ impl Epoll {
         let sock = st.socks.get_mut(id.key).ok_or_else(crate::net::closed)?;
         let (ready, _) = sock.readiness();
         let reg = sock.regs.iter_mut().find(|r| r.epoll == self.key).ok_or_else(not_registered)?;
-        reg.token = token;
-        reg.interest = interest;
-        reg.trigger = trigger;
-        reg.armed = true;
-        reg.seen = None;
-        if !filter(ready, interest).is_empty() {
+        reg.modify(token, interest, trigger);
+        if reg.ready_now(ready) {
             st.notify(id.key);
         }
         Ok(())
@@ -411,27 +371,15 @@ impl Epoll {
             }
             let Some((key, seq)) = ready.pop_front() else { break };
             let Some(sock) = st.socks.get_mut(key) else { continue };
-            let (now, counters) = sock.readiness();
+            let (now, changes) = sock.readiness();
             let Some(reg) = sock.regs.iter_mut().find(|r| r.epoll == self.key && r.seq == seq) else { continue };
-            let r = filter(now, reg.interest);
-            if r.is_empty() || !reg.armed || (reg.trigger.edge && !reg.changed(counters)) {
-                // Not ready; or, edge-triggered, nothing new since the last
-                // report (the notification that queued it was already
-                // covered by an earlier event).
-                reg.queued = false;
-                continue;
-            }
-            if reg.trigger.edge {
-                reg.seen = Some(counters);
-            }
-            events.list.push(Event { token: reg.token, ready: r });
-            if reg.trigger.oneshot {
-                reg.armed = false;
-                reg.queued = false;
-            } else if reg.trigger.edge {
-                reg.queued = false;
-            } else {
-                ready.push_back((key, seq));
+            match reg.take(now, changes) {
+                Take::Skip => {}
+                Take::Report(r) => events.list.push(Event { token: reg.token, ready: r }),
+                Take::ReportAndKeep(r) => {
+                    events.list.push(Event { token: reg.token, ready: r });
+                    ready.push_back((key, seq));
+                }
             }
         }
         if let Some(ep) = st.epolls.get_mut(self.key) {

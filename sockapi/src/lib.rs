@@ -8,18 +8,34 @@
 //! ```text
 //!  application thread (per core)            stack side (per core)
 //!  ─────────────────────────────            ─────────────────────────────────
-//!  Context ── TcpListener, TcpStream        StackSide ── E: Engine (one core)
+//!  Context ── TcpListener, TcpStream        Pump ── E: Engine (one core)
 //!          ── Epoll (several allowed)          applies jobs between ingress
-//!     │ jobs: Vec<Job> per batch ─────────▶    and egress; moves bytes between
-//!     │ ◀───────── events: Vec<key> per batch  the engine and the per-connection
+//!     │ jobs, in batches ─────────────────▶    and egress; moves bytes between
+//!     │ ◀─────── socket keys, in batches       the engine and the per-connection
 //!     └─ per-connection buffers (Mutex<ConnBuf>, shared) ─┘
 //! ```
+//!
+//! The files, one concern each:
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `engine.rs` | the [`Engine`] trait and its vocabulary (the stack's own [`ConnId`], `Readiness`, `CloseReason`, `TcpState`) |
+//! | `stack_engine.rs` | [`StackEngine`]: the real stack core as an engine |
+//! | `context.rs` | [`Context`]: one core's socket table, epolls and link to its stack side |
+//! | `net.rs` | [`TcpListener`], [`TcpStream`] |
+//! | `epoll.rs` | [`Epoll`], [`Events`], [`Interest`], [`Trigger`] (the API) |
+//! | `readiness.rs` | the readiness mechanism: what makes a socket ready, change tracking, registrations, dispatch, filtering |
+//! | `buffers.rs` | the per-connection and per-listener buffers both sides share |
+//! | `job.rs` | the jobs the application sends to its stack side |
+//! | `pump.rs` | the stack side: applies jobs, moves bytes, reports changed sockets |
+//! | `batch.rs` | the threaded runtime's channels, in recycled vectors |
+//! | `runtime.rs` | [`Runtime`]: threads, pinning, shutdown |
 //!
 //! - [`Engine`] is what sockapi needs from one stack core (listen, accept,
 //!   connect, send, recv, shutdown, close, abort, state, options, events,
 //!   ingress/egress). The real per-core stack implements it; so does the
 //!   in-memory `testing::TestEngine` (feature `test-utils`).
-//! - [`stack::StackEngine`] is the real stack (one `ixtcp_stack::StackCore`)
+//! - [`StackEngine`] is the real stack (one `ixtcp_stack::StackCore`)
 //!   as an engine. Bringing up a NIC and its stack cores under a runtime is
 //!   the `ixtcp-host` crate's business, not this one's.
 //! - A [`Context`] (mTCP's `mctx`) is one core's application side. Its
@@ -33,8 +49,9 @@
 //! - Bytes do not travel in jobs: each connection has a receive and a send
 //!   buffer shared by the two sides. `write` copies into the send buffer and
 //!   the stack moves it into the engine at its next iteration; the stack
-//!   moves received bytes from the engine into the receive buffer, where
-//!   `read` finds them.
+//!   moves received bytes from the engine's buffer straight into the
+//!   receive buffer, where `read` finds them (one copy between the stack's
+//!   buffer and the application's).
 //!
 //! Two runtimes run this same code ([`Runtime`], [`Mode`]):
 //!
@@ -169,15 +186,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod batch;
+mod buffers;
 mod context;
 pub mod engine;
 mod epoll;
+mod job;
 mod net;
+mod pump;
+mod readiness;
 mod runtime;
-mod shared;
 mod slab;
-pub mod stack;
-mod stack_side;
+pub mod stack_engine;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 
@@ -186,3 +206,4 @@ pub use engine::{ConnId, Engine, EngineError, KeepAlive, ListenerId};
 pub use epoll::{Epoll, Event, Events, Interest, Source, SourceId, Token, Trigger};
 pub use net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 pub use runtime::{Builder, Mode, Runtime};
+pub use stack_engine::StackEngine;

@@ -7,10 +7,11 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::buffers::{ConnBuf, DEFAULT_BUF, ListenBuf, lock};
 use crate::context::{Context, Sock, SockKind};
-use crate::engine::{ConnId, KeepAlive, ListenerId, SockOpt};
+use crate::engine::{ConnId, KeepAlive, ListenerId, SockOpt, error_kind};
 use crate::epoll::{Source, SourceId};
-use crate::shared::{ConnBuf, DEFAULT_BUF, Job, ListenBuf, lock};
+use crate::job::Job;
 use crate::slab::Key;
 
 /// Backlog of [`TcpListener::bind`].
@@ -208,7 +209,7 @@ impl TcpStream {
             return Ok(0);
         }
         if let Some(f) = b.error.take() {
-            return Err(f.kind().into());
+            return Err(error_kind(f).into());
         }
         if b.failed.is_some() {
             return if b.established { Ok(0) } else { Err(io::ErrorKind::NotConnected.into()) };
@@ -225,7 +226,7 @@ impl TcpStream {
             return Err(closed());
         }
         if let Some(f) = b.error.take() {
-            return Err(f.kind().into());
+            return Err(error_kind(f).into());
         }
         if b.failed.is_some() {
             let kind = if b.established { io::ErrorKind::BrokenPipe } else { io::ErrorKind::NotConnected };
@@ -284,13 +285,12 @@ impl TcpStream {
             b.write_shut = true;
             // Writable now (writes fail at once), and maybe hung up: a change
             // for every interest.
-            b.wseq = b.wseq.wrapping_add(1);
-            b.rseq = b.rseq.wrapping_add(1);
+            b.changes.record(true, true);
         }
         if matches!(how, Shutdown::Read | Shutdown::Both) {
             b.read_shut = true;
             b.rx.clear();
-            b.rseq = b.rseq.wrapping_add(1);
+            b.changes.readable();
         }
         b.sync_queued = true;
         drop(b);
@@ -358,7 +358,7 @@ impl TcpStream {
         if b.app_closed {
             return Err(closed());
         }
-        Ok(b.error.take().map(|f| f.kind().into()))
+        Ok(b.error.take().map(|f| error_kind(f).into()))
     }
 
     fn check_open(&self) -> io::Result<()> {
@@ -470,7 +470,7 @@ impl TcpStream {
             }
             if send {
                 b.tx_cap = size;
-                b.wseq = b.wseq.wrapping_add(1);
+                b.changes.writable();
             } else {
                 b.rx_cap = size;
             }

@@ -14,13 +14,13 @@
 use std::io;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, unbounded};
+use crate::batch::{self, BatchRx, BatchTx};
 
 use crate::context::{Context, StopHandle};
 use crate::engine::Engine;
-use crate::shared::Job;
+use crate::job::Job;
+use crate::pump::Pump;
 use crate::slab::Key;
-use crate::stack_side::StackSide;
 
 /// Which runtime to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -210,8 +210,8 @@ impl<E: Engine + Send + 'static> Runtime<E> {
                         })
                     }
                     Mode::Threaded => {
-                        let (jobs_tx, jobs_rx) = unbounded();
-                        let (events_tx, events_rx) = unbounded();
+                        let (jobs_tx, jobs_rx) = batch::pipe();
+                        let (events_tx, events_rx) = batch::pipe();
                         let stack_stop = stop.clone();
                         let stack = std::thread::Builder::new().name(format!("ixtcp-stack-{core}")).spawn_scoped(
                             s,
@@ -275,14 +275,8 @@ impl<E: Engine + Send + 'static> Runtime<E> {
 const QUIESCE_BOUND: u32 = 100_000;
 
 /// The stack thread of the threaded runtime.
-fn stack_loop<E: Engine>(
-    engine: E,
-    jobs: Receiver<Vec<Job>>,
-    events: Sender<Vec<Key>>,
-    stop: StopHandle,
-    linger: Duration,
-) {
-    let mut side = StackSide::new(engine);
+fn stack_loop<E: Engine>(engine: E, jobs: BatchRx<Job>, events: BatchTx<Key>, stop: StopHandle, linger: Duration) {
+    let mut side = Pump::new(engine);
     let mut out: Vec<Key> = Vec::new();
     let mut pending: Option<Vec<Job>> = None;
     let mut open = true;
@@ -294,15 +288,17 @@ fn stack_loop<E: Engine>(
         if let Some(mut batch) = pending.take() {
             progress = true;
             side.apply(&mut batch, &mut out);
+            jobs.recycle(batch);
         }
         while open {
             match jobs.try_recv() {
                 Ok(mut batch) => {
                     progress = true;
                     side.apply(&mut batch, &mut out);
+                    jobs.recycle(batch);
                 }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => open = false,
+                Err(false) => break,
+                Err(true) => open = false,
             }
         }
         // One batch of events per iteration; an empty one wakes the app to
@@ -311,7 +307,10 @@ fn stack_loop<E: Engine>(
         if !out.is_empty() || wake {
             stop_forwarded |= wake;
             // A send error means the app is gone; the stack still finishes.
-            let _ = events.send(std::mem::take(&mut out));
+            let sent = if out.is_empty() { events.send_empty() } else { events.send(&mut out) };
+            if sent.is_err() {
+                out.clear();
+            }
         }
         side.egress();
         if side.quiesce_pending() {
@@ -338,8 +337,8 @@ fn stack_loop<E: Engine>(
                 if open {
                     match jobs.recv_timeout(idle) {
                         Ok(batch) => pending = Some(batch),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => open = false,
+                        Err(false) => {}
+                        Err(true) => open = false,
                     }
                 } else {
                     std::thread::sleep(idle);

@@ -28,11 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::engine::{
-    ConnId, ConnState, Engine, EngineError, EngineEvent, Failure, ListenerId, Readiness, SockOpt, TcpState,
+    CloseReason, ConnId, ConnState, Engine, EngineError, EngineEvent, ListenerId, Readiness, SockOpt, TcpState,
 };
 use ixtcp_driver::time::{Clock, VirtualClock};
 
-use crate::shared::lock;
+use crate::buffers::lock;
 use crate::slab::{Key, Slab};
 
 /// Settings of a [`TestNet`].
@@ -103,7 +103,7 @@ struct End {
     fin_queued: bool,
     fin_sent: bool,
     peer_fin: bool,
-    failure: Option<Failure>,
+    failure: Option<CloseReason>,
     released: bool,
     /// Reset locally (abort, or close with unread data): nothing more happens.
     dead: bool,
@@ -339,7 +339,7 @@ impl Net {
         self.stats.resets += 1;
         if let Some(p) = self.end(k, other) {
             if p.failure.is_none() && !p.dead {
-                p.failure = Some(Failure::Reset);
+                p.failure = Some(CloseReason::Reset);
                 p.snd.clear();
             }
         }
@@ -366,7 +366,7 @@ impl Net {
         let (me, peer) = if side == 0 { (a, b) } else { (b, a) };
         if !me.snd.is_empty() && (peer.dead || peer.failure.is_some() || peer.released) {
             // Data for a closed or reset end: it answers with RST.
-            me.failure = Some(Failure::Reset);
+            me.failure = Some(CloseReason::Reset);
             me.snd.clear();
             peer.dead = true;
             self.stats.resets += 1;
@@ -418,7 +418,7 @@ impl Net {
             .collect();
         if host_known && candidates.is_empty() {
             if let Some(c) = self.conns.get_mut(k) {
-                c.ends[0].failure = Some(Failure::Refused);
+                c.ends[0].failure = Some(CloseReason::Refused);
                 c.ends[1].released = true;
                 c.ends[1].dead = true;
             }
@@ -437,7 +437,7 @@ impl Net {
             self.stats.syns_dropped += 1;
             if tries > self.cfg.syn_retries {
                 if let Some(c) = self.conns.get_mut(k) {
-                    c.ends[0].failure = Some(Failure::TimedOut);
+                    c.ends[0].failure = Some(CloseReason::TimedOut);
                     c.ends[1].released = true;
                     c.ends[1].dead = true;
                 }
@@ -588,7 +588,7 @@ impl Engine for TestEngine {
                 if let Some(e) = net.end(k, side) {
                     e.event_queued = false;
                     if let Some(id) = e.id {
-                        out.push(EngineEvent::Conn { id, ready: e.readiness() });
+                        out.push(EngineEvent::Conn { id });
                     }
                 }
             }
@@ -725,7 +725,7 @@ impl Engine for TestEngine {
         })
     }
 
-    fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, EngineError> {
+    fn recv(&mut self, conn: ConnId, into: &mut VecDeque<u8>, max: usize) -> Result<usize, EngineError> {
         self.with(|net, me| {
             let (k, side) = net.resolve(me, conn)?;
             let e = net.end(k, side).ok_or(EngineError::InvalidHandle)?;
@@ -736,10 +736,8 @@ impl Engine for TestEngine {
                     (false, None) => Err(EngineError::WouldBlock),
                 };
             }
-            let n = buf.len().min(e.rcv.len());
-            for (dst, src) in buf.iter_mut().zip(e.rcv.drain(..n)) {
-                *dst = src;
-            }
+            let n = max.min(e.rcv.len());
+            into.extend(e.rcv.drain(..n));
             // Room freed: the peer may send more at its next egress.
             net.mark_dirty(k, 1 - side);
             Ok(n)

@@ -422,14 +422,20 @@ fn large_write_completes_through_writable_events(mode: Mode) {
         ep.add(&s, Token(2), Interest::READABLE, Trigger::EDGE).unwrap();
         let (mut sent, mut got) = (0, Vec::with_capacity(data.len()));
         let mut events = Events::with_capacity(8);
-        let mut writable_events = 0;
+        let (mut writable_events, mut reads) = (0, 0);
         let start = env.ctx.now_ns();
         while got.len() < data.len() {
             if since(env.ctx, start) >= SOON * 3 {
                 // Tell a lost edge (the data is there, no event said so)
                 // from data stuck below the socket.
+                let stalled_at = got.len();
                 let readable = is_readable(&s);
-                panic!("stalled at sent={sent} got={}; server readable after quiesce: {readable}", got.len());
+                let more = drain(&s, &mut got);
+                panic!(
+                    "seed {seed}: stalled at sent={sent} got={stalled_at} ({reads} readable events, {writable_events} \
+                     writable); after quiesce the server is readable: {readable}, and a read finds {} more bytes ({more:?})",
+                    got.len() - stalled_at
+                );
             }
             ep.wait(&mut events, Some(Duration::from_millis(100))).unwrap();
             for ev in &events {
@@ -447,8 +453,11 @@ fn large_write_completes_through_writable_events(mode: Mode) {
                     if sent == data.len() {
                         c.shutdown(Shutdown::Write).unwrap();
                     }
-                } else if drain(&s, &mut got).unwrap().is_none() {
-                    break;
+                } else {
+                    reads += 1;
+                    if drain(&s, &mut got).unwrap().is_none() {
+                        break;
+                    }
                 }
             }
         }

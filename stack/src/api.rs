@@ -220,6 +220,49 @@ impl<P: PacketIo> StackCore<P> {
         r
     }
 
+    /// Hands up to `max` received bytes to `sink`, straight from the
+    /// socket's receive buffer (in at most two pieces, as the ring wraps),
+    /// and returns how many. `Ok(0)`: the peer closed and everything was
+    /// read. `Err(WouldBlock)`: nothing yet. Like [`recv`](Self::recv)
+    /// without a buffer of the caller's in between.
+    pub fn recv_with(&mut self, id: ConnId, max: usize, mut sink: impl FnMut(&[u8])) -> Result<usize, StackError> {
+        let idx = self.slot_of(id)?;
+        let c = &mut self.conns[idx];
+        let s = c.sock_mut();
+        let mut total = 0;
+        // Two pieces at most (the ring wraps once); the third call says empty.
+        let r = loop {
+            if total == max {
+                break Ok(total);
+            }
+            let left = max - total;
+            let got = s.recv(|buf| {
+                let n = buf.len().min(left);
+                sink(&buf[..n]);
+                (n, n)
+            });
+            match got {
+                Ok(0) if total == 0 && max > 0 => break Err(StackError::WouldBlock),
+                Ok(0) => break Ok(total),
+                Ok(n) => total += n,
+                // Bytes first; the end of the stream is the next call's answer.
+                Err(_) if total > 0 => break Ok(total),
+                Err(RecvError::Finished) => break Ok(0),
+                Err(RecvError::InvalidState) => match s.state() {
+                    State::SynSent | State::SynReceived => break Err(StackError::WouldBlock),
+                    _ => break Err(StackError::from_reason(c.reason)),
+                },
+            }
+        };
+        if total > 0 {
+            // The window may have opened: let egress consider an update.
+            self.mark_dirty(idx);
+        }
+        let c = &mut self.conns[idx];
+        c.last_ready = c.readiness();
+        r
+    }
+
     /// Disables (`true`) or enables Nagle's algorithm on one connection
     /// (the configured `nodelay` is every new connection's default).
     pub fn set_nodelay(&mut self, id: ConnId, nodelay: bool) -> Result<(), StackError> {

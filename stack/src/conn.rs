@@ -63,6 +63,8 @@ impl fmt::Display for ConnId {
 pub struct Readiness(pub u8);
 
 impl Readiness {
+    /// No bit set.
+    pub const EMPTY: Readiness = Readiness(0);
     /// Data to read, or end of stream (a read returns 0).
     pub const READABLE: Readiness = Readiness(1);
     /// Room in the send buffer.
@@ -139,7 +141,7 @@ impl KeepAlive {
 }
 
 /// Why a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloseReason {
     /// FIN both ways.
     Normal,

@@ -15,6 +15,7 @@
 //! and the stack's `build_cores`, as in production); a model moves frames
 //! only when pumped, which each half's ingress does first.
 
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,8 +25,8 @@ use ixtcp_driver::device::{DeviceHandle, QueuePair};
 use ixtcp_driver::model::{Model82599, ModelRegs};
 use ixtcp_driver::time::{Clock, MonotonicClock, VirtualClock};
 use ixtcp_driver::wire::{Link, LinkConfig};
+use ixtcp_sockapi::StackEngine;
 use ixtcp_sockapi::engine::{ConnId, ConnState, Engine, EngineError, EngineEvent, ListenerId, SockOpt};
-use ixtcp_sockapi::stack::StackEngine;
 use ixtcp_sockapi::testing::{TestConfig, TestStats};
 use ixtcp_stack::{CoreStats, StackConfig, StatsMirror};
 use ixtcp_testkit::hosts::ModelHost;
@@ -297,9 +298,9 @@ impl Engine for PairEngine {
         let (h, id) = self.half_mut(conn);
         h.send(id, data)
     }
-    fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, EngineError> {
+    fn recv(&mut self, conn: ConnId, into: &mut VecDeque<u8>, max: usize) -> Result<usize, EngineError> {
         let (h, id) = self.half_mut(conn);
-        h.recv(id, buf)
+        h.recv(id, into, max)
     }
     fn shutdown_write(&mut self, conn: ConnId) -> Result<(), EngineError> {
         let (h, id) = self.half_mut(conn);

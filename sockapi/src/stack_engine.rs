@@ -24,16 +24,15 @@
 //! | `connections` | slots not in the free pool ([`ixtcp_stack::SocketCensus`]) |
 //! | `set_option` | `set_nodelay`, `set_keepalive`, `set_user_timeout`, `set_keepalive_probes`; buffer sizes: the core's slots have fixed buffers, so a size up to the configured one is accepted (the slot keeps its buffer) and a larger one is `InvalidInput` |
 
+use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ixtcp_driver::time::{Clock, VirtualClock};
-use ixtcp_stack::{CloseReason, PacketIo, StackCore, StackError, StatsMirror, TcpState as CoreState};
+use ixtcp_stack::{PacketIo, StackCore, StackError, StatsMirror};
 
-use crate::engine::{
-    ConnId, ConnState, Engine, EngineError, EngineEvent, Failure, ListenerId, Readiness, SockOpt, TcpState,
-};
+use crate::engine::{CloseReason, ConnId, ConnState, Engine, EngineError, EngineEvent, ListenerId, SockOpt};
 
 /// Publish counters to the mirror every this many iterations by default.
 const STATS_EVERY: u32 = 256;
@@ -61,21 +60,9 @@ impl<P: PacketIo> std::fmt::Debug for StackEngine<P> {
     }
 }
 
-fn core_id(id: ConnId) -> ixtcp_stack::ConnId {
-    ixtcp_stack::ConnId { index: id.index, generation: id.generation }
-}
-
-fn api_id(id: ixtcp_stack::ConnId) -> ConnId {
-    ConnId { index: id.index, generation: id.generation }
-}
-
-fn failure_of(reason: Option<CloseReason>) -> Option<Failure> {
-    match reason? {
-        CloseReason::Normal => None,
-        CloseReason::Refused => Some(Failure::Refused),
-        CloseReason::Reset => Some(Failure::Reset),
-        CloseReason::TimedOut => Some(Failure::TimedOut),
-    }
+/// A failure is an abnormal end; a normal close is none.
+fn failure_of(reason: Option<CloseReason>) -> Option<CloseReason> {
+    reason.filter(|r| *r != CloseReason::Normal)
 }
 
 /// The error a sockets user expects for a core's error.
@@ -89,9 +76,9 @@ fn engine_error(e: StackError) -> EngineError {
         StackError::StaleHandle => EngineError::InvalidHandle,
         StackError::WouldBlock => EngineError::WouldBlock,
         StackError::NotConnected => EngineError::NotConnected,
-        StackError::ConnectionRefused => EngineError::Failed(Failure::Refused),
-        StackError::ConnectionReset => EngineError::Failed(Failure::Reset),
-        StackError::TimedOut => EngineError::Failed(Failure::TimedOut),
+        StackError::ConnectionRefused => EngineError::Failed(CloseReason::Refused),
+        StackError::ConnectionReset => EngineError::Failed(CloseReason::Reset),
+        StackError::TimedOut => EngineError::Failed(CloseReason::TimedOut),
         StackError::NoSocket => EngineError::Exhausted,
         StackError::AddrInUse(_) => EngineError::AddrInUse,
         StackError::PortsExhausted => EngineError::AddrNotAvailable,
@@ -105,21 +92,6 @@ fn engine_error(e: StackError) -> EngineError {
         StackError::InvalidPort(_) => EngineError::AddrInUse,
         StackError::NotListening(_) => EngineError::InvalidHandle,
         StackError::ShuttingDown | StackError::Device(_) => EngineError::NotConnected,
-    }
-}
-
-fn tcp_state(s: CoreState) -> TcpState {
-    match s {
-        CoreState::Closed | CoreState::Listen => TcpState::Closed,
-        CoreState::SynSent => TcpState::SynSent,
-        CoreState::SynReceived => TcpState::SynReceived,
-        CoreState::Established => TcpState::Established,
-        CoreState::FinWait1 => TcpState::FinWait1,
-        CoreState::FinWait2 => TcpState::FinWait2,
-        CoreState::CloseWait => TcpState::CloseWait,
-        CoreState::Closing => TcpState::Closing,
-        CoreState::LastAck => TcpState::LastAck,
-        CoreState::TimeWait => TcpState::TimeWait,
     }
 }
 
@@ -261,9 +233,7 @@ impl<P: PacketIo> Engine for StackEngine<P> {
         let overflowed = self.core.events_overflowed();
         let listeners = &self.listeners;
         out.extend(self.core.drain_events().filter_map(|e| match e {
-            ixtcp_stack::Event::Conn { id, ready } => {
-                Some(EngineEvent::Conn { id: api_id(id), ready: Readiness(ready.0) })
-            }
+            ixtcp_stack::Event::Conn { id, .. } => Some(EngineEvent::Conn { id }),
             ixtcp_stack::Event::Acceptable { port } => {
                 listeners.iter().find(|&&(p, _)| p == port).map(|&(p, g)| EngineEvent::Acceptable {
                     listener: ListenerId { index: u32::from(p), generation: g },
@@ -276,9 +246,7 @@ impl<P: PacketIo> Engine for StackEngine<P> {
             // missing is not).
             for (index, g) in self.held.iter().enumerate() {
                 if let Some(generation) = *g {
-                    let id = ConnId { index: index as u32, generation };
-                    let ready = self.core.readiness(core_id(id)).map(|r| Readiness(r.0)).unwrap_or_default();
-                    out.push(EngineEvent::Conn { id, ready });
+                    out.push(EngineEvent::Conn { id: ConnId { index: index as u32, generation } });
                 }
             }
             for &(p, g) in &self.listeners {
@@ -331,7 +299,7 @@ impl<P: PacketIo> Engine for StackEngine<P> {
         let port = self.listener_port(listener)?;
         let id = self.core.accept(port).ok_or(EngineError::WouldBlock)?;
         self.hold(id);
-        Ok(api_id(id))
+        Ok(id)
     }
 
     fn close_listener(&mut self, listener: ListenerId) -> Result<(), EngineError> {
@@ -359,20 +327,20 @@ impl<P: PacketIo> Engine for StackEngine<P> {
         };
         let id = self.core.connect(remote, port).map_err(engine_error)?;
         self.hold(id);
-        Ok(api_id(id))
+        Ok(id)
     }
 
     fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<usize, EngineError> {
-        self.core.send(core_id(conn), data).map_err(|e| match e {
+        self.core.send(conn, data).map_err(|e| match e {
             // Shut down for writing, or closed normally.
             StackError::NotConnected => EngineError::BrokenPipe,
             e => engine_error(e),
         })
     }
 
-    fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, EngineError> {
-        let id = core_id(conn);
-        match self.core.recv(id, buf) {
+    fn recv(&mut self, conn: ConnId, into: &mut VecDeque<u8>, max: usize) -> Result<usize, EngineError> {
+        let id = conn;
+        match self.core.recv_with(id, max, |bytes| into.extend(bytes)) {
             Ok(n) => Ok(n),
             // Closed with FIN both ways: the stream has ended.
             Err(StackError::NotConnected) if self.core.close_reason(id) == Ok(Some(CloseReason::Normal)) => Ok(0),
@@ -381,11 +349,11 @@ impl<P: PacketIo> Engine for StackEngine<P> {
     }
 
     fn shutdown_write(&mut self, conn: ConnId) -> Result<(), EngineError> {
-        self.core.shutdown_write(core_id(conn)).map_err(engine_error)
+        self.core.shutdown_write(conn).map_err(engine_error)
     }
 
     fn close(&mut self, conn: ConnId) -> Result<(), EngineError> {
-        let id = core_id(conn);
+        let id = conn;
         // Linux: closing with unread data resets the connection.
         let unread = self.core.recv_queue(id).map_err(engine_error)?;
         let r = if unread > 0 { self.core.abort(id) } else { self.core.close(id) };
@@ -394,7 +362,7 @@ impl<P: PacketIo> Engine for StackEngine<P> {
     }
 
     fn abort(&mut self, conn: ConnId) -> Result<(), EngineError> {
-        let r = self.core.abort(core_id(conn));
+        let r = self.core.abort(conn);
         if r.is_ok() {
             self.release(conn);
         }
@@ -402,23 +370,23 @@ impl<P: PacketIo> Engine for StackEngine<P> {
     }
 
     fn state(&self, conn: ConnId) -> Result<ConnState, EngineError> {
-        let id = core_id(conn);
+        let id = conn;
         let tcp = self.core.state(id).map_err(engine_error)?;
         let ready = self.core.readiness(id).map_err(engine_error)?;
         let reason = self.core.close_reason(id).map_err(engine_error)?;
-        Ok(ConnState { tcp: tcp_state(tcp), ready: Readiness(ready.0), failure: failure_of(reason) })
+        Ok(ConnState { tcp, ready, failure: failure_of(reason) })
     }
 
     fn local_addr(&self, conn: ConnId) -> Result<SocketAddrV4, EngineError> {
-        self.core.endpoints(core_id(conn)).map(|(l, _)| l).map_err(engine_error)
+        self.core.endpoints(conn).map(|(l, _)| l).map_err(engine_error)
     }
 
     fn peer_addr(&self, conn: ConnId) -> Result<SocketAddrV4, EngineError> {
-        self.core.endpoints(core_id(conn)).map(|(_, r)| r).map_err(engine_error)
+        self.core.endpoints(conn).map(|(_, r)| r).map_err(engine_error)
     }
 
     fn set_option(&mut self, conn: ConnId, opt: SockOpt) -> Result<(), EngineError> {
-        let id = core_id(conn);
+        let id = conn;
         let cfg = self.core.config();
         let (rx_cap, tx_cap) = (cfg.socket_rx_buffer, cfg.socket_tx_buffer);
         match opt {

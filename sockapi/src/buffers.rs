@@ -1,6 +1,6 @@
 //! What the application side and the stack side share: per-connection byte
-//! buffers, per-listener accept queues, and the jobs that cross from one to
-//! the other.
+//! buffers and per-listener accept queues. (The jobs that cross from one
+//! side to the other are in `crate::job`.)
 //!
 //! Each connection has one `Mutex<ConnBuf>`. The application locks it for one
 //! `read`/`write` (a memcpy); the stack locks it once per connection per loop
@@ -14,10 +14,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crossbeam_channel::Sender;
-
-use crate::engine::{ConnId, EngineError, Failure, ListenerId, Readiness, SockOpt};
-use crate::slab::Key;
+use crate::engine::{CloseReason, ConnId, Readiness};
+use crate::readiness::{self, Changes, StreamState};
 
 /// Lock a mutex; a poisoned lock (a panic elsewhere while holding it) still
 /// yields the data, which is plain bytes and flags and stays consistent.
@@ -46,22 +44,20 @@ pub(crate) struct ConnBuf {
     /// The application shut down reading; reads return 0, arriving data is dropped.
     pub read_shut: bool,
     /// The connection failed (stays set).
-    pub failed: Option<Failure>,
+    pub failed: Option<CloseReason>,
     /// The failure not yet reported to the application (`take_error`, or the
     /// next read or write).
-    pub error: Option<Failure>,
+    pub error: Option<CloseReason>,
     /// A `Sync` job is queued (set by the app, cleared by the stack).
     pub sync_queued: bool,
     /// The stack stopped pulling because `rx` was full: the engine may hold more.
     pub engine_has_more: bool,
     /// The application closed or aborted its handle.
     pub app_closed: bool,
-    /// Bumped on every change that may make the socket readable (data, FIN,
-    /// failure), by whichever side made it; edge-triggered epolls report a
-    /// socket only when this moved since their last report.
-    pub rseq: u64,
-    /// Same for writable (room freed, connected, failure, write shutdown).
-    pub wseq: u64,
+    /// Bumped by whichever side makes a change that may make the socket
+    /// readable or writable, in the same critical section as the change
+    /// (see [`crate::readiness`]).
+    pub changes: Changes,
     pub local: Option<SocketAddrV4>,
     pub peer: Option<SocketAddrV4>,
 }
@@ -82,34 +78,24 @@ impl ConnBuf {
             sync_queued: false,
             engine_has_more: false,
             app_closed: false,
-            rseq: 0,
-            wseq: 0,
+            changes: Changes::default(),
             local: None,
             peer: None,
         }
     }
 
-    /// Readiness as the application sees it (Linux `tcp_poll` rules): a
-    /// failed connection is readable, writable, read-closed and hung up.
+    /// Readiness as the application sees it ([`readiness::stream`]).
     pub fn readiness(&self) -> Readiness {
-        let dead = self.failed.is_some();
-        let mut r = Readiness::EMPTY;
-        if !self.rx.is_empty() || self.peer_fin || self.read_shut || dead {
-            r |= Readiness::READABLE;
-        }
-        if dead || (self.established && (self.tx.len() < self.tx_cap || self.write_shut)) {
-            r |= Readiness::WRITABLE;
-        }
-        if self.peer_fin || self.read_shut || dead {
-            r |= Readiness::READ_CLOSED;
-        }
-        if dead || (self.peer_fin && self.write_shut) {
-            r |= Readiness::HUP;
-        }
-        if self.error.is_some() {
-            r |= Readiness::ERROR;
-        }
-        r
+        readiness::stream(StreamState {
+            unread: !self.rx.is_empty(),
+            room: self.tx.len() < self.tx_cap,
+            established: self.established,
+            peer_fin: self.peer_fin,
+            write_shut: self.write_shut,
+            read_shut: self.read_shut,
+            failed: self.failed.is_some(),
+            error: self.error.is_some(),
+        })
     }
 }
 
@@ -134,55 +120,19 @@ pub(crate) struct ListenBuf {
     pub more_queued: bool,
     /// The application closed the listener.
     pub closed: bool,
-    /// Bumped when the stack queues connections (see `ConnBuf::rseq`).
-    pub seq: u64,
+    /// Bumped when the stack queues connections (see `ConnBuf::changes`).
+    pub changes: Changes,
 }
 
 impl ListenBuf {
     pub fn new(backlog: usize) -> ListenBuf {
-        ListenBuf { queue: VecDeque::new(), backlog, more: false, more_queued: false, closed: false, seq: 0 }
+        ListenBuf {
+            queue: VecDeque::new(),
+            backlog,
+            more: false,
+            more_queued: false,
+            closed: false,
+            changes: Changes::default(),
+        }
     }
-}
-
-/// Answer to a synchronous job.
-pub(crate) type Reply<T> = Sender<Result<T, EngineError>>;
-
-/// Work the application hands to the stack. Jobs travel in batches (a `Vec`
-/// per flush) and are applied in order between ingress and egress.
-#[derive(Debug)]
-pub(crate) enum Job {
-    /// Open a listener; answered with its id and bound address.
-    Listen {
-        key: Key,
-        addr: SocketAddrV4,
-        backlog: usize,
-        shared: Arc<Mutex<ListenBuf>>,
-        reply: Reply<(ListenerId, SocketAddrV4)>,
-    },
-    /// Stop listening; reset connections not yet accepted.
-    CloseListener { listener: ListenerId },
-    /// The app took connections from a full accept queue: accept more.
-    AcceptMore { listener: ListenerId },
-    /// Start an active open; answered with the id and local address.
-    Connect {
-        key: Key,
-        remote: SocketAddrV4,
-        local: Option<SocketAddrV4>,
-        buf: Arc<Mutex<ConnBuf>>,
-        reply: Reply<(ConnId, Option<SocketAddrV4>)>,
-    },
-    /// The app accepted `conn` as socket `key`: send its events there.
-    Adopt { conn: ConnId, key: Key },
-    /// `tx` has data, `rx` has room, or `write_shut` was set: sync the connection.
-    Sync { conn: ConnId },
-    /// The app closed the connection: send what is left, then FIN.
-    Close { conn: ConnId },
-    /// The app aborted the connection (or closed it with unread data): RST.
-    Abort { conn: ConnId },
-    /// Pass a setting to the engine.
-    SetOpt { conn: ConnId, opt: SockOpt },
-    /// Answer once the stack has had an iteration with nothing to do, after
-    /// sending the events of every iteration before it (threaded runtime;
-    /// see `Context::quiesce`).
-    Quiesce { reply: Reply<()> },
 }

@@ -11,11 +11,14 @@ use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::buffers::{Accepted, ConnBuf, ListenBuf, lock};
 use crate::engine::{ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness};
-use crate::shared::{Accepted, ConnBuf, Job, ListenBuf, Reply, lock};
+use crate::job::{Job, Reply};
+use crate::readiness::Notified;
 use crate::slab::Key;
 
-const SCRATCH: usize = 16 * 1024;
+/// Bytes taken from the engine per call to be dropped after a read shutdown.
+const DISCARD: usize = 16 * 1024;
 
 struct StackConn {
     id: ConnId,
@@ -26,19 +29,19 @@ struct StackConn {
     /// The application closed it; the stack finishes sending, then releases it.
     released: bool,
     fin_sent: bool,
-    /// Batch in which the application was last told about it (dedup).
-    notified: u64,
+    /// The batch in which the application was last told about it.
+    notified: Notified,
 }
 
 struct StackListener {
     id: ListenerId,
     key: Key,
     shared: Arc<Mutex<ListenBuf>>,
-    notified: u64,
+    notified: Notified,
 }
 
 /// Type-erased view used by the inline runtime.
-pub(crate) trait Stack {
+pub(crate) trait AnyPump {
     /// Ingress, then at once what it owes that the application cannot
     /// answer ([`Engine::egress_unanswerable`]): inline, the application
     /// runs between this and the next egress, and may not come back soon.
@@ -61,14 +64,16 @@ const MAX_VIRTUAL_STEP_NS: u64 = 1_000_000;
 const MIN_VIRTUAL_STEP_NS: u64 = 1_000;
 
 /// One core's stack side.
-pub(crate) struct StackSide<E> {
+pub(crate) struct Pump<E> {
     engine: E,
     conns: Vec<Option<StackConn>>,
     listeners: Vec<Option<StackListener>>,
     events: Vec<EngineEvent>,
-    scratch: Vec<u8>,
     /// Iteration counter, for per-batch deduplication of notifications.
     batch: u64,
+    /// The time of the last ingress: the clock is read once per iteration
+    /// (egress and the idle decision use this reading).
+    now: u64,
     /// Connections the application closed that still have data to send.
     orphans: usize,
     /// `Job::Quiesce` answers owed at the next iteration with nothing to do.
@@ -83,15 +88,15 @@ fn slot<T>(v: &mut Vec<Option<T>>, index: u32) -> &mut Option<T> {
     &mut v[i]
 }
 
-impl<E: Engine> StackSide<E> {
-    pub fn new(engine: E) -> StackSide<E> {
-        StackSide {
+impl<E: Engine> Pump<E> {
+    pub fn new(engine: E) -> Pump<E> {
+        Pump {
             engine,
             conns: Vec::new(),
             listeners: Vec::new(),
             events: Vec::new(),
-            scratch: vec![0; SCRATCH],
             batch: 0,
+            now: 0,
             orphans: 0,
             quiesce: Vec::new(),
         }
@@ -101,15 +106,14 @@ impl<E: Engine> StackSide<E> {
     /// Returns true if the engine reported anything.
     pub fn ingress(&mut self, out: &mut Vec<Key>) -> bool {
         self.batch += 1;
-        let now = self.engine.now_ns();
-        self.engine.ingress(now);
+        self.now = self.engine.now_ns();
+        self.engine.ingress(self.now);
         self.collect(out)
     }
 
-    /// Transmit what the iteration produced.
+    /// Transmit what the iteration produced (at the iteration's time).
     pub fn egress(&mut self) {
-        let now = self.engine.now_ns();
-        self.engine.egress(now);
+        self.engine.egress(self.now);
     }
 
     pub fn idle_wait(&self) -> Option<Duration> {
@@ -128,9 +132,11 @@ impl<E: Engine> StackSide<E> {
     /// An iteration found nothing to do: let time pass, until `deadline_ns`
     /// at the latest. On a virtual clock, move it to the engine's next
     /// wakeup (at most [`MAX_VIRTUAL_STEP_NS`] ahead); on the monotonic
-    /// clock, sleep the engine's idle nap, if it has one.
+    /// clock, nap until the engine's next timer, for at most its idle nap
+    /// (a polled NIC raises no wakeup when a frame arrives, so the nap is
+    /// also the longest a frame waits), if it has one.
     pub fn idle(&mut self, deadline_ns: Option<u64>) {
-        let now = self.engine.now_ns();
+        let now = self.now;
         if let Some(clock) = self.engine.virtual_clock() {
             let mut to = now.saturating_add(MAX_VIRTUAL_STEP_NS);
             if let Some(w) = self.engine.next_wakeup_ns() {
@@ -143,11 +149,14 @@ impl<E: Engine> StackSide<E> {
             return;
         }
         if let Some(nap) = self.engine.idle_wait() {
-            let nap = match deadline_ns {
-                Some(d) => nap.min(Duration::from_nanos(d.saturating_sub(now))),
+            let until = [deadline_ns, self.engine.next_wakeup_ns()].into_iter().flatten().min();
+            let nap = match until {
+                Some(t) => nap.min(Duration::from_nanos(t.saturating_sub(now))),
                 None => nap,
             };
-            std::thread::sleep(nap);
+            if !nap.is_zero() {
+                std::thread::sleep(nap);
+            }
         }
     }
 
@@ -218,8 +227,14 @@ impl<E: Engine> StackSide<E> {
             Job::Connect { key, remote, local, buf, reply } => match self.engine.connect(remote, local) {
                 Ok(id) => {
                     let local = self.engine.local_addr(id).ok();
-                    *slot(&mut self.conns, id.index) =
-                        Some(StackConn { id, key: Some(key), buf, released: false, fin_sent: false, notified: 0 });
+                    *slot(&mut self.conns, id.index) = Some(StackConn {
+                        id,
+                        key: Some(key),
+                        buf,
+                        released: false,
+                        fin_sent: false,
+                        notified: Notified::default(),
+                    });
                     let _ = reply.send(Ok((id, local)));
                     self.sync(id, out);
                 }
@@ -233,7 +248,7 @@ impl<E: Engine> StackSide<E> {
                 let batch = self.batch;
                 if let Some(c) = self.conn_mut(conn) {
                     c.key = Some(key);
-                    c.notified = batch;
+                    c.notified.first_in(batch);
                     out.push(key);
                 }
                 self.sync(conn, out);
@@ -279,7 +294,7 @@ impl<E: Engine> StackSide<E> {
                 return Err(e);
             }
         };
-        *slot(&mut self.listeners, id.index) = Some(StackListener { id, key, shared, notified: 0 });
+        *slot(&mut self.listeners, id.index) = Some(StackListener { id, key, shared, notified: Notified::default() });
         Ok((id, bound))
     }
 
@@ -314,8 +329,10 @@ impl<E: Engine> StackSide<E> {
             while q.queue.len() < q.backlog {
                 match self.engine.accept(id) {
                     Ok(conn) => {
-                        let buf =
-                            Arc::new(Mutex::new(ConnBuf::new(crate::shared::DEFAULT_BUF, crate::shared::DEFAULT_BUF)));
+                        let buf = Arc::new(Mutex::new(ConnBuf::new(
+                            crate::buffers::DEFAULT_BUF,
+                            crate::buffers::DEFAULT_BUF,
+                        )));
                         q.queue.push_back(Accepted { conn, buf: Arc::clone(&buf) });
                         accepted.push((conn, buf));
                     }
@@ -324,19 +341,24 @@ impl<E: Engine> StackSide<E> {
             }
             q.more = q.queue.len() >= q.backlog;
             if !accepted.is_empty() {
-                q.seq = q.seq.wrapping_add(1);
+                q.changes.readable();
             }
         }
         let batch = self.batch;
         if let Some(Some(l)) = self.listeners.get_mut(id.index as usize) {
-            if !accepted.is_empty() && l.notified != batch {
-                l.notified = batch;
+            if !accepted.is_empty() && l.notified.first_in(batch) {
                 out.push(l.key);
             }
         }
         for (conn, buf) in accepted {
-            *slot(&mut self.conns, conn.index) =
-                Some(StackConn { id: conn, key: None, buf, released: false, fin_sent: false, notified: 0 });
+            *slot(&mut self.conns, conn.index) = Some(StackConn {
+                id: conn,
+                key: None,
+                buf,
+                released: false,
+                fin_sent: false,
+                notified: Notified::default(),
+            });
             self.sync(conn, out);
         }
     }
@@ -358,7 +380,6 @@ impl<E: Engine> StackSide<E> {
     /// app's `rx`, FIN after a write shutdown, release after close.
     fn sync(&mut self, id: ConnId, out: &mut Vec<Key>) {
         let engine = &mut self.engine;
-        let scratch = &mut self.scratch;
         let Some(Some(c)) = self.conns.get_mut(id.index as usize) else { return };
         if c.id != id {
             return;
@@ -387,7 +408,7 @@ impl<E: Engine> StackSide<E> {
             Err(_) => {
                 // The engine no longer knows the id: report it as reset.
                 if b.failed.is_none() {
-                    b.failed = Some(crate::engine::Failure::Reset);
+                    b.failed = Some(crate::engine::CloseReason::Reset);
                     b.error = b.failed;
                     (rx, tx) = (true, true);
                 }
@@ -423,23 +444,20 @@ impl<E: Engine> StackSide<E> {
         if !c.released && b.failed.is_none() {
             b.engine_has_more = false;
             while !b.peer_fin {
-                let room = if b.read_shut { scratch.len() } else { b.rx_cap.saturating_sub(b.rx.len()) };
+                // After a read shutdown arriving bytes are taken and dropped.
+                let room = if b.read_shut { DISCARD } else { b.rx_cap.saturating_sub(b.rx.len()) };
                 if room == 0 {
                     b.engine_has_more = true;
                     break;
                 }
-                let want = room.min(scratch.len());
-                match engine.recv(id, &mut scratch[..want]) {
+                let b = &mut *b;
+                match engine.recv(id, &mut b.rx, room) {
                     Ok(0) => {
                         b.peer_fin = true;
                         rx = true;
                     }
-                    Ok(n) => {
-                        if !b.read_shut {
-                            b.rx.extend(&scratch[..n]);
-                            rx = true;
-                        }
-                    }
+                    Ok(_) if b.read_shut => b.rx.clear(),
+                    Ok(_) => rx = true,
                     Err(EngineError::Failed(f)) => {
                         b.failed = Some(f);
                         b.error = Some(f);
@@ -451,13 +469,7 @@ impl<E: Engine> StackSide<E> {
             }
         }
 
-        if rx {
-            b.rseq = b.rseq.wrapping_add(1);
-        }
-        if tx {
-            b.wseq = b.wseq.wrapping_add(1);
-        }
-        let notify = rx || tx;
+        let notify = b.changes.record(rx, tx);
 
         if c.released && (b.failed.is_some() || b.tx.is_empty()) {
             drop(b);
@@ -469,41 +481,40 @@ impl<E: Engine> StackSide<E> {
             return;
         }
         drop(b);
-        if notify && c.notified != self.batch {
-            if let Some(key) = c.key {
-                c.notified = self.batch;
+        if let (true, Some(key)) = (notify, c.key) {
+            if c.notified.first_in(self.batch) {
                 out.push(key);
             }
         }
     }
 }
 
-impl<E: Engine> Stack for StackSide<E> {
+impl<E: Engine> AnyPump for Pump<E> {
     fn ingress(&mut self, out: &mut Vec<Key>) -> bool {
         self.batch += 1;
-        let now = self.engine.now_ns();
-        self.engine.ingress(now);
+        self.now = self.engine.now_ns();
+        self.engine.ingress(self.now);
         // Before `collect` moves received bytes out of the engine: the
         // engine tells answerable connections by their unread data.
-        self.engine.egress_unanswerable(now);
+        self.engine.egress_unanswerable(self.now);
         self.collect(out)
     }
     fn apply(&mut self, jobs: &mut Vec<Job>, out: &mut Vec<Key>) {
-        StackSide::apply(self, jobs, out)
+        Pump::apply(self, jobs, out)
     }
     fn egress(&mut self) {
-        StackSide::egress(self)
+        Pump::egress(self)
     }
     fn idle(&mut self, deadline_ns: Option<u64>) {
-        StackSide::idle(self, deadline_ns)
+        Pump::idle(self, deadline_ns)
     }
     fn now_ns(&self) -> u64 {
-        StackSide::now_ns(self)
+        Pump::now_ns(self)
     }
     fn next_wakeup_ns(&self) -> Option<u64> {
         self.engine.next_wakeup_ns()
     }
     fn busy(&self) -> bool {
-        StackSide::busy(self)
+        Pump::busy(self)
     }
 }

@@ -1,0 +1,55 @@
+//! The jobs the application hands to its core's stack side: opening and
+//! closing sockets, settings, and "sync this connection" after a read or
+//! write moved bytes in its shared buffers (`crate::buffers`).
+
+use std::net::SocketAddrV4;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Sender;
+
+use crate::buffers::{ConnBuf, ListenBuf};
+use crate::engine::{ConnId, EngineError, ListenerId, SockOpt};
+use crate::slab::Key;
+
+/// Answer to a synchronous job.
+pub(crate) type Reply<T> = Sender<Result<T, EngineError>>;
+
+/// Work the application hands to the stack. Jobs travel in batches (a `Vec`
+/// per flush) and are applied in order between ingress and egress.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// Open a listener; answered with its id and bound address.
+    Listen {
+        key: Key,
+        addr: SocketAddrV4,
+        backlog: usize,
+        shared: Arc<Mutex<ListenBuf>>,
+        reply: Reply<(ListenerId, SocketAddrV4)>,
+    },
+    /// Stop listening; reset connections not yet accepted.
+    CloseListener { listener: ListenerId },
+    /// The app took connections from a full accept queue: accept more.
+    AcceptMore { listener: ListenerId },
+    /// Start an active open; answered with the id and local address.
+    Connect {
+        key: Key,
+        remote: SocketAddrV4,
+        local: Option<SocketAddrV4>,
+        buf: Arc<Mutex<ConnBuf>>,
+        reply: Reply<(ConnId, Option<SocketAddrV4>)>,
+    },
+    /// The app accepted `conn` as socket `key`: send its events there.
+    Adopt { conn: ConnId, key: Key },
+    /// `tx` has data, `rx` has room, or `write_shut` was set: sync the connection.
+    Sync { conn: ConnId },
+    /// The app closed the connection: send what is left, then FIN.
+    Close { conn: ConnId },
+    /// The app aborted the connection (or closed it with unread data): RST.
+    Abort { conn: ConnId },
+    /// Pass a setting to the engine.
+    SetOpt { conn: ConnId, opt: SockOpt },
+    /// Answer once the stack has had an iteration with nothing to do, after
+    /// sending the events of every iteration before it (threaded runtime;
+    /// see `Context::quiesce`).
+    Quiesce { reply: Reply<()> },
+}
