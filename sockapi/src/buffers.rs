@@ -84,6 +84,18 @@ impl ConnBuf {
         }
     }
 
+    /// The connection failed for `reason`: record it (it stays) and owe the
+    /// application its report. True if this is the first failure; a later
+    /// one changes nothing.
+    pub fn fail(&mut self, reason: CloseReason) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        self.failed = Some(reason);
+        self.error = Some(reason);
+        true
+    }
+
     /// Readiness as the application sees it ([`readiness::stream`]).
     pub fn readiness(&self) -> Readiness {
         readiness::stream(StreamState {

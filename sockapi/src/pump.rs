@@ -392,9 +392,7 @@ impl<E: Engine> Pump<E> {
         match engine.state(id) {
             Ok(st) => {
                 if let Some(f) = st.failure {
-                    if b.failed.is_none() {
-                        b.failed = Some(f);
-                        b.error = Some(f);
+                    if b.fail(f) {
                         (rx, tx) = (true, true);
                     }
                 }
@@ -407,9 +405,7 @@ impl<E: Engine> Pump<E> {
             }
             Err(_) => {
                 // The engine no longer knows the id: report it as reset.
-                if b.failed.is_none() {
-                    b.failed = Some(crate::engine::CloseReason::Reset);
-                    b.error = b.failed;
+                if b.fail(crate::engine::CloseReason::Reset) {
                     (rx, tx) = (true, true);
                 }
             }
@@ -425,8 +421,8 @@ impl<E: Engine> Pump<E> {
                         b.tx.drain(..n);
                     }
                     Err(EngineError::Failed(f)) => {
-                        b.failed = Some(f);
-                        b.error = Some(f);
+                        // Only reached while not failed: `fail` records it.
+                        b.fail(f);
                         (rx, tx) = (true, true);
                         break;
                     }
@@ -459,8 +455,8 @@ impl<E: Engine> Pump<E> {
                     Ok(_) if b.read_shut => b.rx.clear(),
                     Ok(_) => rx = true,
                     Err(EngineError::Failed(f)) => {
-                        b.failed = Some(f);
-                        b.error = Some(f);
+                        // Only reached while not failed: `fail` records it.
+                        b.fail(f);
                         (rx, tx) = (true, true);
                         break;
                     }
