@@ -185,6 +185,21 @@ mod tests {
             .collect()
     }
 
+    /// An IPv4 TCP segment from us to the peer carrying `payload`.
+    fn to_peer(payload: &[u8]) -> Vec<u8> {
+        frames::tcp_ip(&TcpSeg {
+            src: OUR_IP,
+            dst: PEER_IP,
+            sport: 80,
+            dport: 5555,
+            seq: 1,
+            ack: 2,
+            flags: frames::ACK,
+            window: 100,
+            payload,
+        })
+    }
+
     fn request(sender_mac: [u8; 6], sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> frames::Arp {
         frames::Arp { op: ARP_REQUEST, sender_mac, sender_ip, target_mac: [0; 6], target_ip }
     }
@@ -259,17 +274,7 @@ mod tests {
     #[test]
     fn a_packet_for_an_unknown_neighbour_waits_for_the_reply() {
         let mut p = port();
-        let ip = frames::tcp_ip(&TcpSeg {
-            src: OUR_IP,
-            dst: PEER_IP,
-            sport: 80,
-            dport: 5555,
-            seq: 1,
-            ack: 2,
-            flags: frames::ACK,
-            window: 100,
-            payload: b"hi",
-        });
+        let ip = to_peer(b"hi");
         let send = |p: &mut Port<SimIo>| p.build_ip(ip.len(), |b| b.copy_from_slice(&ip));
         send(&mut p);
         let ask = request(OUR_MAC.0, OUR_IP, PEER_IP);
@@ -299,19 +304,7 @@ mod tests {
     #[test]
     fn waiting_packets_are_dropped_after_the_timeout_and_asked_for_again_before() {
         let mut p = port();
-        p.build_ip(40, |b| {
-            b.copy_from_slice(&frames::tcp_ip(&TcpSeg {
-                src: OUR_IP,
-                dst: PEER_IP,
-                sport: 80,
-                dport: 5555,
-                seq: 1,
-                ack: 2,
-                flags: frames::ACK,
-                window: 100,
-                payload: b"",
-            }))
-        });
+        p.build_ip(40, |b| b.copy_from_slice(&to_peer(b"")));
         assert_eq!(sent(&mut p).len(), 1);
         p.set_time(Instant::from_millis(5_000 + RETRY_MS as i64), 5_000 + RETRY_MS);
         p.service_pending();
