@@ -310,8 +310,10 @@ pub trait Engine {
 
     /// Append up to `max` received bytes to `into`, straight from the
     /// engine's own receive buffer, and say how many; `Ok(0)` means end of
-    /// stream. Callers pass a `max` of at least 1. (The application-side buffer is the one copy between the
-    /// engine and the application's read.)
+    /// stream. Callers pass a `max` of at least 1. Fewer than `max` bytes
+    /// means the engine has handed over all it had. (The application-side
+    /// buffer is the one copy between the engine and the application's
+    /// read.)
     fn recv(&mut self, conn: ConnId, into: &mut VecDeque<u8>, max: usize) -> Result<usize, EngineError>;
 
     /// Send FIN after the queued data; receiving goes on.
@@ -323,7 +325,10 @@ pub trait Engine {
     /// Release the id and reset the connection.
     fn abort(&mut self, conn: ConnId) -> Result<(), EngineError>;
 
-    /// The connection's TCP state, readiness and failure.
+    /// The connection's TCP state, readiness and failure. `ready` holds
+    /// `READABLE` whenever [`recv`](Self::recv) would return anything but
+    /// `WouldBlock` (bytes, the end of the stream, a failure), and
+    /// `READ_CLOSED` once the peer's FIN is in: the pump reads only then.
     fn state(&self, conn: ConnId) -> Result<ConnState, EngineError>;
 
     /// Local address of a connection.

@@ -388,9 +388,17 @@ impl<E: Engine> Pump<E> {
         b.sync_queued = false;
         // Which directions changed (for edge-triggered epolls).
         let (mut rx, mut tx) = (false, false);
+        // Whether the engine has anything for `recv` (data, end of stream,
+        // failure): without it the receive loop below is skipped.
+        let mut readable = true;
+        // Whether the peer's FIN is in: then a read that drains the data is
+        // followed by one more that reports the end of the stream.
+        let mut read_closed = true;
 
         match engine.state(id) {
             Ok(st) => {
+                readable = st.ready.contains(Readiness::READABLE);
+                read_closed = st.ready.contains(Readiness::READ_CLOSED);
                 if let Some(f) = st.failure {
                     if b.fail(f) {
                         (rx, tx) = (true, true);
@@ -439,7 +447,7 @@ impl<E: Engine> Pump<E> {
 
         if !c.released && b.failed.is_none() {
             b.engine_has_more = false;
-            while !b.peer_fin {
+            while readable && !b.peer_fin {
                 // After a read shutdown arriving bytes are taken and dropped.
                 let room = if b.read_shut { DISCARD } else { b.rx_cap.saturating_sub(b.rx.len()) };
                 if room == 0 {
@@ -452,8 +460,20 @@ impl<E: Engine> Pump<E> {
                         b.peer_fin = true;
                         rx = true;
                     }
-                    Ok(_) if b.read_shut => b.rx.clear(),
-                    Ok(_) => rx = true,
+                    Ok(n) => {
+                        if b.read_shut {
+                            b.rx.clear();
+                        } else {
+                            rx = true;
+                        }
+                        // Less than asked for: the engine is drained (a
+                        // core's `recv` hands over both pieces of its ring
+                        // at once), unless the end of the stream is still
+                        // to be read.
+                        if n < room && !read_closed {
+                            break;
+                        }
+                    }
                     Err(EngineError::Failed(f)) => {
                         // Only reached while not failed: `fail` records it.
                         b.fail(f);

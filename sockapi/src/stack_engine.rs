@@ -20,7 +20,7 @@
 //! | `connect(remote, local)` | `connect(remote, port)`; a local IP other than ours is `AddrNotAvailable`, a listening port `AddrInUse` |
 //! | `recv` | `recv`; after a normal close (FIN both ways) `Ok(0)` |
 //! | `close` | `abort` if unread data remains in the core, else `close` (Linux) |
-//! | `state` | `state` + `readiness` + `close_reason` |
+//! | `state` | `status` (state, readiness and close reason in one lookup) |
 //! | `connections` | slots not in the free pool ([`ixtcp_stack::SocketCensus`]) |
 //! | `set_option` | `set_nodelay`, `set_keepalive`, `set_user_timeout`, `set_keepalive_probes`; buffer sizes: the core's slots have fixed buffers, so a size up to the configured one is accepted (the slot keeps its buffer) and a larger one is `InvalidInput` |
 
@@ -370,11 +370,8 @@ impl<P: PacketIo> Engine for StackEngine<P> {
     }
 
     fn state(&self, conn: ConnId) -> Result<ConnState, EngineError> {
-        let id = conn;
-        let tcp = self.core.state(id).map_err(engine_error)?;
-        let ready = self.core.readiness(id).map_err(engine_error)?;
-        let reason = self.core.close_reason(id).map_err(engine_error)?;
-        Ok(ConnState { tcp, ready, failure: failure_of(reason) })
+        let s = self.core.status(conn).map_err(engine_error)?;
+        Ok(ConnState { tcp: s.state, ready: s.ready, failure: failure_of(s.reason) })
     }
 
     fn local_addr(&self, conn: ConnId) -> Result<SocketAddrV4, EngineError> {

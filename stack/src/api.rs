@@ -23,7 +23,7 @@ use smoltcp::socket::tcp::{RecvError, SendError, State};
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
-use crate::conn::{CloseReason, ConnId, KeepAlive, Phase, Readiness};
+use crate::conn::{CloseReason, ConnId, ConnStatus, KeepAlive, Phase, Readiness};
 use crate::core::{Cause, StackCore};
 use crate::error::StackError;
 use crate::flow::FlowKey;
@@ -407,6 +407,11 @@ impl<P: PacketIo> StackCore<P> {
     /// The connection's readiness now.
     pub fn readiness(&self, id: ConnId) -> Result<Readiness, StackError> {
         Ok(self.conns[self.slot_of(id)?].readiness())
+    }
+
+    /// State, readiness and close reason in one lookup.
+    pub fn status(&self, id: ConnId) -> Result<ConnStatus, StackError> {
+        Ok(self.conns[self.slot_of(id)?].status())
     }
 
     /// Why the connection ended, if it has.

@@ -153,6 +153,19 @@ pub enum CloseReason {
     TimedOut,
 }
 
+/// A connection's TCP state, readiness and close reason, read together
+/// ([`StackCore::status`](crate::StackCore::status)): what a socket layer
+/// asks after each event, in one lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnStatus {
+    /// The TCP state.
+    pub state: State,
+    /// Readiness now.
+    pub ready: Readiness,
+    /// Why it ended, if it has.
+    pub reason: Option<CloseReason>,
+}
+
 /// Something the application should look at, produced during a loop
 /// iteration. Readiness events are edge-triggered: one per change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,8 +323,14 @@ impl Conn {
 
     /// Readiness as the application sees it.
     pub fn readiness(&self) -> Readiness {
+        self.status().ready
+    }
+
+    /// TCP state, readiness and close reason, from one look at the socket.
+    pub fn status(&self) -> ConnStatus {
         let s = self.sock();
-        let mut r = Readiness::default();
+        let state = s.state();
+        let mut r = Readiness::EMPTY;
         if self.established {
             r |= Readiness::CONNECTED;
         }
@@ -321,18 +340,22 @@ impl Conn {
         if s.can_send() {
             r |= Readiness::WRITABLE;
         }
-        let st = s.state();
-        let peer_closed = self.established && !s.may_recv() && !matches!(st, State::SynSent | State::SynReceived);
+        // smoltcp's `may_recv` is false once the peer's FIN is in and the
+        // buffer drained (or in any state past that); the handshake
+        // states are not a closed peer.
+        let peer_closed = self.established
+            && !matches!(state, State::Established | State::FinWait1 | State::FinWait2 | State::SynSent | State::SynReceived)
+            && !s.can_recv();
         if peer_closed {
             r |= Readiness::READ_CLOSED | Readiness::READABLE;
         }
-        if matches!(st, State::Closed | State::TimeWait) && (self.established || self.reason.is_some()) {
+        if matches!(state, State::Closed | State::TimeWait) && (self.established || self.reason.is_some()) {
             r |= Readiness::HUP | Readiness::READABLE;
         }
         if matches!(self.reason, Some(CloseReason::Refused | CloseReason::Reset | CloseReason::TimedOut)) {
             r |= Readiness::ERROR | Readiness::HUP;
         }
-        r
+        ConnStatus { state, ready: r, reason: self.reason }
     }
 
     /// The local and remote endpoints, if connected.

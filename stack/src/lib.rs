@@ -87,7 +87,7 @@ mod workaround;
 
 pub use crate::api::TcpState;
 pub use crate::config::{ConfigError, Congestion, StackConfig};
-pub use crate::conn::{CloseReason, ConnId, Event, KeepAlive, Readiness};
+pub use crate::conn::{CloseReason, ConnId, ConnStatus, Event, KeepAlive, Readiness};
 pub use crate::core::{CoreSetup, PollOutcome, SocketCensus, StackCore};
 pub use crate::error::StackError;
 pub use crate::ether::MacAddr;
