@@ -29,7 +29,10 @@
 #               handoff: on one thread the mempool never uses its shared
 #               return queue)
 #   driver      the rest of ixtcp_driver (queue, mempool, dma, device,
-#               time)
+#               time), and ixtcp_host::nic: its queue adapter's
+#               `<PumpedQueue as ixtcp_stack::PacketIo>::rx_batch` is the
+#               model's pump and the driver's rx_batch inlined, which the
+#               name's `ixtcp_stack::` would otherwise count as stack
 #   stack       ixtcp_stack
 #   smoltcp     smoltcp
 #   sockapi     ixtcp_sockapi
@@ -74,7 +77,7 @@ count() {
   awk '
     BEGIN {
       # Pattern → layer; the longer of two patterns found at the same place wins.
-      n = split("ixtcp_driver::model:: model ixtcp_driver::wire:: model ixtcp_driver:: driver " \
+      n = split("ixtcp_driver::model:: model ixtcp_driver::wire:: model ixtcp_driver:: driver ixtcp_host::nic:: driver " \
                 "crossbeam_queue:: model ixtcp_stack:: stack smoltcp:: smoltcp ixtcp_sockapi:: sockapi " \
                 "ixtcp_examples:: application layers:: application httparse:: application " \
                 "hdrhistogram:: application", kv, " ")
