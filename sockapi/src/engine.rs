@@ -327,8 +327,8 @@ pub trait Engine {
 
     /// The connection's TCP state, readiness and failure. `ready` holds
     /// `READABLE` whenever [`recv`](Self::recv) would return anything but
-    /// `WouldBlock` (bytes, the end of the stream, a failure), and
-    /// `READ_CLOSED` once the peer's FIN is in: the pump reads only then.
+    /// `WouldBlock` (bytes, the end of the stream, a failure): the pump
+    /// reads only then.
     fn state(&self, conn: ConnId) -> Result<ConnState, EngineError>;
 
     /// Local address of a connection.

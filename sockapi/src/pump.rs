@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::buffers::{Accepted, ConnBuf, ListenBuf, lock};
-use crate::engine::{ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness};
+use crate::engine::{ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness, TcpState};
 use crate::job::{Job, Reply};
 use crate::readiness::Notified;
 use crate::slab::Key;
@@ -391,14 +391,22 @@ impl<E: Engine> Pump<E> {
         // Whether the engine has anything for `recv` (data, end of stream,
         // failure): without it the receive loop below is skipped.
         let mut readable = true;
-        // Whether the peer's FIN is in: then a read that drains the data is
-        // followed by one more that reports the end of the stream.
-        let mut read_closed = true;
+        // Whether the peer may have sent its FIN (any state past those in
+        // which it has not): then a read that drains the data is followed
+        // by one more, which reports the end of the stream.
+        let mut fin_possible = true;
 
         match engine.state(id) {
             Ok(st) => {
                 readable = st.ready.contains(Readiness::READABLE);
-                read_closed = st.ready.contains(Readiness::READ_CLOSED);
+                fin_possible = !matches!(
+                    st.tcp,
+                    TcpState::Established
+                        | TcpState::FinWait1
+                        | TcpState::FinWait2
+                        | TcpState::SynSent
+                        | TcpState::SynReceived
+                );
                 if let Some(f) = st.failure {
                     if b.fail(f) {
                         (rx, tx) = (true, true);
@@ -468,9 +476,9 @@ impl<E: Engine> Pump<E> {
                         }
                         // Less than asked for: the engine is drained (a
                         // core's `recv` hands over both pieces of its ring
-                        // at once), unless the end of the stream is still
-                        // to be read.
-                        if n < room && !read_closed {
+                        // at once), unless the end of the stream may still
+                        // be there to read.
+                        if n < room && !fin_possible {
                             break;
                         }
                     }
