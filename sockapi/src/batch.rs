@@ -3,7 +3,7 @@
 //! receiver hands each emptied vector back, and the sender fills a returned
 //! one for its next batch. In steady state no batch allocates.
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError, unbounded};
 use std::time::Duration;
 
 /// The sending end of a batch pipe.
@@ -54,15 +54,33 @@ impl<T> BatchRx<T> {
         self.from.try_recv().map_err(|e| matches!(e, TryRecvError::Disconnected))
     }
 
-    /// The next batch, waiting for it; `Err(Gone)` if the sender is gone.
-    pub fn recv(&self) -> Result<Vec<T>, Gone> {
-        self.from.recv().map_err(|_| Gone)
-    }
-
     /// The next batch, waiting at most `timeout`; `Err(true)` if the
     /// sender is gone, `Err(false)` on timeout.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<T>, bool> {
         self.from.recv_timeout(timeout).map_err(|e| matches!(e, RecvTimeoutError::Disconnected))
+    }
+
+    /// The next batch, or a token on `wake`, whichever comes first, waiting
+    /// at most `timeout` (`None`: no limit). `Ok(None)`: woken; `Err(true)`:
+    /// the sender is gone; `Err(false)`: timed out.
+    pub fn recv_or_wake(&self, wake: &Receiver<()>, timeout: Option<Duration>) -> Result<Option<Vec<T>>, bool> {
+        let mut sel = Select::new();
+        let batches = sel.recv(&self.from);
+        let wakes = sel.recv(wake);
+        let op = match timeout {
+            Some(t) => sel.select_timeout(t).map_err(|_| false)?,
+            None => sel.select(),
+        };
+        match op.index() {
+            i if i == batches => op.recv(&self.from).map(Some).map_err(|_| true),
+            i if i == wakes => {
+                // The token is taken with the wakers (`CtxWake::take_any`);
+                // the wake channel's sender lives with the context.
+                let _ = op.recv(wake);
+                Ok(None)
+            }
+            _ => unreachable!("a select over two operations returned a third"),
+        }
     }
 
     /// Hands a processed batch's vector back to the sender, emptied.
@@ -78,6 +96,7 @@ impl<T> BatchRx<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crossbeam_channel::bounded;
 
     #[test]
     fn vectors_go_round() {
@@ -114,7 +133,20 @@ mod tests {
         let (tx, rx) = pipe::<u32>();
         drop(tx);
         assert_eq!(rx.try_recv(), Err(true));
-        assert_eq!(rx.recv(), Err(Gone));
+        assert_eq!(rx.recv_or_wake(&bounded::<()>(1).1, None), Err(true));
         assert_eq!(rx.recv_timeout(Duration::from_millis(1)), Err(true));
+    }
+
+    #[test]
+    fn a_wait_ends_with_a_batch_a_wake_or_the_timeout() {
+        let (tx, rx) = pipe::<u32>();
+        let (wake_tx, wake) = bounded::<()>(1);
+        assert_eq!(rx.recv_or_wake(&wake, Some(Duration::from_millis(1))), Err(false));
+        wake_tx.send(()).unwrap();
+        assert_eq!(rx.recv_or_wake(&wake, None), Ok(None));
+        // The token was taken: the next wait times out again.
+        assert_eq!(rx.recv_or_wake(&wake, Some(Duration::from_millis(1))), Err(false));
+        tx.send(&mut vec![5, 6]).unwrap();
+        assert_eq!(rx.recv_or_wake(&wake, None), Ok(Some(vec![5, 6])));
     }
 }

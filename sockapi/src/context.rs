@@ -19,6 +19,7 @@ use crate::job::{Job, Reply};
 use crate::pump::{AnyPump, Pump};
 use crate::readiness::{self, Changes, Reg};
 use crate::slab::{Key, Slab};
+use crate::waker::{CtxWake, WakerShared};
 
 /// Iterations an inline [`Context::quiesce`] runs at most.
 const QUIESCE_BOUND: usize = 100_000;
@@ -60,8 +61,18 @@ impl StopHandle {
 
 /// What a socket-table entry holds.
 pub(crate) enum SockKind {
-    Stream { conn: ConnId, buf: Arc<Mutex<ConnBuf>> },
-    Listener { id: ListenerId, shared: Arc<Mutex<ListenBuf>> },
+    Stream {
+        conn: ConnId,
+        buf: Arc<Mutex<ConnBuf>>,
+    },
+    Listener {
+        id: ListenerId,
+        shared: Arc<Mutex<ListenBuf>>,
+    },
+    /// A [`Waker`](crate::Waker): readable while woken.
+    Waker {
+        shared: Arc<WakerShared>,
+    },
 }
 
 /// One entry of the socket table.
@@ -84,6 +95,11 @@ impl Sock {
                 let q = lock(shared);
                 (readiness::listener(q.queue.len()), q.changes)
             }
+            SockKind::Waker { shared } => {
+                let (woken, wakes) = shared.state();
+                let ready = if woken { Readiness::READABLE } else { Readiness::EMPTY };
+                (ready, Changes::with_reads(wakes))
+            }
         }
     }
 }
@@ -104,6 +120,8 @@ pub(crate) struct CtxState {
     /// Keys received from the stack, reused between batches.
     pub keys: Vec<Key>,
     pub next_reg_seq: u64,
+    /// The context's [`Waker`](crate::Waker)s.
+    pub wakers: Vec<Key>,
 }
 
 impl CtxState {
@@ -111,6 +129,18 @@ impl CtxState {
     pub fn dispatch(&mut self, keys: &[Key]) {
         for &key in keys {
             self.notify(key);
+        }
+    }
+
+    /// Queue every woken waker on its epolls (after `CtxWake::take_any`).
+    pub fn dispatch_wakers(&mut self) {
+        for i in 0..self.wakers.len() {
+            let key = self.wakers[i];
+            let woken =
+                matches!(self.socks.get(key), Some(Sock { kind: SockKind::Waker { shared }, .. }) if shared.state().0);
+            if woken {
+                self.notify(key);
+            }
         }
     }
 
@@ -148,6 +178,8 @@ pub(crate) struct CtxInner {
     /// The stack's time at the last drive (inline), for `now_ns` while the
     /// stack is in use.
     last_now: Cell<u64>,
+    /// Where this context's wakers signal (see `crate::waker`).
+    pub wake: Arc<CtxWake>,
 }
 
 /// One core's application context: sockets and epolls live here, and every
@@ -229,6 +261,7 @@ impl Context {
                 stop,
                 epoch: Instant::now(),
                 last_now: Cell::new(0),
+                wake: Arc::new(CtxWake::new()),
             }),
         }
     }
@@ -422,7 +455,11 @@ impl Context {
                 keys.clear();
                 st.keys = keys;
                 st.jobs = jobs;
-                Ok(progress)
+                let woken = self.inner.wake.take_any();
+                if woken {
+                    st.dispatch_wakers();
+                }
+                Ok(progress || woken)
             }
             Link::Threaded { jobs: tx, events } => {
                 let had_jobs = {
@@ -431,22 +468,34 @@ impl Context {
                     tx.send(&mut st.jobs).map_err(|_| gone())?;
                     had
                 };
+                let wake = &self.inner.wake;
+                // A wake already signalled is not waited for.
+                let early = wake.take_any();
+                if early {
+                    self.state()?.dispatch_wakers();
+                }
+                let block = if early { Block::No } else { block };
                 let first = match block {
-                    Block::No => events.try_recv(),
-                    Block::Until(None) => events.recv().map_err(|_| true),
+                    Block::No => events.try_recv().map(Some),
+                    Block::Until(None) => events.recv_or_wake(wake.receiver(), None),
                     Block::Until(Some(d)) => {
                         let left = d.saturating_sub(self.inner.epoch.elapsed().as_nanos() as u64);
-                        events.recv_timeout(Duration::from_nanos(left))
+                        events.recv_or_wake(wake.receiver(), Some(Duration::from_nanos(left)))
                     }
                 };
                 let mut st = self.state()?;
+                let woken = wake.take_any() || early;
+                if woken {
+                    st.dispatch_wakers();
+                }
                 match first {
-                    Ok(batch) => {
+                    Ok(Some(batch)) => {
                         st.dispatch(&batch);
                         events.recycle(batch);
                     }
+                    Ok(None) => {}
                     Err(true) => return Err(gone()),
-                    Err(false) => return Ok(had_jobs),
+                    Err(false) => return Ok(had_jobs || woken),
                 }
                 while let Ok(batch) = events.try_recv() {
                     st.dispatch(&batch);
@@ -520,6 +569,8 @@ impl Context {
                         lock(&shared).closed = true;
                         jobs.push(Job::CloseListener { listener: id });
                     }
+                    // Nothing of the stack's: its handles wake nothing now.
+                    SockKind::Waker { .. } => {}
                 }
             }
         }

@@ -24,6 +24,7 @@
 //! | `context.rs` | [`Context`]: one core's socket table, epolls and link to its stack side |
 //! | `net.rs` | [`TcpListener`], [`TcpStream`] |
 //! | `epoll.rs` | [`Epoll`], [`Events`], [`Interest`], [`Trigger`] (the API) |
+//! | `waker.rs` | [`Waker`], [`WakeHandle`]: waking a context's wait from another thread |
 //! | `readiness.rs` | the readiness mechanism: what makes a socket ready, change tracking, registrations, dispatch, filtering |
 //! | `buffers.rs` | the per-connection and per-listener buffers both sides share |
 //! | `job.rs` | the jobs the application sends to its stack side |
@@ -200,6 +201,7 @@ mod slab;
 pub mod stack_engine;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
+mod waker;
 
 pub use context::{Context, StopHandle};
 pub use engine::{ConnId, Engine, EngineError, KeepAlive, ListenerId};
@@ -207,3 +209,4 @@ pub use epoll::{Epoll, Event, Events, Interest, Source, SourceId, Token, Trigger
 pub use net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 pub use runtime::{Builder, Mode, Runtime};
 pub use stack_engine::StackEngine;
+pub use waker::{WakeHandle, Waker};

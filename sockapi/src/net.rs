@@ -38,13 +38,21 @@ fn table_full() -> io::Error {
 }
 
 /// Copy from the front of `q` into `dst`; returns the count.
-fn take_front(q: &mut VecDeque<u8>, dst: &mut [u8]) -> usize {
-    let n = dst.len().min(q.len());
+/// Copies the first bytes of `q` that fit into `dst`, skipping the first
+/// `skip`, and returns how many.
+fn copy_front(q: &VecDeque<u8>, skip: usize, dst: &mut [u8]) -> usize {
+    let n = dst.len().min(q.len().saturating_sub(skip));
+    if n == 0 {
+        return 0;
+    }
     let (a, b) = q.as_slices();
-    let from_a = n.min(a.len());
-    dst[..from_a].copy_from_slice(&a[..from_a]);
-    dst[from_a..n].copy_from_slice(&b[..n - from_a]);
-    q.drain(..n);
+    // The `n` bytes from `skip` on: some from the ring's first piece, the
+    // rest from its second.
+    let from_a = a.len().saturating_sub(skip).min(n);
+    let a_start = skip.min(a.len());
+    dst[..from_a].copy_from_slice(&a[a_start..a_start + from_a]);
+    let b_start = skip.saturating_sub(a.len());
+    dst[from_a..n].copy_from_slice(&b[b_start..b_start + (n - from_a)]);
     n
 }
 
@@ -177,11 +185,53 @@ impl TcpStream {
         self.nonblocking.set(nonblocking);
     }
 
+    /// Copies received bytes into `buf` without consuming them: the next
+    /// read returns them again (`recv` with `MSG_PEEK`). Otherwise as
+    /// `read`: `Ok(0)` at the end of the stream, `WouldBlock` when nothing
+    /// has arrived on a non-blocking stream (a blocking one waits).
+    ///
+    /// ```
+    /// use ixtcp_sockapi::{Context, TcpListener, TcpStream, testing::TestNet};
+    /// use std::io::{Read, Write};
+    ///
+    /// let ctx = Context::inline(TestNet::new().engine([10, 0, 0, 1].into()));
+    /// let listener = TcpListener::bind(&ctx, "10.0.0.1:7".parse().unwrap())?;
+    /// listener.set_nonblocking(false);
+    /// let client = TcpStream::connect(&ctx, "10.0.0.1:7".parse().unwrap())?;
+    /// let (server, _) = listener.accept()?;
+    /// server.set_nonblocking(false);
+    /// (&client).write_all(b"hello")?;
+    /// let mut two = [0; 2];
+    /// assert_eq!(server.peek(&mut two)?, 2);
+    /// assert_eq!(&two, b"he");
+    /// assert_eq!(server.bytes_readable()?, 5);
+    /// let mut all = [0; 5];
+    /// (&server).read_exact(&mut all)?;
+    /// assert_eq!(&all, b"hello");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.blocking(|| self.try_read(&mut [IoSliceMut::new(buf)], true))
+    }
+
+    /// Bytes a read returns now without waiting (`ioctl(FIONREAD)`): those
+    /// the stack has handed to this socket, which is all it has received,
+    /// up to the socket's receive buffer. Errors only if the stream was
+    /// closed by the application.
+    pub fn bytes_readable(&self) -> io::Result<usize> {
+        let b = lock(&self.buf);
+        if b.app_closed {
+            return Err(closed());
+        }
+        Ok(b.rx.len())
+    }
+
     fn sync_job(&self) -> io::Result<()> {
         self.ctx.push_job(Job::Sync { conn: self.conn })
     }
 
-    fn try_read(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+    /// Reads into `bufs`; with `peek`, leaves what it copied in the buffer.
+    fn try_read(&self, bufs: &mut [IoSliceMut<'_>], peek: bool) -> io::Result<usize> {
         let mut b = lock(&self.buf);
         if b.app_closed {
             return Err(closed());
@@ -192,11 +242,15 @@ impl TcpStream {
         if !b.rx.is_empty() {
             let mut n = 0;
             for dst in bufs.iter_mut() {
-                n += take_front(&mut b.rx, dst);
-                if b.rx.is_empty() {
+                n += copy_front(&b.rx, n, dst);
+                if n == b.rx.len() {
                     break;
                 }
             }
+            if peek {
+                return Ok(n);
+            }
+            b.rx.drain(..n);
             let pull = b.engine_has_more && !b.sync_queued;
             b.sync_queued |= pull;
             drop(b);
@@ -501,7 +555,7 @@ impl Read for &TcpStream {
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         let s: &TcpStream = self;
-        s.blocking(|| s.try_read(bufs))
+        s.blocking(|| s.try_read(bufs, false))
     }
 }
 
@@ -716,5 +770,30 @@ impl Drop for TcpListener {
         if open {
             let _ = self.close();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_front_reads_across_the_rings_wrap_from_any_offset() {
+        // A deque whose contents wrap: its first piece ends before its data does.
+        let mut q: VecDeque<u8> = VecDeque::with_capacity(16);
+        q.extend(0..12u8);
+        q.drain(..10);
+        q.extend(12..24u8);
+        let want: Vec<u8> = (10..24u8).collect();
+        assert!(!q.as_slices().1.is_empty(), "the test needs a wrapped deque");
+        for skip in 0..=want.len() + 2 {
+            for len in 0..=want.len() + 2 {
+                let mut dst = vec![0xee; len];
+                let n = copy_front(&q, skip, &mut dst);
+                let expect = &want[skip.min(want.len())..(skip + len).min(want.len())];
+                assert_eq!(&dst[..n], expect, "skip {skip}, len {len}");
+            }
+        }
+        assert_eq!(q.len(), want.len(), "nothing consumed");
     }
 }

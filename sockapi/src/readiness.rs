@@ -63,6 +63,12 @@ impl Changes {
         read || write
     }
 
+    /// The counters of a source that only ever becomes readable, after
+    /// `reads` such changes (a [`Waker`](crate::Waker)'s wakes).
+    pub fn with_reads(reads: u64) -> Changes {
+        Changes { read: reads, write: 0 }
+    }
+
     /// True if a change that `interest` cares about happened between
     /// `earlier` and `self`.
     fn moved_since(self, earlier: Changes, interest: Interest) -> bool {

@@ -28,6 +28,7 @@ both_runtimes!(
     backlog_holds_connections_until_accepted,
     blocking_read_write_accept,
     options_round_trip,
+    peek_and_bytes_readable,
 );
 on_models!(
     accept_connect_read_write,
@@ -45,6 +46,7 @@ on_models!(
     close_listener_resets_unaccepted,
     backlog_holds_connections_until_accepted,
     options_round_trip,
+    peek_and_bytes_readable,
 );
 // Not on the models: `blocking_read_write_accept` listens on core 0 only and
 // connects from core 1; with real RSS the SYN reaches the server core that
@@ -436,5 +438,44 @@ fn options_round_trip(mode: Mode) {
         assert_eq!(c.recv_buffer_size().unwrap(), 8192);
         assert_kind(c.set_send_buffer_size(0), ErrorKind::InvalidInput);
         assert_kind(c.set_recv_buffer_size(0), ErrorKind::InvalidInput);
+    });
+}
+
+/// `peek` copies without consuming (as `MSG_PEEK`), across several arrivals
+/// and into buffers of every size; `bytes_readable` (`FIONREAD`) counts what
+/// a read returns now; at the end of the stream peek says 0; misuse errors.
+fn peek_and_bytes_readable(mode: Mode) {
+    one_core(mode, TestConfig::default(), |env| {
+        let (client, server) = pair(env.ctx, 80);
+        let mut buf = [0u8; 64];
+        assert_eq!(server.peek(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+        assert_eq!(server.bytes_readable().expect("fionread"), 0);
+        let data: Vec<u8> = (0..200u8).collect();
+        write_all(env.ctx, &client, &data[..120]);
+        write_all(env.ctx, &client, &data[120..]);
+        settle(env.ctx, "200 bytes readable", || server.bytes_readable().expect("fionread") == 200);
+        for len in [1, 7, 64, 200, 300] {
+            let mut b = vec![0u8; len];
+            let n = server.peek(&mut b).expect("peek");
+            assert_eq!(n, len.min(200), "peek into {len} bytes");
+            assert_eq!(&b[..n], &data[..n], "peek into {len} bytes");
+        }
+        assert_eq!(server.bytes_readable().expect("fionread"), 200, "peek consumed nothing");
+        let mut first = [0u8; 50];
+        (&server).read_exact(&mut first).expect("read 50");
+        assert_eq!(&first[..], &data[..50]);
+        let n = server.peek(&mut buf).expect("peek after a read");
+        assert_eq!(&buf[..n], &data[50..50 + n]);
+        assert_eq!(server.bytes_readable().expect("fionread"), 150);
+        let mut rest = [0u8; 150];
+        (&server).read_exact(&mut rest).expect("read 150");
+        assert_eq!(&rest[..], &data[50..]);
+        assert_eq!(server.bytes_readable().expect("fionread"), 0);
+        client.shutdown(Shutdown::Write).expect("shutdown");
+        settle(env.ctx, "end of stream", || matches!(server.peek(&mut buf), Ok(0)));
+        drop(client);
+        let _ = server.close();
+        assert!(server.bytes_readable().is_err(), "FIONREAD on a closed stream");
+        assert!(server.peek(&mut buf).is_err(), "peek on a closed stream");
     });
 }

@@ -344,7 +344,10 @@ impl Conn {
         // buffer drained (or in any state past that); the handshake
         // states are not a closed peer.
         let peer_closed = self.established
-            && !matches!(state, State::Established | State::FinWait1 | State::FinWait2 | State::SynSent | State::SynReceived)
+            && !matches!(
+                state,
+                State::Established | State::FinWait1 | State::FinWait2 | State::SynSent | State::SynReceived
+            )
             && !s.can_recv();
         if peer_closed {
             r |= Readiness::READ_CLOSED | Readiness::READABLE;

@@ -27,7 +27,6 @@
 //! transport checksum, as captures on Linux with offload do: the NIC fills
 //! it in after the capture point.
 
-
 use ixtcp_driver::mempool::PacketBuf;
 use ixtcp_driver::offload::{CsumStatus, L4Proto, RxChecksum, TxOffload};
 use smoltcp::phy::ChecksumCapabilities;
