@@ -30,7 +30,7 @@
 //! | `job.rs` | the jobs the application sends to its stack side |
 //! | `pump.rs` | the stack side: applies jobs, moves bytes, reports changed sockets |
 //! | `batch.rs` | the threaded runtime's channels, in recycled vectors |
-//! | `runtime.rs` | [`Runtime`]: threads, pinning, shutdown |
+//! | `runtime.rs` | [`Runtime`]: threads, pinning, shutdown; [`Started`]: cores attached from the application's own threads |
 //!
 //! - [`Engine`] is what sockapi needs from one stack core (listen, accept,
 //!   connect, send, recv, shutdown, close, abort, state, options, events,
@@ -207,6 +207,6 @@ pub use context::{Context, StopHandle};
 pub use engine::{ConnId, Engine, EngineError, KeepAlive, ListenerId};
 pub use epoll::{Epoll, Event, Events, Interest, Source, SourceId, Token, Trigger};
 pub use net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
-pub use runtime::{Builder, Mode, Runtime};
+pub use runtime::{Attached, Builder, Mode, Runtime, Started};
 pub use stack_engine::StackEngine;
 pub use waker::{WakeHandle, Waker};

@@ -12,6 +12,8 @@
 //!   stack code (jobs → egress → ingress) on that thread.
 
 use std::io;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::batch::{self, BatchRx, BatchTx};
@@ -268,6 +270,164 @@ impl<E: Engine + Send + 'static> Runtime<E> {
             Some(e) => Err(e),
             None => Ok(out),
         }
+    }
+}
+
+impl<E: Engine + Send + 'static> Runtime<E> {
+    /// Starts the runtime without running an application: threaded, each
+    /// core's stack thread starts now; inline, nothing runs until a core is
+    /// attached. The application's own threads then take one core each with
+    /// [`Started::attach`] (mTCP's `mtcp_create_context`, called from a
+    /// thread the application made), and [`Started::join`] ends it all.
+    ///
+    /// ```
+    /// use ixtcp_sockapi::{Mode, Runtime, testing::TestNet};
+    /// let net = TestNet::new();
+    /// let rt = Runtime::builder().mode(Mode::Threaded).build(2, |_| Ok(net.engine([10, 0, 0, 1].into())))?;
+    /// let started = rt.start()?;
+    /// std::thread::scope(|s| {
+    ///     for core in 0..2 {
+    ///         let started = &started;
+    ///         s.spawn(move || {
+    ///             let ctx = started.attach(core).expect("attach");
+    ///             assert_eq!(ctx.core(), core);
+    ///             // Dropping the context finishes the core.
+    ///         });
+    ///     }
+    /// });
+    /// started.join()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn start(self) -> io::Result<Started<E>> {
+        let Runtime { engines, mode, linger, cpus, stop } = self;
+        let mut slots = Vec::with_capacity(engines.len());
+        let mut stacks = Vec::new();
+        for (core, engine) in engines.into_iter().enumerate() {
+            let slot = match mode {
+                Mode::Inline => Slot::Inline(engine),
+                Mode::Threaded => {
+                    let (jobs_tx, jobs_rx) = batch::pipe();
+                    let (events_tx, events_rx) = batch::pipe();
+                    let (stack_stop, cpu) = (stop.clone(), cpus.as_ref().and_then(|c| c.get(core).copied()));
+                    let spawned = std::thread::Builder::new().name(format!("ixtcp-stack-{core}")).spawn(move || {
+                        pin_here(cpu);
+                        stack_loop(engine, jobs_rx, events_tx, stack_stop, linger)
+                    });
+                    match spawned {
+                        Ok(h) => stacks.push(h),
+                        Err(e) => {
+                            // The threads already started end when their
+                            // job channels close, with the slots dropped here.
+                            stop.stop();
+                            return Err(e);
+                        }
+                    }
+                    Slot::Threaded { jobs: jobs_tx, events: events_rx }
+                }
+            };
+            slots.push(Some(slot));
+        }
+        Ok(Started { slots: Mutex::new(slots), stacks, linger, cpus, stop })
+    }
+}
+
+/// What a core's context is made from when it is attached.
+enum Slot<E> {
+    Inline(E),
+    Threaded { jobs: BatchTx<Job>, events: BatchRx<Key> },
+}
+
+/// A started runtime whose cores the application's own threads attach to,
+/// one context per core ([`Runtime::start`]). `Sync`: share it by
+/// reference (or in an `Arc`) with those threads.
+pub struct Started<E> {
+    slots: Mutex<Vec<Option<Slot<E>>>>,
+    stacks: Vec<JoinHandle<()>>,
+    linger: Duration,
+    cpus: Option<Vec<usize>>,
+    stop: StopHandle,
+}
+
+impl<E> std::fmt::Debug for Started<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started").field("stack_threads", &self.stacks.len()).finish()
+    }
+}
+
+impl<E: Engine + Send + 'static> Started<E> {
+    /// Core `core`'s context, on the calling thread (which is pinned to the
+    /// core's CPU if the runtime pins). Threaded, it talks to the core's
+    /// stack thread; inline, the core's stack runs on this thread from now
+    /// on. Dropping the context finishes the core as [`Runtime::run`] does
+    /// when an application returns: what it left open is closed, and the
+    /// stack lingers. `InvalidInput` for a core the runtime does not have;
+    /// `AlreadyExists` if the core was attached before.
+    pub fn attach(&self, core: usize) -> io::Result<Attached> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let cores = slots.len();
+            let entry = slots.get_mut(core).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("attach: core {core} of a runtime with {cores} cores"),
+                )
+            })?;
+            entry.take().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::AlreadyExists, format!("attach: core {core} already has a context"))
+            })?
+        };
+        pin_here(self.cpus.as_ref().and_then(|c| c.get(core).copied()));
+        let ctx = match slot {
+            Slot::Inline(engine) => Context::inline_core(core, engine, self.stop.clone()),
+            Slot::Threaded { jobs, events } => Context::threaded(core, jobs, events, self.stop.clone()),
+        };
+        Ok(Attached { ctx, linger: self.linger })
+    }
+
+    /// Asks every core to stop (as [`Runtime::stop_handle`]).
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Ends the runtime: cores never attached are let go, and each stack
+    /// thread is waited for (it ends once its context is dropped and its
+    /// linger is over). Call it after every attached context was dropped;
+    /// a panic on a stack thread is raised again here.
+    pub fn join(self) -> io::Result<()> {
+        let Started { slots, stacks, .. } = self;
+        drop(slots);
+        for h in stacks {
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A core's context taken with [`Started::attach`]; derefs to the
+/// [`Context`]. Dropping it finishes the core.
+pub struct Attached {
+    ctx: Context,
+    linger: Duration,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.ctx.fmt(f)
+    }
+}
+
+impl std::ops::Deref for Attached {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.ctx.finish(self.linger);
     }
 }
 

@@ -10,8 +10,15 @@ use std::time::{Duration, Instant};
 use common::*;
 use ixtcp_sockapi::testing::{TestConfig, TestNet};
 use ixtcp_sockapi::{Epoll, Events, Interest, Mode, Runtime, TcpListener, TcpStream, Token, Trigger};
+use std::sync::Barrier;
 
-both_runtimes!(left_open_sockets_close_with_fin, echo_across_four_cores, app_panic_is_propagated);
+both_runtimes!(
+    left_open_sockets_close_with_fin,
+    echo_across_four_cores,
+    app_panic_is_propagated,
+    cores_attached_from_the_applications_threads,
+    attach_refuses_a_core_twice_and_one_it_lacks,
+);
 on_models!(echo_across_four_cores,);
 // The other two build their own test-engine runtimes whatever the backend.
 
@@ -157,4 +164,62 @@ fn factory_error_is_returned() {
     let r = Runtime::builder()
         .build(2, |core| if core == 1 { Err(std::io::Error::other("no NIC")) } else { Ok(TestNet::new().engine(IP)) });
     assert_eq!(r.map(|_| ()).unwrap_err().to_string(), "no NIC");
+}
+
+/// `Runtime::start` + `Started::attach`: threads the application made take
+/// a core each, core 0 serves and core 1 connects to it; when each drops
+/// its context, what it left open closes with FIN; `join` then returns.
+fn cores_attached_from_the_applications_threads(mode: Mode) {
+    let net = TestNet::new();
+    let rt = Runtime::builder().mode(mode).build(2, |_| Ok(net.engine(IP))).unwrap();
+    let started = rt.start().unwrap();
+    let listening = Barrier::new(2);
+    std::thread::scope(|s| {
+        let (started, listening) = (&started, &listening);
+        s.spawn(move || {
+            let ctx = started.attach(0).expect("attach core 0");
+            assert_eq!(ctx.core(), 0);
+            let l = TcpListener::bind(&ctx, addr(80)).unwrap();
+            listening.wait();
+            l.set_nonblocking(false);
+            let (s, _) = l.accept().unwrap();
+            s.set_nonblocking(false);
+            let mut req = [0; 4];
+            (&s).read_exact(&mut req).unwrap();
+            (&s).write_all(&req).unwrap();
+            // Left open: dropping the context closes it after its data.
+            std::mem::forget(s);
+        });
+        s.spawn(move || {
+            let ctx = started.attach(1).expect("attach core 1");
+            listening.wait();
+            let c = connect_retrying(&ctx, 80);
+            c.set_nonblocking(false);
+            (&c).write_all(b"ping").unwrap();
+            let mut echo = [0; 4];
+            (&c).read_exact(&mut echo).unwrap();
+            assert_eq!(&echo, b"ping");
+            drop(c);
+        });
+    });
+    started.join().unwrap();
+    let stats = net.stats();
+    assert_eq!(stats.resets, 0, "{stats:?}");
+    assert_eq!(net.live_connections(), 0);
+}
+
+fn attach_refuses_a_core_twice_and_one_it_lacks(mode: Mode) {
+    let net = TestNet::new();
+    let rt = Runtime::builder().mode(mode).build(2, |_| Ok(net.engine(IP))).unwrap();
+    let started = rt.start().unwrap();
+    let beyond = started.attach(2).unwrap_err();
+    assert_eq!(beyond.kind(), ErrorKind::InvalidInput);
+    assert!(beyond.to_string().contains("core 2 of a runtime with 2 cores"), "{beyond}");
+    let ctx = started.attach(1).expect("attach core 1");
+    let twice = started.attach(1).unwrap_err();
+    assert_eq!(twice.kind(), ErrorKind::AlreadyExists);
+    assert!(twice.to_string().contains("core 1 already has a context"), "{twice}");
+    drop(ctx);
+    // Core 0 was never attached: joining lets it go too.
+    started.join().unwrap();
 }
