@@ -13,7 +13,7 @@ use ixtcp_driver::wire::Wire;
 use ixtcp_stack::{CoreStats, StackConfig, StatsMirror};
 
 use ixtcp_sockapi::StackEngine;
-use ixtcp_sockapi::{Context, Mode, Runtime, StopHandle};
+use ixtcp_sockapi::{Attached, Context, Mode, Runtime, Started, StopHandle};
 
 use crate::nic::{Nic, NicDevice, NicQueue, OpenOptions};
 
@@ -210,6 +210,75 @@ impl Host {
         let out = runtime.run(app);
         device.shutdown();
         drop(device);
+        out
+    }
+}
+
+impl Host {
+    /// Starts the host without an application, for programs whose own
+    /// threads take a core each ([`Serving::attach`]; mTCP's
+    /// `mtcp_create_context` from an application's pthread). See
+    /// [`Runtime::start`].
+    pub fn serve(self) -> io::Result<Serving> {
+        let Host { runtime, stats, ip, device } = self;
+        let cores = runtime.cores();
+        let started = runtime.start()?;
+        Ok(Serving { started, stats, ip, cores, device: std::sync::Mutex::new(Some(device)) })
+    }
+}
+
+/// A started host whose cores the application's threads attach to
+/// ([`Host::serve`]). `Sync`: share it by reference with those threads.
+pub struct Serving {
+    started: Started<StackEngine<NicQueue>>,
+    stats: HostStats,
+    ip: Ipv4Addr,
+    cores: usize,
+    /// Behind a lock only so that the handle is `Sync`; taken once, by `join`.
+    device: std::sync::Mutex<Option<NicDevice>>,
+}
+
+impl std::fmt::Debug for Serving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serving").field("ip", &self.ip).field("cores", &self.cores).finish()
+    }
+}
+
+impl Serving {
+    /// Core `core`'s context on the calling thread; dropping it finishes
+    /// the core. See [`Started::attach`] (and its errors).
+    pub fn attach(&self, core: usize) -> io::Result<Attached> {
+        self.started.attach(core)
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.cores
+    }
+
+    /// The host's address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// Live per-core counters.
+    pub fn stats(&self) -> HostStats {
+        self.stats.clone()
+    }
+
+    /// Asks every core to stop.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.started.stop_handle()
+    }
+
+    /// Waits for every core's stack to end (after each attached context was
+    /// dropped; cores never attached are let go), then stops the device.
+    pub fn join(self) -> io::Result<()> {
+        let Serving { started, device, .. } = self;
+        let out = started.join();
+        if let Some(device) = device.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            device.shutdown();
+        }
         out
     }
 }

@@ -81,6 +81,6 @@ mod host;
 mod linked;
 mod nic;
 
-pub use host::{Host, HostConfig, HostStats, TimeSource};
+pub use host::{Host, HostConfig, HostStats, Serving, TimeSource};
 pub use linked::{LinkedHosts, Stepped};
 pub use nic::{Nic, NicDevice, NicQueue, OpenOptions};

@@ -218,3 +218,48 @@ fn open_past_the_linger_is_reset_threaded() {
 fn open_past_the_linger_is_reset_inline() {
     open_past_the_linger_is_reset(Mode::Inline);
 }
+
+/// `Host::serve`: the application's own threads attach to the cores of a
+/// linked pair's server and client hosts, exchange data, drop their
+/// contexts; `join` then stops each device. A core attached twice is
+/// refused.
+#[test]
+fn cores_attached_from_application_threads() {
+    // Long enough for any machine: each core stops as soon as it holds no
+    // connection.
+    let linger = Duration::from_secs(10);
+    let (server, client) = (config(SERVER, 1, Mode::Threaded, linger), config(CLIENT, 1, Mode::Inline, linger));
+    let LinkedHosts { server, client } = LinkedHosts::start(server, client).expect("linked hosts");
+    let (server, client) = (server.serve().expect("serve"), client.serve().expect("serve"));
+    let addr = SocketAddr::from((SERVER, 7));
+    std::thread::scope(|s| {
+        let server = &server;
+        s.spawn(move || {
+            let ctx = server.attach(0).expect("attach the server core");
+            assert_eq!(server.attach(0).unwrap_err().kind(), ErrorKind::AlreadyExists);
+            let l = TcpListener::bind(&ctx, addr).expect("bind");
+            l.set_nonblocking(false);
+            let (s, _) = l.accept().expect("accept");
+            s.set_nonblocking(false);
+            let mut req = [0; 5];
+            (&s).read_exact(&mut req).expect("read");
+            (&s).write_all(&req).expect("echo");
+            let mut rest = Vec::new();
+            (&s).read_to_end(&mut rest).expect("read to end");
+            assert!(rest.is_empty());
+        });
+        let ctx = client.attach(0).expect("attach the client core");
+        let c = connect_and_send(&ctx, addr, b"hello");
+        c.set_nonblocking(false);
+        let mut echo = [0; 5];
+        (&c).read_exact(&mut echo).expect("read echo");
+        assert_eq!(&echo, b"hello");
+        c.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        drop(c);
+        drop(ctx);
+    });
+    let stats = server.stats();
+    client.join().expect("client join");
+    server.join().expect("server join");
+    assert_eq!(stats.total().conns_reset, 0, "{:?}", stats.total());
+}
