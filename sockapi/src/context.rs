@@ -144,6 +144,7 @@ impl CtxState {
         }
     }
 
+    #[inline]
     pub fn notify(&mut self, key: Key) {
         let Some(sock) = self.socks.get_mut(key) else { return };
         for reg in sock.regs.iter_mut() {

@@ -38,8 +38,19 @@ fn table_full() -> io::Error {
 }
 
 /// Copy from the front of `q` into `dst`; returns the count.
+/// Moves the first bytes of `q` that fit into `dst`, and returns how many.
+fn take_front(q: &mut VecDeque<u8>, dst: &mut [u8]) -> usize {
+    let n = dst.len().min(q.len());
+    let (a, b) = q.as_slices();
+    let from_a = n.min(a.len());
+    dst[..from_a].copy_from_slice(&a[..from_a]);
+    dst[from_a..n].copy_from_slice(&b[..n - from_a]);
+    q.drain(..n);
+    n
+}
+
 /// Copies the first bytes of `q` that fit into `dst`, skipping the first
-/// `skip`, and returns how many.
+/// `skip`, and returns how many (a peek: `q` keeps them).
 fn copy_front(q: &VecDeque<u8>, skip: usize, dst: &mut [u8]) -> usize {
     let n = dst.len().min(q.len().saturating_sub(skip));
     if n == 0 {
@@ -241,16 +252,18 @@ impl TcpStream {
         }
         if !b.rx.is_empty() {
             let mut n = 0;
+            if peek {
+                for dst in bufs.iter_mut() {
+                    n += copy_front(&b.rx, n, dst);
+                }
+                return Ok(n);
+            }
             for dst in bufs.iter_mut() {
-                n += copy_front(&b.rx, n, dst);
-                if n == b.rx.len() {
+                n += take_front(&mut b.rx, dst);
+                if b.rx.is_empty() {
                     break;
                 }
             }
-            if peek {
-                return Ok(n);
-            }
-            b.rx.drain(..n);
             let pull = b.engine_has_more && !b.sync_queued;
             b.sync_queued |= pull;
             drop(b);

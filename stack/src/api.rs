@@ -165,6 +165,7 @@ impl<P: PacketIo> StackCore<P> {
     /// Writes as much of `data` as the send buffer takes.
     /// `Err(WouldBlock)` when it takes nothing (or the handshake is still
     /// running).
+    #[inline]
     pub fn send(&mut self, id: ConnId, data: &[u8]) -> Result<usize, StackError> {
         let idx = self.slot_of(id)?;
         let c = &mut self.conns[idx];
@@ -225,6 +226,7 @@ impl<P: PacketIo> StackCore<P> {
     /// and returns how many. `Ok(0)`: the peer closed and everything was
     /// read. `Err(WouldBlock)`: nothing yet. Like [`recv`](Self::recv)
     /// without a buffer of the caller's in between.
+    #[inline]
     pub fn recv_with(&mut self, id: ConnId, max: usize, mut sink: impl FnMut(&[u8])) -> Result<usize, StackError> {
         let idx = self.slot_of(id)?;
         let c = &mut self.conns[idx];
@@ -410,6 +412,7 @@ impl<P: PacketIo> StackCore<P> {
     }
 
     /// State, readiness and close reason in one lookup.
+    #[inline]
     pub fn status(&self, id: ConnId) -> Result<ConnStatus, StackError> {
         Ok(self.conns[self.slot_of(id)?].status())
     }
