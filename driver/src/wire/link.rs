@@ -398,13 +398,19 @@ impl RxSide {
     /// Takes every frame the sender has handed over.
     fn sync(&mut self) {
         while let Some(sent) = self.chan.recv() {
-            match sent.overtaken_by {
-                Some(remaining) => {
-                    let deadline_ns = sent.arrival_ns.saturating_add(saturating_ns(REORDER_MAX_HOLD));
-                    self.held.push_back(Held { frame: sent.frame, remaining, deadline_ns });
-                }
-                None => self.push(sent.arrival_ns, sent.frame),
+            self.accept(sent);
+        }
+    }
+
+    /// One frame taken from the handoff joins the frames in flight, or the
+    /// held ones if it was reordered.
+    fn accept(&mut self, sent: Sent) {
+        match sent.overtaken_by {
+            Some(remaining) => {
+                let deadline_ns = sent.arrival_ns.saturating_add(saturating_ns(REORDER_MAX_HOLD));
+                self.held.push_back(Held { frame: sent.frame, remaining, deadline_ns });
             }
+            None => self.push(sent.arrival_ns, sent.frame),
         }
     }
 
@@ -447,17 +453,38 @@ impl RxSide {
     }
 
     fn receive(&mut self, now_ns: u64, buf: &mut Vec<u8>) -> bool {
+        if self.in_flight.is_empty() && self.held.is_empty() {
+            // Nothing waits on this side: the next frame handed over, if it
+            // is due and not held back, would join `in_flight` at its
+            // front and leave it at once, so it goes out directly. Frames
+            // behind it stay in the handoff, in order, until the next look.
+            match self.chan.recv() {
+                None => return false,
+                Some(Sent { arrival_ns, frame, overtaken_by: None }) if arrival_ns <= now_ns => {
+                    self.hand_out(frame, buf);
+                    return true;
+                }
+                Some(sent) => self.accept(sent),
+            }
+        }
         self.sync();
         self.release_expired(now_ns);
         if self.in_flight.front().is_none_or(|f| f.arrival_ns > now_ns) {
             return false;
         }
         let Some(f) = self.in_flight.pop_front() else { return false };
-        let old = std::mem::replace(buf, f.frame);
+        self.hand_out(f.frame, buf);
+        true
+    }
+
+    /// Delivers `frame` into `buf`, counting it; `buf`'s old buffer goes
+    /// back to the sender.
+    #[inline(always)]
+    fn hand_out(&mut self, frame: Vec<u8>, buf: &mut Vec<u8>) {
+        let old = std::mem::replace(buf, frame);
         add(&self.stats.delivered_frames, 1);
         add(&self.stats.delivered_bytes, buf.len() as u64);
         self.chan.recycle(old);
-        true
     }
 
     fn next_arrival_ns(&mut self) -> Option<u64> {
