@@ -224,7 +224,7 @@ pub(crate) fn ipv4_header_ok(frame: &[u8], ip: &Ipv4) -> bool {
 
 /// Whether the TCP/UDP checksum of an unfragmented IPv4 packet is correct,
 /// or `None` when there is nothing to check (UDP with checksum 0).
-#[inline]
+#[inline(always)]
 pub(crate) fn l4_checksum_ok(frame: &[u8], ip: &Ipv4) -> Option<bool> {
     let l4 = ip.l4?;
     let end = ip.off + ip.total_len;

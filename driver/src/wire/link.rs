@@ -596,6 +596,18 @@ impl Wire for LinkEnd {
     /// (its arrival time is booked now).
     fn transmit_buf(&mut self, frame: &mut Vec<u8>) -> Result<(), WireError> {
         let now = self.clock.now_ns();
+        let tx = &mut self.tx;
+        if tx.impairer.is_none() && tx.pacer.rate_bps.is_none() && frame.len() <= tx.max_frame {
+            // The usual in-memory link: no line rate, no impairment. What
+            // `admit` and `send` would do with nothing to book or decide:
+            // count the frame and hand it over, due after the latency.
+            add(&tx.stats.sent_frames, 1);
+            add(&tx.stats.sent_bytes, frame.len() as u64);
+            let spare = tx.chan.buffer();
+            let frame = std::mem::replace(frame, spare);
+            tx.chan.send(Sent { arrival_ns: now.saturating_add(tx.latency_ns), frame, overtaken_by: None });
+            return Ok(());
+        }
         if let Some((arrival_ns, fate)) = self.tx.admit(now, frame.len())? {
             let spare = self.tx.chan.buffer();
             self.tx.send(arrival_ns, fate, std::mem::replace(frame, spare));
