@@ -683,6 +683,38 @@ mod tests {
     }
 
     #[test]
+    fn unimpaired_frames_keep_their_latency_order_and_counts_on_the_direct_path() {
+        let clock = VirtualClock::new();
+        let config = LinkConfig { latency: Duration::from_nanos(100), max_frame: 100, ..LinkConfig::unlimited() };
+        let (mut a, mut b) = Link::pair(config, Arc::new(clock.clone()));
+        let mut frame = vec![1; 60];
+        a.transmit_buf(&mut frame).unwrap_or(());
+        a.flush();
+        clock.advance_to(50);
+        let mut frame = vec![2; 60];
+        a.transmit_buf(&mut frame).unwrap_or(());
+        a.flush();
+        let mut buf = Vec::new();
+        assert!(!b.receive(&mut buf), "not due before the latency has passed");
+        assert_eq!((b.pending(), b.next_arrival_ns()), (2, Some(100)));
+        clock.advance_to(100);
+        assert!(b.receive(&mut buf) && buf == [1; 60]);
+        assert!(!b.receive(&mut buf), "the second is due at 150");
+        clock.advance_to(150);
+        assert!(b.receive(&mut buf) && buf == [2; 60]);
+        // Nothing waits now: a due frame goes straight through.
+        let mut frame = vec![3; 60];
+        a.transmit_buf(&mut frame).unwrap_or(());
+        a.flush();
+        clock.advance_to(250);
+        assert!(b.receive(&mut buf) && buf == [3; 60]);
+        let mut long = vec![4; 101];
+        assert_eq!(a.transmit_buf(&mut long), Err(WireError::TooLong { len: 101, max: 100 }));
+        let (sent, got) = (a.stats(), b.incoming_stats());
+        assert_eq!((sent.sent_frames, sent.sent_bytes, got.delivered_frames, got.delivered_bytes), (3, 180, 3, 180));
+    }
+
+    #[test]
     fn reordered_frame_is_released_after_the_hold_on_a_quiet_link() {
         let clock = VirtualClock::new();
         let imp = Impairments { reorder: 1.0, seed: 3, ..Impairments::none() };
