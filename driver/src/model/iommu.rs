@@ -94,13 +94,21 @@ impl Default for IommuTable {
 /// table has unmapped nothing since it was filled (`generation`): then the
 /// region is still registered, and since regions never overlap, an access
 /// inside it is exactly what the table would allow.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Memo {
-    /// The table's generation when filled; 0 (never a generation) if empty.
+    /// The table's generation when filled; 0 (never a generation) if empty,
+    /// so an empty memo never passes the generation check and its `virt`
+    /// is never used.
     generation: u64,
     iova: u64,
-    virt: Option<NonNull<u8>>,
+    virt: NonNull<u8>,
     len: usize,
+}
+
+impl Default for Memo {
+    fn default() -> Self {
+        Memo { generation: 0, iova: 0, virt: NonNull::dangling(), len: 0 }
+    }
 }
 
 // SAFETY: a memo is only a remembered address; it is dereferenced only
@@ -200,9 +208,8 @@ impl IommuTable {
     /// remembers if it is still valid, else looked up (and remembered).
     #[inline(always)]
     fn translate_with(&self, memo: &mut Memo, addr: u64, len: usize) -> Option<*mut u8> {
-        if memo.generation == self.generation
-            && let Some(virt) = memo.virt
-        {
+        if memo.generation == self.generation {
+            let virt = memo.virt;
             let offset = addr.wrapping_sub(memo.iova);
             // `offset < memo.len` first, so the subtraction cannot wrap.
             if offset < memo.len as u64 && len.max(1) <= memo.len - offset as usize {
@@ -217,7 +224,7 @@ impl IommuTable {
     fn translate_remembering(&self, memo: &mut Memo, addr: u64, len: usize) -> Option<*mut u8> {
         let base = self.translate(addr, len)?;
         if let Some(m) = self.slot_of(addr).and_then(|slot| self.mappings.get(slot)).and_then(Option::as_ref) {
-            *memo = Memo { generation: self.generation, iova: m.iova, virt: Some(m.virt), len: m.len };
+            *memo = Memo { generation: self.generation, iova: m.iova, virt: m.virt, len: m.len };
         }
         Some(base)
     }

@@ -13,7 +13,7 @@
 //! device.
 
 use super::fault::ModelFault;
-use super::packet::{ETH_HLEN, PROTO_TCP, PROTO_UDP, fold, sum16};
+use super::packet::{ETH_HLEN, PROTO_TCP, PROTO_UDP, add_ne, fold_ne, pseudo_ne};
 use super::state::TxContext;
 use crate::desc::{tx_ctx, tx_olinfo};
 
@@ -94,8 +94,9 @@ pub(crate) fn apply(frame: &mut [u8], contexts: &[Option<TxContext>; 2], olinfo:
         if frame[at..at + 2] != [0, 0] {
             return Err(OffloadError::Bad("IXSM with a non-zero IPv4 header checksum field (software must clear it)"));
         }
-        let sum = !fold(sum16(&frame[maclen..maclen + iplen], 0));
-        frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+        // Summed and stored in memory order (see `add_ne`).
+        let sum = !fold_ne(add_ne(&frame[maclen..maclen + iplen], 0));
+        frame[at..at + 2].copy_from_slice(&sum.to_ne_bytes());
     }
     if txsm {
         transport(frame, maclen, iplen, tucmd)?;
@@ -132,21 +133,22 @@ fn transport(frame: &mut [u8], maclen: usize, iplen: usize, tucmd: u32) -> Resul
         return Err(OffloadError::Bad("TXSM on a packet with bytes after the IPv4 total length"));
     }
     let l4_len = total - iplen;
-    let mut pseudo = sum16(&frame[ip + 12..ip + 20], 0);
-    pseudo += u32::from(proto) + l4_len as u32;
-    let seed = be16(frame, csum_at).unwrap_or(0);
+    // Summed, compared and stored in memory order (see `add_ne`): equality
+    // and the two zeros of one's complement do not depend on it.
+    let pseudo = pseudo_ne(frame, ip, proto, l4_len);
+    let seed = u16::from_ne_bytes([frame[csum_at], frame[csum_at + 1]]);
     // One's complement: 0x0000 and 0xFFFF are the same number.
     let norm = |v: u16| if v == 0xFFFF { 0 } else { v };
-    if norm(seed) != norm(fold(pseudo)) {
+    if norm(seed) != norm(fold_ne(pseudo)) {
         return Err(OffloadError::Bad(
             "TXSM without the pseudo-header sum in the TCP/UDP checksum field (software must seed it)",
         ));
     }
-    let mut sum = !fold(sum16(&frame[l4..], 0));
+    let mut sum = !fold_ne(add_ne(&frame[l4..], 0));
     if udp && sum == 0 {
         // UDP sends a computed zero as all ones (RFC 768).
         sum = 0xFFFF;
     }
-    frame[csum_at..csum_at + 2].copy_from_slice(&sum.to_be_bytes());
+    frame[csum_at..csum_at + 2].copy_from_slice(&sum.to_ne_bytes());
     Ok(())
 }

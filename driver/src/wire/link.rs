@@ -398,13 +398,19 @@ impl RxSide {
     /// Takes every frame the sender has handed over.
     fn sync(&mut self) {
         while let Some(sent) = self.chan.recv() {
-            match sent.overtaken_by {
-                Some(remaining) => {
-                    let deadline_ns = sent.arrival_ns.saturating_add(saturating_ns(REORDER_MAX_HOLD));
-                    self.held.push_back(Held { frame: sent.frame, remaining, deadline_ns });
-                }
-                None => self.push(sent.arrival_ns, sent.frame),
+            self.accept(sent);
+        }
+    }
+
+    /// One frame taken from the handoff joins the frames in flight, or the
+    /// held ones if it was reordered.
+    fn accept(&mut self, sent: Sent) {
+        match sent.overtaken_by {
+            Some(remaining) => {
+                let deadline_ns = sent.arrival_ns.saturating_add(saturating_ns(REORDER_MAX_HOLD));
+                self.held.push_back(Held { frame: sent.frame, remaining, deadline_ns });
             }
+            None => self.push(sent.arrival_ns, sent.frame),
         }
     }
 
@@ -447,17 +453,38 @@ impl RxSide {
     }
 
     fn receive(&mut self, now_ns: u64, buf: &mut Vec<u8>) -> bool {
+        if self.in_flight.is_empty() && self.held.is_empty() {
+            // Nothing waits on this side: the next frame handed over, if it
+            // is due and not held back, would join `in_flight` at its
+            // front and leave it at once, so it goes out directly. Frames
+            // behind it stay in the handoff, in order, until the next look.
+            match self.chan.recv() {
+                None => return false,
+                Some(Sent { arrival_ns, frame, overtaken_by: None }) if arrival_ns <= now_ns => {
+                    self.hand_out(frame, buf);
+                    return true;
+                }
+                Some(sent) => self.accept(sent),
+            }
+        }
         self.sync();
         self.release_expired(now_ns);
         if self.in_flight.front().is_none_or(|f| f.arrival_ns > now_ns) {
             return false;
         }
         let Some(f) = self.in_flight.pop_front() else { return false };
-        let old = std::mem::replace(buf, f.frame);
+        self.hand_out(f.frame, buf);
+        true
+    }
+
+    /// Delivers `frame` into `buf`, counting it; `buf`'s old buffer goes
+    /// back to the sender.
+    #[inline(always)]
+    fn hand_out(&mut self, frame: Vec<u8>, buf: &mut Vec<u8>) {
+        let old = std::mem::replace(buf, frame);
         add(&self.stats.delivered_frames, 1);
         add(&self.stats.delivered_bytes, buf.len() as u64);
         self.chan.recycle(old);
-        true
     }
 
     fn next_arrival_ns(&mut self) -> Option<u64> {
@@ -569,6 +596,18 @@ impl Wire for LinkEnd {
     /// (its arrival time is booked now).
     fn transmit_buf(&mut self, frame: &mut Vec<u8>) -> Result<(), WireError> {
         let now = self.clock.now_ns();
+        let tx = &mut self.tx;
+        if tx.impairer.is_none() && tx.pacer.rate_bps.is_none() && frame.len() <= tx.max_frame {
+            // The usual in-memory link: no line rate, no impairment. What
+            // `admit` and `send` would do with nothing to book or decide:
+            // count the frame and hand it over, due after the latency.
+            add(&tx.stats.sent_frames, 1);
+            add(&tx.stats.sent_bytes, frame.len() as u64);
+            let spare = tx.chan.buffer();
+            let frame = std::mem::replace(frame, spare);
+            tx.chan.send(Sent { arrival_ns: now.saturating_add(tx.latency_ns), frame, overtaken_by: None });
+            return Ok(());
+        }
         if let Some((arrival_ns, fate)) = self.tx.admit(now, frame.len())? {
             let spare = self.tx.chan.buffer();
             self.tx.send(arrival_ns, fate, std::mem::replace(frame, spare));
@@ -641,6 +680,38 @@ mod tests {
         assert_eq!(p.try_book(5, 1514), Ok(5));
         assert_eq!(p.ready_at_ns(), 0);
         assert_eq!(Pacer::new(Some(0), Duration::ZERO).rate_bps(), None);
+    }
+
+    #[test]
+    fn unimpaired_frames_keep_their_latency_order_and_counts_on_the_direct_path() {
+        let clock = VirtualClock::new();
+        let config = LinkConfig { latency: Duration::from_nanos(100), max_frame: 100, ..LinkConfig::unlimited() };
+        let (mut a, mut b) = Link::pair(config, Arc::new(clock.clone()));
+        let mut frame = vec![1; 60];
+        a.transmit_buf(&mut frame).unwrap_or(());
+        a.flush();
+        clock.advance_to(50);
+        let mut frame = vec![2; 60];
+        a.transmit_buf(&mut frame).unwrap_or(());
+        a.flush();
+        let mut buf = Vec::new();
+        assert!(!b.receive(&mut buf), "not due before the latency has passed");
+        assert_eq!((b.pending(), b.next_arrival_ns()), (2, Some(100)));
+        clock.advance_to(100);
+        assert!(b.receive(&mut buf) && buf == [1; 60]);
+        assert!(!b.receive(&mut buf), "the second is due at 150");
+        clock.advance_to(150);
+        assert!(b.receive(&mut buf) && buf == [2; 60]);
+        // Nothing waits now: a due frame goes straight through.
+        let mut frame = vec![3; 60];
+        a.transmit_buf(&mut frame).unwrap_or(());
+        a.flush();
+        clock.advance_to(250);
+        assert!(b.receive(&mut buf) && buf == [3; 60]);
+        let mut long = vec![4; 101];
+        assert_eq!(a.transmit_buf(&mut long), Err(WireError::TooLong { len: 101, max: 100 }));
+        let (sent, got) = (a.stats(), b.incoming_stats());
+        assert_eq!((sent.sent_frames, sent.sent_bytes, got.delivered_frames, got.delivered_bytes), (3, 180, 3, 180));
     }
 
     #[test]
