@@ -550,6 +550,9 @@ impl<P: PacketIo> StackCore<P> {
         }
         let now_ms = self.now_ms();
         let conn = &mut self.conns[idx];
+        if h.has(ether::tcp_flags::ACK) {
+            conn.note_ack(h.ack);
+        }
         // Back from the wire's sequence space to smoltcp's.
         conn.seq.incoming(buf.data_mut(), &mut h);
         conn.heard_ms = now_ms;

@@ -6,7 +6,17 @@
 //!   (`crate::csum`), then its length (at least the 8-byte header) and
 //!   its own checksum (the 82599 never checks ICMP's); a bad one is
 //!   counted by cause and dropped. Echo requests are answered; other types
-//!   are counted (`icmp_ignored`) and dropped.
+//!   are counted (`icmp_ignored`) and dropped, but destination
+//!   unreachable about one of our TCP connections.
+//! - **Errors in** (RFC 1122 4.2.3.9, RFC 5927): the quoted TCP header
+//!   names the connection (flow table) and its sequence number must lie
+//!   in SND.UNA..SND.MAX, or the message is ignored (counted). A hard
+//!   error (protocol or port unreachable, administratively prohibited) on
+//!   a connection in SYN-SENT fails the connect as refused; on a
+//!   synchronized connection errors are counted only, as Linux does
+//!   without `IP_RECVERR`. Fragmentation needed (RFC 1191) is counted
+//!   only: smoltcp 0.14 keeps a connection's MSS private and offers no
+//!   way to lower it.
 //! - **Never answered** (RFC 1122 3.2.2, 3.2.2.6): a message sent to a
 //!   broadcast or multicast address, IP or link layer; one from an address
 //!   no host sends from (`ether::is_special`, or our own); a fragment
@@ -48,6 +58,16 @@ pub(crate) mod kind {
 
 /// Destination unreachable code: port unreachable.
 pub(crate) const CODE_PORT_UNREACHABLE: u8 = 3;
+
+/// Destination unreachable code: fragmentation needed and DF set.
+const CODE_FRAG_NEEDED: u8 = 4;
+
+/// Destination unreachable codes that are hard errors for a connection
+/// (RFC 1122 4.2.3.9: protocol and port unreachable; and the
+/// administrative prohibitions of RFC 1812, as Linux treats them):
+/// protocol (2), port (3), network and host prohibited (9, 10),
+/// communication prohibited (13).
+const HARD_CODES: [u8; 5] = [2, 3, 9, 10, 13];
 
 /// Length of the ICMP header (type, code, checksum, four more bytes).
 pub(crate) const ICMP_HEADER_LEN: usize = 8;
@@ -169,7 +189,59 @@ impl<P: PacketIo> StackCore<P> {
                 let (src, tos) = (p.src(), buf.data()[1]);
                 self.send_echo_reply(src, tos, msg);
             }
+            kind::DEST_UNREACHABLE => self.unreachable_in(msg[1], &msg[ICMP_HEADER_LEN..]),
             _ => self.port.stats.icmp_ignored += 1,
+        }
+    }
+
+    /// Destination unreachable with `code` about `quoted` (the IP header
+    /// and first bytes of a packet we sent). For a TCP connection whose
+    /// quoted sequence number is in SND.UNA..SND.MAX (RFC 5927 4.1: an
+    /// attacker off the path must guess it): a hard error in SYN-SENT
+    /// fails the connect (`CloseReason::Refused`, as Linux's
+    /// ECONNREFUSED for port unreachable); anything else is counted only.
+    fn unreachable_in(&mut self, code: u8, quoted: &[u8]) {
+        // The quoted header may be cut short of its total length: read it
+        // by hand, needing only the header and the first 8 TCP bytes.
+        let ihl = usize::from(quoted.first().map_or(0, |b| b & 0x0f)) * 4;
+        if quoted.len() < 20 || quoted[0] >> 4 != 4 || ihl < 20 || quoted.len() < ihl + 8 {
+            self.port.stats.drop_icmp_truncated += 1;
+            return;
+        }
+        let src = Ipv4Addr::new(quoted[12], quoted[13], quoted[14], quoted[15]);
+        if quoted[9] != ether::IPPROTO_TCP || src != self.ip {
+            self.port.stats.icmp_ignored += 1;
+            return;
+        }
+        let t = &quoted[ihl..];
+        let key = crate::flow::FlowKey {
+            remote_ip: Ipv4Addr::new(quoted[16], quoted[17], quoted[18], quoted[19]),
+            remote_port: u16::from_be_bytes([t[2], t[3]]),
+            local_port: u16::from_be_bytes([t[0], t[1]]),
+        };
+        let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+        let Some(idx) = self.flows.get(&key).map(|i| i as usize) else {
+            self.port.stats.icmp_errors_no_conn += 1;
+            return;
+        };
+        let c = &mut self.conns[idx];
+        let in_window = c.unacked().is_some_and(|(lo, hi)| seq.wrapping_sub(lo) < hi.wrapping_sub(lo));
+        if !in_window {
+            self.port.stats.icmp_errors_out_of_window += 1;
+            return;
+        }
+        self.port.stats.icmp_unreachable_tcp += 1;
+        if code == CODE_FRAG_NEEDED {
+            self.port.stats.icmp_frag_needed += 1;
+            return;
+        }
+        if HARD_CODES.contains(&code) && c.sock().state() == smoltcp::socket::tcp::State::SynSent {
+            // Closed without a segment (no RST for a SYN nobody took),
+            // then reported as a refused connect by `after`.
+            c.reason = Some(crate::conn::CloseReason::Refused);
+            c.hard_reset();
+            self.port.stats.conns_refused += 1;
+            self.after(idx, crate::core::Cause::Ingress);
         }
     }
 

@@ -195,8 +195,24 @@ core_stats! {
     /// datagram for a port nobody bound).
     icmp_port_unreachable_sent,
     /// ICMP messages for us of a type the stack does not act on (echo
-    /// replies, timestamps, redirects...): counted, dropped.
+    /// replies, timestamps, redirects, errors about UDP...): counted,
+    /// dropped.
     icmp_ignored,
+    /// ICMP destination unreachable for one of our TCP connections whose
+    /// quoted sequence number is in SND.UNA..SND.MAX (RFC 5927): acted on
+    /// (a hard error in SYN-SENT fails the connect, counted in
+    /// `conns_refused` too) or, for a synchronized connection, only counted
+    /// (RFC 1122 4.2.3.9: soft errors do not abort, and hard ones need not).
+    icmp_unreachable_tcp,
+    /// Of those, fragmentation needed (RFC 1191): counted only; smoltcp
+    /// 0.14 has no way to lower a connection's MSS once set.
+    icmp_frag_needed,
+    /// ICMP errors quoting a TCP segment of no connection of ours, or a
+    /// datagram we could not have sent: ignored.
+    icmp_errors_no_conn,
+    /// ICMP errors for a connection whose quoted sequence number is
+    /// outside SND.UNA..SND.MAX: ignored (RFC 5927, blind attacks).
+    icmp_errors_out_of_window,
     /// ICMP dropped: shorter than its 8-byte header.
     drop_icmp_truncated,
     /// ICMP dropped: bad ICMP checksum.

@@ -413,3 +413,51 @@ fn udp_echo_of_1_to_1472_bytes_between_two_hosts_of_two_cores() {
     let per_core: Vec<u64> = w.hosts[1].cores.iter().map(|c| c.stats().rx_udp).collect();
     assert!(per_core.iter().all(|&n| n > 0), "RSS spread the flows over both server cores: {per_core:?}");
 }
+
+/// Opens a connection from A to B:80 and returns it with the IP packet of
+/// its SYN.
+fn syn_sent(b: &mut Bench) -> (ixtcp_stack::ConnId, Vec<u8>) {
+    let id = b.host.cores[0].connect(SocketAddrV4::new(B, 80), None).unwrap();
+    let out = b.exchange(&[]);
+    assert_eq!(out.len(), 1, "the SYN");
+    (id, out[0].clone())
+}
+
+/// Destination unreachable with `code` from B quoting `ip`'s header and
+/// first 8 bytes, with the quoted sequence number moved by `seq_delta`.
+fn unreachable(code: u8, ip: &[u8], seq_delta: u32) -> Vec<u8> {
+    let mut q = ip[..28].to_vec();
+    let seq = u32::from_be_bytes([q[24], q[25], q[26], q[27]]).wrapping_add(seq_delta);
+    q[24..28].copy_from_slice(&seq.to_be_bytes());
+    frame(&ipv4(B, A, ICMP, 0, &icmp(3, code, [0, 0, 0x05, 0x78], &q)))
+}
+
+#[test]
+fn a_hard_icmp_error_in_the_syns_window_fails_the_connect_and_others_are_ignored() {
+    let mut b = Bench::new(|_| {});
+    let (id, syn) = syn_sent(&mut b);
+    // Out of window (a blind guess), a soft error, fragmentation needed:
+    // the connect goes on.
+    for (code, delta) in [(3, 1), (3, 0x8000_0000), (1, 0), (4, 0)] {
+        assert!(b.exchange(&[unreachable(code, &syn, delta)]).is_empty());
+        assert_eq!(b.host.cores[0].state(id), Ok(ixtcp_stack::TcpState::SynSent), "code {code} delta {delta}");
+    }
+    // Another tuple: no connection.
+    let mut other = syn.clone();
+    other[22] ^= 1;
+    assert!(b.exchange(&[unreachable(3, &other, 0)]).is_empty());
+    let s = b.stats();
+    assert_eq!((s.icmp_errors_out_of_window, s.icmp_errors_no_conn), (2, 1));
+    assert_eq!((s.icmp_unreachable_tcp, s.icmp_frag_needed), (2, 1));
+    // Port unreachable quoting the SYN itself: refused, nothing sent back.
+    assert!(b.exchange(&[unreachable(3, &syn, 0)]).is_empty(), "no RST, no ICMP");
+    let core = &mut b.host.cores[0];
+    assert_eq!(core.close_reason(id), Ok(Some(ixtcp_stack::CloseReason::Refused)));
+    assert_eq!(core.send(id, b"x"), Err(StackError::ConnectionRefused));
+    let s = b.stats();
+    assert_eq!((s.conns_refused, s.icmp_unreachable_tcp), (1, 3));
+    assert_eq!(b.host.cores[0].socket_census().flows, 0, "the tuple is free again");
+    // Time passes: the closed connection sends nothing more.
+    b.advance_ms(30_000);
+    assert!(b.exchange(&[]).is_empty());
+}
