@@ -788,7 +788,8 @@ fn set_max_frame<R: RegisterIo>(regs: &R, max_frame: u32) {
 /// per register), the redirection table into RETA (four entries per
 /// register), RXCSUM.PCSD so the descriptor carries the hash (the hash and
 /// the packet checksum share the write-back field), and MRQC last: RSS only,
-/// hashing TCP/IPv4, IPv4, TCP/IPv6 and IPv6 (Linux's choice, 0x00330001).
+/// hashing TCP/IPv4, UDP/IPv4, IPv4, TCP/IPv6 and IPv6 (Linux's 0x00330001
+/// plus UDP/IPv4, so that the datagrams of one UDP flow reach one core).
 /// Programmed for one queue too: the stack uses the hash.
 fn init_rss<R: RegisterIo>(regs: &R, config: &DeviceConfig) {
     for i in 0..10 {
@@ -800,7 +801,7 @@ fn init_rss<R: RegisterIo>(regs: &R, config: &DeviceConfig) {
     }
     regs.set_bits(regs::RXCSUM, regs::rxcsum::PCSD);
     use regs::mrqc;
-    regs.write32(regs::MRQC, mrqc::RSSEN | mrqc::IPV4_TCP | mrqc::IPV4 | mrqc::IPV6_TCP | mrqc::IPV6);
+    regs.write32(regs::MRQC, mrqc::RSSEN | mrqc::IPV4_TCP | mrqc::IPV4_UDP | mrqc::IPV4 | mrqc::IPV6_TCP | mrqc::IPV6);
 }
 
 /// 4.6.8: the transmit path. Returns the queues, not enabled yet.

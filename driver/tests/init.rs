@@ -29,8 +29,12 @@ fn check_programmed(m: &Model82599, config: &DeviceConfig) {
     // Queues beyond the configured ones stay off.
     assert_eq!(r.read32(regs::RXDCTL(n)) & dctl::ENABLE, 0);
     assert_eq!(r.read32(regs::TXDCTL(n)) & dctl::ENABLE, 0);
-    assert_eq!(r.read32(regs::MRQC), mrqc::RSSEN | mrqc::IPV4 | mrqc::IPV4_TCP | mrqc::IPV6 | mrqc::IPV6_TCP);
-    assert_eq!(r.read32(regs::MRQC), 0x0033_0001);
+    assert_eq!(
+        r.read32(regs::MRQC),
+        mrqc::RSSEN | mrqc::IPV4 | mrqc::IPV4_TCP | mrqc::IPV4_UDP | mrqc::IPV6 | mrqc::IPV6_TCP
+    );
+    // Linux's 0x00330001 plus UDP/IPv4 4-tuples (bit 22, issue 11).
+    assert_eq!(r.read32(regs::MRQC), 0x0073_0001);
     let key: [u32; 10] = std::array::from_fn(|i| r.read32(regs::RSSRK(i as u32)));
     assert_eq!(rss::key_from_registers(&key), config.rss_key);
     let reta: [u32; 32] = std::array::from_fn(|i| r.read32(regs::RETA(i as u32)));

@@ -9,8 +9,9 @@
 //!
 //! Invariants checked:
 //! - every frame the stack transmits is well-formed: our MAC, IPv4 with a
-//!   valid header checksum and our address, TCP with a valid checksum, or
-//!   ARP;
+//!   valid header checksum and our address, TCP, UDP or ICMP with a valid
+//!   checksum (ICMP: an echo reply or a port unreachable, never sent to a
+//!   broadcast or multicast address), or ARP;
 //! - after `abort_all` and enough time for every timer, no socket, flow or
 //!   timer is left.
 
@@ -142,10 +143,28 @@ fn check_output(f: &[u8], mac: MacAddr, last: &mut HashMap<(u16, u16), Last>) {
             let ip = &f[14..];
             assert_eq!(ip[0], 0x45, "IPv4 header");
             let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-            assert!(total >= 40 && total <= ip.len(), "IPv4 length {total} in {} bytes", ip.len());
+            assert!(total >= 28 && total <= ip.len(), "IPv4 length {total} in {} bytes", ip.len());
             assert_eq!(checksum(&ip[..20], 0), 0, "IPv4 header checksum");
             assert_eq!(ip[12..16], OURS.octets(), "source address");
-            assert_eq!(ip[9], 6, "only TCP is sent");
+            let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+            match ip[9] {
+                1 => {
+                    let m = &ip[20..total];
+                    assert_eq!(checksum(m, 0), 0, "ICMP checksum");
+                    assert!(matches!((m[0], m[1]), (0, 0) | (3, 3)), "ICMP type {} code {} sent", m[0], m[1]);
+                    assert!(!dst.is_broadcast() && !dst.is_multicast() && !dst.is_unspecified(), "ICMP to {dst}");
+                    return;
+                }
+                17 => {
+                    let u = &ip[20..total];
+                    assert_eq!(usize::from(u16::from_be_bytes([u[4], u[5]])), u.len(), "UDP length");
+                    let sum = pseudo_sum(OURS.octets(), dst.octets(), 17, u.len());
+                    assert_eq!(checksum(u, sum), 0, "UDP checksum");
+                    return;
+                }
+                p => assert_eq!(p, 6, "only TCP, UDP and ICMP are sent"),
+            }
+            assert!(total >= 40, "TCP in {total} bytes");
             let t = &ip[20..total];
             let sum = pseudo_sum([ip[12], ip[13], ip[14], ip[15]], [ip[16], ip[17], ip[18], ip[19]], 6, t.len());
             assert_eq!(checksum(t, sum), 0, "TCP checksum");
@@ -230,6 +249,91 @@ fn segment(i: &mut Input, s: &Session) -> Vec<u8> {
     f
 }
 
+/// An IPv4 packet to us (or to a broadcast address, from any source, as
+/// a fragment, with a bad header checksum: as the input asks) carrying
+/// `proto`'s `body`, in a frame to our MAC or to broadcast.
+fn ip_frame(i: &mut Input, s: &Session, proto: u8, body: &[u8]) -> Vec<u8> {
+    let mode = i.u8();
+    let src = match mode & 7 {
+        0 => Ipv4Addr::from(i.u32()),
+        1 => Ipv4Addr::new(10, 0, 0, 255),
+        2 => OURS,
+        _ => PEER,
+    };
+    let dst = match (mode >> 3) & 7 {
+        0 => Ipv4Addr::BROADCAST,
+        1 => Ipv4Addr::new(10, 0, 0, 255),
+        2 => Ipv4Addr::new(224, 0, 0, 1),
+        _ => OURS,
+    };
+    let mut p = vec![0u8; 20];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&((20 + body.len()) as u16).to_be_bytes());
+    if mode & 0x40 != 0 {
+        p[6..8].copy_from_slice(&i.u16().to_be_bytes());
+    }
+    p[8] = 64;
+    p[9] = proto;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = checksum(&p[..20], 0) ^ u16::from(mode & 0x80 != 0 && mode & 0x40 != 0);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(body);
+    let mut f = Vec::with_capacity(14 + p.len());
+    f.extend_from_slice(if i.u8().is_multiple_of(8) { &[0xff; 6] } else { &s.rig.mac.0 });
+    f.extend_from_slice(&PEER_MAC.0);
+    f.extend_from_slice(&[8, 0]);
+    f.extend_from_slice(&p);
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+/// An ICMP message from the input (echo requests most of the time, any
+/// type otherwise; truncated or with a bad checksum when asked).
+fn icmp(i: &mut Input, s: &Session) -> Vec<u8> {
+    let mode = i.u8();
+    let kind = if mode & 3 == 0 { i.u8() } else { 8 };
+    let len = usize::from(i.u16() % 1481);
+    let mut m = vec![kind, i.u8() % 4, 0, 0];
+    m.extend_from_slice(i.bytes(len));
+    m.resize(m.len().max(8), 0);
+    let c = checksum(&m, 0) ^ u16::from(mode & 0x04 != 0);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    if mode & 0x08 != 0 {
+        m.truncate(usize::from(mode >> 4));
+    }
+    ip_frame(i, s, 1, &m)
+}
+
+/// A UDP datagram from the input to a bound port or another, its length
+/// field and checksum right unless asked otherwise.
+fn udp(i: &mut Input, s: &Session) -> Vec<u8> {
+    let mode = i.u8();
+    let sport = 1000 + u16::from(i.u8() % 8);
+    let dport = match mode & 3 {
+        0 => i.u16(),
+        1 => 54,
+        _ => 53,
+    };
+    let len = usize::from(i.u16() % 1473);
+    let mut u = vec![0u8; 8];
+    u.extend_from_slice(i.bytes(len));
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    let field = if mode & 0x04 != 0 { i.u16() } else { u.len() as u16 };
+    u[4..6].copy_from_slice(&field.to_be_bytes());
+    let c = match (mode >> 3) & 3 {
+        0 => 0,
+        1 => i.u16(),
+        _ => checksum(&u, pseudo_sum(PEER.octets(), OURS.octets(), 17, u.len())),
+    };
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    if mode & 0x20 != 0 {
+        u.truncate(usize::from(i.u8() % 8));
+    }
+    ip_frame(i, s, 17, &u)
+}
+
 fn arp(i: &mut Input, s: &Session) -> Vec<u8> {
     let mut f = Vec::with_capacity(60);
     let broadcast = i.u8().is_multiple_of(2);
@@ -252,7 +356,7 @@ fn arp(i: &mut Input, s: &Session) -> Vec<u8> {
     f
 }
 
-/// Runs one input on `rig`. Operations (opcode byte modulo 10):
+/// Runs one input on `rig`. Operations (opcode byte modulo 13):
 ///
 /// - 0: a raw frame (up to 1514 bytes; usually to our MAC);
 /// - 1, 2: a TCP segment built from the input (addresses, ports, sequence
@@ -261,7 +365,12 @@ fn arp(i: &mut Input, s: &Session) -> Vec<u8> {
 /// - 3: an ARP frame; 4: time passes (up to 65 s);
 /// - 5: accept everything, read from every connection;
 /// - 6: write to a connection; 7: close, abort or shut down one;
-/// - 8: connect to the peer; 9: poll.
+/// - 8: connect to the peer; 9: poll;
+/// - 10: an ICMP message, 11: a UDP datagram (both built from the input:
+///   sources and destinations, fragments, lengths, checksums good or
+///   bad), to port 53 (bound), 54 or any;
+/// - 12: read port 53's datagrams and answer each, or send one to the
+///   peer, or unbind and bind again.
 fn run_on(rig: &mut Rig, data: &[u8]) {
     let Some(io) = rig.io.take() else { return };
     let cfg = Arc::new(config());
@@ -290,11 +399,12 @@ fn run_on(rig: &mut Rig, data: &[u8]) {
     };
     let _ = s.core.listen(80, None);
     let _ = s.core.listen(81, Some(1));
+    let mut udp_id = s.core.udp_bind(53).ok();
     let mut i = Input::new(data);
     let mut ops = 0;
     while !i.is_empty() && ops < 2048 {
         ops += 1;
-        match i.u8() % 10 {
+        match i.u8() % 13 {
             0 => {
                 let len = usize::from(i.u16() % 1515);
                 let mut f = i.bytes(len).to_vec();
@@ -371,8 +481,40 @@ fn run_on(rig: &mut Rig, data: &[u8]) {
                 }
                 s.poll();
             }
+            10 => {
+                let f = icmp(&mut i, &s);
+                s.inject(&f);
+            }
+            11 => {
+                let f = udp(&mut i, &s);
+                s.inject(&f);
+            }
+            12 => {
+                match (i.u8() % 3, udp_id) {
+                    (0, Some(id)) => {
+                        while let Ok(r) = s.core.udp_recv_from(id, &mut s.buf) {
+                            let n = r.len;
+                            let _ = s.core.udp_send_to(id, r.from, &s.buf[..n]);
+                        }
+                    }
+                    (1, Some(id)) => {
+                        let len = usize::from(i.u16() % 1500);
+                        let data = vec![0xa5; len];
+                        let _ = s.core.udp_send_to(id, SocketAddrV4::new(PEER, 1000 + u16::from(i.u8() % 4)), &data);
+                    }
+                    (_, Some(id)) => {
+                        let _ = s.core.udp_unbind(id);
+                        udp_id = s.core.udp_bind(53).ok();
+                    }
+                    (_, None) => udp_id = s.core.udp_bind(53).ok(),
+                }
+                s.poll();
+            }
             _ => s.poll(),
         }
+    }
+    if let Some(id) = udp_id {
+        let _ = s.core.udp_unbind(id);
     }
     // Tear down: reset everything, let every timer run out.
     for port in [80, 81] {

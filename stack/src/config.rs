@@ -166,6 +166,22 @@ pub struct StackConfig {
     /// inserts them on transmit and verifies them on receive) when the
     /// packet I/O has it; off: the stack computes and verifies every one.
     pub checksum_offload: bool,
+    /// ICMP rate limit per core, as Linux's `icmp_ratelimit`: a token
+    /// bucket that gains one message per this many ms, ms (0: no limit).
+    /// Applies to the ICMP types in `icmp_ratemask`.
+    pub icmp_ratelimit_ms: u64,
+    /// Most ICMP messages the bucket holds (sent at once after a quiet
+    /// time); 6 is Linux's burst factor (`XRLIM_BURST_FACTOR`).
+    pub icmp_ratelimit_burst: u32,
+    /// ICMP types the rate limit applies to, bit N for type N (types 0 to
+    /// 18), as Linux's `icmp_ratemask`. The default, Linux's 0x1818,
+    /// limits destination unreachable (3), source quench (4), time
+    /// exceeded (11) and parameter problem (12), and not echo replies (0):
+    /// set bit 0 (0x1819) to limit those as well.
+    pub icmp_ratemask: u32,
+    /// Datagrams each bound UDP port holds until the application reads
+    /// them; more are dropped (and counted).
+    pub udp_rx_queue: usize,
     /// Write an Ethernet-level capture of every core to this file
     /// (`FILE` for one core, `FILE.N` for core N otherwise).
     pub pcap: Option<PathBuf>,
@@ -213,6 +229,10 @@ impl Default for StackConfig {
             orphan_timeout_ms: 60_000,
             egress_burst: 32,
             checksum_offload: true,
+            icmp_ratelimit_ms: 1_000,
+            icmp_ratelimit_burst: 6,
+            icmp_ratemask: 0x1818,
+            udp_rx_queue: 256,
             pcap: None,
         }
     }
@@ -423,6 +443,18 @@ impl StackConfig {
         in_range("user_timeout_ms", self.user_timeout_ms, 0, 86_400_000)?;
         in_range("egress_burst", self.egress_burst, 1, 4096)?;
         in_range("orphan_timeout_ms", self.orphan_timeout_ms, 1, 3_600_000)?;
+        in_range("icmp_ratelimit_ms", self.icmp_ratelimit_ms, 0, 60_000)?;
+        in_range("icmp_ratelimit_burst", self.icmp_ratelimit_burst, 1, 10_000)?;
+        if self.icmp_ratemask >> 19 != 0 {
+            return Err(invalid(
+                "icmp_ratemask",
+                format!(
+                    "{:#x} has bits above 18: ICMP types run from 0 to 18 (Linux's default is 0x1818)",
+                    self.icmp_ratemask
+                ),
+            ));
+        }
+        in_range("udp_rx_queue", self.udp_rx_queue, 1, 65_536)?;
         Ok(())
     }
 }
@@ -468,6 +500,10 @@ mod tests {
             ("prefix_len", StackConfig { prefix_len: 33, ..base.clone() }),
             ("gateway", StackConfig { gateway: Some(Ipv4Addr::new(192, 168, 0, 1)), ..base.clone() }),
             ("cores", StackConfig { cores: 17, ..base.clone() }),
+            ("icmp_ratelimit_ms", StackConfig { icmp_ratelimit_ms: 60_001, ..base.clone() }),
+            ("icmp_ratelimit_burst", StackConfig { icmp_ratelimit_burst: 0, ..base.clone() }),
+            ("icmp_ratemask", StackConfig { icmp_ratemask: 1 << 19, ..base.clone() }),
+            ("udp_rx_queue", StackConfig { udp_rx_queue: 0, ..base.clone() }),
             ("rx_ring_size", StackConfig { rx_ring_size: 100, ..base.clone() }),
             ("mempool_size", StackConfig { mempool_size: 100, ..base.clone() }),
             ("socket_tx_buffer", StackConfig { socket_tx_buffer: 10, ..base.clone() }),

@@ -218,6 +218,10 @@ pub(crate) struct Conn {
     /// What the segments we sent said: the last acknowledgement (our
     /// RCV.NXT as the peer last heard it) and window, and SND.MAX.
     pub sent: Sent,
+    /// SND.UNA on the wire: the highest acknowledgement the peer sent that
+    /// acknowledged something (`None`: nothing acknowledged yet, SND.UNA
+    /// is the ISS). For the RFC 5927 check of ICMP errors (`crate::icmp`).
+    pub snd_una: Option<u32>,
     /// How this connection's sequence numbers map to the wire.
     pub seq: SeqMap,
     /// This connection's user timeout, ms (`None`: the configured
@@ -251,6 +255,7 @@ impl Conn {
             reason: None,
             aborted: false,
             sent: Sent::default(),
+            snd_una: None,
             seq: SeqMap::default(),
             user_timeout_ms: None,
             keepalive: None,
@@ -292,6 +297,7 @@ impl Conn {
         self.reason = None;
         self.aborted = false;
         self.sent = Sent::default();
+        self.snd_una = None;
         self.seq = SeqMap::default();
         self.in_accept_queue = false;
         self.listener = None;
@@ -319,6 +325,24 @@ impl Conn {
             }
         }
         self.last_state = State::Closed;
+    }
+
+    /// The unacknowledged part of our sequence space on the wire,
+    /// `[SND.UNA, SND.MAX)`, once anything was sent.
+    pub fn unacked(&self) -> Option<(u32, u32)> {
+        let hi = self.sent.snd_max?;
+        Some((self.snd_una.unwrap_or(hi.wrapping_sub(1)), hi))
+    }
+
+    /// An acknowledgement `ack` (wire space) arrived: SND.UNA moves up if
+    /// it acknowledges something new and nothing beyond SND.MAX.
+    pub fn note_ack(&mut self, ack: u32) {
+        if let Some((lo, hi)) = self.unacked()
+            && (ack.wrapping_sub(lo) as i32) > 0
+            && (hi.wrapping_sub(ack) as i32) >= 0
+        {
+            self.snd_una = Some(ack);
+        }
     }
 
     /// Readiness as the application sees it.

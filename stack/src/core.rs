@@ -39,8 +39,12 @@ use crate::conn::{CloseReason, Conn, ConnId, Event, Phase};
 use crate::cookie;
 use crate::csum;
 use crate::error::StackError;
-use crate::ether::{self, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, EthernetFrame, Ipv4Class, MacAddr, TcpHeader};
+use crate::ether::{
+    self, ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, EthernetFrame, IPPROTO_ICMP, IPPROTO_UDP, Ipv4Class,
+    Ipv4Packet, MacAddr, Malformed, TcpHeader,
+};
 use crate::flow::{FlowKey, FlowTable};
+use crate::icmp::Icmp;
 use crate::io::PacketIo;
 use crate::listen::Listeners;
 use crate::neighbor::{NeighborTable, Resolver};
@@ -52,6 +56,7 @@ use crate::secret::HostSecret;
 use crate::stats::CoreStats;
 use crate::timer::TimerWheel;
 use crate::timewait::{TimeWaitAction, TimeWaitTable};
+use crate::udp::UdpTable;
 use crate::workaround;
 
 /// Everything a core is built from besides the configuration.
@@ -147,6 +152,10 @@ pub struct StackCore<P: PacketIo> {
     rng: ChaCha8Rng,
     /// Challenge ACKs left in the current second, and when it ends (ms).
     challenge_budget: (u32, u64),
+    /// ICMP rate limit and IP identification (`crate::icmp`).
+    pub(crate) icmp: Icmp,
+    /// Bound UDP ports (`crate::udp`).
+    pub(crate) udp: UdpTable,
 }
 
 fn instant_of(ns: u64) -> Instant {
@@ -232,6 +241,13 @@ impl<P: PacketIo> StackCore<P> {
             secret: setup.secret,
             rng,
             challenge_budget: (0, 0),
+            icmp: Icmp::new(
+                cfg.icmp_ratelimit_ms,
+                cfg.icmp_ratelimit_burst,
+                now_ns / 1_000_000,
+                (hash_key.0 >> 48) as u16,
+            ),
+            udp: UdpTable::default(),
             cfg,
         };
         core.set_time(now_ns);
@@ -397,16 +413,19 @@ impl<P: PacketIo> StackCore<P> {
     fn ingress_frame(&mut self, mut buf: PacketBuf) {
         self.port.stats.rx_packets += 1;
         self.port.stats.rx_bytes += buf.len() as u64;
-        match EthernetFrame::new_checked(buf.data()).map(|f| f.ethertype()) {
-            Ok(ETHERTYPE_ARP) => self.port.handle_arp(buf),
-            Ok(ETHERTYPE_IPV4) => {
+        match EthernetFrame::new_checked(buf.data()).map(|f| (f.ethertype(), !f.dst().is_unicast())) {
+            Ok((ETHERTYPE_ARP, _)) => self.port.handle_arp(buf),
+            Ok((ETHERTYPE_IPV4, link_multicast)) => {
                 // Zero copy: the IP packet starts where the header ended.
                 if !buf.trim_front(ETH_HEADER_LEN) {
                     self.port.stats.drop_malformed += 1;
                     return;
                 }
                 match ether::classify_ipv4(buf.data()) {
+                    Err(Malformed::Fragment) => self.drop_fragment(&buf),
                     Err(_) => self.port.stats.drop_malformed += 1,
+                    Ok(Ipv4Class::Other { proto: IPPROTO_ICMP, .. }) => self.ingress_icmp(buf, link_multicast),
+                    Ok(Ipv4Class::Other { proto: IPPROTO_UDP, .. }) => self.ingress_udp(buf, link_multicast),
                     Ok(Ipv4Class::Other { .. }) => self.port.stats.drop_not_ours += 1,
                     Ok(Ipv4Class::Tcp(h)) if h.dst != self.ip => self.port.stats.drop_not_ours += 1,
                     Ok(Ipv4Class::Tcp(h)) => {
@@ -420,6 +439,18 @@ impl<P: PacketIo> StackCore<P> {
             }
             Ok(_) => self.port.stats.drop_ethertype += 1,
             Err(_) => self.port.stats.drop_malformed += 1,
+        }
+    }
+
+    /// An IPv4 fragment: never reassembled (TCP sends with DF, and a UDP
+    /// or ICMP message in pieces is rare enough to lose); counted by
+    /// protocol, never answered (RFC 1122 3.2.2).
+    fn drop_fragment(&mut self, buf: &PacketBuf) {
+        let s = &mut self.port.stats;
+        match Ipv4Packet::new_checked(buf.data()).map(|p| p.protocol()) {
+            Ok(IPPROTO_ICMP) => s.drop_icmp_fragment += 1,
+            Ok(IPPROTO_UDP) => s.drop_udp_fragment += 1,
+            _ => s.drop_malformed += 1,
         }
     }
 
@@ -519,6 +550,9 @@ impl<P: PacketIo> StackCore<P> {
         }
         let now_ms = self.now_ms();
         let conn = &mut self.conns[idx];
+        if h.has(ether::tcp_flags::ACK) {
+            conn.note_ack(h.ack);
+        }
         // Back from the wire's sequence space to smoltcp's.
         conn.seq.incoming(buf.data_mut(), &mut h);
         conn.heard_ms = now_ms;

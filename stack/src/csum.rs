@@ -14,14 +14,19 @@
 //!   seeded with the pseudo-header sum and the buffer asks the NIC to
 //!   insert both ([`TxOffload`]); otherwise (offload off, or IPv4 options,
 //!   another protocol, a fragment: counted as `tx_csum_software`) both are
-//!   computed here. ICMP's own checksum is smoltcp's (it keeps that one).
+//!   computed here. ICMP's own checksum is computed by whoever builds the
+//!   message ([`fill_icmp`], `crate::icmp`): the 82599 cannot insert it.
 //! - **Receive** ([`check_rx`]), for every TCP segment for our address
 //!   before anything reads or rewrites it: with offload on, a checksum the
 //!   NIC verified good is not verified again, one it flagged bad drops the
 //!   frame (`drop_ip_csum_nic`, `drop_tcp_csum_nic`), and one it did not
 //!   check is verified in software (`rx_csum_software`; a bad one counts
 //!   in `drop_ip_csum_sw` / `drop_tcp_csum_sw`). With offload off every
-//!   segment is verified in software.
+//!   segment is verified in software. ICMP and UDP packets for us have
+//!   their IPv4 header checked the same way ([`check_ip_header`]); the UDP
+//!   checksum ([`udp_ok`]: zero means none) and the ICMP one ([`icmp_ok`],
+//!   never checked by the NIC) are checked by `crate::udp` and
+//!   `crate::icmp`, which count their own drops.
 //!
 //! A capture (`--pcap`) of a frame sent with offload shows the seeded
 //! transport checksum, as captures on Linux with offload do: the NIC fills
@@ -158,6 +163,63 @@ pub(crate) fn check_rx(ip: &[u8], nic: RxChecksum, offload: bool, stats: &mut Co
         stats.drop_tcp_csum_sw += 1;
     }
     ok
+}
+
+/// Whether the IPv4 header checksum of `ip` (a checked IPv4 packet) may be
+/// believed, given the NIC's verdict `nic` (ignored without offload): the
+/// header half of [`check_rx`], for the protocols whose transport checksum
+/// the stack checks itself (ICMP, UDP). Counts what it drops.
+pub(crate) fn check_ip_header(ip: &[u8], nic: RxChecksum, offload: bool, stats: &mut CoreStats) -> bool {
+    let nic = if offload { nic } else { RxChecksum::UNCHECKED };
+    match nic.ip() {
+        CsumStatus::Good => true,
+        CsumStatus::Bad => {
+            stats.drop_ip_csum_nic += 1;
+            false
+        }
+        CsumStatus::Unchecked => {
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            let ok = checksum::data(&ip[..ihl]) == 0xffff;
+            if !ok {
+                stats.drop_ip_csum_sw += 1;
+            }
+            ok
+        }
+    }
+}
+
+/// Whether the UDP checksum of datagram `udp` (header and payload, at least
+/// 8 bytes) from `src` to `dst` is right: a zero field means the sender
+/// computed none (RFC 768), and is accepted; otherwise the NIC's verdict
+/// (with offload) or the sum here.
+pub(crate) fn udp_ok(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8], nic: RxChecksum, offload: bool) -> bool {
+    if be16(udp, 6) == 0 {
+        return true;
+    }
+    let nic = if offload { nic.l4() } else { CsumStatus::Unchecked };
+    match nic {
+        CsumStatus::Good => true,
+        CsumStatus::Bad => false,
+        CsumStatus::Unchecked => {
+            let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Udp, udp.len() as u32);
+            checksum::combine(&[pseudo, checksum::data(udp)]) == 0xffff
+        }
+    }
+}
+
+/// The ICMP checksum of `msg` (the whole ICMP message, checksum field
+/// included): right if the ones' complement sum is all ones.
+pub(crate) fn icmp_ok(msg: &[u8]) -> bool {
+    checksum::data(msg) == 0xffff
+}
+
+/// Fills the checksum field (bytes 2..4) of the ICMP message `msg`.
+/// ICMP has no pseudo-header and the 82599 cannot insert its checksum, so
+/// it is always computed here.
+pub(crate) fn fill_icmp(msg: &mut [u8]) {
+    msg[2..4].copy_from_slice(&[0, 0]);
+    let sum = !checksum::data(msg);
+    msg[2..4].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// Checksum capabilities for the segments the core parses and builds

@@ -24,6 +24,14 @@ pub const ETHERTYPE_ARP: u16 = 0x0806;
 pub const ARP_LEN: usize = 28;
 /// IP protocol number of TCP.
 pub const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of ICMP.
+pub const IPPROTO_ICMP: u8 = 1;
+/// IP protocol number of UDP.
+pub const IPPROTO_UDP: u8 = 17;
+/// Length of the IPv4 header the stack writes (no options).
+pub const IPV4_HEADER_LEN: usize = 20;
+/// TTL of the packets the stack builds itself (Linux's default).
+pub const DEFAULT_TTL: u8 = 64;
 
 /// TCP flag bits (byte 13 of the TCP header).
 pub mod tcp_flags {
@@ -549,6 +557,31 @@ pub fn classify_ipv4(ip: &[u8]) -> Result<Ipv4Class, Malformed> {
         return Ok(Ipv4Class::Other { dst: p.dst(), proto: p.protocol() });
     }
     Ok(Ipv4Class::Tcp(TcpHeader::from_ipv4(&p)?))
+}
+
+/// Writes a 20-byte IPv4 header (no options, not a fragment, TTL
+/// [`DEFAULT_TTL`]) for a packet of `total` bytes into `b`; the header
+/// checksum is left zero for `crate::csum` to settle on the way out.
+pub fn write_ipv4_header(b: &mut [u8], total: u16, ident: u16, proto: u8, src: Ipv4Addr, dst: Ipv4Addr) {
+    b[0] = 0x45;
+    b[1] = 0;
+    b[2..4].copy_from_slice(&total.to_be_bytes());
+    b[4..6].copy_from_slice(&ident.to_be_bytes());
+    b[6..8].copy_from_slice(&[0, 0]);
+    b[8] = DEFAULT_TTL;
+    b[field::IP_PROTO] = proto;
+    b[10..12].copy_from_slice(&[0, 0]);
+    b[field::IP_SRC..field::IP_SRC + 4].copy_from_slice(&src.octets());
+    b[field::IP_DST..field::IP_DST + 4].copy_from_slice(&dst.octets());
+}
+
+/// True for an address no host may send from and no ICMP error or reply
+/// may go to (RFC 1122 3.2.1.3, 3.2.2): unspecified, limited broadcast,
+/// multicast, loopback, or the directed broadcast of the subnet `ours/mask`.
+pub fn is_special(addr: Ipv4Addr, ours: Ipv4Addr, mask: Ipv4Addr) -> bool {
+    let (a, m) = (u32::from(addr), u32::from(mask));
+    let directed = m != u32::MAX && m != u32::MAX << 1 && a & m == u32::from(ours) & m && a | m == u32::MAX;
+    addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() || addr.is_loopback() || directed
 }
 
 /// Which 32-bit TCP header field [`tcp_add`] changes.

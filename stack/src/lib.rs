@@ -36,9 +36,16 @@
 //! - `conn`, `listen`, [`rss`]: connection slots (one socket in its own
 //!   `SocketSet` each, reused), listeners with backlogs, and the choice of
 //!   local ports whose replies RSS brings back to the calling core.
+//! - `icmp`, [`udp`]: ICMP echo replies, port unreachable and the
+//!   per-core ICMP rate limit; a per-core table of bound UDP ports with
+//!   bounded receive queues, and `udp_send_to` through the same port/ARP
+//!   path as TCP. Both check their own checksums (the NIC never checks
+//!   ICMP's) and count every drop by cause.
 //! - [`StackCore`] (`core`, `api`): one value per queue pair; `poll` runs
 //!   one loop iteration; the application API (listen, accept, connect,
-//!   send, recv, close) and edge-triggered [`Event`]s.
+//!   send, recv, close; UDP bind, send_to, recv_from) and edge-triggered
+//!   [`Event`]s (TCP only: a UDP port's queue is read with
+//!   `udp_pending` / `udp_recv_from`).
 //! - [`cores`]: bringing up one core per queue pair (the runtime that runs
 //!   them is sockapi's, started by the `ixtcp-host` crate).
 //! - [`config`], [`stats`].
@@ -69,6 +76,7 @@ mod csum;
 mod error;
 pub mod ether;
 pub mod flow;
+mod icmp;
 pub mod io;
 mod listen;
 pub mod neighbor;
@@ -83,6 +91,7 @@ pub mod sim;
 pub mod stats;
 pub mod timer;
 pub mod timewait;
+pub mod udp;
 mod workaround;
 
 pub use crate::api::TcpState;
@@ -96,3 +105,4 @@ pub use crate::neighbor::NeighborTable;
 pub use crate::rss::RssView;
 pub use crate::secret::HostSecret;
 pub use crate::stats::{CoreStats, StatsMirror};
+pub use crate::udp::{UdpId, UdpRecv};

@@ -3,7 +3,8 @@
 //! [`SimNic`] behaves like the parts of an 82599 the stack relies on: per
 //! queue RX and TX rings of fixed size, a mempool per queue, a receive
 //! filter on the MAC, and RSS queue selection with the same Toeplitz hash
-//! and redirection table (non-TCP frames to queue 0, as the NIC does). A
+//! and redirection table over TCP and UDP 4-tuples (other frames to queue
+//! 0), as the NIC programmed by the driver does. A
 //! full RX ring drops the frame (a "missed packet"). [`SimLink`] joins two
 //! [`SimPort`]s and can lose, duplicate, reorder and corrupt frames with a
 //! seeded RNG. [`SimRouter`] is a minimal two-port IPv4 forwarder that
@@ -172,6 +173,14 @@ impl SimNic {
         match ether::classify_ipv4(&frame[ETH_HEADER_LEN..]) {
             Ok(Ipv4Class::Tcp(h)) => {
                 let hash = self.toeplitz.hash_ipv4_ports(h.src, h.dst, h.src_port, h.dst_port);
+                usize::from(self.reta.queue(hash)) % self.queues.len()
+            }
+            Ok(Ipv4Class::Other { proto: ether::IPPROTO_UDP, .. }) => {
+                // The UDP 4-tuple, as MRQC.IPV4_UDP makes the 82599 do.
+                let Ok(p) = ether::Ipv4Packet::new_checked(&frame[ETH_HEADER_LEN..]) else { return 0 };
+                let Some(u) = p.payload().first_chunk::<4>() else { return 0 };
+                let (sport, dport) = (u16::from_be_bytes([u[0], u[1]]), u16::from_be_bytes([u[2], u[3]]));
+                let hash = self.toeplitz.hash_ipv4_ports(p.src(), p.dst(), sport, dport);
                 usize::from(self.reta.queue(hash)) % self.queues.len()
             }
             _ => 0,

@@ -69,20 +69,24 @@ core_stats! {
     rx_time_wait,
     /// ARP frames received.
     rx_arp,
-    /// Frames dropped: truncated, bad headers, IPv4 fragments.
+    /// Frames dropped: truncated, bad headers, IPv4 fragments (but those
+    /// of ICMP and UDP, counted on their own).
     drop_malformed,
-    /// Frames dropped: IPv4 but not TCP, or not for our address.
+    /// Frames dropped: IPv4 but not TCP, UDP or ICMP, or not for our
+    /// address.
     drop_not_ours,
     /// Frames dropped: neither IPv4 nor ARP (IPv6, VLAN-tagged, LLDP, junk).
     drop_ethertype,
-    /// TCP segments dropped: the NIC flagged their IPv4 header checksum
-    /// bad (write-back IPE), so they were never read or answered.
+    /// TCP segments, UDP datagrams and ICMP messages dropped: the NIC
+    /// flagged their IPv4 header checksum bad (write-back IPE), so they
+    /// were never read or answered.
     drop_ip_csum_nic,
     /// TCP segments dropped: the NIC flagged their TCP checksum bad
     /// (write-back TCPE).
     drop_tcp_csum_nic,
-    /// TCP segments dropped: a bad IPv4 header checksum found by the
-    /// stack's own check (the NIC did not check it, or offload is off).
+    /// TCP segments, UDP datagrams and ICMP messages dropped: a bad IPv4
+    /// header checksum found by the stack's own check (the NIC did not
+    /// check it, or offload is off).
     drop_ip_csum_sw,
     /// TCP segments dropped: a bad TCP checksum found by the stack's own
     /// check.
@@ -176,6 +180,72 @@ core_stats! {
     /// off or not available, or a packet the NIC's offload cannot describe
     /// (IPv4 options, a protocol other than TCP and UDP, a fragment).
     tx_csum_software,
+    /// Packets from a source no host may send from (unspecified,
+    /// broadcast, multicast, loopback, our own address or our subnet's
+    /// broadcast): dropped, never answered (RFC 1122 3.2.1.3).
+    drop_bad_source,
+    /// ICMP echo requests for our address, well formed.
+    icmp_echo_requests,
+    /// ICMP echo replies sent.
+    icmp_echo_replies,
+    /// ICMP messages not sent: over the core's `icmp_ratelimit_ms` /
+    /// `icmp_ratelimit_burst` budget (for types in `icmp_ratemask`).
+    icmp_rate_limited,
+    /// ICMP destination unreachable / port unreachable sent (a UDP
+    /// datagram for a port nobody bound).
+    icmp_port_unreachable_sent,
+    /// ICMP messages for us of a type the stack does not act on (echo
+    /// replies, timestamps, redirects, errors about UDP...): counted,
+    /// dropped.
+    icmp_ignored,
+    /// ICMP destination unreachable for one of our TCP connections whose
+    /// quoted sequence number is in SND.UNA..SND.MAX (RFC 5927): acted on
+    /// (a hard error in SYN-SENT fails the connect, counted in
+    /// `conns_refused` too) or, for a synchronized connection, only counted
+    /// (RFC 1122 4.2.3.9: soft errors do not abort, and hard ones need not).
+    icmp_unreachable_tcp,
+    /// Of those, fragmentation needed (RFC 1191): counted only; smoltcp
+    /// 0.14 has no way to lower a connection's MSS once set.
+    icmp_frag_needed,
+    /// ICMP errors quoting a TCP segment of no connection of ours, or a
+    /// datagram we could not have sent: ignored.
+    icmp_errors_no_conn,
+    /// ICMP errors for a connection whose quoted sequence number is
+    /// outside SND.UNA..SND.MAX: ignored (RFC 5927, blind attacks).
+    icmp_errors_out_of_window,
+    /// ICMP dropped: shorter than its 8-byte header.
+    drop_icmp_truncated,
+    /// ICMP dropped: bad ICMP checksum.
+    drop_icmp_checksum,
+    /// ICMP dropped: an IP fragment (not reassembled).
+    drop_icmp_fragment,
+    /// ICMP not answered: sent to a broadcast or multicast address (IP or
+    /// link layer; RFC 1122 3.2.2.6 allows silence, and we keep it).
+    drop_icmp_broadcast,
+    /// UDP datagrams queued for a bound port.
+    rx_udp,
+    /// UDP datagrams sent.
+    tx_udp,
+    /// UDP datagrams whose 4-tuple RSS would have sent to another core.
+    rx_udp_misdirected,
+    /// UDP dropped: shorter than its 8-byte header.
+    drop_udp_truncated,
+    /// UDP dropped: its length field shorter than 8 or beyond the IP
+    /// payload.
+    drop_udp_bad_length,
+    /// UDP dropped: bad checksum (found by the NIC or the stack).
+    drop_udp_checksum,
+    /// UDP dropped: an IP fragment (not reassembled).
+    drop_udp_fragment,
+    /// UDP dropped: no port bound (answered with port unreachable unless
+    /// rate-limited or sent to a broadcast address).
+    drop_udp_no_port,
+    /// UDP dropped: the bound port's receive queue (`udp_rx_queue`) was
+    /// full.
+    drop_udp_queue_full,
+    /// UDP dropped: sent to a broadcast or multicast address (no UDP
+    /// socket takes them yet).
+    drop_udp_broadcast,
     /// Loop iterations.
     polls,
     /// Timer expiries handled.

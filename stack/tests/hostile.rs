@@ -32,6 +32,14 @@ fn eth(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     frames::padded(frames::ethernet(dst, src, ethertype, payload))
 }
 
+/// Sets the IP protocol of packet `p` and refills its header checksum.
+fn reproto(p: &mut [u8], proto: u8) {
+    p[9] = proto;
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = frames::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
 /// An ARP packet from `sender_mac` (target MAC all zeros), padded.
 fn arp(op: u16, dst: MacAddr, sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
     let a = Arp { op, sender_mac: sender_mac.0, sender_ip, target_mac: [0; 6], target_ip };
@@ -426,10 +434,15 @@ fn non_ipv4_and_malformed_frames_are_counted_and_dropped() {
         (with(&|p| p[2..4].copy_from_slice(&30u16.to_be_bytes())), "drop_malformed"), // TCP header cut
         (with(&|p| p[6] = 0x20), "drop_malformed"),                    // more fragments
         (with(&|p| p[7] = 0x08), "drop_malformed"),                    // fragment offset
-        (with(&|p| p[9] = 17), "drop_not_ours"),                       // UDP
-        (with(&|p| p[9] = 1), "drop_not_ours"),                        // ICMP
+        // Another protocol in a header whose checksum still holds: UDP and
+        // ICMP for us are read (issue 11) and these fail their own checks;
+        // anything else is not ours.
+        (with(&|p| reproto(p, 17)), "drop_udp_bad_length"), // UDP, length field 0
+        (with(&|p| reproto(p, 1)), "drop_icmp_checksum"),   // ICMP
+        (with(&|p| reproto(p, 47)), "drop_not_ours"),       // GRE
+        (with(&|p| p[9] = 17), "drop_ip_csum_nic"),         // UDP, header checksum now wrong
         (with(&|p| p[16..20].copy_from_slice(&[10, 0, 0, 77])), "drop_not_ours"), // not our address
-        (eth(v, ATTACKER_MAC, 0x0806, &[0; 10]), "drop_malformed"),    // ARP cut short
+        (eth(v, ATTACKER_MAC, 0x0806, &[0; 10]), "drop_malformed"), // ARP cut short
     ];
     let mut rng = seeded.fresh_rng();
     for _ in 0..200 {
