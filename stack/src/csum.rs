@@ -32,10 +32,12 @@
 //! transport checksum, as captures on Linux with offload do: the NIC fills
 //! it in after the capture point.
 
+use std::net::Ipv4Addr;
+
 use ixtcp_driver::mempool::PacketBuf;
 use ixtcp_driver::offload::{CsumStatus, L4Proto, RxChecksum, TxOffload};
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::checksum;
+use smoltcp::wire::{IpProtocol, checksum};
 
 use crate::ether::ETH_HEADER_LEN;
 use crate::stats::CoreStats;
@@ -233,8 +235,6 @@ pub(crate) fn edge() -> ChecksumCapabilities {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smoltcp::wire::IpProtocol;
-    use std::net::Ipv4Addr;
 
     #[test]
     fn pseudo_sum_is_smoltcps_pseudo_header_sum() {
