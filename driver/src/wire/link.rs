@@ -182,6 +182,12 @@ impl LinkConfig {
         }
     }
 
+    /// No line rate, no latency and no impairment: a frame is deliverable
+    /// the moment it is sent, in sending order, so the link needs no clock.
+    pub fn is_instant(&self) -> bool {
+        matches!(self.rate_bps, None | Some(0)) && self.latency.is_zero() && self.impairments.is_none()
+    }
+
     /// The same link with these impairments.
     pub const fn with_impairments(mut self, impairments: Impairments) -> LinkConfig {
         self.impairments = impairments;
@@ -511,8 +517,8 @@ impl Link {
         let (a_tx, a_rx) = direction(&config, 0);
         let (b_tx, b_rx) = direction(&config, 1);
         (
-            LinkEnd { tx: a_tx, rx: RefCell::new(b_rx), clock: Arc::clone(&clock), config },
-            LinkEnd { tx: b_tx, rx: RefCell::new(a_rx), clock, config },
+            LinkEnd { tx: a_tx, rx: RefCell::new(b_rx), clock: Arc::clone(&clock), config, instant: config.is_instant() },
+            LinkEnd { tx: b_tx, rx: RefCell::new(a_rx), clock, config, instant: config.is_instant() },
         )
     }
 }
@@ -527,6 +533,11 @@ pub struct LinkEnd {
     rx: RefCell<RxSide>,
     clock: Arc<dyn Clock>,
     config: LinkConfig,
+    /// No line rate, no latency, no impairment ([`LinkConfig::is_instant`]):
+    /// every frame is due the moment it is sent, so neither direction needs
+    /// the time. Such an end never reads its clock on the data path, which
+    /// on the monotonic clock is a system call's worth per frame.
+    instant: bool,
 }
 
 impl fmt::Debug for LinkEnd {
@@ -595,19 +606,21 @@ impl Wire for LinkEnd {
     /// the other end with its burst, at the latest at [`flush`](Wire::flush)
     /// (its arrival time is booked now).
     fn transmit_buf(&mut self, frame: &mut Vec<u8>) -> Result<(), WireError> {
-        let now = self.clock.now_ns();
         let tx = &mut self.tx;
         if tx.impairer.is_none() && tx.pacer.rate_bps.is_none() && frame.len() <= tx.max_frame {
             // The usual in-memory link: no line rate, no impairment. What
             // `admit` and `send` would do with nothing to book or decide:
-            // count the frame and hand it over, due after the latency.
+            // count the frame and hand it over, due after the latency (at
+            // once on an instant link, which needs no clock for that).
+            let arrival_ns = if self.instant { 0 } else { self.clock.now_ns().saturating_add(tx.latency_ns) };
             add(&tx.stats.sent_frames, 1);
             add(&tx.stats.sent_bytes, frame.len() as u64);
             let spare = tx.chan.buffer();
             let frame = std::mem::replace(frame, spare);
-            tx.chan.send(Sent { arrival_ns: now.saturating_add(tx.latency_ns), frame, overtaken_by: None });
+            tx.chan.send(Sent { arrival_ns, frame, overtaken_by: None });
             return Ok(());
         }
+        let now = self.clock.now_ns();
         if let Some((arrival_ns, fate)) = self.tx.admit(now, frame.len())? {
             let spare = self.tx.chan.buffer();
             self.tx.send(arrival_ns, fate, std::mem::replace(frame, spare));
@@ -620,7 +633,9 @@ impl Wire for LinkEnd {
     }
 
     fn receive(&mut self, buf: &mut Vec<u8>) -> bool {
-        let now = self.clock.now_ns();
+        // On an instant link everything handed over is due (and nothing is
+        // ever held back), whatever the time.
+        let now = if self.instant { u64::MAX } else { self.clock.now_ns() };
         self.rx.get_mut().receive(now, buf)
     }
 
@@ -712,6 +727,56 @@ mod tests {
         assert_eq!(a.transmit_buf(&mut long), Err(WireError::TooLong { len: 101, max: 100 }));
         let (sent, got) = (a.stats(), b.incoming_stats());
         assert_eq!((sent.sent_frames, sent.sent_bytes, got.delivered_frames, got.delivered_bytes), (3, 180, 3, 180));
+    }
+
+    /// A clock that counts how often it is read.
+    #[derive(Default)]
+    struct CountingClock {
+        now: std::sync::atomic::AtomicU64,
+        reads: std::sync::atomic::AtomicU64,
+    }
+
+    impl Clock for CountingClock {
+        fn now_ns(&self) -> u64 {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.now.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn an_instant_link_moves_frames_without_reading_the_clock_and_a_slow_one_keeps_time() {
+        use std::sync::atomic::Ordering::Relaxed;
+        assert!(LinkConfig::unlimited().is_instant());
+        assert!(LinkConfig { rate_bps: Some(0), ..LinkConfig::unlimited() }.is_instant());
+        assert!(!LinkConfig::ten_gig().is_instant());
+        assert!(!LinkConfig { latency: Duration::from_nanos(1), ..LinkConfig::unlimited() }.is_instant());
+        let lossy = Impairments { loss: 0.5, seed: 1, ..Impairments::none() };
+        assert!(!LinkConfig::unlimited().with_impairments(lossy).is_instant());
+
+        let clock = Arc::new(CountingClock::default());
+        clock.now.store(1_000, Relaxed);
+        let (mut a, mut b) = Link::pair(LinkConfig::unlimited(), clock.clone());
+        let mut buf = Vec::new();
+        for i in 0..10u8 {
+            let mut frame = vec![i; 60];
+            assert_eq!(a.transmit_buf(&mut frame), Ok(()));
+            a.flush();
+            assert!(b.receive(&mut buf) && buf == [i; 60], "frame {i} is due at once, in order");
+        }
+        assert_eq!(clock.reads.load(Relaxed), 0, "an instant link never needs the time");
+        let (sent, got) = (a.stats(), b.incoming_stats());
+        assert_eq!((sent.sent_frames, got.delivered_frames, got.delivered_bytes), (10, 10, 600));
+
+        // With a latency the same path reads the clock and holds the frame.
+        let config = LinkConfig { latency: Duration::from_nanos(100), ..LinkConfig::unlimited() };
+        let (mut a, mut b) = Link::pair(config, clock.clone());
+        let mut frame = vec![7; 60];
+        assert_eq!(a.transmit_buf(&mut frame), Ok(()));
+        a.flush();
+        assert!(!b.receive(&mut buf), "due only at 1100");
+        assert!(clock.reads.load(Relaxed) >= 2);
+        clock.now.store(1_100, Relaxed);
+        assert!(b.receive(&mut buf) && buf == [7; 60]);
     }
 
     #[test]
