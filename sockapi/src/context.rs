@@ -284,6 +284,16 @@ impl Context {
         }
     }
 
+    /// The time at the start of the last iteration this context drove
+    /// (inline: what its stack's ingress read, so a wait right after an
+    /// iteration needs no clock read of its own); threaded, as `now_ns`.
+    pub(crate) fn iteration_ns(&self) -> u64 {
+        match self.inner.link.try_borrow().as_deref() {
+            Ok(Link::Threaded { .. }) => self.inner.epoch.elapsed().as_nanos() as u64,
+            _ => self.inner.last_now.get(),
+        }
+    }
+
     /// Runs one iteration of this context's stack without waiting (inline:
     /// queued jobs, egress, ingress; threaded: sends the queued jobs and
     /// takes the event batches that arrived) and reports whether anything
@@ -446,6 +456,7 @@ impl Context {
                 stack.apply(&mut jobs, &mut keys);
                 stack.egress();
                 let events = stack.ingress(&mut keys);
+                self.inner.last_now.set(stack.iteration_ns());
                 let progress = had_jobs || events || !keys.is_empty();
                 if let (Block::Until(deadline), false) = (block, progress) {
                     stack.idle(deadline);

@@ -340,10 +340,13 @@ impl Epoll {
         if events.cap == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "Events has no capacity"));
         }
-        // The deadline is on the context's clock: virtual in simulations,
-        // where waiting moves time instead of sleeping.
-        let deadline = timeout.map(|t| self.ctx.now_ns().saturating_add(t.as_nanos().min(u128::from(u64::MAX)) as u64));
         self.ctx.drive(Block::No)?;
+        // The deadline is on the context's clock (virtual in simulations,
+        // where waiting moves time instead of sleeping), counted from the
+        // iteration just run: inline, the time its ingress read, so a wait
+        // that finds events at once reads the clock only there.
+        let deadline =
+            timeout.map(|t| self.ctx.iteration_ns().saturating_add(t.as_nanos().min(u128::from(u64::MAX)) as u64));
         loop {
             let n = self.collect(events)?;
             if n > 0 || self.ctx.is_stopped() {

@@ -50,6 +50,8 @@ pub(crate) trait AnyPump {
     fn egress(&mut self);
     fn idle(&mut self, deadline_ns: Option<u64>);
     fn now_ns(&self) -> u64;
+    /// The time the last ingress read (the iteration's one clock read).
+    fn iteration_ns(&self) -> u64;
     fn next_wakeup_ns(&self) -> Option<u64>;
     fn busy(&self) -> bool;
 }
@@ -534,6 +536,9 @@ impl<E: Engine> AnyPump for Pump<E> {
     }
     fn now_ns(&self) -> u64 {
         Pump::now_ns(self)
+    }
+    fn iteration_ns(&self) -> u64 {
+        self.now
     }
     fn next_wakeup_ns(&self) -> Option<u64> {
         self.engine.next_wakeup_ns()
