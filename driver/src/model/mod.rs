@@ -324,16 +324,18 @@ impl Model82599 {
 
     /// Starts (`true`) or stops counting the time spent inside the model:
     /// in [`pump`](Self::pump) and in register accesses through any of its
-    /// [`ModelRegs`] (a TDT write transmits the batch). One clock read at
-    /// entry and one at exit of each call, never per frame; off by default.
-    /// What hardware would do in silicon, for a benchmark's "NIC share".
+    /// [`ModelRegs`] (a TDT write transmits the batch). Sampled: about one
+    /// call in eight, picked at random, reads the clock at entry and exit
+    /// and counts eight times over, never per frame; off by default. What
+    /// hardware would do in silicon, for a benchmark's "NIC share".
     pub fn count_busy(&self, on: bool) {
         self.shared.busy.set(on);
     }
 
     /// Nanoseconds (wall clock) spent inside the model while counting was
     /// on ([`count_busy`](Self::count_busy)), summed over every thread that
-    /// called in; a thread preempted inside counts as busy.
+    /// called in, estimated from the sampled calls; a thread preempted
+    /// inside counts as busy.
     pub fn busy_ns(&self) -> u64 {
         self.shared.busy.ns()
     }

@@ -3,8 +3,8 @@
 //! server threads were on a CPU or waiting for one, both over the same
 //! measuring window.
 //!
-//! The model counts wall time at entry and exit of each call (a thread
-//! preempted inside counts as busy), so the denominator is the threads'
+//! The model counts wall time at entry and exit of a random eighth of its
+//! calls and scales it up (a thread preempted inside counts as busy), so the denominator is the threads'
 //! run time plus run-queue wait from `/proc/self/task/TID/schedstat`
 //! (nanoseconds, the scheduler's own account), not CPU time alone: on a
 //! shared machine both sides then include the same preemptions, and a
