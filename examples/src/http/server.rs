@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::path::{PathError, resolve};
 use super::site::{Body, Lookup, Site};
@@ -58,6 +58,9 @@ pub struct HttpCore {
     limits: Limits,
     date_secs: u64,
     date: String,
+    /// Until when `date` is still the wall clock's second, on the
+    /// monotonic clock the event loop reads anyway (`None`: look again).
+    date_until: Option<Instant>,
     wall_clock: fn() -> SystemTime,
     /// Responses sent per status code class (index 2 = 2xx, …).
     pub status_classes: [u64; 6],
@@ -77,20 +80,48 @@ impl HttpCore {
             limits,
             date_secs: u64::MAX,
             date: String::new(),
+            date_until: None,
             wall_clock,
             status_classes: [0; 6],
         }))
     }
 
-    fn date(&mut self) -> &str {
-        let now = (self.wall_clock)();
-        let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if secs != self.date_secs {
-            self.date_secs = secs;
-            self.date = http_date(now);
+    /// The `Date` header's value at `now` (the event loop's time of this
+    /// iteration). The wall clock is read once per second of it, not per
+    /// response: when it is read, the time left to its next whole second
+    /// says until when the value holds.
+    fn date(&mut self, now: Instant) -> &str {
+        if self.date_until.is_none_or(|until| now >= until) {
+            let wall = (self.wall_clock)();
+            let since = wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            if since.as_secs() != self.date_secs {
+                self.date_secs = since.as_secs();
+                self.date = http_date(wall);
+            }
+            let left = Duration::from_secs(1).saturating_sub(Duration::from_nanos(u64::from(since.subsec_nanos())));
+            self.date_until = now.checked_add(left);
         }
         &self.date
     }
+}
+
+/// Room for a response head's fixed parts (status line, `Server`, `Date`,
+/// `Content-Type`, `Content-Length`, the connection header).
+const HEAD_ROOM: usize = 160;
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Bodies up to this size are copied behind their header (one write).
@@ -125,6 +156,8 @@ pub struct HttpServer {
     /// No more requests will be parsed; close once `out` is sent.
     closing: bool,
     read_closed: bool,
+    /// The event loop's time of the request being answered.
+    now: Option<Instant>,
 }
 
 enum Parsed {
@@ -147,6 +180,7 @@ impl HttpServer {
             chunk_pos: 0,
             closing: false,
             read_closed: false,
+            now: None,
         }
     }
 
@@ -181,13 +215,30 @@ impl HttpServer {
             (true, true) => "Connection: keep-alive\r\n",
             (true, false) => "",
         };
-        format!(
-            "HTTP/1.1 {status} {}\r\nServer: ixtcp-httpd\r\nDate: {}\r\nContent-Type: {ctype}\r\n\
-             Content-Length: {len}\r\n{connection}{extra}\r\n",
-            reason(status),
-            core.date()
-        )
-        .into_bytes()
+        // Pieces appended, not `format!`: this runs once per response, and
+        // formatting machinery and its reallocations were a fifth of the
+        // server's instructions per keep-alive request.
+        let reason = reason(status);
+        let now = self.now.unwrap_or_else(Instant::now);
+        let date = core.date(now);
+        // With room for a body that `queue` copies behind the head.
+        let body_room = len.min(COALESCE_MAX as u64) as usize;
+        let mut head = Vec::with_capacity(HEAD_ROOM + reason.len() + date.len() + ctype.len() + extra.len() + body_room);
+        head.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(&mut head, u64::from(status));
+        head.push(b' ');
+        head.extend_from_slice(reason.as_bytes());
+        head.extend_from_slice(b"\r\nServer: ixtcp-httpd\r\nDate: ");
+        head.extend_from_slice(date.as_bytes());
+        head.extend_from_slice(b"\r\nContent-Type: ");
+        head.extend_from_slice(ctype.as_bytes());
+        head.extend_from_slice(b"\r\nContent-Length: ");
+        push_decimal(&mut head, len);
+        head.extend_from_slice(b"\r\n");
+        head.extend_from_slice(connection.as_bytes());
+        head.extend_from_slice(extra.as_bytes());
+        head.extend_from_slice(b"\r\n");
+        head
     }
 
     /// Queues an error page; `close` ends the connection after it.
@@ -207,6 +258,7 @@ impl HttpServer {
 
     /// Parses one request from the input and queues its response.
     fn parse_one(&mut self, now: Instant, tally: &mut Tally) -> Parsed {
+        self.now = Some(now);
         if self.discard > 0 {
             let n = self.discard.min(self.len as u64) as usize;
             self.consume(n);
@@ -239,7 +291,9 @@ impl HttpServer {
         };
         let http10 = req.version == Some(0);
         let method = req.method.unwrap_or("");
-        let target = req.path.unwrap_or("").to_string();
+        // Resolved now, while the request borrows the input; answered in
+        // its turn below, after the checks that come first.
+        let resolved = resolve(req.path.unwrap_or(""));
         let head_only = method == "HEAD";
         let method_allowed = method == "GET" || head_only;
         let mut close_token = false;
@@ -303,7 +357,7 @@ impl HttpServer {
             self.error(405, "Only GET and HEAD are served here.", false, keep_alive, http10, extra);
             return Parsed::Queued;
         }
-        let resolved = match resolve(&target) {
+        let resolved = match resolved {
             Ok(r) => r,
             Err(e) => {
                 let (status, close) = match e {

@@ -238,3 +238,51 @@ fn end_of_input_finishes_replies_then_closes() {
     assert_eq!(run(&mut srv, &mut s), Step::Close);
     assert_eq!(replies(&s.output, &[]).len(), 1);
 }
+
+#[test]
+fn decimals_are_written_exactly() {
+    for n in [0u64, 7, 10, 99, 100, 1_234_567, u64::MAX] {
+        let mut out = b"x".to_vec();
+        push_decimal(&mut out, n);
+        assert_eq!(out, format!("x{n}").into_bytes());
+    }
+}
+
+#[test]
+fn the_head_is_byte_for_byte_the_documented_one() {
+    fn fixed() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777)
+    }
+    let site = Site::new(SiteConfig::default()).unwrap();
+    let mut server = HttpServer::new(HttpCore::with_wall_clock(site, Limits::default(), fixed));
+    let head = server.head(405, 1234, "text/plain", true, true, "Allow: GET, HEAD\r\n");
+    assert_eq!(
+        String::from_utf8(head).unwrap(),
+        "HTTP/1.1 405 Method Not Allowed\r\nServer: ixtcp-httpd\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+         Content-Type: text/plain\r\nContent-Length: 1234\r\nConnection: keep-alive\r\nAllow: GET, HEAD\r\n\r\n"
+    );
+    server.now = Some(Instant::now());
+    let head = server.head(200, 0, "text/html", false, false, "");
+    assert!(String::from_utf8(head).unwrap().ends_with("Content-Length: 0\r\nConnection: close\r\n\r\n"));
+}
+
+#[test]
+fn the_wall_clock_is_read_once_per_second_of_event_loop_time() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static READS: AtomicU64 = AtomicU64::new(0);
+    fn counted() -> SystemTime {
+        // 0.25 s into a second: the value holds for 0.75 s of loop time.
+        READS.fetch_add(1, Ordering::Relaxed);
+        SystemTime::UNIX_EPOCH + Duration::from_millis(784_111_777_250)
+    }
+    let site = Site::new(SiteConfig::default()).unwrap();
+    let core = HttpCore::with_wall_clock(site, Limits::default(), counted);
+    let t0 = Instant::now();
+    let mut core = core.borrow_mut();
+    for ms in [0, 1, 500, 749] {
+        assert_eq!(core.date(t0 + Duration::from_millis(ms)), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+    assert_eq!(READS.load(Ordering::Relaxed), 1, "read again within the second");
+    core.date(t0 + Duration::from_millis(750));
+    assert_eq!(READS.load(Ordering::Relaxed), 2, "not read again at the next second");
+}
