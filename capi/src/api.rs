@@ -766,12 +766,7 @@ pub unsafe extern "C" fn mtcp_write(mctx: *mut MtcpContext, sockid: c_int, buf: 
 /// # Safety
 /// `iov`, if not null, points at `numiov` iovecs of readable buffers.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mtcp_writev(
-    mctx: *mut MtcpContext,
-    sockid: c_int,
-    iov: *const iovec,
-    numiov: c_int,
-) -> c_int {
+pub unsafe extern "C" fn mtcp_writev(mctx: *mut MtcpContext, sockid: c_int, iov: *const iovec, numiov: c_int) -> c_int {
     let r = (|| {
         // SAFETY: as the caller promises.
         let iov = unsafe { iovecs(iov, numiov) }?;
@@ -796,7 +791,10 @@ pub extern "C" fn mtcp_epoll_create(mctx: *mut MtcpContext, size: c_int) -> c_in
 /// `mtcp_epoll_create1`: `flags` 0 or `EPOLL_CLOEXEC`.
 #[unsafe(no_mangle)]
 pub extern "C" fn mtcp_epoll_create1(mctx: *mut MtcpContext, flags: c_int) -> c_int {
-    ret(table_call(mctx, |t| if flags & !libc::EPOLL_CLOEXEC != 0 { Err(Errno(libc::EINVAL)) } else { t.epoll_create() }))
+    ret(table_call(
+        mctx,
+        |t| if flags & !libc::EPOLL_CLOEXEC != 0 { Err(Errno(libc::EINVAL)) } else { t.epoll_create() },
+    ))
 }
 
 /// `mtcp_epoll_ctl`.
