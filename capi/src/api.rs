@@ -15,7 +15,7 @@ use libc::{in_addr_t, iovec, sockaddr, sockaddr_in, socklen_t, ssize_t};
 
 use crate::conf::MtcpConfig;
 use crate::errno::{self, Errno, Res, ret};
-use crate::table::{Reg, Table};
+use crate::table::{Defaults, Reg, Table};
 use crate::{Local, MtcpConf, MtcpContext, Shared, signal};
 
 /// C's `struct mtcp_epoll_event` (the union is 8 bytes, 8-aligned).
@@ -169,6 +169,7 @@ fn init(path: &Path) -> Res<()> {
         eprintln!("mtcp_init: {e}");
         Errno(libc::EINVAL)
     })?;
+    let defaults = Defaults::of(&cfg.stack);
     let host = ixtcp_host::Host::start(cfg).map_err(|e| {
         eprintln!("mtcp_init: starting the NIC and stack: {e}");
         Errno::from(e)
@@ -180,6 +181,7 @@ fn init(path: &Path) -> Res<()> {
     crate::with_global(|g| {
         g.settings = Some(settings);
         g.stat_print = conf.stat_print;
+        g.defaults = Some(defaults);
         g.serving = Some(serving);
     });
     Ok(())
@@ -191,10 +193,7 @@ fn init(path: &Path) -> Res<()> {
 #[unsafe(no_mangle)]
 pub extern "C" fn mtcp_destroy() {
     let _ = guard(|| {
-        for local in crate::take_all_locals() {
-            forget(&local);
-            drop(local);
-        }
+        drop(crate::take_all_locals());
         let (serving, stat_print) = {
             let mut g = crate::global();
             let Some(g) = g.as_mut() else { return Err(Errno(libc::EINVAL)) };
@@ -216,7 +215,10 @@ pub extern "C" fn mtcp_destroy() {
                 println!("  {name} {value}");
             }
         }
-        crate::with_global(|g| g.settings = None);
+        crate::with_global(|g| {
+            g.settings = None;
+            g.defaults = None;
+        });
         joined.map_err(Errno::from)
     });
 }
@@ -311,14 +313,15 @@ pub extern "C" fn mtcp_create_context(cpu: c_int) -> *mut MtcpContext {
 }
 
 fn create_context(cpu: c_int) -> Res<*mut MtcpContext> {
-    let (attached, limit) = crate::with_global(|g| {
+    let (attached, limit, defaults) = crate::with_global(|g| {
         let serving = g.serving.as_ref().ok_or(Errno(libc::EPERM))?;
         let core = usize::try_from(cpu).ok().filter(|&c| c < serving.cores()).ok_or(Errno(libc::EINVAL))?;
         let attached = serving.attach(core)?;
         let limit = g.settings.unwrap_or_default().max_concurrency.max(1) as usize * 3;
-        Ok::<_, Errno>((attached, limit))
+        let defaults = g.defaults.ok_or(Errno(libc::EPERM))?;
+        Ok::<_, Errno>((attached, limit, defaults))
     })?;
-    let table = Table::new((*attached).clone(), limit)?;
+    let table = Table::new((*attached).clone(), limit, defaults)?;
     let wake = table.interrupt().handle();
     let shared = Arc::new(Shared::default());
     let local = Local { c: Box::new(MtcpContext { cpu }), table, shared: Arc::clone(&shared), attached };
@@ -328,22 +331,12 @@ fn create_context(cpu: c_int) -> Res<*mut MtcpContext> {
     Ok(addr as *mut MtcpContext)
 }
 
-fn forget(local: &Local) {
-    let addr = crate::addr_of(&local.c);
-    signal::unwatch(addr);
-    crate::with_global(|g| g.contexts.retain(|(a, _)| *a != addr));
-    for (_, w) in local.shared.pipes.lock().unwrap_or_else(|p| p.into_inner()).drain() {
-        w.close();
-    }
-}
-
 /// `mtcp_destroy_context`: closes what the context left open and finishes
 /// its core (the stack lingers so that closed connections complete).
 #[unsafe(no_mangle)]
 pub extern "C" fn mtcp_destroy_context(mctx: *mut MtcpContext) {
     let _ = guard(|| match crate::take_local(mctx_addr(mctx)) {
         Some(local) => {
-            forget(&local);
             drop(local);
             Ok(())
         }

@@ -112,6 +112,8 @@ pub struct Global {
     pub serving: Option<Serving>,
     /// `stat_print` was in the config.
     pub stat_print: bool,
+    /// Socket defaults of the running stack.
+    pub defaults: Option<crate::table::Defaults>,
     /// Every live context: its `mctx_t` address and shared part.
     pub contexts: Vec<(usize, Arc<Shared>)>,
 }
@@ -130,7 +132,9 @@ pub fn with_global<T>(f: impl FnOnce(&mut Global) -> T) -> T {
 }
 
 /// One context, owned by the thread that made it. Field order is drop
-/// order: the sockets close before the core is finished.
+/// order: the sockets close before the core is finished. Dropping it (by
+/// `mtcp_destroy_context`, `mtcp_destroy`, or the thread's end) takes it
+/// off the process-wide list first.
 pub struct Local {
     /// What C's `mctx_t` points at.
     pub c: Box<MtcpContext>,
@@ -140,6 +144,17 @@ pub struct Local {
     pub shared: Arc<Shared>,
     /// The attached core.
     pub attached: Attached,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let addr = addr_of(&self.c);
+        signal::unwatch(addr);
+        with_global(|g| g.contexts.retain(|(a, _)| *a != addr));
+        for (_, w) in self.shared.pipes.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+            w.close();
+        }
+    }
 }
 
 thread_local! {

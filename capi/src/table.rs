@@ -14,7 +14,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{IoSlice, IoSliceMut, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ixtcp_sockapi::{Context, Epoll, Events, Interest, Source, TcpListener, TcpStream, Token, Trigger, Waker};
 
@@ -130,9 +130,29 @@ pub struct Waited {
     pub interrupted: bool,
 }
 
+/// What a socket has before `mtcp_setsockopt` changes it: the stack's
+/// configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    /// The stack's `nodelay`.
+    pub nodelay: bool,
+    /// The stack's send buffer, bytes.
+    pub sndbuf: usize,
+    /// The stack's receive buffer, bytes.
+    pub rcvbuf: usize,
+}
+
+impl Defaults {
+    /// The defaults of `stack`.
+    pub fn of(stack: &ixtcp_stack::StackConfig) -> Defaults {
+        Defaults { nodelay: stack.nodelay, sndbuf: stack.socket_tx_buffer, rcvbuf: stack.socket_rx_buffer }
+    }
+}
+
 /// One context's ids.
 pub struct Table {
     ctx: Context,
+    defaults: Defaults,
     entries: Vec<Option<Entry>>,
     free: BTreeSet<usize>,
     regs: HashMap<i32, HashMap<i32, Reg>>,
@@ -158,8 +178,13 @@ fn interest(mask: u32) -> Interest {
     }
 }
 
+/// A mask that asks for neither reading nor writing (only the errors and
+/// hang-ups every registration gets) is watched edge-triggered: sockapi
+/// needs an interest, and a level-triggered readable one would report the
+/// unread data that this mask filters out in every wait.
 fn trigger(mask: u32) -> Trigger {
-    let t = if mask & ev::ET != 0 { Trigger::EDGE } else { Trigger::LEVEL };
+    let io = mask & (ev::IN | ev::RDHUP | ev::OUT) != 0;
+    let t = if mask & ev::ET != 0 || !io { Trigger::EDGE } else { Trigger::LEVEL };
     if mask & ev::ONESHOT != 0 { t.oneshot() } else { t }
 }
 
@@ -173,9 +198,9 @@ fn v4(a: SocketAddr) -> SocketAddrV4 {
 impl Table {
     /// An empty table on `ctx` with room for `limit` ids. Fails only if the
     /// context cannot make its interrupt waker.
-    pub fn new(ctx: Context, limit: usize) -> Res<Table> {
+    pub fn new(ctx: Context, limit: usize, defaults: Defaults) -> Res<Table> {
         let interrupt = Waker::new(&ctx)?;
-        Ok(Table { ctx, entries: Vec::new(), free: BTreeSet::new(), regs: HashMap::new(), interrupt, limit })
+        Ok(Table { ctx, defaults, entries: Vec::new(), free: BTreeSet::new(), regs: HashMap::new(), interrupt, limit })
     }
 
     /// The waker a signal wakes, interrupting this context's waits.
@@ -426,21 +451,21 @@ impl Table {
             Entry::Stream { s, opts, .. } => (*opts, Some(s)),
             _ => return Err(e(libc::ENOTSOCK)),
         };
-        let defaults = Opts::default();
+        let d = self.defaults;
         match (level, name) {
             (libc::SOL_SOCKET, libc::SO_ERROR) => match stream {
                 Some(s) => Ok(s.take_error()?.map_or(0, |err| Errno::from(err).0)),
                 None => Ok(0),
             },
-            (libc::IPPROTO_TCP, libc::TCP_NODELAY) => Ok(i32::from(opts.nodelay.or(defaults.nodelay).unwrap_or(false))),
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY) => Ok(i32::from(opts.nodelay.unwrap_or(d.nodelay))),
             (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => Ok(i32::from(opts.keepalive.unwrap_or(false))),
             (libc::SOL_SOCKET, libc::SO_SNDBUF) => match (stream, opts.sndbuf) {
-                (Some(s), _) => Ok(s.send_buffer_size()? as i32),
-                (None, v) => Ok(v.unwrap_or(ixtcp_stack::StackConfig::default().socket_tx_buffer) as i32),
+                (Some(s), _) => Ok(s.send_buffer_size()?.min(i32::MAX as usize) as i32),
+                (None, v) => Ok(v.unwrap_or(d.sndbuf).min(i32::MAX as usize) as i32),
             },
             (libc::SOL_SOCKET, libc::SO_RCVBUF) => match (stream, opts.rcvbuf) {
-                (Some(s), _) => Ok(s.recv_buffer_size()? as i32),
-                (None, v) => Ok(v.unwrap_or(ixtcp_stack::StackConfig::default().socket_rx_buffer) as i32),
+                (Some(s), _) => Ok(s.recv_buffer_size()?.min(i32::MAX as usize) as i32),
+                (None, v) => Ok(v.unwrap_or(d.rcvbuf).min(i32::MAX as usize) as i32),
             },
             _ => Err(e(libc::ENOPROTOOPT)),
         }
@@ -591,20 +616,35 @@ impl Table {
     }
 
     /// `mtcp_epoll_wait`: up to `max` events, waiting up to `timeout`
-    /// (`None`: without limit).
+    /// (`None`: without limit). Events that the registrations' masks filter
+    /// out entirely do not end the wait early.
     pub fn epoll_wait(&mut self, epid: i32, max: usize, timeout: Option<Duration>) -> Res<Waited> {
-        let regs = self.regs.get(&epid).cloned().unwrap_or_default();
-        let interrupt = &self.interrupt;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let (out, raw) = self.wait_once(epid, max, left)?;
+            let expired = left.is_some_and(|l| l.is_zero());
+            if !out.ready.is_empty() || out.interrupted || raw == 0 || expired {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// One sockapi wait: what it gives C, and how many events it had.
+    fn wait_once(&mut self, epid: i32, max: usize, timeout: Option<Duration>) -> Res<(Waited, usize)> {
         let i = usize::try_from(epid).map_err(|_| e(libc::EBADF))?;
+        let regs = self.regs.get(&epid);
+        let interrupt = &self.interrupt;
         let Some(Some(Entry::Epoll { ep, events })) = self.entries.get_mut(i) else {
-            return Err(e(if self.get(epid).is_ok() { libc::EINVAL } else { libc::EBADF }));
+            let open = self.entries.get(i).is_some_and(Option::is_some);
+            return Err(e(if open { libc::EINVAL } else { libc::EBADF }));
         };
         // One more slot than asked: the interrupt may take one.
         if events.capacity() != max + 1 {
             *events = Events::with_capacity(max + 1);
         }
         let mut out = Waited::default();
-        ep.wait(events, timeout)?;
+        let raw = ep.wait(events, timeout)?;
         for event in events.iter() {
             if event.token() == INTERRUPT {
                 out.interrupted = true;
@@ -612,7 +652,7 @@ impl Table {
                 continue;
             }
             let id = event.token().0 as i32;
-            let Some(reg) = regs.get(&id) else { continue };
+            let Some(reg) = regs.and_then(|r| r.get(&id)) else { continue };
             let mut bits = 0;
             if event.is_readable() && reg.events & ev::IN != 0 {
                 bits |= ev::IN;
@@ -633,7 +673,7 @@ impl Table {
                 out.ready.push((bits, reg.data));
             }
         }
-        Ok(out)
+        Ok((out, raw))
     }
 }
 
@@ -660,7 +700,8 @@ mod tests {
     use ixtcp_sockapi::testing::TestNet;
 
     fn table() -> Table {
-        Table::new(Context::inline(TestNet::new().engine([10, 0, 0, 1].into())), 64).unwrap()
+        let defaults = Defaults { nodelay: true, sndbuf: 4096, rcvbuf: 8192 };
+        Table::new(Context::inline(TestNet::new().engine([10, 0, 0, 1].into())), 64, defaults).unwrap()
     }
 
     fn addr(s: &str) -> SocketAddrV4 {
@@ -716,8 +757,12 @@ mod tests {
         assert_eq!(t.peername(s), Err(Errno(libc::ENOTCONN)));
         assert_eq!(t.abort(s), Err(Errno(libc::ENOTCONN)));
         assert_eq!(t.setsockopt(s, libc::SOL_SOCKET, libc::SO_BROADCAST, 1), Err(Errno(libc::ENOPROTOOPT)));
-        t.setsockopt(s, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1).unwrap();
+        // Before any setsockopt: the stack's configuration.
         assert_eq!(t.getsockopt(s, libc::IPPROTO_TCP, libc::TCP_NODELAY), Ok(1));
+        assert_eq!(t.getsockopt(s, libc::SOL_SOCKET, libc::SO_SNDBUF), Ok(4096));
+        assert_eq!(t.getsockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUF), Ok(8192));
+        t.setsockopt(s, libc::IPPROTO_TCP, libc::TCP_NODELAY, 0).unwrap();
+        assert_eq!(t.getsockopt(s, libc::IPPROTO_TCP, libc::TCP_NODELAY), Ok(0));
         let ep = t.epoll_create().unwrap();
         assert_eq!(t.epoll_ctl(s, op::ADD, ep, Some(Reg { events: ev::IN, data: 0 })), Err(Errno(libc::EINVAL)));
         assert_eq!(t.epoll_ctl(ep, op::ADD, ep, Some(Reg { events: ev::IN, data: 0 })), Err(Errno(libc::EINVAL)));
@@ -729,5 +774,35 @@ mod tests {
         assert_eq!(t.epoll_wait(s, 1, Some(Duration::ZERO)).unwrap_err(), Errno(libc::EINVAL));
         // Refused: the error comes back as SO_ERROR once.
         assert_eq!(t.connect(s, addr("10.0.0.1:9")), Err(Errno(libc::ECONNREFUSED)));
+    }
+
+    #[test]
+    fn a_mask_without_in_or_out_reports_hang_ups_only_and_waits_out_its_timeout() {
+        let mut t = table();
+        let l = t.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+        t.bind(l, addr("10.0.0.1:8")).unwrap();
+        t.listen(l, 4).unwrap();
+        let c = t.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+        t.connect(c, addr("10.0.0.1:8")).unwrap();
+        let (s, _) = t.accept(l).unwrap();
+        let ep = t.epoll_create().unwrap();
+        t.epoll_ctl(ep, op::ADD, s, Some(Reg { events: ev::HUP, data: 9 })).unwrap();
+        assert_eq!(t.write(c, &[b"unread"]).unwrap(), 6);
+        // Readable data, which this mask does not ask for: no event, and the
+        // wait lasts its timeout instead of returning early with nothing.
+        let w = t.epoll_wait(ep, 4, Some(Duration::from_millis(30))).unwrap();
+        assert!(w.ready.is_empty() && !w.interrupted, "{w:?}");
+        // The peer resets: a hang-up, whatever the mask.
+        t.abort(c).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            seen.extend(t.epoll_wait(ep, 4, Some(Duration::from_millis(50))).unwrap().ready);
+            if !seen.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].1, 9);
+        assert!(seen[0].0 & ev::HUP != 0 && seen[0].0 & ev::IN == 0, "{seen:?}");
     }
 }
