@@ -9,6 +9,10 @@
 #ifndef IXTCP_MTCP_API_H
 #define IXTCP_MTCP_API_H
 
+/* errno.h too: mTCP applications (its own examples among them) use errno
+ * and its values without including it, relying on what mTCP's headers and
+ * build pulled in. */
+#include <errno.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/socket.h>

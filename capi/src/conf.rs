@@ -19,6 +19,7 @@
 //! | `gateway` | `A.B.C.D`, optional |
 //! | `mac` | the station MAC, optional (default: the NIC's) |
 //! | `cc` | congestion control: `reno`, `cubic` or `none` |
+//! | `pcap` | ixtcp's own: write every frame the stack sends and receives to this pcap file (`FILE.N` for core N when there are several) |
 //!
 //! Keys that only meant something to mTCP's packet I/O back ends (`io`,
 //! `num_mem_ch`, `core_mask`, `multiprocess`, `onvm_*`) are accepted with a
@@ -130,6 +131,8 @@ pub struct MtcpConfig {
     pub mac: Option<MacAddr>,
     /// `cc`.
     pub congestion: Option<Congestion>,
+    /// `pcap`.
+    pub pcap: Option<PathBuf>,
     /// Entries of `arp.conf`.
     pub neighbors: Vec<StaticNeighbor>,
     /// Routes of `route.conf`, checked against `address` when applied.
@@ -228,13 +231,14 @@ impl MtcpConfig {
                         _ => return Err(err(format!("cc = {value}: expected reno, cubic or none"))),
                     })
                 }
+                "pcap" => c.pcap = Some(PathBuf::from(value)),
                 k if BACKEND_KEYS.contains(&k) || k.starts_with("onvm_") => {
                     c.notices.push(format!("{file}:{line}: {k} is for mTCP's DPDK/netmap back ends; ixtcp ignores it"));
                 }
                 _ => {
                     return Err(err(format!(
                         "unknown key {key:?}: expected one of num_cores, max_concurrency, max_num_buffers, rcvbuf, \
-                         sndbuf, tcp_timeout, tcp_timewait, stat_print, port, address, gateway, mac, cc"
+                         sndbuf, tcp_timeout, tcp_timewait, stat_print, port, address, gateway, mac, cc, pcap"
                     )));
                 }
             }
@@ -373,6 +377,7 @@ impl MtcpConfig {
         if let Some(cc) = self.congestion {
             stack.congestion = cc;
         }
+        stack.pcap = self.pcap.clone();
         stack.validate().map_err(|e| err(format!("the stack refuses these settings: {e}")))?;
         let mut host = match nic {
             // Hardware polls without pause, as mTCP's DPDK threads do.
@@ -452,6 +457,8 @@ stat_print = dpdk0
         assert_eq!(c.rcvbuf, Some(16384));
         assert_eq!(c.port, Some(Nic::Pci("0000:03:00.0".into())));
         assert_eq!(c.address, Some((Ipv4Addr::new(10, 0, 0, 2), 16)));
+        let p = MtcpConfig::parse("x", "pcap = /tmp/x.pcap").unwrap();
+        assert_eq!(p.pcap, Some(PathBuf::from("/tmp/x.pcap")));
         // rcvbuf alone sets both, as in mTCP.
         let s = c.settings(Settings::default());
         assert_eq!((s.rcvbuf_size, s.sndbuf_size), (16384, 16384));

@@ -805,4 +805,83 @@ mod tests {
         assert_eq!(seen[0].1, 9);
         assert!(seen[0].0 & ev::HUP != 0 && seen[0].0 & ev::IN == 0, "{seen:?}");
     }
+
+    /// epwget's pattern: ten downloads at a time, each new connection taking
+    /// the id the last finished one freed, every byte counted until the
+    /// server's FIN.
+    #[test]
+    fn downloads_with_ids_reused_see_every_byte_before_the_end_of_stream() {
+        const SIZE: usize = 100_204;
+        let mut t = table();
+        let l = t.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+        t.bind(l, addr("10.0.0.1:80")).unwrap();
+        t.listen(l, 64).unwrap();
+        t.set_nonblock(l, true).unwrap();
+        let ep = t.epoll_create().unwrap();
+        t.epoll_ctl(ep, op::ADD, l, Some(Reg { events: ev::IN, data: u64::MAX })).unwrap();
+        let body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+        // Server side: per id, the bytes still to send.
+        let mut serving: HashMap<i32, usize> = HashMap::new();
+        // Client side: per id, bytes received.
+        let mut clients: HashMap<i32, usize> = HashMap::new();
+        let (mut started, mut done) = (0, 0);
+        let mut buf = vec![0u8; 8192];
+        let mut rounds = 0;
+        while done < 50 {
+            rounds += 1;
+            assert!(rounds < 100_000, "stuck: {done} done, clients {clients:?}");
+            while clients.len() < 10 && started < 50 {
+                let c = t.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+                t.set_nonblock(c, true).unwrap();
+                assert_eq!(t.connect(c, addr("10.0.0.1:80")), Err(Errno(libc::EINPROGRESS)));
+                t.epoll_ctl(ep, op::ADD, c, Some(Reg { events: ev::IN, data: c as u64 })).unwrap();
+                clients.insert(c, 0);
+                started += 1;
+            }
+            let w = t.epoll_wait(ep, 64, Some(Duration::from_millis(10))).unwrap();
+            for (_, data) in w.ready {
+                if data == u64::MAX {
+                    while let Ok((s, _)) = t.accept(l) {
+                        t.set_nonblock(s, true).unwrap();
+                        t.epoll_ctl(ep, op::ADD, s, Some(Reg { events: ev::OUT, data: (1 << 32) | s as u64 })).unwrap();
+                        serving.insert(s, 0);
+                    }
+                } else if data >> 32 == 1 {
+                    let s = data as u32 as i32;
+                    let Some(sent) = serving.get_mut(&s) else { continue };
+                    while *sent < SIZE {
+                        match t.write(s, &[&body[*sent..]]) {
+                            Ok(n) => *sent += n,
+                            Err(Errno(libc::EAGAIN)) => break,
+                            Err(e) => panic!("server write: {e:?}"),
+                        }
+                    }
+                    if *sent == SIZE {
+                        serving.remove(&s);
+                        t.close(s).unwrap();
+                    }
+                } else {
+                    let c = data as i32;
+                    let Some(got) = clients.get_mut(&c) else { continue };
+                    loop {
+                        match t.read(c, &mut [&mut buf], false) {
+                            Ok(0) => {
+                                assert_eq!(*got, SIZE, "connection {c}: the end of stream after {got} bytes");
+                                clients.remove(&c);
+                                t.close(c).unwrap();
+                                done += 1;
+                                break;
+                            }
+                            Ok(n) => {
+                                assert_eq!(&buf[..n], &body[*got..*got + n], "connection {c} at {got}");
+                                *got += n;
+                            }
+                            Err(Errno(libc::EAGAIN)) => break,
+                            Err(e) => panic!("client read: {e:?}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
