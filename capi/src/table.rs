@@ -619,6 +619,9 @@ impl Table {
     /// (`None`: without limit). Events that the registrations' masks filter
     /// out entirely do not end the wait early.
     pub fn epoll_wait(&mut self, epid: i32, max: usize, timeout: Option<Duration>) -> Res<Waited> {
+        // No more ids can be ready than the table holds: a huge `maxevents`
+        // must not become a huge allocation.
+        let max = max.min(self.limit + 1);
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));

@@ -287,6 +287,8 @@ int main(int argc, char **argv)
 	FAILS(mtcp_epoll_wait(mctx, 9999, evs, 8, 0), EBADF);
 	CHECK(mtcp_epoll_wait(mctx, ep, evs, 8, 0) == 0);
 	CHECK(mtcp_epoll_wait(mctx, ep, evs, 8, 10) == 0);
+	/* A huge maxevents is not a huge allocation. */
+	CHECK(mtcp_epoll_wait(mctx, ep, evs, 0x7fffffff, 0) == 0);
 	CHECK(mtcp_close(mctx, ep1) == 0);
 	FAILS(mtcp_epoll_wait(mctx, ep1, evs, 8, 0), EBADF);
 	CHECK(strcmp(EventToString(MTCP_EPOLLIN | MTCP_EPOLLOUT | MTCP_EPOLLET), "IN|OUT|ET") == 0);
