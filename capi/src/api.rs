@@ -517,14 +517,20 @@ pub extern "C" fn mtcp_close(mctx: *mut MtcpContext, sockid: c_int) -> c_int {
         });
         match local {
             Ok(false) => Ok(()),
-            Ok(true) | Err(Errno(libc::EPERM)) => {
-                let shared = crate::shared_of(mctx_addr(mctx)).ok_or(Errno(libc::EBADF))?;
-                let w = shared.pipes.lock().unwrap_or_else(|p| p.into_inner()).remove(&sockid);
-                w.ok_or(Errno(libc::EBADF)).map(|w| w.close())
-            }
+            Ok(true) => close_pipe_writer(mctx, sockid).ok_or(Errno(libc::EBADF)),
+            // Another thread's context: only its pipes' write ends.
+            Err(Errno(libc::EPERM)) => close_pipe_writer(mctx, sockid).ok_or(Errno(libc::EPERM)),
             Err(e) => Err(e),
         }
     }))
+}
+
+/// Closes the write end `id` of the context at `mctx` (from any thread);
+/// `None` if it is not one.
+fn close_pipe_writer(mctx: *mut MtcpContext, id: c_int) -> Option<()> {
+    let shared = crate::shared_of(mctx_addr(mctx))?;
+    let w = shared.pipes.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    w.map(|w| w.close())
 }
 
 /// `mtcp_abort`: resets a stream.
@@ -732,8 +738,10 @@ fn write_any(mctx: *mut MtcpContext, sockid: c_int, bufs: &[&[u8]]) -> Res<usize
         });
         match local {
             Ok(Some(n)) => Ok(n),
-            Ok(None) | Err(Errno(libc::EPERM)) => {
-                crate::pipe_writer(mctx_addr(mctx), sockid).ok_or(Errno(libc::EBADF))?.write(bufs)
+            Ok(None) => crate::pipe_writer(mctx_addr(mctx), sockid).ok_or(Errno(libc::EBADF))?.write(bufs),
+            // Another thread's context: only its pipes' write ends.
+            Err(Errno(libc::EPERM)) => {
+                crate::pipe_writer(mctx_addr(mctx), sockid).ok_or(Errno(libc::EPERM))?.write(bufs)
             }
             Err(e) => Err(e),
         }

@@ -85,8 +85,11 @@ static void on_usr1(int sig)
 struct writer_arg {
 	mctx_t mctx;
 	int wid;
+	int rid;
 	int rc;
 	int foreign_errno;
+	int foreign_write_errno;
+	int foreign_close_errno;
 };
 
 /* A thread of its own writes to the pipe with the owner's context, and
@@ -96,6 +99,11 @@ static void *writer(void *p)
 	struct writer_arg *a = p;
 	errno = 0;
 	a->foreign_errno = mtcp_socket(a->mctx, AF_INET, SOCK_STREAM, 0) == -1 ? errno : 0;
+	errno = 0;
+	/* The read end is the owner's alone. */
+	a->foreign_write_errno = mtcp_write(a->mctx, a->rid, "x", 1) == -1 ? errno : 0;
+	errno = 0;
+	a->foreign_close_errno = mtcp_close(a->mctx, a->rid) == -1 ? errno : 0;
 	a->rc = (int)mtcp_write(a->mctx, a->wid, "ping", 4);
 	return NULL;
 }
@@ -305,13 +313,15 @@ int main(int argc, char **argv)
 	ev.events = MTCP_EPOLLIN;
 	ev.data.u64 = 0x1122334455667788ULL;
 	CHECK(mtcp_epoll_ctl(mctx, ep, MTCP_EPOLL_CTL_ADD, pfd[0], &ev) == 0);
-	struct writer_arg wa = {mctx, pfd[1], 0, 0};
+	struct writer_arg wa = {mctx, pfd[1], pfd[0], 0, 0, 0, 0};
 	pthread_t th;
 	CHECK(pthread_create(&th, NULL, writer, &wa) == 0);
 	int n = mtcp_epoll_wait(mctx, ep, evs, 8, -1);
 	pthread_join(th, NULL);
 	CHECK(wa.rc == 4);
 	CHECK(wa.foreign_errno == EPERM);
+	CHECK(wa.foreign_write_errno == EPERM);
+	CHECK(wa.foreign_close_errno == EPERM);
 	CHECK(n == 1 && evs[0].events == MTCP_EPOLLIN && evs[0].data.u64 == 0x1122334455667788ULL);
 	v = 0;
 	CHECK(mtcp_socket_ioctl(mctx, pfd[0], FIONREAD, &v) == 0 && v == 4);
