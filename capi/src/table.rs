@@ -66,6 +66,8 @@ pub struct Opts {
     sndbuf: Option<usize>,
     rcvbuf: Option<usize>,
     keepalive: Option<bool>,
+    /// `SO_REUSEADDR` as set; it changes nothing (see `setsockopt`).
+    reuseaddr: Option<bool>,
 }
 
 /// What an id stands for.
@@ -459,6 +461,7 @@ impl Table {
             },
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) => Ok(i32::from(opts.nodelay.unwrap_or(d.nodelay))),
             (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => Ok(i32::from(opts.keepalive.unwrap_or(false))),
+            (libc::SOL_SOCKET, libc::SO_REUSEADDR) => Ok(i32::from(opts.reuseaddr.unwrap_or(false))),
             (libc::SOL_SOCKET, libc::SO_SNDBUF) => match (stream, opts.sndbuf) {
                 (Some(s), _) => Ok(s.send_buffer_size()?.min(i32::MAX as usize) as i32),
                 (None, v) => Ok(v.unwrap_or(d.sndbuf).min(i32::MAX as usize) as i32),
@@ -472,12 +475,19 @@ impl Table {
     }
 
     /// `mtcp_setsockopt` of an int-valued option: `TCP_NODELAY`,
-    /// `SO_SNDBUF`, `SO_RCVBUF`, `SO_KEEPALIVE`; others `ENOPROTOOPT`.
+    /// `SO_SNDBUF`, `SO_RCVBUF`, `SO_KEEPALIVE`, `SO_REUSEADDR`; others
+    /// `ENOPROTOOPT`. `SO_REUSEADDR` is accepted and remembered but has
+    /// nothing to change: an ixtcp listener binds its port whatever
+    /// connections on it are in TIME-WAIT, which is what servers set it for
+    /// (lighttpd, nginx and mTCP's ports do), and an explicit local port in
+    /// `connect` is refused while its exact 4-tuple is in TIME-WAIT, as on
+    /// Linux with the option set.
     pub fn setsockopt(&mut self, id: i32, level: i32, name: i32, value: i32) -> Res<()> {
         let mut change = Opts::default();
         match (level, name) {
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) => change.nodelay = Some(value != 0),
             (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => change.keepalive = Some(value != 0),
+            (libc::SOL_SOCKET, libc::SO_REUSEADDR) => change.reuseaddr = Some(value != 0),
             (libc::SOL_SOCKET, libc::SO_SNDBUF | libc::SO_RCVBUF) => {
                 if value <= 0 {
                     return Err(e(libc::EINVAL));
@@ -500,6 +510,7 @@ impl Table {
         }
         opts.nodelay = change.nodelay.or(opts.nodelay);
         opts.keepalive = change.keepalive.or(opts.keepalive);
+        opts.reuseaddr = change.reuseaddr.or(opts.reuseaddr);
         opts.sndbuf = change.sndbuf.or(opts.sndbuf);
         opts.rcvbuf = change.rcvbuf.or(opts.rcvbuf);
         Ok(())
@@ -760,6 +771,10 @@ mod tests {
         assert_eq!(t.peername(s), Err(Errno(libc::ENOTCONN)));
         assert_eq!(t.abort(s), Err(Errno(libc::ENOTCONN)));
         assert_eq!(t.setsockopt(s, libc::SOL_SOCKET, libc::SO_BROADCAST, 1), Err(Errno(libc::ENOPROTOOPT)));
+        // SO_REUSEADDR, which servers set before bind: accepted and reported back.
+        assert_eq!(t.getsockopt(s, libc::SOL_SOCKET, libc::SO_REUSEADDR), Ok(0));
+        assert_eq!(t.setsockopt(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1), Ok(()));
+        assert_eq!(t.getsockopt(s, libc::SOL_SOCKET, libc::SO_REUSEADDR), Ok(1));
         // Before any setsockopt: the stack's configuration.
         assert_eq!(t.getsockopt(s, libc::IPPROTO_TCP, libc::TCP_NODELAY), Ok(1));
         assert_eq!(t.getsockopt(s, libc::SOL_SOCKET, libc::SO_SNDBUF), Ok(4096));
