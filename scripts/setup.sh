@@ -13,6 +13,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 command -v hping3 >/dev/null 2>&1 || need+=(hping3)
+# The C API's tests compile C programs against libmtcp.
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 
 if ((${#need[@]})); then
   if [[ $(id -u) -eq 0 ]]; then
