@@ -23,10 +23,11 @@
 //! | `stack_engine.rs` | [`StackEngine`]: the real stack core as an engine |
 //! | `context.rs` | [`Context`]: one core's socket table, epolls and link to its stack side |
 //! | `net.rs` | [`TcpListener`], [`TcpStream`] |
+//! | `udp.rs` | [`UdpSocket`], [`RecvMeta`] (datagram boundaries, truncation), [`UdpStats`] |
 //! | `epoll.rs` | [`Epoll`], [`Events`], [`Interest`], [`Trigger`] (the API) |
 //! | `waker.rs` | [`Waker`], [`WakeHandle`]: waking a context's wait from another thread |
 //! | `readiness.rs` | the readiness mechanism: what makes a socket ready, change tracking, registrations, dispatch, filtering |
-//! | `buffers.rs` | the per-connection and per-listener buffers both sides share |
+//! | `buffers.rs` | the per-connection, per-listener and per-UDP-socket buffers both sides share |
 //! | `job.rs` | the jobs the application sends to its stack side |
 //! | `pump.rs` | the stack side: applies jobs, moves bytes, reports changed sockets |
 //! | `batch.rs` | the threaded runtime's channels, in recycled vectors |
@@ -201,6 +202,7 @@ mod slab;
 pub mod stack_engine;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
+mod udp;
 mod waker;
 
 pub use context::{Context, StopHandle};
@@ -209,4 +211,5 @@ pub use epoll::{Epoll, Event, Events, Interest, Source, SourceId, Token, Trigger
 pub use net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 pub use runtime::{Attached, Builder, Mode, Runtime, Started};
 pub use stack_engine::StackEngine;
+pub use udp::{RecvMeta, UdpSocket, UdpStats};
 pub use waker::{WakeHandle, Waker};

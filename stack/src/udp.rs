@@ -236,6 +236,21 @@ impl<P: PacketIo> StackCore<P> {
         Ok(self.udp.bind(port))
     }
 
+    /// Binds a free port of the ephemeral range whose datagrams from `peer`
+    /// the NIC's RSS hash sends to this core: what a client talking to one
+    /// peer binds, so the replies come back to the core it sends from.
+    pub fn udp_bind_for_peer(&mut self, peer: SocketAddrV4) -> Result<UdpId, StackError> {
+        if self.shutting_down {
+            return Err(StackError::ShuttingDown);
+        }
+        let (first, last) = (self.cfg.ephemeral_first, self.cfg.ephemeral_last);
+        let (udp, rss, me) = (&self.udp, &self.rss, self.ip);
+        let port = (first..=last)
+            .find(|&p| !udp.by_port.contains_key(&p) && rss.is_ours(*peer.ip(), peer.port(), me, p))
+            .ok_or(StackError::PortsExhausted)?;
+        Ok(self.udp.bind(port))
+    }
+
     /// Unbinds a port; its queued datagrams are dropped, and datagrams for
     /// it get port unreachable from now on.
     pub fn udp_unbind(&mut self, id: UdpId) -> Result<(), StackError> {
