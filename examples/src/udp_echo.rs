@@ -1,7 +1,8 @@
 //! UDP echo over sockapi: the server loop of `udp_echo_server` (every core
 //! binds the port; the NIC's hash keeps each flow on one core) and the
 //! load of `udp_echo_client` (each flow keeps one datagram in flight and
-//! checks every byte of the echo).
+//! checks every byte of the echo); and the same two over the kernel's
+//! sockets, for the benchmark's "UDP echo" row.
 //!
 //! A datagram of the load carries its flow's sequence number in its first
 //! bytes (as many of the 8 as fit) and bytes derived from the seed, the
@@ -211,6 +212,109 @@ pub fn load_udp_echo(
             if now.duration_since(f.sent_at) >= load.timeout {
                 tally.fail(Failure::Timeout, || format!("flow {i} datagram {}: no echo", f.seq));
                 send(f, i, &mut tally);
+            }
+        }
+        gauge.publish(&tally, flows.len());
+    }
+    gauge.publish(&tally, flows.len());
+    Ok(tally)
+}
+
+/// The kernel's server on one thread: echoes what arrives on `sock`
+/// (shared by every server thread through `try_clone`: the kernel hands
+/// each datagram to one waiting thread) until `until`.
+pub fn kernel_serve_udp_echo(sock: &std::net::UdpSocket, until: &Until, gauge: &Gauge) -> io::Result<Tally> {
+    sock.set_read_timeout(Some(TICK))?;
+    let mut buf = vec![0u8; 65_536];
+    let mut tally = Tally::default();
+    gauge.listening.store(true, std::sync::atomic::Ordering::Relaxed);
+    while !until.reached(Instant::now()) {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                tally.bytes_in += n as u64;
+                match sock.send_to(&buf[..n], from) {
+                    Ok(m) => {
+                        tally.bytes_out += m as u64;
+                        tally.transactions += 1;
+                    }
+                    Err(e) => tally.fail(Failure::Io, || format!("send to {from}: {e}")),
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => tally.fail(Failure::Io, || format!("receive: {e}")),
+        }
+        if tally.transactions % 256 == 0 {
+            gauge.publish(&tally, 1);
+        }
+    }
+    gauge.publish(&tally, 1);
+    Ok(tally)
+}
+
+/// The kernel's client on client thread `index` of `cores`: its share of
+/// the flows as connected std sockets, all sent at once, then each echo
+/// taken in turn and the flow's next datagram sent, every byte verified
+/// as by [`load_udp_echo`].
+pub fn kernel_load_udp_echo(
+    load: &UdpEchoLoad,
+    (index, cores): (usize, usize),
+    until: &Until,
+    gauge: &Gauge,
+) -> io::Result<Tally> {
+    let mut tally = Tally::default();
+    let n = share(load.flows, index, cores);
+    let mut flows = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = std::net::UdpSocket::bind((*load.server.ip(), 0))?;
+        s.connect(load.server)?;
+        s.set_read_timeout(Some(TICK))?;
+        flows.push((s, 0u64, Instant::now(), Vec::with_capacity(load.size)));
+    }
+    let flow_id = |i: usize| ((index as u64) << 32) | i as u64;
+    let send = |f: &mut (std::net::UdpSocket, u64, Instant, Vec<u8>), i: usize, tally: &mut Tally| {
+        f.1 += 1;
+        datagram(load.seed, flow_id(i), f.1, load.size, &mut f.3);
+        f.2 = Instant::now();
+        match f.0.send(&f.3) {
+            Ok(n) => tally.bytes_out += n as u64,
+            Err(e) => tally.fail(Failure::Io, || format!("send: {e}")),
+        }
+    };
+    for (i, f) in flows.iter_mut().enumerate() {
+        send(f, i, &mut tally);
+    }
+    let mut buf = vec![0u8; 65_536];
+    'run: loop {
+        for (i, f) in flows.iter_mut().enumerate() {
+            if until.reached(Instant::now()) {
+                break 'run;
+            }
+            match f.0.recv(&mut buf) {
+                Ok(m) => {
+                    tally.bytes_in += m as u64;
+                    match judge(&buf[..m], &f.3, f.1) {
+                        Verdict::Match => {
+                            tally.transactions += 1;
+                            tally.latency.record(f.2.elapsed());
+                            send(f, i, &mut tally);
+                        }
+                        Verdict::Late => {}
+                        Verdict::Mismatch => {
+                            tally.fail(Failure::Mismatch, || format!("flow {i}: the echo of {m} B differs"));
+                            send(f, i, &mut tally);
+                        }
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if f.2.elapsed() >= load.timeout {
+                        tally.fail(Failure::Timeout, || format!("flow {i} datagram {}: no echo", f.1));
+                        send(f, i, &mut tally);
+                    }
+                }
+                Err(e) => {
+                    tally.fail(Failure::Io, || format!("flow {i}: {e}"));
+                    send(f, i, &mut tally);
+                }
             }
         }
         gauge.publish(&tally, flows.len());

@@ -387,7 +387,11 @@ fn udp_echo_server_on_tap_answers_ping_python_and_refuses_a_closed_port() {
         .output()
         .expect("run python3 in the namespace");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "seed {seed}: the UDP client failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "seed {seed}: the UDP client failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.lines().any(|l| l.starts_with("verified 10000 ")), "seed {seed}: {stdout}");
     assert!(stdout.lines().any(|l| l == "refused"), "seed {seed}: {stdout}");
 

@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::buffers::{Accepted, ConnBuf, Datagram, ListenBuf, UdpBuf, lock};
-use crate::engine::{
-    ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness, TcpState, UdpId, udp_error_kind,
-};
+use crate::engine::{ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness, TcpState, UdpId, udp_error_kind};
 use crate::job::{Job, Reply};
 use crate::readiness::Notified;
 use crate::slab::Key;

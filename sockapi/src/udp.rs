@@ -341,11 +341,7 @@ impl UdpSocket {
         if b.app_closed {
             return Err(closed());
         }
-        Ok(UdpStats {
-            dropped: b.dropped + b.engine_dropped,
-            filtered: b.filtered,
-            send_failures: b.send_failures,
-        })
+        Ok(UdpStats { dropped: b.dropped + b.engine_dropped, filtered: b.filtered, send_failures: b.send_failures })
     }
 
     /// Datagrams the receive queue holds at most (`InvalidInput` for 0).

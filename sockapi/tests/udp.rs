@@ -327,9 +327,9 @@ fn every_core_binds_the_port_and_flows_spread(mode: Mode) {
     let net = TestNet::new();
     let served = [AtomicUsize::new(0), AtomicUsize::new(0)];
     let done = AtomicUsize::new(0);
-    let rt = ixtcp_sockapi::Runtime::builder().mode(mode).build(3, |i| {
-        Ok(net.engine(if i < 2 { IP } else { [10, 0, 0, 2].into() }))
-    });
+    let rt = ixtcp_sockapi::Runtime::builder()
+        .mode(mode)
+        .build(3, |i| Ok(net.engine(if i < 2 { IP } else { [10, 0, 0, 2].into() })));
     rt.unwrap()
         .run(|ctx| {
             let mut buf = [0u8; 64];
