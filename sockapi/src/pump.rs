@@ -178,10 +178,11 @@ impl<E: Engine> Pump<E> {
         }
     }
 
-    /// True while closed connections are still being flushed or the engine
-    /// still holds connections.
+    /// True while closed connections (or closed UDP sockets' queued
+    /// datagrams) are still being flushed or the engine still holds
+    /// connections.
     pub fn busy(&self) -> bool {
-        self.orphans > 0 || self.engine.connections() > 0
+        self.orphans > 0 || self.engine.connections() > 0 || self.udps.iter().flatten().any(|u| u.closing)
     }
 
     /// Apply a batch of jobs, in order.
