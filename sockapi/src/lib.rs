@@ -8,11 +8,13 @@
 //! ```text
 //!  application thread (per core)            stack side (per core)
 //!  ─────────────────────────────            ─────────────────────────────────
-//!  Context ── TcpListener, TcpStream        Pump ── E: Engine (one core)
+//!  Context ── TcpListener, TcpStream,       Pump ── E: Engine (one core)
+//!          ── UdpSocket
 //!          ── Epoll (several allowed)          applies jobs between ingress
 //!     │ jobs, in batches ─────────────────▶    and egress; moves bytes between
 //!     │ ◀─────── socket keys, in batches       the engine and the per-connection
 //!     └─ per-connection buffers (Mutex<ConnBuf>, shared) ─┘
+//!        and per-UDP-socket datagram queues (Mutex<UdpBuf>)
 //! ```
 //!
 //! The files, one concern each:
@@ -34,8 +36,8 @@
 //! | `runtime.rs` | [`Runtime`]: threads, pinning, shutdown; [`Started`]: cores attached from the application's own threads |
 //!
 //! - [`Engine`] is what sockapi needs from one stack core (listen, accept,
-//!   connect, send, recv, shutdown, close, abort, state, options, events,
-//!   ingress/egress). The real per-core stack implements it; so does the
+//!   connect, send, recv, shutdown, close, abort, state, options, UDP
+//!   bind/send/receive, events, ingress/egress). The real per-core stack implements it; so does the
 //!   in-memory `testing::TestEngine` (feature `test-utils`).
 //! - [`StackEngine`] is the real stack (one `ixtcp_stack::StackCore`)
 //!   as an engine. Bringing up a NIC and its stack cores under a runtime is
