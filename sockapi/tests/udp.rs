@@ -393,7 +393,26 @@ fn dropping_a_socket_sends_what_it_queued_and_frees_the_port(mode: Mode) {
     })
 }
 
+fn datagrams_the_engine_has_no_room_for_wait_for_the_next_iteration(mode: Mode) {
+    // The engine takes two datagrams per egress; twenty queued at once
+    // leave over ten iterations, in order, none lost.
+    one_core(mode, TestConfig { udp_tx_batch: 2, ..TestConfig::default() }, |env| {
+        let server = UdpSocket::bind(env.ctx, addr(7)).unwrap();
+        let client = UdpSocket::bind(env.ctx, addr(0)).unwrap();
+        for i in 0..20u8 {
+            client.send_to(&[i; 3], addr(7)).unwrap();
+        }
+        let mut buf = [0u8; 8];
+        for i in 0..20u8 {
+            let m = recv_one(env.ctx, &server, &mut buf);
+            assert_eq!(&buf[..m.len], &[i; 3], "datagram {i}, in order");
+        }
+        assert_eq!(client.stats().unwrap(), ixtcp_sockapi::UdpStats::default(), "nothing dropped or refused");
+    })
+}
+
 both_runtimes!(
+    datagrams_the_engine_has_no_room_for_wait_for_the_next_iteration,
     datagrams_keep_their_boundaries_and_every_byte,
     a_datagram_longer_than_the_buffer_is_cut_and_says_so,
     a_full_send_queue_would_block_and_becomes_writable_again,
