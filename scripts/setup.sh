@@ -2,7 +2,9 @@
 # Installs what building and testing ixtcp needs on a fresh Debian machine:
 # the system tools the tests drive (iproute2 for network namespaces, curl as
 # an HTTP client, tshark to read pcap captures, valgrind for instruction
-# counts, hping3 for the SYN-flood test and scripts/synflood.sh) and the Rust components (rustfmt, clippy). Safe to run again: it
+# counts, hping3 for the SYN-flood test and scripts/synflood.sh, ping and
+# python3 for the UDP test against the kernel, a C compiler for the C API's
+# tests) and the Rust components (rustfmt, clippy). Safe to run again: it
 # only installs what is missing. Without root it only reports what it would
 # install, since the tests that need these tools skip without root anyway.
 set -euo pipefail
@@ -13,6 +15,9 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 command -v hping3 >/dev/null 2>&1 || need+=(hping3)
+# The UDP test on TAP: the kernel's ping, and a Python UDP client.
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 # The C API's tests compile C programs against libmtcp.
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 

@@ -24,6 +24,7 @@ pub mod report;
 pub mod session;
 pub mod sockets;
 pub mod stats;
+pub mod udp_echo;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -21,9 +21,10 @@ fn bench_quick_runs_every_workload_and_writes_json_and_svg() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("| workload | ixtcp | Linux kernel | ratio |"), "{stdout}");
+    assert!(stdout.contains("| UDP echo 64 B"), "the UDP echo row: {stdout}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
     let rows = report["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 6, "{report}");
+    assert_eq!(rows.len(), 7, "{report}");
     for row in rows {
         for side in ["ixtcp", "kernel"] {
             let m = &row[side];

@@ -220,6 +220,29 @@ fn echo_client_against_echo_server_over_linked_models_both_modes_both_runtimes()
 }
 
 #[test]
+fn udp_echo_client_and_server_over_linked_models_both_runtimes_two_cores() {
+    for threaded in [false, true] {
+        let mut args = vec!["--seconds", "0.7", "--conns", "8", "--size", "1472", "--cores", "2", "--seed", "3"];
+        if threaded {
+            args.push("--threaded");
+        }
+        let out = run_bin("udp_echo_client", env!("CARGO_BIN_EXE_udp_echo_client"), &args);
+        assert!(out.contains("failures: none"), "{args:?}:\n{out}");
+        assert!(out.contains("core 1:"), "both cores ran flows: {args:?}:\n{out}");
+        assert!(out.contains("p99.9"), "{args:?}:\n{out}");
+        assert!(!out.contains("rx_udp_misdirected"), "every reply came back to its core: {args:?}:\n{out}");
+        let mut server_args = vec!["--seconds", "0.5"];
+        if threaded {
+            server_args.push("--threaded");
+        }
+        let out = run_bin("udp_echo_server", env!("CARGO_BIN_EXE_udp_echo_server"), &server_args);
+        assert!(out.contains("udp_echo_server stack counters:"), "{out}");
+        assert!(out.contains("built-in client"), "{out}");
+        assert!(!out.contains("failures: Mismatch"), "{out}");
+    }
+}
+
+#[test]
 fn http_load_binary_checks_every_body_against_the_files() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_site(dir.path());

@@ -13,10 +13,15 @@
 //!   message sizes (seeded; the seed is printed, `IXTCP_SEED` sets it),
 //!   every byte verified;
 //! - httpd under a SYN flood from `hping3` with random sources: curl still
-//!   connects and every download is right (SYN cookies are counted).
+//!   connects and every download is right (SYN cookies are counted);
+//! - udp_echo_server with the kernel's `ping -c 5` (5 replies), a Python
+//!   UDP client exchanging 10 000 datagrams of random sizes (seeded), every
+//!   byte verified, and a connected Python socket whose datagram to a
+//!   closed port makes its `recv` fail with `ECONNREFUSED`.
 //!
-//! Skip with a message when not root, without /dev/net/tun, `ip`, curl or
-//! (for the flood) hping3, and fail instead under `IXTCP_REQUIRE_PEER=1`.
+//! Skip with a message when not root, without /dev/net/tun, `ip`, curl,
+//! (for the flood) hping3 or (for UDP) `ping` and python3, and fail
+//! instead under `IXTCP_REQUIRE_PEER=1`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -304,4 +309,100 @@ fn httpd_on_tap_serves_curl_during_a_spoofed_syn_flood_from_hping3() {
     // The flood really filled the backlog: beyond it SYNs got cookies.
     assert!(counter("syn_cookies_sent") > 0, "no SYN cookie sent, so no flood reached the backlog:\n{stdout}");
     assert!(counter("conns_opened_passive") >= 6, "{stdout}");
+}
+
+/// The Python UDP client: `count` datagrams of seeded random sizes (1 to
+/// 1472 bytes) to the server, one at a time, each echo compared byte for
+/// byte (a lost one is sent again after a second, at most 5 times); then a
+/// connected socket to a closed port, whose `recv` must raise
+/// `ConnectionRefusedError`. Prints `verified N` and `refused`.
+const UDP_CLIENT: &str = r#"
+import random, socket, sys
+host, port, closed, count, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+rng = random.Random(seed)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((host, port))
+s.settimeout(1.0)
+verified = 0
+for i in range(count):
+    msg = i.to_bytes(4, "big") + bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 1468)))
+    for attempt in range(6):
+        if attempt == 5:
+            sys.exit("datagram %d: no echo after 5 tries" % i)
+        s.send(msg)
+        try:
+            back = s.recv(2048)
+            while back[:4] != msg[:4] and int.from_bytes(back[:4], "big") < i:
+                back = s.recv(2048)  # a late echo of an earlier try
+            break
+        except socket.timeout:
+            continue
+    if back != msg:
+        sys.exit("datagram %d: the echo of %d bytes differs" % (i, len(msg)))
+    verified += len(msg)
+print("verified", count, verified)
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.connect((host, closed))
+c.settimeout(1.0)
+for attempt in range(5):
+    c.send(b"anyone?")
+    try:
+        c.recv(64)
+        sys.exit("port %d answered" % closed)
+    except ConnectionRefusedError:
+        print("refused")
+        break
+    except socket.timeout:
+        continue
+else:
+    sys.exit("no port unreachable from port %d" % closed)
+"#;
+
+fn have(program: &str, arg: &str) -> bool {
+    Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn udp_echo_server_on_tap_answers_ping_python_and_refuses_a_closed_port() {
+    let test = "udp_echo_server_on_tap_answers_ping_python_and_refuses_a_closed_port";
+    if !peer::kernel_peer(test, Needs::TAP) {
+        return;
+    }
+    if !have("ping", "-V") || !have("python3", "--version") {
+        peer::skip(test, "needs the ping command and python3", peer::REQUIRE_PEER);
+        return;
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let seed = Seeded::new(now).seed;
+    let ns = Netns::new("ixtcp-udp").expect("create a network namespace");
+    let server = InNs::start(
+        &ns,
+        env!("CARGO_BIN_EXE_udp_echo_server"),
+        &["--nic", "tap:ixudp0", "--ip", "10.85.0.1/24", "--port", "7"],
+    );
+    plug_kernel_in(&ns, "ixudp0", "10.85.0.2/24");
+
+    let out = ns
+        .command("python3", &["-c", UDP_CLIENT, "10.85.0.1", "7", "9", "10000", &seed.to_string()])
+        .output()
+        .expect("run python3 in the namespace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "seed {seed}: the UDP client failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.lines().any(|l| l.starts_with("verified 10000 ")), "seed {seed}: {stdout}");
+    assert!(stdout.lines().any(|l| l == "refused"), "seed {seed}: {stdout}");
+
+    let out = ns.command("ping", &["-c", "5", "-i", "0.2", "-W", "2", "10.85.0.1"]).output().expect("run ping");
+    let ping = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ping failed:\n{ping}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(ping.contains("5 packets transmitted, 5 received"), "{ping}");
+
+    let out = server.interrupt();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("icmp_echo_replies 5"), "{stdout}");
+    assert!(stdout.contains("icmp_port_unreachable_sent"), "{stdout}");
+    assert!(stdout.contains("failures: none"), "{stdout}");
 }

@@ -1,5 +1,5 @@
 //! What the application side and the stack side share: per-connection byte
-//! buffers and per-listener accept queues. (The jobs that cross from one
+//! buffers, per-listener accept queues and per-UDP-socket datagram queues. (The jobs that cross from one
 //! side to the other are in `crate::job`.)
 //!
 //! Each connection has one `Mutex<ConnBuf>`. The application locks it for one
@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::engine::{CloseReason, ConnId, Readiness};
+use crate::engine::{CloseReason, ConnId, EngineError, Readiness};
 use crate::readiness::{self, Changes, StreamState};
 
 /// Lock a mutex; a poisoned lock (a panic elsewhere while holding it) still
@@ -146,5 +146,102 @@ impl ListenBuf {
             closed: false,
             changes: Changes::default(),
         }
+    }
+}
+
+/// Datagrams a UDP socket queues each way by default.
+pub(crate) const DEFAULT_UDP_QUEUE: usize = 256;
+
+/// One received datagram, in a buffer of the socket's pool.
+#[derive(Debug)]
+pub(crate) struct Datagram {
+    pub from: SocketAddrV4,
+    /// The bytes the engine handed over.
+    pub data: Vec<u8>,
+    /// The datagram's whole length (more than `data.len()` only if the
+    /// engine itself had to cut it).
+    pub len: usize,
+}
+
+/// One UDP socket's queues and flags, shared by the application (which
+/// reads `rx` and fills `tx`) and the stack (which fills `rx` from the
+/// engine and moves `tx` into it).
+#[derive(Debug)]
+pub(crate) struct UdpBuf {
+    /// Received datagrams not yet read.
+    pub rx: VecDeque<Datagram>,
+    /// At most this many wait in `rx`; the stack drops (and counts) more.
+    pub rx_cap: usize,
+    /// Datagrams written, not yet taken by the engine: destination, bytes.
+    pub tx: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    pub tx_cap: usize,
+    /// Emptied buffers, reused by both sides.
+    pub spare: Vec<Vec<u8>>,
+    pub local: SocketAddrV4,
+    /// The connected peer: only its datagrams are taken, and ICMP errors
+    /// about datagrams to it are reported.
+    pub peer: Option<SocketAddrV4>,
+    /// The largest payload the engine sends.
+    pub max_payload: usize,
+    /// Datagrams dropped because `rx` was full.
+    pub dropped: u64,
+    /// Datagrams the engine dropped (its own queue full), as last read.
+    pub engine_dropped: u64,
+    /// Datagrams from others than the connected peer, dropped.
+    pub filtered: u64,
+    /// Datagrams the engine refused to send (no route, bad destination).
+    pub send_failures: u64,
+    /// The last such refusal, for `take_error`.
+    pub send_error: Option<EngineError>,
+    /// An ICMP error about a datagram to the connected peer, reported by
+    /// the next receive or send (Linux's `sk_err`).
+    pub error: Option<std::io::ErrorKind>,
+    /// A sync job is queued (set by the app, cleared by the stack).
+    pub sync_queued: bool,
+    pub app_closed: bool,
+    pub changes: Changes,
+}
+
+impl UdpBuf {
+    pub fn new(local: SocketAddrV4, max_payload: usize) -> UdpBuf {
+        UdpBuf {
+            rx: VecDeque::new(),
+            rx_cap: DEFAULT_UDP_QUEUE,
+            tx: VecDeque::new(),
+            tx_cap: DEFAULT_UDP_QUEUE,
+            spare: Vec::new(),
+            local,
+            peer: None,
+            max_payload,
+            dropped: 0,
+            engine_dropped: 0,
+            filtered: 0,
+            send_failures: 0,
+            send_error: None,
+            error: None,
+            sync_queued: false,
+            app_closed: false,
+            changes: Changes::default(),
+        }
+    }
+
+    /// A buffer from the pool, empty.
+    pub fn buffer(&mut self) -> Vec<u8> {
+        let mut b = self.spare.pop().unwrap_or_default();
+        b.clear();
+        b
+    }
+
+    /// Returns a buffer to the pool (which keeps no more than both queues
+    /// can hold).
+    pub fn recycle(&mut self, b: Vec<u8>) {
+        if self.spare.len() < self.rx_cap + self.tx_cap {
+            self.spare.push(b);
+        }
+    }
+
+    /// Readiness as the application sees it ([`readiness::datagram`]).
+    pub fn readiness(&self) -> Readiness {
+        readiness::datagram(!self.rx.is_empty(), self.tx.len() < self.tx_cap, self.error.is_some())
     }
 }

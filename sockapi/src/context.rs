@@ -13,8 +13,8 @@ use crossbeam_channel::bounded;
 
 use crate::batch::{BatchRx, BatchTx};
 
-use crate::buffers::{ConnBuf, ListenBuf, lock};
-use crate::engine::{ConnId, Engine, ListenerId, Readiness};
+use crate::buffers::{ConnBuf, ListenBuf, UdpBuf, lock};
+use crate::engine::{ConnId, Engine, ListenerId, Readiness, UdpId};
 use crate::job::{Job, Reply};
 use crate::pump::{AnyPump, Pump};
 use crate::readiness::{self, Changes, Reg};
@@ -69,6 +69,11 @@ pub(crate) enum SockKind {
         id: ListenerId,
         shared: Arc<Mutex<ListenBuf>>,
     },
+    /// A [`UdpSocket`](crate::UdpSocket).
+    Udp {
+        id: UdpId,
+        buf: Arc<Mutex<UdpBuf>>,
+    },
     /// A [`Waker`](crate::Waker): readable while woken.
     Waker {
         shared: Arc<WakerShared>,
@@ -94,6 +99,10 @@ impl Sock {
             SockKind::Listener { shared, .. } => {
                 let q = lock(shared);
                 (readiness::listener(q.queue.len()), q.changes)
+            }
+            SockKind::Udp { buf, .. } => {
+                let b = lock(buf);
+                (b.readiness(), b.changes)
             }
             SockKind::Waker { shared } => {
                 let (woken, wakes) = shared.state();
@@ -364,7 +373,7 @@ impl Context {
         self.inner.stop.clone()
     }
 
-    /// Number of open sockets (streams and listeners) on this context.
+    /// Number of open sockets (streams, listeners, UDP sockets) on this context.
     pub fn socket_count(&self) -> usize {
         self.inner.state.try_borrow().map(|s| s.socks.len()).unwrap_or(0)
     }
@@ -580,6 +589,13 @@ impl Context {
                     SockKind::Listener { id, shared } => {
                         lock(&shared).closed = true;
                         jobs.push(Job::CloseListener { listener: id });
+                    }
+                    SockKind::Udp { id, buf } => {
+                        let mut b = lock(&buf);
+                        if !b.app_closed {
+                            b.app_closed = true;
+                            jobs.push(Job::UdpClose { id });
+                        }
                     }
                     // Nothing of the stack's: its handles wake nothing now.
                     SockKind::Waker { .. } => {}

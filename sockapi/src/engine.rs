@@ -33,6 +33,27 @@ use ixtcp_driver::time::VirtualClock;
 /// ended. sockapi defines no second copy of them.
 pub use ixtcp_stack::{CloseReason, ConnId, Readiness, TcpState};
 
+/// The engine's words for UDP are the stack's too: a bound port's id, what
+/// one receive took (with the datagram's whole length, for truncation) and
+/// an ICMP error about a datagram the port sent.
+pub use ixtcp_stack::{UdpError, UdpId, UdpRecv};
+
+/// ICMP destination unreachable code for "port unreachable" (RFC 792).
+pub const ICMP_PORT_UNREACHABLE: u8 = 3;
+
+/// The `io::ErrorKind` a UDP socket connected to the destination reports
+/// for an ICMP error with `code`, as Linux's UDP does (`ECONNREFUSED` for
+/// port and protocol unreachable, `EHOSTUNREACH`, `ENETUNREACH`); `None`
+/// for codes Linux does not report (fragmentation needed and the rest).
+pub fn udp_error_kind(code: u8) -> Option<io::ErrorKind> {
+    match code {
+        2 | ICMP_PORT_UNREACHABLE => Some(io::ErrorKind::ConnectionRefused),
+        0 | 6 | 11 => Some(io::ErrorKind::NetworkUnreachable),
+        1 | 7 | 12 => Some(io::ErrorKind::HostUnreachable),
+        _ => None,
+    }
+}
+
 /// The `io::ErrorKind` a sockets user expects for a connection that ended
 /// for `reason`. Only abnormal ends are failures; a normal close (FIN both
 /// ways) is never reported as an error, and maps to `NotConnected` should
@@ -76,6 +97,14 @@ pub enum EngineEvent {
     Acceptable {
         /// The listener.
         listener: ListenerId,
+    },
+    /// A bound UDP port has datagrams for [`Engine::udp_recv_from`] or an
+    /// error for [`Engine::udp_take_error`]. Raised at least when a
+    /// datagram arrives on a port whose queue the receiver had emptied:
+    /// after an event, take datagrams until `WouldBlock`.
+    Udp {
+        /// The port.
+        id: UdpId,
     },
 }
 
@@ -165,6 +194,8 @@ pub enum EngineError {
     BrokenPipe,
     /// No free connection or listener slot.
     Exhausted,
+    /// The engine does not do this (UDP on an engine without it).
+    Unsupported,
     /// The connection failed; the same failure stays readable in its state.
     Failed(CloseReason),
 }
@@ -180,6 +211,7 @@ impl fmt::Display for EngineError {
             EngineError::NotConnected => "not connected",
             EngineError::BrokenPipe => "broken pipe",
             EngineError::Exhausted => "no free connection slot",
+            EngineError::Unsupported => "not supported by this engine",
             EngineError::Failed(CloseReason::Refused) => "connection refused",
             EngineError::Failed(CloseReason::Reset) => "connection reset by peer",
             EngineError::Failed(CloseReason::TimedOut) => "connection timed out",
@@ -202,6 +234,7 @@ impl From<EngineError> for io::Error {
             EngineError::NotConnected => io::ErrorKind::NotConnected,
             EngineError::BrokenPipe => io::ErrorKind::BrokenPipe,
             EngineError::Exhausted => io::ErrorKind::OutOfMemory,
+            EngineError::Unsupported => io::ErrorKind::Unsupported,
             EngineError::Failed(f) => error_kind(f),
         };
         io::Error::new(kind, e)
@@ -339,6 +372,69 @@ pub trait Engine {
 
     /// Change a per-connection setting.
     fn set_option(&mut self, conn: ConnId, opt: SockOpt) -> Result<(), EngineError>;
+
+    // UDP. An engine without it keeps the defaults: binding answers
+    // `Unsupported`, so no UDP id ever exists and the rest is never
+    // reached with a valid one.
+
+    /// Bind a UDP port on `addr` (its IP unspecified or this host's; port
+    /// 0: a free ephemeral port). With `peer`, port 0 picks a port whose
+    /// datagrams from `peer` reach this core (RSS), for a client talking
+    /// to one peer. Every core of a host may bind the same port: each
+    /// takes the flows the NIC's hash gives it. `AddrInUse` if this core
+    /// has the port bound.
+    fn udp_bind(&mut self, addr: SocketAddrV4, peer: Option<SocketAddrV4>) -> Result<UdpId, EngineError> {
+        let _ = (addr, peer);
+        Err(EngineError::Unsupported)
+    }
+
+    /// Release a UDP port; its queued datagrams are dropped.
+    fn udp_unbind(&mut self, id: UdpId) -> Result<(), EngineError> {
+        let _ = id;
+        Err(EngineError::InvalidHandle)
+    }
+
+    /// The address a UDP port is bound to (with the actual port).
+    fn udp_local_addr(&self, id: UdpId) -> Result<SocketAddrV4, EngineError> {
+        let _ = id;
+        Err(EngineError::InvalidHandle)
+    }
+
+    /// The largest payload [`udp_send_to`](Self::udp_send_to) takes (and
+    /// the largest a received datagram can have).
+    fn udp_max_payload(&self) -> usize {
+        0
+    }
+
+    /// Send `data` as one datagram from `id` to `to`. `WouldBlock`: no room
+    /// in this iteration's transmit batch, try again after the next
+    /// egress; `InvalidInput`: longer than
+    /// [`udp_max_payload`](Self::udp_max_payload), or a destination no
+    /// host has or no route reaches.
+    fn udp_send_to(&mut self, id: UdpId, to: SocketAddrV4, data: &[u8]) -> Result<(), EngineError> {
+        let _ = (id, to, data);
+        Err(EngineError::InvalidHandle)
+    }
+
+    /// Take the oldest datagram of `id` into `buf` (cut to `buf`'s length;
+    /// [`UdpRecv::datagram_len`] says how long it was). `WouldBlock` when
+    /// none is queued.
+    fn udp_recv_from(&mut self, id: UdpId, buf: &mut [u8]) -> Result<UdpRecv, EngineError> {
+        let _ = (id, buf);
+        Err(EngineError::InvalidHandle)
+    }
+
+    /// Datagrams for `id` the engine dropped because its queue was full.
+    fn udp_dropped(&self, id: UdpId) -> Result<u64, EngineError> {
+        let _ = id;
+        Err(EngineError::InvalidHandle)
+    }
+
+    /// The latest ICMP error about a datagram `id` sent, once.
+    fn udp_take_error(&mut self, id: UdpId) -> Result<Option<UdpError>, EngineError> {
+        let _ = id;
+        Err(EngineError::InvalidHandle)
+    }
 }
 
 impl<E: Engine + ?Sized> Engine for Box<E> {
@@ -410,5 +506,29 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn set_option(&mut self, conn: ConnId, opt: SockOpt) -> Result<(), EngineError> {
         (**self).set_option(conn, opt)
+    }
+    fn udp_bind(&mut self, addr: SocketAddrV4, peer: Option<SocketAddrV4>) -> Result<UdpId, EngineError> {
+        (**self).udp_bind(addr, peer)
+    }
+    fn udp_unbind(&mut self, id: UdpId) -> Result<(), EngineError> {
+        (**self).udp_unbind(id)
+    }
+    fn udp_local_addr(&self, id: UdpId) -> Result<SocketAddrV4, EngineError> {
+        (**self).udp_local_addr(id)
+    }
+    fn udp_max_payload(&self) -> usize {
+        (**self).udp_max_payload()
+    }
+    fn udp_send_to(&mut self, id: UdpId, to: SocketAddrV4, data: &[u8]) -> Result<(), EngineError> {
+        (**self).udp_send_to(id, to, data)
+    }
+    fn udp_recv_from(&mut self, id: UdpId, buf: &mut [u8]) -> Result<UdpRecv, EngineError> {
+        (**self).udp_recv_from(id, buf)
+    }
+    fn udp_dropped(&self, id: UdpId) -> Result<u64, EngineError> {
+        (**self).udp_dropped(id)
+    }
+    fn udp_take_error(&mut self, id: UdpId) -> Result<Option<UdpError>, EngineError> {
+        (**self).udp_take_error(id)
     }
 }

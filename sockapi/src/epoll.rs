@@ -199,7 +199,7 @@ pub struct SourceId {
     pub(crate) key: Key,
 }
 
-/// Something an [`Epoll`] can watch: [`TcpStream`](crate::TcpStream) and
+/// Something an [`Epoll`] can watch: [`TcpStream`](crate::TcpStream), [`UdpSocket`](crate::UdpSocket) and
 /// [`TcpListener`](crate::TcpListener).
 pub trait Source {
     /// The socket's identity.

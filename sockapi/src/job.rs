@@ -1,14 +1,14 @@
 //! The jobs the application hands to its core's stack side: opening and
-//! closing sockets, settings, and "sync this connection" after a read or
-//! write moved bytes in its shared buffers (`crate::buffers`).
+//! closing sockets, settings, and "sync this connection" (or UDP socket)
+//! after a read or write moved bytes in its shared buffers (`crate::buffers`).
 
 use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
 
-use crate::buffers::{ConnBuf, ListenBuf};
-use crate::engine::{ConnId, EngineError, ListenerId, SockOpt};
+use crate::buffers::{ConnBuf, ListenBuf, UdpBuf};
+use crate::engine::{ConnId, EngineError, ListenerId, SockOpt, UdpId};
 use crate::slab::Key;
 
 /// Answer to a synchronous job.
@@ -48,6 +48,20 @@ pub(crate) enum Job {
     Abort { conn: ConnId },
     /// Pass a setting to the engine.
     SetOpt { conn: ConnId, opt: SockOpt },
+    /// Bind a UDP port (with `peer`, port 0: one whose datagrams from the
+    /// peer reach this core); answered with its id, bound address and the
+    /// engine's largest payload.
+    UdpBind {
+        key: Key,
+        addr: SocketAddrV4,
+        peer: Option<SocketAddrV4>,
+        shared: Arc<Mutex<UdpBuf>>,
+        reply: Reply<(UdpId, SocketAddrV4, usize)>,
+    },
+    /// The UDP socket's `tx` has datagrams or `rx` has room: sync it.
+    UdpSync { id: UdpId },
+    /// The app closed the UDP socket: send what is queued, then unbind.
+    UdpClose { id: UdpId },
     /// Answer once the stack has had an iteration with nothing to do, after
     /// sending the events of every iteration before it (threaded runtime;
     /// see `Context::quiesce`).

@@ -8,11 +8,13 @@
 //! ```text
 //!  application thread (per core)            stack side (per core)
 //!  ─────────────────────────────            ─────────────────────────────────
-//!  Context ── TcpListener, TcpStream        Pump ── E: Engine (one core)
+//!  Context ── TcpListener, TcpStream,       Pump ── E: Engine (one core)
+//!          ── UdpSocket
 //!          ── Epoll (several allowed)          applies jobs between ingress
 //!     │ jobs, in batches ─────────────────▶    and egress; moves bytes between
 //!     │ ◀─────── socket keys, in batches       the engine and the per-connection
 //!     └─ per-connection buffers (Mutex<ConnBuf>, shared) ─┘
+//!        and per-UDP-socket datagram queues (Mutex<UdpBuf>)
 //! ```
 //!
 //! The files, one concern each:
@@ -23,18 +25,19 @@
 //! | `stack_engine.rs` | [`StackEngine`]: the real stack core as an engine |
 //! | `context.rs` | [`Context`]: one core's socket table, epolls and link to its stack side |
 //! | `net.rs` | [`TcpListener`], [`TcpStream`] |
+//! | `udp.rs` | [`UdpSocket`], [`RecvMeta`] (datagram boundaries, truncation), [`UdpStats`] |
 //! | `epoll.rs` | [`Epoll`], [`Events`], [`Interest`], [`Trigger`] (the API) |
 //! | `waker.rs` | [`Waker`], [`WakeHandle`]: waking a context's wait from another thread |
 //! | `readiness.rs` | the readiness mechanism: what makes a socket ready, change tracking, registrations, dispatch, filtering |
-//! | `buffers.rs` | the per-connection and per-listener buffers both sides share |
+//! | `buffers.rs` | the per-connection, per-listener and per-UDP-socket buffers both sides share |
 //! | `job.rs` | the jobs the application sends to its stack side |
 //! | `pump.rs` | the stack side: applies jobs, moves bytes, reports changed sockets |
 //! | `batch.rs` | the threaded runtime's channels, in recycled vectors |
 //! | `runtime.rs` | [`Runtime`]: threads, pinning, shutdown; [`Started`]: cores attached from the application's own threads |
 //!
 //! - [`Engine`] is what sockapi needs from one stack core (listen, accept,
-//!   connect, send, recv, shutdown, close, abort, state, options, events,
-//!   ingress/egress). The real per-core stack implements it; so does the
+//!   connect, send, recv, shutdown, close, abort, state, options, UDP
+//!   bind/send/receive, events, ingress/egress). The real per-core stack implements it; so does the
 //!   in-memory `testing::TestEngine` (feature `test-utils`).
 //! - [`StackEngine`] is the real stack (one `ixtcp_stack::StackCore`)
 //!   as an engine. Bringing up a NIC and its stack cores under a runtime is
@@ -201,6 +204,7 @@ mod slab;
 pub mod stack_engine;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
+mod udp;
 mod waker;
 
 pub use context::{Context, StopHandle};
@@ -209,4 +213,5 @@ pub use epoll::{Epoll, Event, Events, Interest, Source, SourceId, Token, Trigger
 pub use net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 pub use runtime::{Attached, Builder, Mode, Runtime, Started};
 pub use stack_engine::StackEngine;
+pub use udp::{RecvMeta, UdpSocket, UdpStats};
 pub use waker::{WakeHandle, Waker};

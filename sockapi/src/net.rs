@@ -22,7 +22,7 @@ pub(crate) fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "socket is closed")
 }
 
-fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
+pub(crate) fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
     match addr {
         SocketAddr::V4(a) => Ok(a),
         SocketAddr::V6(_) => Err(io::Error::new(io::ErrorKind::InvalidInput, "IPv6 is not supported")),
@@ -33,7 +33,7 @@ fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
 /// `user_timeout_ms`).
 const MAX_USER_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
-fn table_full() -> io::Error {
+pub(crate) fn table_full() -> io::Error {
     io::Error::new(io::ErrorKind::OutOfMemory, "socket table is full")
 }
 

@@ -1,6 +1,7 @@
 //! The stack side of one core: owns the [`Engine`], applies the
 //! application's jobs, moves bytes between the engine and the shared
-//! per-connection buffers, and turns engine events into application events
+//! per-connection buffers (and datagrams between it and the shared UDP
+//! queues), and turns engine events into application events
 //! (the keys of sockets whose readiness may have changed).
 //!
 //! Both runtimes run this same code; they differ only in where it runs (the
@@ -11,8 +12,8 @@ use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::buffers::{Accepted, ConnBuf, ListenBuf, lock};
-use crate::engine::{ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness, TcpState};
+use crate::buffers::{Accepted, ConnBuf, Datagram, ListenBuf, UdpBuf, lock};
+use crate::engine::{ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness, TcpState, UdpId, udp_error_kind};
 use crate::job::{Job, Reply};
 use crate::readiness::Notified;
 use crate::slab::Key;
@@ -37,6 +38,15 @@ struct StackListener {
     id: ListenerId,
     key: Key,
     shared: Arc<Mutex<ListenBuf>>,
+    notified: Notified,
+}
+
+struct StackUdp {
+    id: UdpId,
+    key: Key,
+    buf: Arc<Mutex<UdpBuf>>,
+    /// The application closed it: send what is queued, then unbind.
+    closing: bool,
     notified: Notified,
 }
 
@@ -70,6 +80,11 @@ pub(crate) struct Pump<E> {
     engine: E,
     conns: Vec<Option<StackConn>>,
     listeners: Vec<Option<StackListener>>,
+    udps: Vec<Option<StackUdp>>,
+    /// UDP sockets with datagrams the engine had no room for: tried again
+    /// at the next iteration, after an egress emptied its transmit batch.
+    udp_retry: Vec<UdpId>,
+    udp_retry_spare: Vec<UdpId>,
     events: Vec<EngineEvent>,
     /// Iteration counter, for per-batch deduplication of notifications.
     batch: u64,
@@ -96,6 +111,9 @@ impl<E: Engine> Pump<E> {
             engine,
             conns: Vec::new(),
             listeners: Vec::new(),
+            udps: Vec::new(),
+            udp_retry: Vec::new(),
+            udp_retry_spare: Vec::new(),
             events: Vec::new(),
             batch: 0,
             now: 0,
@@ -162,10 +180,11 @@ impl<E: Engine> Pump<E> {
         }
     }
 
-    /// True while closed connections are still being flushed or the engine
-    /// still holds connections.
+    /// True while closed connections (or closed UDP sockets' queued
+    /// datagrams) are still being flushed or the engine still holds
+    /// connections.
     pub fn busy(&self) -> bool {
-        self.orphans > 0 || self.engine.connections() > 0
+        self.orphans > 0 || self.engine.connections() > 0 || self.udps.iter().flatten().any(|u| u.closing)
     }
 
     /// Apply a batch of jobs, in order.
@@ -183,6 +202,14 @@ impl<E: Engine> Pump<E> {
     }
 
     fn collect(&mut self, out: &mut Vec<Key>) -> bool {
+        let any_retry = !self.udp_retry.is_empty();
+        if any_retry {
+            let mut retry = std::mem::replace(&mut self.udp_retry, std::mem::take(&mut self.udp_retry_spare));
+            for id in retry.drain(..) {
+                self.sync_udp(id, out);
+            }
+            self.udp_retry_spare = retry;
+        }
         let mut events = std::mem::take(&mut self.events);
         self.engine.take_events(&mut events);
         let any = !events.is_empty();
@@ -190,10 +217,11 @@ impl<E: Engine> Pump<E> {
             match ev {
                 EngineEvent::Conn { id, .. } => self.sync(id, out),
                 EngineEvent::Acceptable { listener } => self.accept_some(listener, out),
+                EngineEvent::Udp { id } => self.sync_udp(id, out),
             }
         }
         self.events = events;
-        any
+        any || any_retry
     }
 
     /// True while `Job::Quiesce` answers are owed.
@@ -274,6 +302,19 @@ impl<E: Engine> Pump<E> {
                     let _ = self.engine.abort(conn);
                 }
             }
+            Job::UdpBind { key, addr, peer, shared, reply } => {
+                let res = self.udp_bind(key, addr, peer, shared);
+                let _ = reply.send(res);
+            }
+            Job::UdpSync { id } => self.sync_udp(id, out),
+            Job::UdpClose { id } => {
+                if let Some(Some(u)) = self.udps.get_mut(id.index as usize) {
+                    if u.id == id {
+                        u.closing = true;
+                    }
+                }
+                self.sync_udp(id, out);
+            }
             Job::SetOpt { conn, opt } => {
                 // Settings are advisory: an engine may clamp or refuse them.
                 let _ = self.engine.set_option(conn, opt);
@@ -298,6 +339,120 @@ impl<E: Engine> Pump<E> {
         };
         *slot(&mut self.listeners, id.index) = Some(StackListener { id, key, shared, notified: Notified::default() });
         Ok((id, bound))
+    }
+
+    fn udp_bind(
+        &mut self,
+        key: Key,
+        addr: SocketAddrV4,
+        peer: Option<SocketAddrV4>,
+        shared: Arc<Mutex<UdpBuf>>,
+    ) -> Result<(UdpId, SocketAddrV4, usize), EngineError> {
+        let id = self.engine.udp_bind(addr, peer)?;
+        let local = match self.engine.udp_local_addr(id) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = self.engine.udp_unbind(id);
+                return Err(e);
+            }
+        };
+        let max = self.engine.udp_max_payload();
+        {
+            let mut b = lock(&shared);
+            b.local = local;
+            b.max_payload = max;
+        }
+        *slot(&mut self.udps, id.index) =
+            Some(StackUdp { id, key, buf: shared, closing: false, notified: Notified::default() });
+        Ok((id, local, max))
+    }
+
+    /// Bring one UDP socket up to date: an ICMP error about a datagram to
+    /// its connected peer, datagrams from its send queue into the engine
+    /// (those it has no room for wait for the next iteration), datagrams
+    /// from the engine into its receive queue (all of them: those beyond
+    /// the queue's bound, or from others than the connected peer, are
+    /// dropped and counted here, so the engine's queue is always left
+    /// empty and its next datagram raises an event), and unbinding after
+    /// a close once the send queue is empty.
+    fn sync_udp(&mut self, id: UdpId, out: &mut Vec<Key>) {
+        let engine = &mut self.engine;
+        let Some(Some(u)) = self.udps.get_mut(id.index as usize) else { return };
+        if u.id != id {
+            return;
+        }
+        let mut b = lock(&u.buf);
+        b.sync_queued = false;
+        let (mut rx, mut tx) = (false, false);
+        if let Ok(Some(err)) = engine.udp_take_error(id) {
+            if let (true, Some(kind)) = (b.peer == Some(err.to), udp_error_kind(err.code)) {
+                b.error = Some(kind);
+                (rx, tx) = (true, true);
+            }
+        }
+        let was_full = b.tx.len() >= b.tx_cap;
+        let mut blocked = false;
+        while let Some((to, data)) = b.tx.pop_front() {
+            match engine.udp_send_to(id, to, &data) {
+                Ok(()) => b.recycle(data),
+                Err(EngineError::WouldBlock) => {
+                    b.tx.push_front((to, data));
+                    blocked = true;
+                    break;
+                }
+                Err(e) => {
+                    b.send_failures += 1;
+                    b.send_error = Some(e);
+                    b.recycle(data);
+                }
+            }
+        }
+        if was_full && b.tx.len() < b.tx_cap {
+            tx = true;
+        }
+        if !u.closing {
+            let max = engine.udp_max_payload();
+            loop {
+                let mut data = b.buffer();
+                data.resize(max, 0);
+                match engine.udp_recv_from(id, &mut data) {
+                    Ok(got) => {
+                        data.truncate(got.len);
+                        if b.peer.is_some_and(|p| p != got.from) {
+                            b.filtered += 1;
+                            b.recycle(data);
+                        } else if b.rx.len() >= b.rx_cap {
+                            b.dropped += 1;
+                            b.recycle(data);
+                        } else {
+                            b.rx.push_back(Datagram { from: got.from, data, len: got.datagram_len });
+                            rx = true;
+                        }
+                    }
+                    Err(_) => {
+                        b.recycle(data);
+                        break;
+                    }
+                }
+            }
+            if let Ok(d) = engine.udp_dropped(id) {
+                b.engine_dropped = d;
+            }
+        }
+        let notify = b.changes.record(rx, tx);
+        let done = u.closing && b.tx.is_empty();
+        drop(b);
+        if done {
+            let _ = engine.udp_unbind(id);
+            self.udps[id.index as usize] = None;
+            return;
+        }
+        if blocked && !self.udp_retry.contains(&id) {
+            self.udp_retry.push(id);
+        }
+        if notify && !u.closing && u.notified.first_in(self.batch) {
+            out.push(u.key);
+        }
     }
 
     fn close_listener(&mut self, id: ListenerId) {

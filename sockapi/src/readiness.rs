@@ -122,6 +122,23 @@ pub(crate) fn stream(s: StreamState) -> Readiness {
     r
 }
 
+/// A UDP socket's readiness: readable with a datagram queued, writable with
+/// room in its send queue; a pending ICMP error makes it readable,
+/// writable and in error, so that the call that reports it is made.
+pub(crate) fn datagram(unread: bool, room: bool, error: bool) -> Readiness {
+    let mut r = Readiness::EMPTY;
+    if unread || error {
+        r |= Readiness::READABLE;
+    }
+    if room || error {
+        r |= Readiness::WRITABLE;
+    }
+    if error {
+        r |= Readiness::ERROR;
+    }
+    r
+}
+
 /// A listener is readable while its accept queue holds a connection.
 pub(crate) fn listener(queued: usize) -> Readiness {
     if queued > 0 { Readiness::READABLE } else { Readiness::EMPTY }
@@ -414,6 +431,15 @@ mod tests {
         assert_eq!(stream(rshut), RD | WR | Readiness::READ_CLOSED);
         assert_eq!(listener(0), Readiness::EMPTY);
         assert_eq!(listener(3), RD);
+    }
+
+    #[test]
+    fn datagram_rules() {
+        assert_eq!(datagram(false, true, false), WR);
+        assert_eq!(datagram(true, true, false), RD | WR);
+        assert_eq!(datagram(true, false, false), RD, "send queue full");
+        assert_eq!(datagram(false, false, false), Readiness::EMPTY);
+        assert_eq!(datagram(false, false, true), RD | WR | Readiness::ERROR, "an error is reported by any call");
     }
 
     #[test]

@@ -22,6 +22,9 @@
 //! | `close` | `abort` if unread data remains in the core, else `close` (Linux) |
 //! | `state` | `status` (state, readiness and close reason in one lookup) |
 //! | `connections` | slots not in the free pool ([`ixtcp_stack::SocketCensus`]) |
+//! | `udp_bind(addr, peer)` | `udp_bind(port)`; port 0 with a peer: `udp_bind_for_peer` (a port RSS brings that peer's replies to this core for) |
+//! | `udp_send_to` / `udp_recv_from` | the same; a datagram too long, a destination no host has or no route to is `InvalidInput` |
+//! | `take_events` (UDP) | `Event::Udp{id}` as is; after an overflow, one event per bound port |
 //! | `set_option` | `set_nodelay`, `set_keepalive`, `set_user_timeout`, `set_keepalive_probes`; buffer sizes: the core's slots have fixed buffers, so a size up to the configured one is accepted (the slot keeps its buffer) and a larger one is `InvalidInput` |
 
 use std::collections::VecDeque;
@@ -32,7 +35,9 @@ use std::time::Duration;
 use ixtcp_driver::time::{Clock, VirtualClock};
 use ixtcp_stack::{PacketIo, StackCore, StackError, StatsMirror};
 
-use crate::engine::{CloseReason, ConnId, ConnState, Engine, EngineError, EngineEvent, ListenerId, SockOpt};
+use crate::engine::{
+    CloseReason, ConnId, ConnState, Engine, EngineError, EngineEvent, ListenerId, SockOpt, UdpError, UdpId, UdpRecv,
+};
 
 /// Publish counters to the mirror every this many iterations by default.
 const STATS_EVERY: u32 = 256;
@@ -46,6 +51,8 @@ pub struct StackEngine<P: PacketIo> {
     next_listener_generation: u32,
     /// Generation of the handle the application holds, per slot.
     held: Vec<Option<u32>>,
+    /// The UDP ports bound through this engine.
+    udp_held: Vec<UdpId>,
     mirror: Arc<StatsMirror>,
     stats_every: u32,
     iterations: u32,
@@ -104,6 +111,7 @@ impl<P: PacketIo> StackEngine<P> {
             listeners: Vec::new(),
             next_listener_generation: 1,
             held: Vec::new(),
+            udp_held: Vec::new(),
             mirror: Arc::new(StatsMirror::default()),
             stats_every: STATS_EVERY,
             iterations: 0,
@@ -239,6 +247,7 @@ impl<P: PacketIo> Engine for StackEngine<P> {
                     listener: ListenerId { index: u32::from(p), generation: g },
                 })
             }
+            ixtcp_stack::Event::Udp { id } => Some(EngineEvent::Udp { id }),
         }));
         if overflowed {
             // Some events were lost: report everything the application
@@ -252,6 +261,7 @@ impl<P: PacketIo> Engine for StackEngine<P> {
             for &(p, g) in &self.listeners {
                 out.push(EngineEvent::Acceptable { listener: ListenerId { index: u32::from(p), generation: g } });
             }
+            out.extend(self.udp_held.iter().map(|&id| EngineEvent::Udp { id }));
         }
     }
 
@@ -380,6 +390,50 @@ impl<P: PacketIo> Engine for StackEngine<P> {
 
     fn peer_addr(&self, conn: ConnId) -> Result<SocketAddrV4, EngineError> {
         self.core.endpoints(conn).map(|(_, r)| r).map_err(engine_error)
+    }
+
+    fn udp_bind(&mut self, addr: SocketAddrV4, peer: Option<SocketAddrV4>) -> Result<UdpId, EngineError> {
+        if !addr.ip().is_unspecified() && *addr.ip() != self.core.ip() {
+            return Err(EngineError::AddrNotAvailable);
+        }
+        let id = match (addr.port(), peer) {
+            (0, Some(peer)) => self.core.udp_bind_for_peer(peer),
+            (port, _) => self.core.udp_bind(port),
+        }
+        .map_err(engine_error)?;
+        self.udp_held.push(id);
+        Ok(id)
+    }
+
+    fn udp_unbind(&mut self, id: UdpId) -> Result<(), EngineError> {
+        self.core.udp_unbind(id).map_err(engine_error)?;
+        self.udp_held.retain(|&h| h != id);
+        Ok(())
+    }
+
+    fn udp_local_addr(&self, id: UdpId) -> Result<SocketAddrV4, EngineError> {
+        let port = self.core.udp_local_port(id).map_err(engine_error)?;
+        Ok(SocketAddrV4::new(self.core.ip(), port))
+    }
+
+    fn udp_max_payload(&self) -> usize {
+        self.core.udp_max_payload()
+    }
+
+    fn udp_send_to(&mut self, id: UdpId, to: SocketAddrV4, data: &[u8]) -> Result<(), EngineError> {
+        self.core.udp_send_to(id, to, data).map(|_| ()).map_err(engine_error)
+    }
+
+    fn udp_recv_from(&mut self, id: UdpId, buf: &mut [u8]) -> Result<UdpRecv, EngineError> {
+        self.core.udp_recv_from(id, buf).map_err(engine_error)
+    }
+
+    fn udp_dropped(&self, id: UdpId) -> Result<u64, EngineError> {
+        self.core.udp_dropped(id).map_err(engine_error)
+    }
+
+    fn udp_take_error(&mut self, id: UdpId) -> Result<Option<UdpError>, EngineError> {
+        self.core.udp_take_error(id).map_err(engine_error)
     }
 
     fn set_option(&mut self, conn: ConnId, opt: SockOpt) -> Result<(), EngineError> {

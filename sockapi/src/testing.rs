@@ -18,6 +18,15 @@
 //! - `close` with unread data, `abort`, data arriving for a closed end, and
 //!   closing a listener with queued connections reset the peer (RST).
 //!
+//! - UDP: a datagram sent leaves at the sender core's next egress (at most
+//!   [`TestConfig::udp_tx_batch`] per egress; more is `WouldBlock`) and
+//!   is queued on the port bound to its destination (picked by the same
+//!   4-tuple hash when several cores of the host bind it), up to
+//!   [`TestConfig::udp_queue`] datagrams, beyond which it is dropped and
+//!   counted; the first on an empty queue raises an event. A datagram to
+//!   a known host's unbound port comes back as port unreachable: recorded
+//!   on the sending port with an event, as the stack does with ICMP.
+//!
 //! It is not a TCP implementation: no segments, no loss, no timers beyond
 //! SYN retries. Everything happens in loop iterations, so a single-threaded
 //! test replays exactly.
@@ -28,7 +37,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::engine::{
-    CloseReason, ConnId, ConnState, Engine, EngineError, EngineEvent, ListenerId, Readiness, SockOpt, TcpState,
+    CloseReason, ConnId, ConnState, Engine, EngineError, EngineEvent, ICMP_PORT_UNREACHABLE, ListenerId, Readiness,
+    SockOpt, TcpState, UdpError, UdpId, UdpRecv,
 };
 use ixtcp_driver::time::{Clock, VirtualClock};
 
@@ -55,6 +65,12 @@ pub struct TestConfig {
     /// several threads drive the network (their idle waits would each move
     /// the shared time).
     pub virtual_time: bool,
+    /// Datagrams a bound UDP port queues before it drops.
+    pub udp_queue: usize,
+    /// Datagrams one core sends per egress; more is `WouldBlock`.
+    pub udp_tx_batch: usize,
+    /// The largest UDP payload (as Ethernet's 1500-byte MTU allows).
+    pub udp_max_payload: usize,
 }
 
 impl Default for TestConfig {
@@ -66,6 +82,9 @@ impl Default for TestConfig {
             ephemeral_ports: (49152, 65535),
             idle_wait: Some(Duration::from_micros(50)),
             virtual_time: false,
+            udp_queue: 64,
+            udp_tx_batch: 64,
+            udp_max_payload: 1472,
         }
     }
 }
@@ -85,6 +104,12 @@ pub struct TestStats {
     pub resets: u64,
     /// Payload bytes delivered.
     pub bytes: u64,
+    /// UDP datagrams queued on a port.
+    pub datagrams: u64,
+    /// UDP datagrams dropped on a full port queue.
+    pub datagrams_dropped: u64,
+    /// UDP datagrams answered with port unreachable.
+    pub unreachable: u64,
 }
 
 #[derive(Debug)]
@@ -197,6 +222,17 @@ struct Listener {
     queue: VecDeque<Key>,
 }
 
+/// A bound UDP port of one core.
+#[derive(Debug)]
+struct UdpPort {
+    engine: usize,
+    addr: SocketAddrV4,
+    queue: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    dropped: u64,
+    error: Option<UdpError>,
+    event_queued: bool,
+}
+
 #[derive(Debug)]
 struct Host {
     ip: Ipv4Addr,
@@ -206,6 +242,10 @@ struct Host {
     acceptable: Vec<ListenerId>,
     dirty: Vec<(Key, usize)>,
     next_port: u16,
+    /// Datagrams to send at the next egress: from, to, payload.
+    udp_out: Vec<(SocketAddrV4, SocketAddrV4, Vec<u8>)>,
+    /// UDP ports with an event to report.
+    udp_events: Vec<Key>,
 }
 
 #[derive(Debug, Default)]
@@ -215,6 +255,8 @@ struct Net {
     conns: Slab<Conn>,
     /// Local ports held by client ends, per address.
     ports: HashMap<SocketAddrV4, u32>,
+    /// Bound UDP ports of every core.
+    udp: Slab<UdpPort>,
     stats: TestStats,
 }
 
@@ -238,7 +280,65 @@ fn hash4(a: SocketAddrV4, b: SocketAddrV4) -> usize {
     h as usize
 }
 
+fn udp_key(id: UdpId) -> Key {
+    Key { index: id.index, generation: id.generation }
+}
+
 impl Net {
+    /// The UDP port `id` of core `me`.
+    fn udp_port(&mut self, me: usize, id: UdpId) -> Result<&mut UdpPort, EngineError> {
+        match self.udp.get_mut(udp_key(id)) {
+            Some(p) if p.engine == me => Ok(p),
+            _ => Err(EngineError::InvalidHandle),
+        }
+    }
+
+    /// Queue an event for UDP port `k` (once until taken).
+    fn touch_udp(&mut self, k: Key) {
+        let Some(p) = self.udp.get_mut(k) else { return };
+        if p.event_queued {
+            return;
+        }
+        p.event_queued = true;
+        let engine = p.engine;
+        if let Some(h) = self.hosts.get_mut(engine) {
+            h.udp_events.push(k);
+        }
+    }
+
+    /// Deliver one datagram (see the module docs).
+    fn deliver_udp(&mut self, from: SocketAddrV4, to: SocketAddrV4, data: Vec<u8>) {
+        let mut candidates: Vec<(usize, Key)> =
+            self.udp.iter().filter(|(_, p)| p.addr == to).map(|(k, p)| (p.engine, k)).collect();
+        candidates.sort();
+        let Some(&(_, k)) = candidates.get(hash4(from, to) % candidates.len().max(1)) else {
+            if self.hosts.iter().any(|h| h.ip == *to.ip()) {
+                self.stats.unreachable += 1;
+                let sender = self.udp.iter().find(|(_, p)| p.addr == from).map(|(k, _)| k);
+                if let Some(sk) = sender {
+                    if let Some(p) = self.udp.get_mut(sk) {
+                        p.error = Some(UdpError { to, code: ICMP_PORT_UNREACHABLE });
+                    }
+                    self.touch_udp(sk);
+                }
+            }
+            return;
+        };
+        let cap = self.cfg.udp_queue;
+        let Some(p) = self.udp.get_mut(k) else { return };
+        if p.queue.len() >= cap {
+            p.dropped += 1;
+            self.stats.datagrams_dropped += 1;
+            return;
+        }
+        p.queue.push_back((from, data));
+        let first = p.queue.len() == 1;
+        self.stats.datagrams += 1;
+        if first {
+            self.touch_udp(k);
+        }
+    }
+
     fn end(&mut self, k: Key, side: usize) -> Option<&mut End> {
         self.conns.get_mut(k).and_then(|c| c.ends.get_mut(side))
     }
@@ -516,6 +616,8 @@ impl TestNet {
             acceptable: Vec::new(),
             dirty: Vec::new(),
             next_port: start,
+            udp_out: Vec::new(),
+            udp_events: Vec::new(),
         });
         TestEngine {
             net: Arc::clone(&self.net),
@@ -569,12 +671,15 @@ impl Engine for TestEngine {
 
     fn egress(&mut self, _now_ns: u64) {
         self.with(|net, me| {
-            let dirty = match net.hosts.get_mut(me) {
-                Some(h) => std::mem::take(&mut h.dirty),
+            let (dirty, datagrams) = match net.hosts.get_mut(me) {
+                Some(h) => (std::mem::take(&mut h.dirty), std::mem::take(&mut h.udp_out)),
                 None => return,
             };
             for (k, side) in dirty {
                 net.egress_end(k, side);
+            }
+            for (from, to, data) in datagrams {
+                net.deliver_udp(from, to, data);
             }
         })
     }
@@ -584,6 +689,13 @@ impl Engine for TestEngine {
             let Some(h) = net.hosts.get_mut(me) else { return };
             let pending = std::mem::take(&mut h.pending);
             out.extend(h.acceptable.drain(..).map(|listener| EngineEvent::Acceptable { listener }));
+            let udp = std::mem::take(&mut h.udp_events);
+            for k in udp {
+                if let Some(p) = net.udp.get_mut(k) {
+                    p.event_queued = false;
+                    out.push(EngineEvent::Udp { id: UdpId { index: k.index, generation: k.generation } });
+                }
+            }
             for (k, side) in pending {
                 if let Some(e) = net.end(k, side) {
                     e.event_queued = false;
@@ -829,6 +941,96 @@ impl Engine for TestEngine {
             let c = net.conns.get(k).ok_or(EngineError::InvalidHandle)?;
             Ok(c.ends[1 - side].addr)
         })
+    }
+
+    fn udp_bind(&mut self, addr: SocketAddrV4, peer: Option<SocketAddrV4>) -> Result<UdpId, EngineError> {
+        // With a peer, any free port will do: a port bound on one core
+        // only takes every datagram for it.
+        let _ = peer;
+        self.with(|net, me| {
+            let ip = net.hosts.get(me).ok_or(EngineError::InvalidHandle)?.ip;
+            if !addr.ip().is_unspecified() && *addr.ip() != ip {
+                return Err(EngineError::AddrNotAvailable);
+            }
+            let port = if addr.port() == 0 {
+                let (lo, hi) = net.cfg.ephemeral_ports;
+                let taken = |p: u16| net.udp.iter().any(|(_, u)| u.addr == SocketAddrV4::new(ip, p));
+                (lo..=hi).find(|&p| !taken(p)).ok_or(EngineError::AddrNotAvailable)?
+            } else {
+                addr.port()
+            };
+            let local = SocketAddrV4::new(ip, port);
+            if net.udp.iter().any(|(_, u)| u.engine == me && u.addr == local) {
+                return Err(EngineError::AddrInUse);
+            }
+            let k = net
+                .udp
+                .insert(UdpPort {
+                    engine: me,
+                    addr: local,
+                    queue: VecDeque::new(),
+                    dropped: 0,
+                    error: None,
+                    event_queued: false,
+                })
+                .ok_or(EngineError::Exhausted)?;
+            Ok(UdpId { index: k.index, generation: k.generation })
+        })
+    }
+
+    fn udp_unbind(&mut self, id: UdpId) -> Result<(), EngineError> {
+        self.with(|net, me| {
+            net.udp_port(me, id)?;
+            net.udp.remove(udp_key(id));
+            Ok(())
+        })
+    }
+
+    fn udp_local_addr(&self, id: UdpId) -> Result<SocketAddrV4, EngineError> {
+        self.with(|net, me| net.udp_port(me, id).map(|p| p.addr))
+    }
+
+    fn udp_max_payload(&self) -> usize {
+        self.with(|net, _| net.cfg.udp_max_payload)
+    }
+
+    fn udp_send_to(&mut self, id: UdpId, to: SocketAddrV4, data: &[u8]) -> Result<(), EngineError> {
+        self.with(|net, me| {
+            let from = net.udp_port(me, id)?.addr;
+            if data.len() > net.cfg.udp_max_payload
+                || to.port() == 0
+                || to.ip().is_unspecified()
+                || to.ip().is_broadcast()
+                || to.ip().is_multicast()
+            {
+                return Err(EngineError::InvalidInput);
+            }
+            let batch = net.cfg.udp_tx_batch;
+            let h = net.hosts.get_mut(me).ok_or(EngineError::InvalidHandle)?;
+            if h.udp_out.len() >= batch {
+                return Err(EngineError::WouldBlock);
+            }
+            h.udp_out.push((from, to, data.to_vec()));
+            Ok(())
+        })
+    }
+
+    fn udp_recv_from(&mut self, id: UdpId, buf: &mut [u8]) -> Result<UdpRecv, EngineError> {
+        self.with(|net, me| {
+            let p = net.udp_port(me, id)?;
+            let (from, data) = p.queue.pop_front().ok_or(EngineError::WouldBlock)?;
+            let len = data.len().min(buf.len());
+            buf[..len].copy_from_slice(&data[..len]);
+            Ok(UdpRecv { len, datagram_len: data.len(), from })
+        })
+    }
+
+    fn udp_dropped(&self, id: UdpId) -> Result<u64, EngineError> {
+        self.with(|net, me| net.udp_port(me, id).map(|p| p.dropped))
+    }
+
+    fn udp_take_error(&mut self, id: UdpId) -> Result<Option<UdpError>, EngineError> {
+        self.with(|net, me| net.udp_port(me, id).map(|p| p.error.take()))
     }
 
     fn set_option(&mut self, conn: ConnId, opt: SockOpt) -> Result<(), EngineError> {

@@ -182,6 +182,14 @@ pub enum Event {
         /// The listening port.
         port: u16,
     },
+    /// A bound UDP port has news: a datagram arrived on its empty queue
+    /// (one event per emptied queue, not per datagram: whoever drains the
+    /// queue hears again when the next one comes), or an ICMP error about a
+    /// datagram it sent ([`StackCore::udp_take_error`](crate::StackCore::udp_take_error)).
+    Udp {
+        /// The port's handle.
+        id: crate::udp::UdpId,
+    },
 }
 
 /// Who owns a slot.

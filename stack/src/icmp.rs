@@ -14,7 +14,12 @@
 //!   error (protocol or port unreachable, administratively prohibited) on
 //!   a connection in SYN-SENT fails the connect as refused; on a
 //!   synchronized connection errors are counted only, as Linux does
-//!   without `IP_RECVERR`. Fragmentation needed (RFC 1191) is counted
+//!   without `IP_RECVERR`. An error quoting a datagram sent from one of
+//!   our bound UDP ports is recorded on that port (the latest one, with
+//!   the destination it names) and raises `Event::Udp`: UDP has no
+//!   sequence number to check, so the socket's owner judges it, acting
+//!   only when the destination is its connected peer (as Linux's UDP
+//!   does). Fragmentation needed (RFC 1191) is counted
 //!   only: smoltcp 0.14 keeps a connection's MSS private and offers no
 //!   way to lower it.
 //! - **Never answered** (RFC 1122 3.2.2, 3.2.2.6): a message sent to a
@@ -37,7 +42,7 @@
 //!   than the request did, and an operator's `ping -f` then measures the
 //!   stack, not a limit.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ixtcp_driver::mempool::PacketBuf;
 
@@ -209,11 +214,25 @@ impl<P: PacketIo> StackCore<P> {
             return;
         }
         let src = Ipv4Addr::new(quoted[12], quoted[13], quoted[14], quoted[15]);
-        if quoted[9] != ether::IPPROTO_TCP || src != self.ip {
+        if src != self.ip || (quoted[9] != ether::IPPROTO_TCP && quoted[9] != ether::IPPROTO_UDP) {
             self.port.stats.icmp_ignored += 1;
             return;
         }
         let t = &quoted[ihl..];
+        if quoted[9] == ether::IPPROTO_UDP {
+            let to = SocketAddrV4::new(
+                Ipv4Addr::new(quoted[16], quoted[17], quoted[18], quoted[19]),
+                u16::from_be_bytes([t[2], t[3]]),
+            );
+            match self.udp.record_error(u16::from_be_bytes([t[0], t[1]]), to, code) {
+                Some(id) => {
+                    self.port.stats.icmp_unreachable_udp += 1;
+                    self.push_event(crate::conn::Event::Udp { id });
+                }
+                None => self.port.stats.icmp_errors_no_conn += 1,
+            }
+            return;
+        }
         let key = crate::flow::FlowKey {
             remote_ip: Ipv4Addr::new(quoted[16], quoted[17], quoted[18], quoted[19]),
             remote_port: u16::from_be_bytes([t[2], t[3]]),

@@ -105,4 +105,4 @@ pub use crate::neighbor::NeighborTable;
 pub use crate::rss::RssView;
 pub use crate::secret::HostSecret;
 pub use crate::stats::{CoreStats, StatsMirror};
-pub use crate::udp::{UdpId, UdpRecv};
+pub use crate::udp::{UdpError, UdpId, UdpRecv};

@@ -195,8 +195,8 @@ core_stats! {
     /// datagram for a port nobody bound).
     icmp_port_unreachable_sent,
     /// ICMP messages for us of a type the stack does not act on (echo
-    /// replies, timestamps, redirects, errors about UDP...): counted,
-    /// dropped.
+    /// replies, timestamps, redirects, errors about protocols other than
+    /// TCP and UDP...): counted, dropped.
     icmp_ignored,
     /// ICMP destination unreachable for one of our TCP connections whose
     /// quoted sequence number is in SND.UNA..SND.MAX (RFC 5927): acted on
@@ -204,7 +204,12 @@ core_stats! {
     /// `conns_refused` too) or, for a synchronized connection, only counted
     /// (RFC 1122 4.2.3.9: soft errors do not abort, and hard ones need not).
     icmp_unreachable_tcp,
-    /// Of those, fragmentation needed (RFC 1191): counted only; smoltcp
+    /// ICMP destination unreachable quoting a datagram sent from one of
+    /// our bound UDP ports: recorded on the port for its owner
+    /// (`udp_take_error`; sockapi turns port unreachable into
+    /// `ConnectionRefused` on a connected socket).
+    icmp_unreachable_udp,
+    /// Of the TCP ones, fragmentation needed (RFC 1191): counted only; smoltcp
     /// 0.14 has no way to lower a connection's MSS once set.
     icmp_frag_needed,
     /// ICMP errors quoting a TCP segment of no connection of ours, or a

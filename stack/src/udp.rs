@@ -14,13 +14,18 @@
 //!   padding and any bytes beyond the length field are ignored) and
 //!   checksum (zero: none was computed); a bad one is counted by cause and
 //!   dropped. A datagram for a bound port is copied into that port's queue
-//!   (`udp_rx_queue` datagrams; one more is dropped and counted); for an
+//!   (`udp_rx_queue` datagrams; one more is dropped and counted); the
+//!   first datagram on an empty queue raises `Event::Udp` (one event per
+//!   emptied queue keeps a burst from filling the event vector); for an
 //!   unbound port, ICMP port unreachable goes back (`crate::icmp`: rate
 //!   limited, never for a broadcast, multicast or fragment).
 //! - **Output** (`udp_send_to`): one datagram per call, built into a
 //!   mempool buffer with its checksum left to `crate::csum` (the NIC's
 //!   offload when on, computed in software otherwise), no fragmentation:
 //!   a datagram larger than `mtu - 28` bytes is refused.
+//! - **Errors in**: ICMP destination unreachable quoting a datagram a
+//!   bound port sent is kept on the port (`udp_take_error`, the latest
+//!   one) and raises `Event::Udp`; see `crate::icmp`.
 //! - **Memory**: queued datagrams are copies in buffers the table keeps
 //!   and reuses, so a warm core's receive path does not allocate.
 
@@ -74,6 +79,16 @@ impl UdpRecv {
     }
 }
 
+/// An ICMP error about a datagram a bound port sent, as
+/// [`StackCore::udp_take_error`] hands it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpError {
+    /// The destination the quoted datagram was sent to.
+    pub to: SocketAddrV4,
+    /// The destination unreachable code (3: port unreachable).
+    pub code: u8,
+}
+
 /// One slot of the table.
 #[derive(Debug, Default)]
 struct Slot {
@@ -81,6 +96,8 @@ struct Slot {
     port: Option<u16>,
     queue: VecDeque<(SocketAddrV4, Vec<u8>)>,
     dropped: u64,
+    /// The latest ICMP error about a datagram from this port, not yet taken.
+    error: Option<UdpError>,
 }
 
 /// A core's UDP ports.
@@ -119,6 +136,7 @@ impl UdpTable {
         let s = &mut self.slots[index as usize];
         s.port = Some(port);
         s.dropped = 0;
+        s.error = None;
         self.by_port.insert(port, index);
         UdpId { index, generation: s.generation }
     }
@@ -136,21 +154,45 @@ impl UdpTable {
         Ok(())
     }
 
-    /// Queues `data` from `from` for `port`'s slot, if bound: `Some(true)`
-    /// queued, `Some(false)` the queue was full, `None` nobody bound it.
-    fn deliver(&mut self, port: u16, from: SocketAddrV4, data: &[u8], cap: usize) -> Option<bool> {
-        let &i = self.by_port.get(&port)?;
+    /// Queues `data` from `from` for `port`'s slot, if bound.
+    fn deliver(&mut self, port: u16, from: SocketAddrV4, data: &[u8], cap: usize) -> Delivery {
+        let Some(&i) = self.by_port.get(&port) else { return Delivery::NoPort };
         let s = &mut self.slots[i as usize];
         if s.queue.len() >= cap {
             s.dropped += 1;
-            return Some(false);
+            return Delivery::Full;
         }
         let mut b = self.spare.pop().unwrap_or_default();
         b.clear();
         b.extend_from_slice(data);
         s.queue.push_back((from, b));
-        Some(true)
+        match s.queue.len() {
+            1 => Delivery::First(UdpId { index: i, generation: s.generation }),
+            _ => Delivery::Queued,
+        }
     }
+
+    /// Records an ICMP error with `code` about a datagram `port` sent to
+    /// `to`; the port's id if it is bound.
+    pub(crate) fn record_error(&mut self, port: u16, to: SocketAddrV4, code: u8) -> Option<UdpId> {
+        let &i = self.by_port.get(&port)?;
+        let s = &mut self.slots[i as usize];
+        s.error = Some(UdpError { to, code });
+        Some(UdpId { index: i, generation: s.generation })
+    }
+}
+
+/// What became of a datagram for a port.
+#[derive(Debug, PartialEq, Eq)]
+enum Delivery {
+    /// Queued on an empty queue: the owner is told (`Event::Udp`).
+    First(UdpId),
+    /// Queued behind others: the owner was told when the first came.
+    Queued,
+    /// The queue was full: dropped, counted on the port.
+    Full,
+    /// Nobody bound the port.
+    NoPort,
 }
 
 /// The datagram of a checked IPv4 packet: `(src port, dst port, datagram)`
@@ -194,6 +236,21 @@ impl<P: PacketIo> StackCore<P> {
         Ok(self.udp.bind(port))
     }
 
+    /// Binds a free port of the ephemeral range whose datagrams from `peer`
+    /// the NIC's RSS hash sends to this core: what a client talking to one
+    /// peer binds, so the replies come back to the core it sends from.
+    pub fn udp_bind_for_peer(&mut self, peer: SocketAddrV4) -> Result<UdpId, StackError> {
+        if self.shutting_down {
+            return Err(StackError::ShuttingDown);
+        }
+        let (first, last) = (self.cfg.ephemeral_first, self.cfg.ephemeral_last);
+        let (udp, rss, me) = (&self.udp, &self.rss, self.ip);
+        let port = (first..=last)
+            .find(|&p| !udp.by_port.contains_key(&p) && rss.is_ours(*peer.ip(), peer.port(), me, p))
+            .ok_or(StackError::PortsExhausted)?;
+        Ok(self.udp.bind(port))
+    }
+
     /// Unbinds a port; its queued datagrams are dropped, and datagrams for
     /// it get port unreachable from now on.
     pub fn udp_unbind(&mut self, id: UdpId) -> Result<(), StackError> {
@@ -213,6 +270,13 @@ impl<P: PacketIo> StackCore<P> {
     /// Datagrams dropped because `id`'s queue was full, since it was bound.
     pub fn udp_dropped(&self, id: UdpId) -> Result<u64, StackError> {
         Ok(self.udp.slot(id)?.dropped)
+    }
+
+    /// Takes the latest ICMP error about a datagram `id` sent (destination
+    /// unreachable quoting it; see `crate::icmp`), if one came since the
+    /// last call.
+    pub fn udp_take_error(&mut self, id: UdpId) -> Result<Option<UdpError>, StackError> {
+        Ok(self.udp.slot_mut(id)?.error.take())
     }
 
     /// The largest datagram payload `udp_send_to` takes: the MTU less the
@@ -324,9 +388,13 @@ impl<P: PacketIo> StackCore<P> {
         }
         let from = SocketAddrV4::new(src, sport);
         match self.udp.deliver(dport, from, &datagram[UDP_HEADER_LEN..], self.cfg.udp_rx_queue) {
-            Some(true) => self.port.stats.rx_udp += 1,
-            Some(false) => self.port.stats.drop_udp_queue_full += 1,
-            None => {
+            Delivery::First(id) => {
+                self.port.stats.rx_udp += 1;
+                self.push_event(crate::conn::Event::Udp { id });
+            }
+            Delivery::Queued => self.port.stats.rx_udp += 1,
+            Delivery::Full => self.port.stats.drop_udp_queue_full += 1,
+            Delivery::NoPort => {
                 self.port.stats.drop_udp_no_port += 1;
                 if !link_multicast {
                     self.send_unreachable(buf.data(), CODE_PORT_UNREACHABLE);
@@ -346,16 +414,19 @@ mod tests {
         let mut t = UdpTable::default();
         let id = t.bind(53);
         let from = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 4000);
-        assert_eq!(t.deliver(53, from, b"a", 2), Some(true));
-        assert_eq!(t.deliver(53, from, b"bb", 2), Some(true));
-        assert_eq!(t.deliver(53, from, b"ccc", 2), Some(false));
-        assert_eq!(t.deliver(54, from, b"x", 2), None);
+        assert_eq!(t.deliver(53, from, b"a", 2), Delivery::First(id), "the first on an empty queue is news");
+        assert_eq!(t.deliver(53, from, b"bb", 2), Delivery::Queued);
+        assert_eq!(t.deliver(53, from, b"ccc", 2), Delivery::Full);
+        assert_eq!(t.deliver(54, from, b"x", 2), Delivery::NoPort);
         assert_eq!(t.slot(id).map(|s| (s.queue.len(), s.dropped)), Ok((2, 1)));
         t.unbind(id).unwrap();
         assert_eq!(t.spare.len(), 2, "the queued buffers are kept for reuse");
-        assert_eq!(t.deliver(53, from, b"a", 2), None);
+        assert_eq!(t.deliver(53, from, b"a", 2), Delivery::NoPort);
+        assert_eq!(t.record_error(53, from, 3), None, "an error for a port nobody holds is nobody's");
         assert!(t.slot(id).is_err());
         let again = t.bind(53);
         assert_eq!((again.index, again.generation), (id.index, id.generation + 1));
+        assert_eq!(t.record_error(53, from, 3), Some(again));
+        assert_eq!(t.slot(again).map(|s| s.error), Ok(Some(UdpError { to: from, code: 3 })));
     }
 }

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use common::*;
 use ixtcp_stack::config::StaticNeighbor;
 use ixtcp_stack::sim::{SimImpairments, SimPort};
-use ixtcp_stack::{CoreStats, MacAddr, StackConfig, StackError, UdpId};
+use ixtcp_stack::{CoreStats, Event, MacAddr, StackConfig, StackError, UdpError, UdpId};
 use ixtcp_testkit::frames::{self, UdpDatagram};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -207,7 +207,8 @@ fn malformed_or_unanswerable_icmp_is_counted_and_never_answered() {
     assert_eq!(s.drop_ip_csum_sw, 1);
     assert_eq!(s.drop_icmp_broadcast, 3, "two broadcast addresses and one link broadcast");
     assert_eq!(s.drop_bad_source, 4);
-    assert_eq!(s.icmp_ignored, 2);
+    assert_eq!(s.icmp_ignored, 1, "the echo reply");
+    assert_eq!(s.icmp_errors_no_conn, 1, "the error quoting a datagram from a port nobody bound");
     assert_eq!((s.icmp_echo_requests, s.icmp_echo_replies), (5, 0));
     // And a good one still is.
     assert_eq!(b.exchange(&[frame(&ipv4(B, A, ICMP, 0, &good))]).len(), 1);
@@ -460,4 +461,45 @@ fn a_hard_icmp_error_in_the_syns_window_fails_the_connect_and_others_are_ignored
     // Time passes: the closed connection sends nothing more.
     b.advance_ms(30_000);
     assert!(b.exchange(&[]).is_empty());
+}
+
+/// A datagram on an empty queue raises one `Event::Udp`, the ones behind
+/// it none until the queue was drained; port unreachable quoting a
+/// datagram a bound port sent is recorded on it (with the destination)
+/// and raises the event too, and is never answered.
+#[test]
+fn udp_events_come_per_emptied_queue_and_unreachable_errors_are_recorded_on_the_port() {
+    let mut b = Bench::new(|_| {});
+    let core = &mut b.host.cores[0];
+    let id = core.udp_bind(5353).unwrap();
+    let _ = core.drain_events().count();
+    let udp_events = |b: &mut Bench| {
+        b.host.cores[0].drain_events().filter(|e| matches!(e, Event::Udp { id: i } if *i == id)).count()
+    };
+    assert!(b.exchange(&[frame(&udp(9, 5353, b"one")), frame(&udp(9, 5353, b"two"))]).is_empty());
+    assert_eq!(udp_events(&mut b), 1, "two datagrams on an empty queue: one event");
+    assert!(b.exchange(&[frame(&udp(9, 5353, b"three"))]).is_empty());
+    assert_eq!(udp_events(&mut b), 0, "the queue was not drained: no news");
+    let mut buf = [0u8; 16];
+    for _ in 0..3 {
+        b.host.cores[0].udp_recv_from(id, &mut buf).unwrap();
+    }
+    assert!(b.exchange(&[frame(&udp(9, 5353, b"four"))]).is_empty());
+    assert_eq!(udp_events(&mut b), 1, "drained, then a datagram: news again");
+
+    let to = SocketAddrV4::new(B, 4000);
+    b.host.cores[0].udp_send_to(id, to, b"hello?").unwrap();
+    let sent = b.exchange(&[]);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(b.host.cores[0].udp_take_error(id), Ok(None));
+    let refused = frame(&ipv4(B, A, ICMP, 0, &icmp(3, 3, [0; 4], &sent[0])));
+    assert!(b.exchange(&[refused]).is_empty(), "no ICMP error about an ICMP error");
+    assert_eq!(udp_events(&mut b), 1);
+    let s = b.stats();
+    assert_eq!((s.icmp_unreachable_udp, s.icmp_ignored, s.icmp_port_unreachable_sent), (1, 0, 0));
+    let core = &mut b.host.cores[0];
+    assert_eq!(core.udp_take_error(id), Ok(Some(UdpError { to, code: 3 })));
+    assert_eq!(core.udp_take_error(id), Ok(None), "taken once");
+    core.udp_unbind(id).unwrap();
+    assert_eq!(core.udp_take_error(id), Err(StackError::StaleHandle));
 }

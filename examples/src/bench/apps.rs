@@ -94,6 +94,7 @@ pub fn server_part<R: Reactor>(
             serve(reactor, addr, || HttpServer::new(Rc::clone(&core)), until, &mut tally, gauge)?
         }
         Workload::Bulk => serve(reactor, addr, BulkSource::new, until, &mut tally, gauge)?,
+        Workload::UdpEcho => return Err(datagram_workload()),
     }
     Ok(tally)
 }
@@ -112,6 +113,23 @@ pub fn bench_plan(server: SocketAddrV4, keep_alive: bool) -> Arc<ClientPlan> {
         keep_alive,
         pipeline: 1,
     })
+}
+
+/// UDP echo runs on datagram sockets (`crate::udp_echo`), not on a
+/// stream reactor: each side calls it itself.
+fn datagram_workload() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "UDP echo runs on datagram sockets, not a stream reactor")
+}
+
+/// The UDP echo load of the benchmark over `server`.
+pub fn udp_load(server: SocketAddrV4, params: &Params) -> crate::udp_echo::UdpEchoLoad {
+    crate::udp_echo::UdpEchoLoad {
+        server,
+        flows: params.conns,
+        size: params.size,
+        seed: 1,
+        timeout: Duration::from_secs(1),
+    }
 }
 
 /// How many of `total` fall to client core `index` of `cores`.
@@ -154,6 +172,7 @@ pub fn client_part<R: Reactor>(
             let cfg = ClientLoop { conns: 1, ..cfg };
             run_clients(reactor, &cfg, &mut BulkWork, until, &mut tally, gauge)?;
         }
+        Workload::UdpEcho => return Err(datagram_workload()),
     }
     Ok(tally)
 }

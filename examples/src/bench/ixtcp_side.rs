@@ -130,6 +130,9 @@ pub fn run(
         let core = ctx.core();
         server_time.register_thread(core);
         let gauge = server_gauges.get(core).ok_or_else(|| io::Error::other("no gauge for a server core"))?;
+        if w == Workload::UdpEcho {
+            return crate::udp_echo::serve_udp_echo(ctx, addr, &server_until, gauge);
+        }
         let mut r = Sockets::new(ctx)?;
         server_part(w, &mut r, addr, &server_until, gauge)
     };
@@ -149,6 +152,10 @@ pub fn run(
                 Vec::new()
             };
             started.fetch_add(1, Ordering::AcqRel);
+            if w == Workload::UdpEcho {
+                let load = super::apps::udp_load(addr, params);
+                return crate::udp_echo::load_udp_echo(ctx, &load, (index, clients), &client_until, gauge);
+            }
             let tally = client_part(w, &mut r, addr, params, (index, clients), &client_until, gauge);
             for s in idle {
                 let _ = s.close();

@@ -121,6 +121,9 @@ pub fn run(
     hold_idle: HoldIdle<'_>,
     progress: &mut dyn FnMut(f64),
 ) -> io::Result<(Measured, Vec<Tally>)> {
+    if w == Workload::UdpEcho {
+        return run_udp(split, params, progress);
+    }
     let addr = free_port()?;
     // Clients stop first, so that no server closes a connection in the
     // middle of a transaction.
@@ -187,6 +190,74 @@ pub fn run(
             match srv.join() {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(io::Error::new(e.kind(), format!("kernel server: {e}"))),
+                Err(_) => return Err(io::Error::other("a server thread panicked")),
+            }
+        }
+        let (total, per_core, tallies) = result?;
+        Ok((measured(total, per_core, &tallies, w), tallies))
+    })
+}
+
+/// The UDP echo row on kernel sockets: one socket on 127.0.0.1 shared by
+/// the server threads (each pinned to a server core, each taking the
+/// datagrams the kernel hands it), the flows' connected sockets on the
+/// client threads.
+fn run_udp(split: &Split, params: &Params, progress: &mut dyn FnMut(f64)) -> io::Result<(Measured, Vec<Tally>)> {
+    let w = Workload::UdpEcho;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let addr = match sock.local_addr()? {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => return Err(io::Error::other("127.0.0.1 bound to an IPv6 address")),
+    };
+    let load = super::apps::udp_load(addr, params);
+    let client_stop = Arc::new(AtomicBool::new(false));
+    let server_stop = Arc::new(AtomicBool::new(false));
+    let client_until = Until::flag(Arc::clone(&client_stop));
+    let server_until = Until::flag(Arc::clone(&server_stop));
+    let server_gauges: Vec<Arc<Gauge>> = split.server.iter().map(|_| Arc::default()).collect();
+    let client_gauges: Vec<Arc<Gauge>> = split.client.iter().map(|_| Arc::default()).collect();
+    std::thread::scope(|s| {
+        let mut servers = Vec::new();
+        for (&core, gauge) in split.server.iter().zip(&server_gauges) {
+            let (until, sock) = (server_until.clone(), sock.try_clone()?);
+            servers.push(s.spawn(move || {
+                if split.pin {
+                    pin(core);
+                }
+                crate::udp_echo::kernel_serve_udp_echo(&sock, &until, gauge)
+            }));
+        }
+        let result = (|| -> io::Result<(f64, f64, Vec<Tally>)> {
+            let cores = split.client.len();
+            let clients: Vec<_> = split
+                .client
+                .iter()
+                .zip(&client_gauges)
+                .enumerate()
+                .map(|(i, (&core, gauge))| {
+                    let (until, load) = (client_until.clone(), load.clone());
+                    s.spawn(move || {
+                        if split.pin {
+                            pin(core);
+                        }
+                        crate::udp_echo::kernel_load_udp_echo(&load, (i, cores), &until, gauge)
+                    })
+                })
+                .collect();
+            let (total, per_core, (), ()) = measure(w, &client_gauges, params, split.server.len(), || (), progress);
+            client_stop.store(true, Ordering::Relaxed);
+            let mut tallies = Vec::new();
+            for c in clients {
+                tallies.push(c.join().map_err(|_| io::Error::other("a client thread panicked"))??);
+            }
+            Ok((total, per_core, tallies))
+        })();
+        client_stop.store(true, Ordering::Relaxed);
+        server_stop.store(true, Ordering::Relaxed);
+        for srv in servers {
+            match srv.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(io::Error::new(e.kind(), format!("kernel UDP server: {e}"))),
                 Err(_) => return Err(io::Error::other("a server thread panicked")),
             }
         }

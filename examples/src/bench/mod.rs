@@ -47,17 +47,20 @@ pub enum Workload {
     Bulk,
     /// 64-byte echo over 64 connections while 10 000 idle ones are open.
     EchoIdle,
+    /// 64-byte UDP echo, 64 flows with one datagram in flight each.
+    UdpEcho,
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 7] = [
         Workload::EchoPersistent,
         Workload::EchoNewConn,
         Workload::HttpKeepAlive,
         Workload::HttpNewConn,
         Workload::Bulk,
         Workload::EchoIdle,
+        Workload::UdpEcho,
     ];
 
     /// A description for the table.
@@ -69,6 +72,7 @@ impl Workload {
             Workload::HttpNewConn => "HTTP new conn per request".to_string(),
             Workload::Bulk => "bulk transfer".to_string(),
             Workload::EchoIdle => format!("echo {} B, {} conns + {} idle", p.size, p.conns, p.idle),
+            Workload::UdpEcho => format!("UDP echo {} B, {} flows", p.size, p.conns),
         }
     }
 

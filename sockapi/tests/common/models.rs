@@ -99,6 +99,9 @@ impl PairStats {
             fins: s.conns_closed + c.conns_closed,
             resets: s.conns_reset + c.conns_reset,
             bytes: 0,
+            datagrams: s.rx_udp + c.rx_udp,
+            datagrams_dropped: s.drop_udp_queue_full + c.drop_udp_queue_full,
+            unreachable: s.icmp_port_unreachable_sent + c.icmp_port_unreachable_sent,
         }
     }
 }
