@@ -517,7 +517,13 @@ impl Link {
         let (a_tx, a_rx) = direction(&config, 0);
         let (b_tx, b_rx) = direction(&config, 1);
         (
-            LinkEnd { tx: a_tx, rx: RefCell::new(b_rx), clock: Arc::clone(&clock), config, instant: config.is_instant() },
+            LinkEnd {
+                tx: a_tx,
+                rx: RefCell::new(b_rx),
+                clock: Arc::clone(&clock),
+                config,
+                instant: config.is_instant(),
+            },
             LinkEnd { tx: b_tx, rx: RefCell::new(a_rx), clock, config, instant: config.is_instant() },
         )
     }

@@ -240,8 +240,7 @@ impl ResponseParser {
             differs_at = Some(self.length);
         }
         let checksum = expected.is_none().then_some(self.fnv.0);
-        let done =
-            Completed { status: self.status, length: self.length, checksum, close: self.close, differs_at };
+        let done = Completed { status: self.status, length: self.length, checksum, close: self.close, differs_at };
         self.state = State::Head;
         done
     }

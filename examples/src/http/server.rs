@@ -223,7 +223,8 @@ impl HttpServer {
         let date = core.date(now);
         // With room for a body that `queue` copies behind the head.
         let body_room = len.min(COALESCE_MAX as u64) as usize;
-        let mut head = Vec::with_capacity(HEAD_ROOM + reason.len() + date.len() + ctype.len() + extra.len() + body_room);
+        let mut head =
+            Vec::with_capacity(HEAD_ROOM + reason.len() + date.len() + ctype.len() + extra.len() + body_room);
         head.extend_from_slice(b"HTTP/1.1 ");
         push_decimal(&mut head, u64::from(status));
         head.push(b' ');
