@@ -84,6 +84,22 @@ impl ConnBuf {
         }
     }
 
+    /// The buffer of a connection that is over, made new for the next one
+    /// (as [`new`](Self::new)) but keeping the memory its queues grew to, so
+    /// a core that opens and closes connections all day does not allocate
+    /// for each ([`crate::pump`]'s spare buffers).
+    pub fn renew(&mut self, rx_cap: usize, tx_cap: usize) {
+        let (mut rx, mut tx) = (std::mem::take(&mut self.rx), std::mem::take(&mut self.tx));
+        rx.clear();
+        tx.clear();
+        *self = ConnBuf { rx, tx, ..ConnBuf::new(rx_cap, tx_cap) };
+    }
+
+    /// Bytes of memory the queues hold, used or not.
+    pub fn held_bytes(&self) -> usize {
+        self.rx.capacity() + self.tx.capacity()
+    }
+
     /// The connection failed for `reason`: record it (it stays) and owe the
     /// application its report. True if this is the first failure; a later
     /// one changes nothing.
@@ -243,5 +259,42 @@ impl UdpBuf {
     /// Readiness as the application sees it ([`readiness::datagram`]).
     pub fn readiness(&self) -> Readiness {
         readiness::datagram(!self.rx.is_empty(), self.tx.len() < self.tx_cap, self.error.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewed_buffer_is_new_but_keeps_its_memory() {
+        let mut b = ConnBuf::new(100, 200);
+        b.rx.extend(b"request".iter());
+        b.tx.extend(b"response".iter());
+        b.established = true;
+        b.peer_fin = true;
+        b.write_shut = true;
+        b.read_shut = true;
+        b.fail(CloseReason::Reset);
+        b.sync_queued = true;
+        b.engine_has_more = true;
+        b.app_closed = true;
+        b.changes.readable();
+        b.local = Some("10.0.0.1:80".parse().unwrap());
+        b.peer = Some("10.0.0.2:4000".parse().unwrap());
+        let held = b.held_bytes();
+        assert!(held >= 15);
+        b.renew(1000, 2000);
+        let fresh = ConnBuf::new(1000, 2000);
+        assert_eq!(b.held_bytes(), held, "the queues keep their memory");
+        assert!(b.rx.is_empty() && b.tx.is_empty());
+        assert_eq!((b.rx_cap, b.tx_cap), (1000, 2000));
+        assert_eq!(
+            (b.established, b.peer_fin, b.write_shut, b.read_shut, b.sync_queued, b.engine_has_more, b.app_closed),
+            (false, false, false, false, false, false, false)
+        );
+        assert_eq!((b.failed, b.error, b.local, b.peer), (None, None, None, None));
+        assert_eq!(format!("{:?}", b.changes), format!("{:?}", fresh.changes));
+        assert_eq!(b.readiness(), fresh.readiness());
     }
 }

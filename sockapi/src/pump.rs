@@ -21,6 +21,15 @@ use crate::slab::Key;
 /// Bytes taken from the engine per call to be dropped after a read shutdown.
 const DISCARD: usize = 16 * 1024;
 
+/// Buffers of finished connections kept per core for the next accepted
+/// ones: enough for a burst of short connections, bounded so an idle core
+/// gives memory back.
+const SPARE_BUFS: usize = 256;
+
+/// A finished connection's buffer is kept only if its queues hold at most
+/// this much (a bulk transfer's grown queues are let go instead).
+const SPARE_BUF_MAX_BYTES: usize = 16 * 1024;
+
 struct StackConn {
     id: ConnId,
     /// The application's socket, once it has one (accepted connections wait
@@ -95,6 +104,11 @@ pub(crate) struct Pump<E> {
     orphans: usize,
     /// `Job::Quiesce` answers owed at the next iteration with nothing to do.
     quiesce: Vec<Reply<()>>,
+    /// Buffers of finished connections nobody else holds, renewed, for the
+    /// next accepted ones (at most [`SPARE_BUFS`]).
+    spare_bufs: Vec<Arc<Mutex<ConnBuf>>>,
+    /// `accept_some`'s list, kept between calls.
+    accepted: Vec<(ConnId, Arc<Mutex<ConnBuf>>)>,
 }
 
 fn slot<T>(v: &mut Vec<Option<T>>, index: u32) -> &mut Option<T> {
@@ -119,7 +133,33 @@ impl<E: Engine> Pump<E> {
             now: 0,
             orphans: 0,
             quiesce: Vec::new(),
+            spare_bufs: Vec::new(),
+            accepted: Vec::new(),
         }
+    }
+
+    /// A buffer for a newly accepted connection: a spare one if there is.
+    fn conn_buf(&mut self) -> Arc<Mutex<ConnBuf>> {
+        self.spare_bufs.pop().unwrap_or_else(|| {
+            Arc::new(Mutex::new(ConnBuf::new(crate::buffers::DEFAULT_BUF, crate::buffers::DEFAULT_BUF)))
+        })
+    }
+
+    /// Keeps a finished connection's buffer for the next one, if this was
+    /// its last holder (the application's handle and its context's table
+    /// let go of theirs when it closed) and it did not grow large.
+    fn recycle(&mut self, buf: Arc<Mutex<ConnBuf>>) {
+        if self.spare_bufs.len() >= SPARE_BUFS || Arc::strong_count(&buf) != 1 {
+            return;
+        }
+        {
+            let mut b = lock(&buf);
+            if b.held_bytes() > SPARE_BUF_MAX_BYTES {
+                return;
+            }
+            b.renew(crate::buffers::DEFAULT_BUF, crate::buffers::DEFAULT_BUF);
+        }
+        self.spare_bufs.push(buf);
     }
 
     /// Receive a batch and turn what changed into application events.
@@ -480,16 +520,13 @@ impl<E: Engine> Pump<E> {
             return;
         }
         let shared = Arc::clone(&l.shared);
-        let mut accepted = Vec::new();
+        let mut accepted = std::mem::take(&mut self.accepted);
         {
             let mut q = lock(&shared);
             while q.queue.len() < q.backlog {
                 match self.engine.accept(id) {
                     Ok(conn) => {
-                        let buf = Arc::new(Mutex::new(ConnBuf::new(
-                            crate::buffers::DEFAULT_BUF,
-                            crate::buffers::DEFAULT_BUF,
-                        )));
+                        let buf = self.conn_buf();
                         q.queue.push_back(Accepted { conn, buf: Arc::clone(&buf) });
                         accepted.push((conn, buf));
                     }
@@ -507,7 +544,7 @@ impl<E: Engine> Pump<E> {
                 out.push(l.key);
             }
         }
-        for (conn, buf) in accepted {
+        for (conn, buf) in accepted.drain(..) {
             *slot(&mut self.conns, conn.index) = Some(StackConn {
                 id: conn,
                 key: None,
@@ -518,6 +555,7 @@ impl<E: Engine> Pump<E> {
             });
             self.sync(conn, out);
         }
+        self.accepted = accepted;
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut StackConn> {
@@ -655,8 +693,8 @@ impl<E: Engine> Pump<E> {
         if c.released && (b.failed.is_some() || b.tx.is_empty()) {
             drop(b);
             let _ = engine.close(id);
-            if let Some(entry) = self.conns.get_mut(id.index as usize) {
-                *entry = None;
+            if let Some(done) = self.conns.get_mut(id.index as usize).and_then(Option::take) {
+                self.recycle(done.buf);
             }
             self.orphans = self.orphans.saturating_sub(1);
             return;
