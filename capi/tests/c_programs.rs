@@ -20,15 +20,15 @@
 //! also skipped (the same way) when no C compiler is found.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ixtcp_driver::wire::Netns;
+use ixtcp_testkit::in_ns::{InNs, kernel_echo_clients, plug_kernel_in, text};
 use ixtcp_testkit::peer::{self, Needs};
 use ixtcp_testkit::seed::Seeded;
-use rand::Rng;
 
 /// Where cargo put this test build's `libmtcp.a` / `libmtcp.so`: `deps/`,
 /// next to this test binary (`cargo test` does not copy them up into the
@@ -91,10 +91,6 @@ fn program(dir: &Path, exe: &Path, args: &[&str]) -> Command {
     c
 }
 
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
 #[test]
 fn c_error_paths_of_every_call_on_an_unplugged_model() {
     let cc = match cc() {
@@ -125,34 +121,6 @@ fn c_error_paths_of_every_call_on_an_unplugged_model() {
     assert!(all.contains("io is for mTCP's DPDK/netmap back ends; ixtcp ignores it"), "{all}");
 }
 
-/// A program running inside a namespace, killed if the test fails first.
-struct InNs(Option<Child>);
-
-impl InNs {
-    /// SIGINT, then its output; it must exit with success.
-    fn interrupt(mut self) -> Output {
-        let child = self.0.take().expect("running");
-        let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("run kill");
-        assert!(kill.success());
-        let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "did not stop cleanly ({}):\n{}", out.status, text(&out));
-        out
-    }
-
-    fn wait(mut self) -> Output {
-        self.0.take().expect("running").wait_with_output().expect("wait")
-    }
-}
-
-impl Drop for InNs {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn start_in(ns: &Netns, dir: &Path, exe: &Path, args: &[&str]) -> InNs {
     let mut all = vec![exe.to_str().expect("utf-8")];
     all.extend_from_slice(args);
@@ -164,19 +132,7 @@ fn start_in(ns: &Netns, dir: &Path, exe: &Path, args: &[&str]) -> InNs {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the program in the namespace");
-    InNs(Some(child))
-}
-
-/// Waits for the program's TAP device in `ns`, then addresses the kernel's
-/// side and brings it up.
-fn plug_kernel_in(ns: &Netns, tap: &str, addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ns.ip(&["link", "show", "dev", tap]).is_err() {
-        assert!(Instant::now() < deadline, "the program never created {tap}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    ns.ip(&["addr", "add", addr, "dev", tap]).expect("address the TAP device");
-    ns.ip(&["link", "set", "dev", tap, "up"]).expect("bring the TAP device up");
+    InNs::new(child)
 }
 
 fn seeded() -> Seeded {
@@ -209,40 +165,7 @@ fn c_epoll_echo_server_on_tap_echoes_100_kernel_connections() {
     plug_kernel_in(&ns, "ixcecho0", "10.86.0.2/24");
 
     let verified = ns
-        .run(move || -> Result<usize, String> {
-            let addr: SocketAddr = "10.86.0.1:7".parse().map_err(|e| format!("{e}"))?;
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let mut conns = Vec::with_capacity(100);
-            while conns.len() < 100 {
-                match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
-                    Ok(s) => conns.push(s),
-                    // The first may race the server's listeners and ARP.
-                    Err(e) if conns.is_empty() && Instant::now() < deadline => {
-                        eprintln!("connect: {e}; retrying");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                    Err(e) => return Err(format!("connection {}: {e}", conns.len() + 1)),
-                }
-            }
-            let mut messages = Vec::with_capacity(conns.len());
-            for (i, c) in conns.iter_mut().enumerate() {
-                let size = rng.random_range(1..=32 * 1024);
-                let msg: Vec<u8> = (0..size).map(|_| rng.random()).collect();
-                c.set_read_timeout(Some(Duration::from_secs(20))).map_err(|e| e.to_string())?;
-                c.write_all(&msg).map_err(|e| format!("connection {i}: write: {e}"))?;
-                messages.push(msg);
-            }
-            let mut bytes = 0;
-            for (i, (c, msg)) in conns.iter_mut().zip(&messages).enumerate() {
-                let mut back = vec![0; msg.len()];
-                c.read_exact(&mut back).map_err(|e| format!("connection {i}: read {} bytes: {e}", msg.len()))?;
-                if let Some(at) = back.iter().zip(msg).position(|(a, b)| a != b) {
-                    return Err(format!("connection {i}: byte {at} of {} differs", msg.len()));
-                }
-                bytes += msg.len();
-            }
-            Ok(bytes)
-        })
+        .run(move || kernel_echo_clients(SocketAddr::from(([10, 86, 0, 1], 7)), 100, &mut rng))
         .expect("run the client in the namespace")
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     assert!(verified >= 100);

@@ -23,68 +23,29 @@
 //! (for the flood) hping3 or (for UDP) `ping` and python3, and fail
 //! instead under `IXTCP_REQUIRE_PEER=1`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use ixtcp_driver::wire::Netns;
 use ixtcp_examples::http::Fnv;
+use ixtcp_testkit::in_ns::{InNs, kernel_echo_clients, plug_kernel_in};
 use ixtcp_testkit::peer::{self, Needs};
 use ixtcp_testkit::seed::Seeded;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// A program running inside `ns`, killed if the test fails before it stops.
-struct InNs {
-    child: Option<Child>,
-}
-
-impl InNs {
-    fn start(ns: &Netns, program: &str, args: &[&str]) -> InNs {
-        let child = ns
-            .command(program, args)
+/// Starts `program` inside `ns`, its output captured.
+fn start_in(ns: &Netns, program: &str, args: &[&str]) -> InNs {
+    InNs::new(
+        ns.command(program, args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start the program in the namespace");
-        InNs { child: Some(child) }
-    }
-
-    /// Ctrl-C, then the program's output; it must exit with success.
-    fn interrupt(mut self) -> Output {
-        let child = self.child.take().expect("running");
-        // `ip netns exec` execs the program, so the pid is the program's.
-        let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("run kill");
-        assert!(kill.success(), "kill -INT failed");
-        let out = child.wait_with_output().expect("wait for the program");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "the program did not stop cleanly ({}):\n{stdout}\n{stderr}", out.status);
-        out
-    }
-}
-
-impl Drop for InNs {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Waits for the program to create `tap` inside `ns`, then gives the
-/// kernel's side `addr` and brings it up.
-fn plug_kernel_in(ns: &Netns, tap: &str, addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ns.ip(&["link", "show", "dev", tap]).is_err() {
-        assert!(Instant::now() < deadline, "the program never created {tap}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    ns.ip(&["addr", "add", addr, "dev", tap]).expect("address the TAP device");
-    ns.ip(&["link", "set", "dev", tap, "up"]).expect("bring the TAP device up");
+            .expect("start the program in the namespace"),
+    )
 }
 
 const FILES: [(&str, usize); 4] = [("empty", 0), ("one", 1), ("hundred-k", 100 * 1024), ("ten-m", 10 * 1024 * 1024)];
@@ -110,7 +71,7 @@ fn httpd_on_tap_serves_curl_in_a_namespace() {
         std::fs::write(root.join(name), body).expect("write file");
     }
     let ns = Netns::new("ixtcp-httpd").expect("create a network namespace");
-    let httpd = InNs::start(
+    let httpd = start_in(
         &ns,
         env!("CARGO_BIN_EXE_httpd"),
         // The default (inline) runtime: responses of 100 KiB and 10 MiB
@@ -168,47 +129,11 @@ fn echo_server_on_tap_echoes_100_connections_from_the_kernel() {
     let seed = seeded.seed;
     let mut rng = seeded.fresh_rng();
     let ns = Netns::new("ixtcp-echo").expect("create a network namespace");
-    let server = InNs::start(&ns, env!("CARGO_BIN_EXE_echo_server"), &["--nic", "tap:ixecho0", "--ip", "10.84.0.1/24"]);
+    let server = start_in(&ns, env!("CARGO_BIN_EXE_echo_server"), &["--nic", "tap:ixecho0", "--ip", "10.84.0.1/24"]);
     plug_kernel_in(&ns, "ixecho0", "10.84.0.2/24");
 
     let verified = ns
-        .run(move || -> Result<usize, String> {
-            let addr: SocketAddr = "10.84.0.1:7".parse().map_err(|e| format!("{e}"))?;
-            // The first connection may race the server's ARP and listener.
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let mut conns = Vec::with_capacity(100);
-            while conns.len() < 100 {
-                match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
-                    Ok(s) => conns.push(s),
-                    Err(e) if conns.is_empty() && Instant::now() < deadline => {
-                        eprintln!("connect: {e}; retrying");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                    Err(e) => return Err(format!("connection {}: {e}", conns.len() + 1)),
-                }
-            }
-            // Every connection sends its message before any reads: all 100
-            // are in flight at once. Messages fit in the buffers on both
-            // sides, so no write waits for a read.
-            let mut messages = Vec::with_capacity(conns.len());
-            for (i, c) in conns.iter_mut().enumerate() {
-                let size = rng.random_range(1..=32 * 1024);
-                let msg: Vec<u8> = (0..size).map(|_| rng.random()).collect();
-                c.set_read_timeout(Some(Duration::from_secs(20))).map_err(|e| e.to_string())?;
-                c.write_all(&msg).map_err(|e| format!("connection {i}: write: {e}"))?;
-                messages.push(msg);
-            }
-            let mut bytes = 0;
-            for (i, (c, msg)) in conns.iter_mut().zip(&messages).enumerate() {
-                let mut back = vec![0; msg.len()];
-                c.read_exact(&mut back).map_err(|e| format!("connection {i}: read {} bytes: {e}", msg.len()))?;
-                if let Some(at) = back.iter().zip(msg).position(|(a, b)| a != b) {
-                    return Err(format!("connection {i}: byte {at} of {} differs", msg.len()));
-                }
-                bytes += msg.len();
-            }
-            Ok(bytes)
-        })
+        .run(move || kernel_echo_clients(SocketAddr::from(([10, 84, 0, 1], 7)), 100, &mut rng))
         .expect("run the client in the namespace")
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     assert!(verified >= 100);
@@ -252,7 +177,7 @@ fn httpd_on_tap_serves_curl_during_a_spoofed_syn_flood_from_hping3() {
     let want = (body.len(), Fnv::of(&body));
 
     let ns = Netns::new("ixtcp-flood").expect("create a network namespace");
-    let httpd = InNs::start(
+    let httpd = start_in(
         &ns,
         env!("CARGO_BIN_EXE_httpd"),
         &["--nic", "tap:ixflood0", "--ip", "10.85.0.1/24", "--root", root.to_str().expect("utf-8"), "--stats"],
@@ -375,7 +300,7 @@ fn udp_echo_server_on_tap_answers_ping_python_and_refuses_a_closed_port() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
     let seed = Seeded::new(now).seed;
     let ns = Netns::new("ixtcp-udp").expect("create a network namespace");
-    let server = InNs::start(
+    let server = start_in(
         &ns,
         env!("CARGO_BIN_EXE_udp_echo_server"),
         &["--nic", "tap:ixudp0", "--ip", "10.85.0.1/24", "--port", "7"],

@@ -13,6 +13,9 @@
 //!   skip with a `SKIPPED` line, or fail when `IXTCP_REQUIRE_PEER=1`.
 //! - [`hugepages`]: 2 MiB hugepages for the tests that need them, reserved
 //!   by the test itself as root; a skip fails when `IXTCP_REQUIRE_HUGEPAGES=1`.
+//! - [`in_ns`]: a program running inside a test's network namespace, the
+//!   kernel's side of its TAP device, and the kernel as a hundred echo
+//!   clients, for the kernel-peer tests of programs.
 //! - [`hosts`]: a host of stack cores over the 82599 model and the driver,
 //!   or over the stack's in-memory NIC, built in one place.
 //!
@@ -25,5 +28,6 @@
 pub mod frames;
 pub mod hosts;
 pub mod hugepages;
+pub mod in_ns;
 pub mod peer;
 pub mod seed;
