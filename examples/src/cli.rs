@@ -4,7 +4,7 @@
 //! override it), `--pcap FILE`, `--stats` and `--threaded`.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -82,6 +82,17 @@ pub struct StackArgs {
 }
 
 impl StackArgs {
+    /// The server a load generator talks to: `given` (its `--server`), or
+    /// on `--nic model`, where the program runs the server itself on a
+    /// linked model, `on_model`; on any other NIC `--server` is required.
+    pub fn server(&self, given: Option<SocketAddrV4>, on_model: SocketAddrV4) -> Result<SocketAddrV4, ExampleError> {
+        match given {
+            Some(s) => Ok(s),
+            None if self.nic == NicSpec::Model => Ok(on_model),
+            None => Err(ExampleError::Other(format!("--server ADDR:PORT is required with --nic {}", self.nic))),
+        }
+    }
+
     /// The stack configuration: the file's (or the defaults), then the
     /// flags on top; `default_ip` when neither gives an address.
     pub fn stack_config(&self, default_ip: IpPrefix) -> Result<StackConfig, ExampleError> {
@@ -227,5 +238,18 @@ mod tests {
         let cli = Cli::try_parse_from(["x", "--config", "/no/such/file.toml"]).unwrap();
         let e = cli.stack.stack_config(DEFAULT).unwrap_err().to_string();
         assert!(e.contains("/no/such/file.toml"), "{e}");
+    }
+
+    #[test]
+    fn a_load_generator_needs_server_except_on_the_model() {
+        let given: SocketAddrV4 = "10.9.0.1:80".parse().unwrap();
+        let local: SocketAddrV4 = "10.0.0.1:7".parse().unwrap();
+        let model = Cli::try_parse_from(["x"]).unwrap().stack;
+        assert_eq!(model.server(Some(given), local).unwrap(), given);
+        assert_eq!(model.server(None, local).unwrap(), local);
+        let tap = Cli::try_parse_from(["x", "--nic", "tap:t0"]).unwrap().stack;
+        assert_eq!(tap.server(Some(given), local).unwrap(), given);
+        let e = tap.server(None, local).unwrap_err().to_string();
+        assert!(e.contains("--server ADDR:PORT is required with --nic tap:t0"), "{e}");
     }
 }

@@ -69,13 +69,7 @@ fn main() {
 
 fn run(args: &Args) -> Result<(), ExampleError> {
     let model = args.stack.nic == NicSpec::Model;
-    let server = match args.server {
-        Some(s) => s,
-        None if model => DEFAULT_SERVER,
-        None => {
-            return Err(ExampleError::Other(format!("--server ADDR:PORT is required with --nic {}", args.stack.nic)));
-        }
-    };
+    let server = args.stack.server(args.server, DEFAULT_SERVER)?;
     let ours = args.stack.host_config(IpPrefix { addr: [10, 0, 0, 2].into(), prefix: 24 })?;
     let cores = usize::from(ours.stack.cores);
     let load = UdpEchoLoad {
