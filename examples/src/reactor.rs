@@ -210,7 +210,9 @@ pub fn serve<R: Reactor, S: Session>(
 ) -> io::Result<()> {
     let mut server = Server::start(reactor, addr, new_session, gauge)?;
     loop {
-        let now = Instant::now();
+        // The step's own reading, taken after its wait: one clock read per
+        // iteration for the loop, besides the stack's.
+        let now = server.now();
         if until.reached(now) {
             break;
         }
@@ -230,6 +232,8 @@ pub struct Server<R: Reactor, S, F> {
     accept_errors: u64,
     new_session: F,
     clock: LoopClock,
+    /// The clock's reading after the last step's wait.
+    now: Instant,
 }
 
 impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
@@ -244,12 +248,19 @@ impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
             accept_errors: 0,
             new_session,
             clock: LoopClock::default(),
+            now: Instant::now(),
         })
     }
 
     /// Goes by `clock` instead of the OS clock.
     pub fn with_clock(self, clock: LoopClock) -> Self {
-        Server { clock, ..self }
+        Server { now: clock.now(), clock, ..self }
+    }
+
+    /// The time the last step read after its wait (or when the loop was
+    /// made): what a caller's loop goes by, without a reading of its own.
+    pub fn now(&self) -> Instant {
+        self.now
     }
 
     /// Connections open now.
@@ -269,6 +280,7 @@ impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
         self.ready.clear();
         reactor.wait(&mut self.ready, timeout)?;
         let now = self.clock.now();
+        self.now = now;
         for ev in &self.ready {
             if ev.token == LISTENER {
                 loop {
@@ -368,7 +380,7 @@ pub fn run_clients<R: Reactor, W: ClientWork>(
 ) -> io::Result<()> {
     let mut clients = Clients::new(cfg.clone());
     loop {
-        let now = Instant::now();
+        let now = clients.now();
         if until.reached(now) {
             break;
         }
@@ -391,6 +403,8 @@ pub struct Clients<R: Reactor, S> {
     exhausted: bool,
     last_scan: Instant,
     clock: LoopClock,
+    /// The clock's reading after the last step's wait.
+    now: Instant,
 }
 
 impl<R: Reactor, S: Session> Clients<R, S> {
@@ -406,12 +420,20 @@ impl<R: Reactor, S: Session> Clients<R, S> {
             exhausted: false,
             last_scan: Instant::now(),
             clock: LoopClock::default(),
+            now: Instant::now(),
         }
     }
 
     /// Goes by `clock` instead of the OS clock.
     pub fn with_clock(self, clock: LoopClock) -> Self {
-        Clients { last_scan: clock.now(), clock, ..self }
+        let now = clock.now();
+        Clients { last_scan: now, now, clock, ..self }
+    }
+
+    /// The time the last step read after its wait (or when the loop was
+    /// made), as [`Server::now`].
+    pub fn now(&self) -> Instant {
+        self.now
     }
 
     /// One iteration: open what is missing, wait for events (at most
@@ -426,7 +448,10 @@ impl<R: Reactor, S: Session> Clients<R, S> {
         tally: &mut Tally,
         gauge: &Gauge,
     ) -> io::Result<bool> {
-        let now = self.clock.now();
+        // Connections opened here start at the last step's reading: the
+        // time since is that step's own work, and this saves a clock read
+        // per iteration.
+        let now = self.now;
         if self.retry_at.is_none_or(|t| now >= t) {
             self.retry_at = None;
             while self.to_open > 0 && !self.exhausted {
@@ -466,6 +491,7 @@ impl<R: Reactor, S: Session> Clients<R, S> {
         self.ready.clear();
         reactor.wait(&mut self.ready, timeout)?;
         let now = self.clock.now();
+        self.now = now;
         let server = self.cfg.server;
         for ev in &self.ready {
             let Some(slot) = self.conns.get(ev.token) else { continue };
