@@ -15,8 +15,10 @@
 # mempool row is what runs in the mempool's own functions (alloc, a
 # buffer's drop, their slow paths); the rings' refills and TX cleaning
 # inline the owner's stack pushes and pops into the rx_batch and tx_batch
-# rows. Mempool::alloc and PacketBuf's drop are never inlined into the
-# benchmark, so none of the driver's work hides in its main.
+# rows. The benchmark makes each driver call (tx_batch, rx_batch, alloc,
+# dropping the received buffers) in a function of its own that is never
+# inlined (`callgrind::driver_*`, counted in the call's row), so none of the
+# driver's work hides in its main.
 #
 # `scripts/callgrind.sh layers [WORKLOAD…] [--transactions N]` counts
 # instructions per transaction by layer instead (model, driver, stack,
@@ -44,9 +46,9 @@ run() {
     /PROGRAM TOTALS/ { gsub(",", "", $1); total = $1; next }
     /^ *[0-9,]+ \(/ {
       n = $1; gsub(",", "", n)
-      if ($0 ~ /ixtcp_driver::queue::RxQueue<R>::|ixtcp_driver::queue::RxScan/) rx += n
-      else if ($0 ~ /ixtcp_driver::queue::TxQueue<R>::|ixtcp_driver::queue::pad_short_frame|ixtcp_driver::queue::write_context/) tx += n
-      else if ($0 ~ /ixtcp_driver::mempool|ixtcp_driver::dma::/) pool += n
+      if ($0 ~ /ixtcp_driver::queue::RxQueue<R>::|ixtcp_driver::queue::RxScan|callgrind::driver_rx/) rx += n
+      else if ($0 ~ /ixtcp_driver::queue::TxQueue<R>::|ixtcp_driver::queue::pad_short_frame|ixtcp_driver::queue::write_context|callgrind::driver_tx/) tx += n
+      else if ($0 ~ /ixtcp_driver::mempool|ixtcp_driver::dma::|callgrind::driver_alloc|callgrind::driver_free/) pool += n
       else if ($0 ~ /ixtcp_driver::model|ixtcp_driver::wire|crossbeam_queue::/) model += n
     }
     END {
