@@ -225,6 +225,18 @@ pub struct Row {
     pub kernel: Option<Measured>,
     /// Why a side has no result.
     pub notes: Vec<String>,
+    /// With more than one round (`bench --rounds N`): each round's ratio,
+    /// both stacks measured back to back in that round. `ixtcp` and
+    /// `kernel` are then each stack's median round.
+    pub round_ratios: Vec<f64>,
+}
+
+/// The median of a stack's rounds by per-core figure (of an even number,
+/// the upper of the middle two); none for no rounds.
+pub fn median(mut rounds: Vec<Measured>) -> Option<Measured> {
+    rounds.sort_by(|a, b| a.per_core.total_cmp(&b.per_core));
+    let mid = rounds.len() / 2;
+    rounds.into_iter().nth(mid)
 }
 
 impl Row {
@@ -278,10 +290,25 @@ impl Report {
                 Some(m) => fmt_figure(m.per_core, r.unit),
                 None => "–".to_string(),
             };
-            let ratio = r.ratio().map_or("–".to_string(), |x| format!("{x:.2}x"));
+            let ratio = match (r.ratio(), r.round_ratios.len()) {
+                (None, _) => "–".to_string(),
+                (Some(x), 0 | 1) => format!("{x:.2}x"),
+                (Some(x), _) => {
+                    let lo = r.round_ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = r.round_ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    format!("{x:.2}x ({lo:.2}–{hi:.2})")
+                }
+            };
             let share =
                 r.ixtcp.as_ref().and_then(|m| m.nic_share).map_or("–".to_string(), |x| format!("{:.0}%", x * 100.0));
             let _ = writeln!(out, "| {} | {} | {} | {ratio} | {share} |", r.title, cell(&r.ixtcp), cell(&r.kernel));
+        }
+        if self.rows.iter().any(|r| r.round_ratios.len() > 1) {
+            let _ = writeln!(
+                out,
+                "\nRounds: each row gives each stack's median round and the ratio of the two medians; in \
+                 brackets the lowest and highest ratio of a single round (both stacks back to back)."
+            );
         }
         let _ = writeln!(
             out,
@@ -404,6 +431,7 @@ mod tests {
                     ixtcp: m(800_000.0),
                     kernel: m(200_000.0),
                     notes: vec![],
+                    round_ratios: vec![],
                 },
                 Row {
                     workload: Workload::Bulk,
@@ -413,6 +441,7 @@ mod tests {
                     ixtcp: None,
                     kernel: m(12.5),
                     notes: vec!["ixtcp: not run".into()],
+                    round_ratios: vec![],
                 },
             ],
         };
@@ -423,6 +452,37 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
         assert_eq!(j["rows"][0]["workload"], "echo-persistent");
         assert_eq!(j["rows"][0]["kernel"]["per_core"], 200_000.0);
+    }
+
+    #[test]
+    fn rounds_give_the_median_and_the_spread_of_ratios() {
+        let m = |x| Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None, nic_share: None };
+        assert_eq!(median(vec![m(3.0), m(1.0), m(2.0)]).map(|r| r.per_core), Some(2.0));
+        assert_eq!(median(vec![m(4.0), m(1.0), m(2.0), m(3.0)]).map(|r| r.per_core), Some(3.0), "the upper middle");
+        assert!(median(vec![]).is_none());
+        let p = Params::quick();
+        let row = Row {
+            workload: Workload::EchoPersistent,
+            title: Workload::EchoPersistent.title(&p),
+            mtu: None,
+            unit: Workload::EchoPersistent.unit(),
+            ixtcp: Some(m(600_000.0)),
+            kernel: Some(m(100_000.0)),
+            notes: vec![],
+            round_ratios: vec![5.5, 6.0, 7.25],
+        };
+        let report = Report {
+            machine: "test".into(),
+            loopback_mtu: None,
+            split: Split::halves(2, None),
+            params: p,
+            rows: vec![row],
+        };
+        let t = report.table();
+        assert!(t.contains("| 600.0k/s | 100.0k/s | 6.00x (5.50–7.25) |"), "{t}");
+        assert!(t.contains("Rounds: each row gives each stack's median round"), "{t}");
+        let j: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(j["rows"][0]["round_ratios"][2], 7.25);
     }
 
     #[test]
@@ -438,6 +498,7 @@ mod tests {
             ixtcp,
             kernel: Some(measured(10.0, None)),
             notes,
+            round_ratios: vec![],
         };
         let report = Report {
             machine: "test".into(),

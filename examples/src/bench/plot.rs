@@ -114,6 +114,7 @@ mod tests {
                     ixtcp: m(3.0),
                     kernel: m(1.5),
                     notes: vec![],
+                    round_ratios: vec![],
                 },
                 Row {
                     workload: Workload::EchoIdle,
@@ -123,6 +124,7 @@ mod tests {
                     ixtcp: None,
                     kernel: m(1.0),
                     notes: vec![],
+                    round_ratios: vec![],
                 },
             ],
         };

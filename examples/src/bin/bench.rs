@@ -21,7 +21,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use ixtcp_examples::bench::ixtcp_side;
 use ixtcp_examples::bench::kernel_side::{self, IdleGuard};
-use ixtcp_examples::bench::{Params, Report, Row, Split, Workload, loopback_mtu, machine, plot};
+use ixtcp_examples::bench::{Params, Report, Row, Split, Workload, loopback_mtu, machine, median, plot};
 use ixtcp_examples::kernel::raise_fd_limit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,6 +63,13 @@ struct Args {
     /// stack's configuration refuses is skipped with a note saying why.
     #[arg(long, value_name = "BYTES")]
     mtu: Vec<usize>,
+    /// Run each workload this many times, both stacks back to back in each
+    /// round (ixtcp first in odd rounds, the kernel first in even ones), and
+    /// report each stack's median round with the spread of the rounds'
+    /// ratios: on a shared or virtual machine one round can be off by half.
+    /// An odd N gives a true median (of an even one, the upper middle).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    rounds: usize,
     /// Internal: hold idle kernel connections for the parent (ADDR:PORT/N).
     #[arg(long, hide = true)]
     hold_idle: Option<String>,
@@ -118,6 +125,12 @@ fn main() {
     if let Some(n) = args.idle {
         params.idle = n;
     }
+    if !(1..=100).contains(&args.rounds) {
+        ixtcp_examples::exit_with(&ixtcp_examples::ExampleError::Other(format!(
+            "--rounds {}: give a number of rounds from 1 to 100",
+            args.rounds
+        )));
+    }
     let workloads = if args.workload.is_empty() { Workload::ALL.to_vec() } else { args.workload.clone() };
     let mtus = match (args.mtu.is_empty(), args.quick) {
         (false, _) => args.mtu.clone(),
@@ -143,7 +156,7 @@ fn main() {
 
     let run_ixtcp = args.stack != Stacks::Kernel;
     let run_kernel = args.stack != Stacks::Ixtcp;
-    let steps = cases.len() * (usize::from(run_ixtcp) + usize::from(run_kernel));
+    let steps = cases.len() * args.rounds * (usize::from(run_ixtcp) + usize::from(run_kernel));
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut progress = Progress { step: 0, steps, start: Instant::now(), tty };
     let mut rows = Vec::new();
@@ -157,44 +170,65 @@ fn main() {
             ixtcp: None,
             kernel: None,
             notes: Vec::new(),
+            round_ratios: Vec::new(),
         };
-        if run_ixtcp {
-            progress.step += 1;
-            let label = format!("ixtcp:  {}", row.title);
-            progress.show(&label, 0.0);
-            if let Some(why) = mtu.and_then(ixtcp_side::mtu_refused) {
-                let mtu = mtu.unwrap_or_default();
-                row.notes.push(format!("ixtcp: skipped, needs mtu {mtu} support in the stack ({why})"));
-            } else {
-                match ixtcp_side::run(w, &split, &params, mtu, &mut |f| progress.show(&label, f)) {
-                    Ok((m, tallies)) => {
-                        if m.failures > 0 {
-                            let first: Vec<String> =
-                                tallies.iter().flat_map(|t| t.first_failures.clone()).take(3).collect();
-                            row.notes.push(format!("ixtcp: {} failures, first: {}", m.failures, first.join("; ")));
+        let ixtcp_refused = mtu.and_then(ixtcp_side::mtu_refused);
+        if let (true, Some(why)) = (run_ixtcp, &ixtcp_refused) {
+            let mtu = mtu.unwrap_or_default();
+            row.notes.push(format!("ixtcp: skipped, needs mtu {mtu} support in the stack ({why})"));
+        }
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for round in 0..args.rounds {
+            let (mut a, mut b) = (None, None);
+            // Alternate which stack goes first, so a machine that slows
+            // down (or speeds up) over a run favours neither.
+            for ixtcp_turn in if round % 2 == 0 { [true, false] } else { [false, true] } {
+                if ixtcp_turn && run_ixtcp {
+                    progress.step += 1;
+                    if ixtcp_refused.is_some() {
+                        continue;
+                    }
+                    let label = format!("ixtcp:  {}", row.title);
+                    progress.show(&label, 0.0);
+                    match ixtcp_side::run(w, &split, &params, mtu, &mut |f| progress.show(&label, f)) {
+                        Ok((m, tallies)) => {
+                            if m.failures > 0 {
+                                let first: Vec<String> =
+                                    tallies.iter().flat_map(|t| t.first_failures.clone()).take(3).collect();
+                                row.notes.push(format!("ixtcp: {} failures, first: {}", m.failures, first.join("; ")));
+                            }
+                            a = Some(m);
                         }
-                        row.ixtcp = Some(m);
+                        Err(e) => row.notes.push(format!("ixtcp: failed: {e}")),
                     }
-                    Err(e) => row.notes.push(format!("ixtcp: failed: {e}")),
+                } else if !ixtcp_turn && run_kernel {
+                    progress.step += 1;
+                    let label = format!("kernel: {}", row.title);
+                    progress.show(&label, 0.0);
+                    match kernel_side::run(w, &split, &params, &hold_idle, &mut |f| progress.show(&label, f)) {
+                        Ok((m, tallies)) => {
+                            if m.failures > 0 {
+                                let first: Vec<String> =
+                                    tallies.iter().flat_map(|t| t.first_failures.clone()).take(3).collect();
+                                row.notes.push(format!("kernel: {} failures, first: {}", m.failures, first.join("; ")));
+                            }
+                            b = Some(m);
+                        }
+                        Err(e) => row.notes.push(format!("kernel: failed: {e}")),
+                    }
                 }
             }
-        }
-        if run_kernel {
-            progress.step += 1;
-            let label = format!("kernel: {}", row.title);
-            progress.show(&label, 0.0);
-            match kernel_side::run(w, &split, &params, &hold_idle, &mut |f| progress.show(&label, f)) {
-                Ok((m, tallies)) => {
-                    if m.failures > 0 {
-                        let first: Vec<String> =
-                            tallies.iter().flat_map(|t| t.first_failures.clone()).take(3).collect();
-                        row.notes.push(format!("kernel: {} failures, first: {}", m.failures, first.join("; ")));
-                    }
-                    row.kernel = Some(m);
-                }
-                Err(e) => row.notes.push(format!("kernel: failed: {e}")),
+            if let (Some(a), Some(b)) = (&a, &b)
+                && b.per_core > 0.0
+                && args.rounds > 1
+            {
+                row.round_ratios.push(a.per_core / b.per_core);
             }
+            ours.extend(a);
+            theirs.extend(b);
         }
+        row.ixtcp = median(ours);
+        row.kernel = median(theirs);
         rows.push(row);
     }
     if progress.tty {
