@@ -82,6 +82,7 @@ mod listen;
 pub mod neighbor;
 pub mod pcap;
 mod phy;
+mod pmtu;
 mod port;
 pub mod rss;
 pub mod secret;
