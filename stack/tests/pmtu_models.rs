@@ -142,6 +142,19 @@ fn fragmentation_needed_cuts_a_live_transfer_and_new_connections_until_it_ages_o
     assert_eq!(check_cut(&segs, 81, 1000), (0, 1000));
     assert_eq!(w.stats(0).pmtu_lowered, 1);
 
+    // So does a connection the destination opens: host 0's SYN-ACK
+    // announces the lowered MSS.
+    w.core(0, 0).listen(90, None).unwrap();
+    let back = w.core(1, 0).connect(SocketAddrV4::new(IPS[0], 90), None).unwrap();
+    w.run_for(5_000_000, &mut |_, c| c.drain_events().for_each(drop));
+    let segs = tcp_sent(&w.injector.take());
+    let syn_ack = segs.iter().find(|s| s.1.sport == 90 && s.1.flags & frames::SYN != 0).expect("a SYN-ACK");
+    assert_eq!(frames::parse_tcp_options(&syn_ack.2).and_then(|o| o.mss), Some(960));
+    w.core(1, 0).abort(back).unwrap();
+    w.core(0, 0).unlisten(90).unwrap();
+    w.run_for(5_000_000, &mut |_, c| c.drain_events().for_each(drop));
+    let _ = w.injector.take();
+
     // Ten minutes later the destination's entry has aged out: a new
     // connection is back at full size.
     w.injector.route(None);
