@@ -154,13 +154,7 @@ pub(crate) fn choose(made: &[u16], want: u16) -> Result<usize, u16> {
     match made.len() {
         n if n + 1 < MAX_IFACES || (n + 1 == MAX_IFACES && has_floor) => Err(want),
         n if n + 1 == MAX_IFACES => Err(FLOOR),
-        _ => made
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| **m <= want)
-            .max_by_key(|(_, m)| **m)
-            .map(|(i, _)| i)
-            .ok_or(FLOOR),
+        _ => made.iter().enumerate().filter(|(_, m)| **m <= want).max_by_key(|(_, m)| **m).map(|(i, _)| i).ok_or(FLOOR),
     }
 }
 
@@ -224,14 +218,8 @@ impl<P: PacketIo> StackCore<P> {
             Ok(i) => i,
             Err(mtu) => {
                 let seed = self.rng.next_u64();
-                let iface = new_interface(
-                    &mut self.port,
-                    usize::from(mtu),
-                    self.ip,
-                    self.cfg.prefix_len,
-                    seed,
-                    self.now,
-                );
+                let iface =
+                    new_interface(&mut self.port, usize::from(mtu), self.ip, self.cfg.prefix_len, seed, self.now);
                 self.pmtu.ifaces.push((mtu, iface));
                 self.port.stats.pmtu_interfaces += 1;
                 self.pmtu.ifaces.len() - 1

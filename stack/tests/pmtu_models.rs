@@ -81,7 +81,8 @@ fn tcp_sent(frames_out: &[Vec<u8>]) -> Vec<(usize, frames::TcpSeen, Vec<u8>)> {
         .iter()
         .filter_map(|f| {
             let t = frames::parse_tcp(f)?;
-            (t.src == IPS[0] && t.dst == IPS[1]).then(|| (usize::from(u16::from_be_bytes([f[16], f[17]])), t, f.clone()))
+            (t.src == IPS[0] && t.dst == IPS[1])
+                .then(|| (usize::from(u16::from_be_bytes([f[16], f[17]])), t, f.clone()))
         })
         .collect()
 }
@@ -98,7 +99,11 @@ fn check_cut(segs: &[(usize, frames::TcpSeen, Vec<u8>)], dport: u16, limit: usiz
         if *len > limit {
             big += 1;
             if let Some(h) = high {
-                assert!((t.seq.wrapping_sub(h) as i32) >= 0, "a segment of {len} bytes resent seq {} (sent up to {h})", t.seq);
+                assert!(
+                    (t.seq.wrapping_sub(h) as i32) >= 0,
+                    "a segment of {len} bytes resent seq {} (sent up to {h})",
+                    t.seq
+                );
             }
         } else {
             largest = largest.max(*len);
