@@ -126,9 +126,32 @@ fn fragmentation_needed_cuts_a_live_transfer_and_new_connections_until_it_ages_o
     let mut w = world(31);
     w.injector.capture(true);
     w.injector.route(Some(Router { limit: 1000, report: 1000, ip: ROUTER, dropped: 0 }));
+    // An idle connection to the same destination, open all along.
+    w.core(1, 0).listen(91, None).unwrap();
+    let idle = w.core(0, 0).connect(SocketAddrV4::new(IPS[1], 91), None).unwrap();
+    w.run_for(5_000_000, &mut |_, c| c.drain_events().for_each(drop));
     transfer(&mut w, 80, 256 * KIB, 1, &mut |_| {});
-    let segs = tcp_sent(&w.injector.take());
     let dropped = w.injector.router_dropped();
+    assert_eq!(w.stats(0).pmtu_lowered_others, 1, "the idle connection was lowered with it");
+    // It sends at the lowered size at once: the router drops none of it.
+    let mut left = 32 * KIB;
+    let chunk = pattern(left, 9);
+    while left > 0 {
+        w.step(&mut |h, c| {
+            c.drain_events().for_each(drop);
+            if h == 0
+                && let Ok(n) = c.send(idle, &chunk[..left])
+            {
+                left -= n;
+            }
+        });
+    }
+    w.run_for(50_000_000, &mut |_, c| c.drain_events().for_each(drop));
+    assert_eq!(w.injector.router_dropped(), dropped);
+    w.core(0, 0).abort(idle).unwrap();
+    w.run_for(5_000_000, &mut |_, c| c.drain_events().for_each(drop));
+    let segs = tcp_sent(&w.injector.take());
+    assert_eq!(check_cut(&segs, 91, 1000), (0, 1000));
     assert!(dropped > 0, "full-size segments met the router");
     assert_eq!(check_cut(&segs, 80, 1000), (dropped, 1000), "cut to exactly the next hop's MTU");
     assert_eq!(syn_mss(&segs, 80), 1460, "the first connection started at full size");
@@ -149,13 +172,24 @@ fn fragmentation_needed_cuts_a_live_transfer_and_new_connections_until_it_ages_o
 
     // So does a connection the destination opens: host 0's SYN-ACK
     // announces the lowered MSS.
-    w.core(0, 0).listen(90, None).unwrap();
+    w.core(0, 0).listen(90, Some(1)).unwrap();
     let back = w.core(1, 0).connect(SocketAddrV4::new(IPS[0], 90), None).unwrap();
     w.run_for(5_000_000, &mut |_, c| c.drain_events().for_each(drop));
     let segs = tcp_sent(&w.injector.take());
     let syn_ack = segs.iter().find(|s| s.1.sport == 90 && s.1.flags & frames::SYN != 0).expect("a SYN-ACK");
     assert_eq!(frames::parse_tcp_options(&syn_ack.2).and_then(|o| o.mss), Some(960));
-    w.core(1, 0).abort(back).unwrap();
+    // With the backlog of one held by that connection (not accepted), a
+    // second one gets a SYN cookie: its SYN-ACK announces the lowered MSS
+    // too.
+    let second = w.core(1, 0).connect(SocketAddrV4::new(IPS[0], 90), None).unwrap();
+    w.run_for(5_000_000, &mut |_, c| c.drain_events().for_each(drop));
+    assert_eq!(w.stats(0).syn_cookies_sent, 1);
+    let segs = tcp_sent(&w.injector.take());
+    let cookie = segs.iter().find(|s| s.1.sport == 90 && s.1.flags & frames::SYN != 0).expect("a cookie SYN-ACK");
+    assert_eq!(frames::parse_tcp_options(&cookie.2).and_then(|o| o.mss), Some(960));
+    for id in [back, second] {
+        w.core(1, 0).abort(id).unwrap();
+    }
     w.core(0, 0).unlisten(90).unwrap();
     w.run_for(5_000_000, &mut |_, c| c.drain_events().for_each(drop));
     let _ = w.injector.take();
