@@ -289,9 +289,34 @@ fn ip_frame(i: &mut Input, s: &Session, proto: u8, body: &[u8]) -> Vec<u8> {
 }
 
 /// An ICMP message from the input (echo requests most of the time, any
-/// type otherwise; truncated or with a bad checksum when asked).
+/// type otherwise, or fragmentation needed quoting a segment of one of
+/// our connections near what it last sent; truncated or with a bad
+/// checksum when asked).
 fn icmp(i: &mut Input, s: &Session) -> Vec<u8> {
     let mode = i.u8();
+    let mut keys: Vec<(u16, u16)> = s.last.keys().copied().collect();
+    keys.sort_unstable();
+    if mode & 3 == 1 && !keys.is_empty() {
+        let (peer_port, our_port) = keys[usize::from(i.u8()) % keys.len()];
+        let seq = s.last[&(peer_port, our_port)].seq_end.wrapping_sub(u32::from(i.u16()));
+        let mtu = match i.u8() % 4 {
+            0 => 0,
+            1 => i.u16(),
+            _ => 500 + i.u16() % 1100,
+        };
+        let mut m = vec![3, 4, 0, 0, 0, 0];
+        m.extend_from_slice(&mtu.to_be_bytes());
+        m.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+        m[10..12].copy_from_slice(&i.u16().to_be_bytes());
+        m.extend_from_slice(&OURS.octets());
+        m.extend_from_slice(&PEER.octets());
+        m.extend_from_slice(&our_port.to_be_bytes());
+        m.extend_from_slice(&peer_port.to_be_bytes());
+        m.extend_from_slice(&seq.to_be_bytes());
+        let c = checksum(&m, 0);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        return ip_frame(i, s, 1, &m);
+    }
     let kind = if mode & 3 == 0 { i.u8() } else { 8 };
     let len = usize::from(i.u16() % 1481);
     let mut m = vec![kind, i.u8() % 4, 0, 0];

@@ -134,8 +134,10 @@ impl<P: PacketIo> StackCore<P> {
         };
         let idx = self.take_conn().ok_or(StackError::NoSocket)?;
         let cfg = Arc::clone(&self.cfg);
+        let path = self.path_to(rip);
         let c = &mut self.conns[idx];
         c.configure(&cfg);
+        c.path = path;
         let r = c.sock_mut().connect(
             self.iface.context(),
             IpEndpoint::new(IpAddress::Ipv4(rip), remote.port()),

@@ -241,6 +241,8 @@ pub(crate) struct Conn {
     pub heard_ms: u64,
     /// Keep-alive probes sent since then.
     pub probes: u32,
+    /// The interface that polls it and its MTU (`crate::pmtu`).
+    pub path: crate::pmtu::ConnPath,
 }
 
 impl Conn {
@@ -269,6 +271,7 @@ impl Conn {
             keepalive: None,
             heard_ms: 0,
             probes: 0,
+            path: crate::pmtu::ConnPath::full(usize::from(u16::MAX)),
         }
     }
 
@@ -312,6 +315,7 @@ impl Conn {
         self.user_timeout_ms = None;
         self.keepalive = None;
         self.probes = 0;
+        self.path = crate::pmtu::ConnPath::full(cfg.mtu);
     }
 
     /// Puts the socket back to CLOSED with no tuple and empty buffers,

@@ -29,10 +29,10 @@ use std::sync::Arc;
 use ixtcp_driver::mempool::PacketBuf;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use smoltcp::iface::{Config, Interface, PollResult, SocketSet};
+use smoltcp::iface::{Interface, PollResult, SocketSet};
 use smoltcp::socket::tcp::State;
 use smoltcp::time::Instant;
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+use smoltcp::wire::IpAddress;
 
 use crate::config::StackConfig;
 use crate::conn::{CloseReason, Conn, ConnId, Event, Phase};
@@ -50,6 +50,7 @@ use crate::listen::Listeners;
 use crate::neighbor::{NeighborTable, Resolver};
 use crate::pcap::PcapFile;
 use crate::phy::Phy;
+use crate::pmtu::PathMtus;
 use crate::port::{Port, PortAddr};
 use crate::rss::{PortPicker, RssView};
 use crate::secret::HostSecret;
@@ -149,13 +150,15 @@ pub struct StackCore<P: PacketIo> {
     pub(crate) now_ns: u64,
     pub(crate) shutting_down: bool,
     pub(crate) secret: HostSecret,
-    rng: ChaCha8Rng,
+    pub(crate) rng: ChaCha8Rng,
     /// Challenge ACKs left in the current second, and when it ends (ms).
     challenge_budget: (u32, u64),
     /// ICMP rate limit and IP identification (`crate::icmp`).
     pub(crate) icmp: Icmp,
     /// Bound UDP ports (`crate::udp`).
     pub(crate) udp: UdpTable,
+    /// Path MTUs per destination and their interfaces (`crate::pmtu`).
+    pub(crate) pmtu: PathMtus,
 }
 
 fn instant_of(ns: u64) -> Instant {
@@ -199,13 +202,7 @@ impl<P: PacketIo> StackCore<P> {
         let tx_cap = usize::from(cfg.tx_ring_size);
         let mut port = Port::new(setup.io, addr, resolver, tx_cap, setup.pcap, cfg.checksum_offload);
         let now = instant_of(now_ns);
-        let mut icfg = Config::new(HardwareAddress::Ip);
-        icfg.random_seed = random_seed;
-        let mut iface = Interface::new(icfg, &mut Phy::new(&mut port), now);
-        iface.update_ip_addrs(|a| {
-            // Cannot fail: a fresh interface has room for one address.
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.ip), cfg.prefix_len));
-        });
+        let iface = crate::pmtu::new_interface(&mut port, cfg.mtu, cfg.ip, cfg.prefix_len, random_seed, now);
         let max = cfg.max_connections;
         let mut conns = Vec::with_capacity(max);
         let mut free = Vec::with_capacity(max);
@@ -248,6 +245,7 @@ impl<P: PacketIo> StackCore<P> {
                 (hash_key.0 >> 48) as u16,
             ),
             udp: UdpTable::default(),
+            pmtu: PathMtus::default(),
             cfg,
         };
         core.set_time(now_ns);
@@ -329,7 +327,7 @@ impl<P: PacketIo> StackCore<P> {
                 continue;
             }
             let s = c.sock();
-            let at = self.iface.poll_at(now, &c.set);
+            let at = self.pmtu.iface(&mut self.iface, c.path.slot).poll_at(now, &c.set);
             out.push(format!(
                 "#{i} {:?} {} sendq {} recvq {} can_send {} can_recv {} poll_at {:?} (now {}) timer {:?} dirty {} ready {:?}",
                 c.phase,
@@ -559,7 +557,8 @@ impl<P: PacketIo> StackCore<P> {
         conn.probes = 0;
         crate::conn::set_tsval(now_ms, conn.seq.ts_offset);
         let mut phy = Phy::new(&mut self.port).with_rx(buf).for_conn(&mut conn.seq, &mut conn.sent);
-        self.iface.poll_ingress_single(self.now, &mut phy, &mut conn.set);
+        let iface = self.pmtu.iface(&mut self.iface, conn.path.slot);
+        iface.poll_ingress_single(self.now, &mut phy, &mut conn.set);
         self.mark_dirty(idx);
         self.after(idx, Cause::Ingress);
     }
@@ -588,8 +587,10 @@ impl<P: PacketIo> StackCore<P> {
         };
         let cfg = Arc::clone(&self.cfg);
         let ip = self.ip;
+        let path = self.path_to(key.remote_ip);
         let c = &mut self.conns[idx];
         c.configure(&cfg);
+        c.path = path;
         if c.sock_mut()
             .listen(smoltcp::wire::IpListenEndpoint { addr: Some(IpAddress::Ipv4(ip)), port: key.local_port })
             .is_err()
@@ -666,7 +667,7 @@ impl<P: PacketIo> StackCore<P> {
             l.cookie_sent_ms = Some(now);
         }
         let window = self.cfg.socket_rx_buffer.min(usize::from(u16::MAX)) as u16;
-        let mss = (self.cfg.mtu - 40) as u16;
+        let mss = self.path_to(key.remote_ip).mtu - 40;
         let (local, remote) = (t.local, t.remote);
         self.port.build_ip(cookie::SYN_LEN, |b| {
             cookie::emit(b, local, remote, c, Some(syn.seq.wrapping_add(1)), window, mss, &csum::edge());
@@ -730,8 +731,10 @@ impl<P: PacketIo> StackCore<P> {
         };
         let cfg = Arc::clone(&self.cfg);
         let ip = self.ip;
+        let path = self.path_to(key.remote_ip);
         let conn = &mut self.conns[idx];
         conn.configure(&cfg);
+        conn.path = path;
         if conn
             .sock_mut()
             .listen(smoltcp::wire::IpListenEndpoint { addr: Some(IpAddress::Ipv4(ip)), port: key.local_port })
@@ -1091,14 +1094,15 @@ impl<P: PacketIo> StackCore<P> {
             c.sock_mut().set_ack_delay(None);
         }
         crate::conn::set_tsval(self.now_ns / 1_000_000, c.seq.ts_offset);
+        let iface = self.pmtu.iface(&mut self.iface, c.path.slot);
         while sent < burst && self.port.tx_room() > 0 {
             let mut phy = Phy::new(&mut self.port).for_conn(&mut c.seq, &mut c.sent);
-            match self.iface.poll_egress(now, &mut phy, &mut c.set) {
+            match iface.poll_egress(now, &mut phy, &mut c.set) {
                 PollResult::None => break,
                 PollResult::SocketStateChanged => sent += 1,
             }
         }
-        let at = self.iface.poll_at(now, &c.set);
+        let at = iface.poll_at(now, &c.set);
         let owed = matches!(at, Some(t) if t <= now);
         let tick = self.now_ns / 1_000_000;
         match at {

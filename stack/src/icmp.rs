@@ -19,9 +19,8 @@
 //!   the destination it names) and raises `Event::Udp`: UDP has no
 //!   sequence number to check, so the socket's owner judges it, acting
 //!   only when the destination is its connected peer (as Linux's UDP
-//!   does). Fragmentation needed (RFC 1191) is counted
-//!   only: smoltcp 0.14 keeps a connection's MSS private and offers no
-//!   way to lower it.
+//!   does). Fragmentation needed (RFC 1191) lowers the connection's path
+//!   MTU (`crate::pmtu`).
 //! - **Never answered** (RFC 1122 3.2.2, 3.2.2.6): a message sent to a
 //!   broadcast or multicast address, IP or link layer; one from an address
 //!   no host sends from (`ether::is_special`, or our own); a fragment
@@ -194,18 +193,23 @@ impl<P: PacketIo> StackCore<P> {
                 let (src, tos) = (p.src(), buf.data()[1]);
                 self.send_echo_reply(src, tos, msg);
             }
-            kind::DEST_UNREACHABLE => self.unreachable_in(msg[1], &msg[ICMP_HEADER_LEN..]),
+            kind::DEST_UNREACHABLE => {
+                let next_hop_mtu = u16::from_be_bytes([msg[6], msg[7]]);
+                self.unreachable_in(msg[1], next_hop_mtu, &msg[ICMP_HEADER_LEN..]);
+            }
             _ => self.port.stats.icmp_ignored += 1,
         }
     }
 
     /// Destination unreachable with `code` about `quoted` (the IP header
-    /// and first bytes of a packet we sent). For a TCP connection whose
-    /// quoted sequence number is in SND.UNA..SND.MAX (RFC 5927 4.1: an
-    /// attacker off the path must guess it): a hard error in SYN-SENT
-    /// fails the connect (`CloseReason::Refused`, as Linux's
-    /// ECONNREFUSED for port unreachable); anything else is counted only.
-    fn unreachable_in(&mut self, code: u8, quoted: &[u8]) {
+    /// and first bytes of a packet we sent); `next_hop_mtu`: bytes 6..8 of
+    /// the ICMP header (RFC 1191, for fragmentation needed). For a TCP
+    /// connection whose quoted sequence number is in SND.UNA..SND.MAX
+    /// (RFC 5927 4.1: an attacker off the path must guess it): a hard
+    /// error in SYN-SENT fails the connect (`CloseReason::Refused`, as
+    /// Linux's ECONNREFUSED for port unreachable); fragmentation needed
+    /// lowers the path MTU (`crate::pmtu`); anything else is counted only.
+    fn unreachable_in(&mut self, code: u8, next_hop_mtu: u16, quoted: &[u8]) {
         // The quoted header may be cut short of its total length: read it
         // by hand, needing only the header and the first 8 TCP bytes.
         let ihl = usize::from(quoted.first().map_or(0, |b| b & 0x0f)) * 4;
@@ -252,6 +256,7 @@ impl<P: PacketIo> StackCore<P> {
         self.port.stats.icmp_unreachable_tcp += 1;
         if code == CODE_FRAG_NEEDED {
             self.port.stats.icmp_frag_needed += 1;
+            self.frag_needed(idx, next_hop_mtu, u16::from_be_bytes([quoted[2], quoted[3]]));
             return;
         }
         if HARD_CODES.contains(&code) && c.sock().state() == smoltcp::socket::tcp::State::SynSent {

@@ -41,6 +41,10 @@
 //!   bounded receive queues, and `udp_send_to` through the same port/ARP
 //!   path as TCP. Both check their own checksums (the NIC never checks
 //!   ICMP's) and count every drop by cause.
+//! - `pmtu`: path MTU discovery (RFC 1191): "fragmentation needed" moves
+//!   a connection, and the core's others to that destination, to an
+//!   interface of the lowered MTU; the value is remembered per destination
+//!   for ten minutes.
 //! - [`StackCore`] (`core`, `api`): one value per queue pair; `poll` runs
 //!   one loop iteration; the application API (listen, accept, connect,
 //!   send, recv, close; UDP bind, send_to, recv_from) and edge-triggered
@@ -82,6 +86,7 @@ mod listen;
 pub mod neighbor;
 pub mod pcap;
 mod phy;
+mod pmtu;
 mod port;
 pub mod rss;
 pub mod secret;

@@ -33,13 +33,24 @@ pub(crate) struct Phy<'a, P: PacketIo> {
     port: &'a mut Port<P>,
     rx: Option<PacketBuf>,
     conn: Option<ConnTx<'a>>,
+    /// The MTU the device reports (the port's unless `with_mtu`).
+    mtu: usize,
 }
 
 impl<'a, P: PacketIo> Phy<'a, P> {
     /// A device with nothing to receive and no connection (egress of a
     /// stray reply, or building the interface).
     pub fn new(port: &'a mut Port<P>) -> Phy<'a, P> {
-        Phy { port, rx: None, conn: None }
+        let mtu = port.mtu;
+        Phy { port, rx: None, conn: None, mtu }
+    }
+
+    /// Reports `mtu` instead of the port's (at most it): for building an
+    /// interface of a lowered path MTU (`crate::pmtu`), which smoltcp
+    /// reads from the device once, when the interface is made.
+    pub fn with_mtu(mut self, mtu: usize) -> Phy<'a, P> {
+        self.mtu = mtu.min(self.port.mtu);
+        self
     }
 
     /// Gives smoltcp `buf` (an IP packet) to receive.
@@ -115,7 +126,7 @@ impl<'a, P: PacketIo> Device for Phy<'a, P> {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ip;
-        caps.max_transmission_unit = self.port.mtu;
+        caps.max_transmission_unit = self.mtu;
         caps.max_burst_size = None;
         // The stack settles IPv4 and TCP checksums itself, at the edge
         // (`crate::csum`): the NIC's offload or its own code, after every

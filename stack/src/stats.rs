@@ -209,9 +209,21 @@ core_stats! {
     /// (`udp_take_error`; sockapi turns port unreachable into
     /// `ConnectionRefused` on a connected socket).
     icmp_unreachable_udp,
-    /// Of the TCP ones, fragmentation needed (RFC 1191): counted only; smoltcp
-    /// 0.14 has no way to lower a connection's MSS once set.
+    /// Of the TCP ones, fragmentation needed (RFC 1191): each lowers the
+    /// connection's path MTU (`pmtu_lowered`) or is ignored
+    /// (`pmtu_ignored`).
     icmp_frag_needed,
+    /// Fragmentation needed that lowered a connection's path MTU (to the
+    /// next-hop MTU, at least 576; see `crate::pmtu`).
+    pmtu_lowered,
+    /// Other connections of the core to the same destination lowered with
+    /// it.
+    pmtu_lowered_others,
+    /// Fragmentation needed ignored: the value (after the floor of 576)
+    /// was not below the connection's path MTU.
+    pmtu_ignored,
+    /// Interfaces of a lowered MTU made (at most 8 per core).
+    pmtu_interfaces,
     /// ICMP errors quoting a TCP segment of no connection of ours, or a
     /// datagram we could not have sent: ignored.
     icmp_errors_no_conn,

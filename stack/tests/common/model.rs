@@ -39,6 +39,39 @@ pub struct Injector {
     /// Frames host 1's side received (what host 0 sent), while capturing.
     captured: Arc<Mutex<VecDeque<Vec<u8>>>>,
     capturing: Arc<Mutex<bool>>,
+    router: Arc<Mutex<Option<Router>>>,
+}
+
+/// A router with a narrower next hop between host 0 and host 1: an IPv4
+/// packet from host 0 longer than `limit` with DF set is dropped (counted
+/// in `dropped`, still captured) and answered with "fragmentation needed"
+/// from `ip` saying `report` (RFC 1191), quoting its header and first 8
+/// payload bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Router {
+    pub limit: usize,
+    pub report: u16,
+    pub ip: Ipv4Addr,
+    pub dropped: u64,
+}
+
+/// "Fragmentation needed" from `from` to host 0 saying `mtu`, quoting
+/// `ip` (an IPv4 packet host 0 sent), in a frame from host 1's MAC.
+pub fn frag_needed_frame(from: Ipv4Addr, mtu: u16, ip: &[u8]) -> Vec<u8> {
+    let quoted = &ip[..(usize::from(ip[0] & 0x0f) * 4 + 8).min(ip.len())];
+    let mut m = vec![3, 4, 0, 0, 0, 0];
+    m.extend_from_slice(&mtu.to_be_bytes());
+    m.extend_from_slice(quoted);
+    let c = ixtcp_testkit::frames::checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut p = vec![0x45, 0, 0, 0, 0, 7, 0, 0, 64, 1, 0, 0];
+    p[2..4].copy_from_slice(&((20 + m.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&from.octets());
+    p.extend_from_slice(&ip[12..16]);
+    let c = ixtcp_testkit::frames::checksum(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&m);
+    ixtcp_testkit::frames::padded(ixtcp_testkit::frames::ethernet(model_mac(0), model_mac(1), 0x0800, &p))
 }
 
 impl Injector {
@@ -60,6 +93,18 @@ impl Injector {
         }
     }
 
+    /// Puts a router (or none) between host 0 and host 1.
+    pub fn route(&self, r: Option<Router>) {
+        if let Ok(mut g) = self.router.lock() {
+            *g = r;
+        }
+    }
+
+    /// The router's drops so far.
+    pub fn router_dropped(&self) -> u64 {
+        self.router.lock().ok().and_then(|g| g.map(|r| r.dropped)).unwrap_or(0)
+    }
+
     /// Takes the captured frames.
     pub fn take(&self) -> Vec<Vec<u8>> {
         self.captured.lock().map(|mut q| q.drain(..).collect()).unwrap_or_default()
@@ -68,21 +113,48 @@ impl Injector {
 
 struct InjectorWire(Injector);
 
+impl InjectorWire {
+    /// The router's part: true if it dropped `frame` (and answered it;
+    /// an answer the link is too busy for is lost, as a router's may be).
+    fn forward(&self, frame: &[u8]) -> bool {
+        let Ok(mut g) = self.0.router.lock() else { return false };
+        let Some(r) = g.as_mut() else { return false };
+        if frame.len() < 34 || ixtcp_testkit::frames::ethertype(frame) != 0x0800 {
+            return false;
+        }
+        let ip = &frame[14..];
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        if total <= r.limit {
+            return false;
+        }
+        assert!(ip[6] & 0x40 != 0, "a packet of {total} bytes without DF");
+        r.dropped += 1;
+        let answer = frag_needed_frame(r.ip, r.report, &ip[..total.min(ip.len())]);
+        drop(g);
+        let _ = self.0.end.lock().map(|mut e| e.transmit(&answer));
+        true
+    }
+}
+
 impl Wire for InjectorWire {
     fn transmit(&mut self, frame: &[u8]) -> Result<(), WireError> {
         self.0.end.lock().map_err(|_| WireError::Io("poisoned".into()))?.transmit(frame)
     }
 
     fn receive(&mut self, buf: &mut Vec<u8>) -> bool {
-        let got = self.0.end.lock().map(|mut e| e.receive(buf)).unwrap_or(false);
-        if got && self.0.capturing.lock().map(|c| *c).unwrap_or(false) {
-            if let Ok(mut q) = self.0.captured.lock() {
-                if q.len() < 1 << 20 {
-                    q.push_back(buf.clone());
+        loop {
+            let got = self.0.end.lock().map(|mut e| e.receive(buf)).unwrap_or(false);
+            if got && self.0.capturing.lock().map(|c| *c).unwrap_or(false) {
+                if let Ok(mut q) = self.0.captured.lock() {
+                    if q.len() < 1 << 20 {
+                        q.push_back(buf.clone());
+                    }
                 }
             }
+            if !got || !self.forward(buf) {
+                return got;
+            }
         }
-        got
     }
 }
 
@@ -115,7 +187,8 @@ impl ModelWorld {
         clock.advance(Duration::from_millis(1));
         let (ea, eb) = Link::pair(link, Arc::new(clock.clone()) as Arc<dyn Clock>);
         let (ea, eb) = (Arc::new(Mutex::new(ea)), Arc::new(Mutex::new(eb)));
-        let injector = Injector { end: eb, captured: Arc::default(), capturing: Arc::default() };
+        let injector =
+            Injector { end: eb, captured: Arc::default(), capturing: Arc::default(), router: Arc::default() };
         let mut hosts = Vec::new();
         for i in 0..2 {
             let wire: Box<dyn Wire> =
