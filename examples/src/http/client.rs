@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use super::Fnv;
 use crate::echo::first_difference;
-use crate::session::{Failure, Session, Step, Tally, read_some, write_pending};
+use crate::session::{Failure, InputBuf, Session, Step, Tally, write_pending};
 
 /// An `http://` URL with an IPv4 address (ixtcp has no DNS resolver).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,8 +293,7 @@ pub struct HttpClient {
     inflight: VecDeque<(usize, Instant)>,
     sent: u64,
     opened: Option<Instant>,
-    input: Box<[u8]>,
-    len: usize,
+    input: InputBuf,
     parser: ResponseParser,
     first: Vec<Option<(u16, u64, Option<u64>)>>,
     server_closes: bool,
@@ -315,8 +314,7 @@ impl HttpClient {
             inflight: VecDeque::new(),
             sent: 0,
             opened: Some(opened),
-            input: vec![0; MAX_RESPONSE_HEAD].into_boxed_slice(),
-            len: 0,
+            input: InputBuf::new(MAX_RESPONSE_HEAD),
             parser: ResponseParser::new(),
             first: vec![None; n],
             server_closes: false,
@@ -418,12 +416,11 @@ impl Session for HttpClient {
             let mut progressed = false;
             loop {
                 let (head, expected) = self.expected();
-                let parsed = self.parser.parse(&self.input[..self.len], head, expected.as_deref());
+                let parsed = self.parser.parse(self.input.data(), head, expected.as_deref());
                 match parsed {
                     Err(e) => return self.fail(tally, Failure::Malformed, || e),
                     Ok((used, done)) => {
-                        self.input.copy_within(used..self.len, 0);
-                        self.len -= used;
+                        self.input.consume(used);
                         match done {
                             Some(d) => {
                                 if !self.check(d, tally, now) {
@@ -450,7 +447,7 @@ impl Session for HttpClient {
             if progressed {
                 continue;
             }
-            match read_some(stream, &mut self.input[self.len..], tally) {
+            match self.input.read_from(stream, tally) {
                 Ok(Some(0)) => {
                     let (_, expected) = self.expected();
                     if let Some(d) = self.parser.eof(expected.as_deref()) {
@@ -461,7 +458,7 @@ impl Session for HttpClient {
                     let n = self.inflight.len();
                     return self.fail(tally, Failure::Closed, || format!("end of stream with {n} requests unanswered"));
                 }
-                Ok(Some(n)) => self.len += n,
+                Ok(Some(_)) => {}
                 Ok(None) => return Step::Wait,
                 Err(e) => return self.fail(tally, Failure::of(&e), || format!("receiving: {e}")),
             }

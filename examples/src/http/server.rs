@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::path::{PathError, resolve};
 use super::site::{Body, Lookup, Site};
 use super::{http_date, reason};
-use crate::session::{Session, Step, Tally, read_some, write_pending};
+use crate::session::{InputBuf, Session, Step, Tally, write_pending};
 
 /// Size limits of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,8 +145,7 @@ struct Response {
 pub struct HttpServer {
     core: Rc<RefCell<HttpCore>>,
     limits: Limits,
-    input: Box<[u8]>,
-    len: usize,
+    input: InputBuf,
     /// Request body bytes still to drop.
     discard: u64,
     out: VecDeque<Response>,
@@ -172,8 +171,7 @@ impl HttpServer {
         HttpServer {
             core,
             limits,
-            input: vec![0; limits.max_header].into_boxed_slice(),
-            len: 0,
+            input: InputBuf::new(limits.max_header),
             discard: 0,
             out: VecDeque::new(),
             chunk: Vec::new(),
@@ -261,21 +259,21 @@ impl HttpServer {
     fn parse_one(&mut self, now: Instant, tally: &mut Tally) -> Parsed {
         self.now = Some(now);
         if self.discard > 0 {
-            let n = self.discard.min(self.len as u64) as usize;
+            let n = self.discard.min(self.input.len() as u64) as usize;
             self.consume(n);
             self.discard -= n as u64;
             if self.discard > 0 {
                 return Parsed::NeedMore;
             }
         }
-        if self.len == 0 {
+        if self.input.is_empty() {
             return Parsed::NeedMore;
         }
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
-        let header_len = match req.parse(&self.input[..self.len]) {
+        let header_len = match req.parse(self.input.data()) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if self.len < self.input.len() => return Parsed::NeedMore,
+            Ok(httparse::Status::Partial) if !self.input.is_full() => return Parsed::NeedMore,
             Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
                 self.closing = true;
                 let max = self.limits.max_header;
@@ -400,8 +398,7 @@ impl HttpServer {
     }
 
     fn consume(&mut self, n: usize) {
-        self.input.copy_within(n..self.len, 0);
-        self.len -= n;
+        self.input.consume(n);
     }
 
     /// Writes queued responses; `Ok(true)` when all are sent.
@@ -474,13 +471,13 @@ impl Session for HttpServer {
                 // Nothing more to read for now: wait until the replies drain.
                 return Step::Wait;
             }
-            if self.len == self.input.len() {
+            if self.input.is_full() {
                 // parse_one answers a full buffer with 431; never read into nothing.
                 return Step::Close;
             }
-            match read_some(stream, &mut self.input[self.len..], tally) {
+            match self.input.read_from(stream, tally) {
                 Ok(Some(0)) => self.read_closed = true,
-                Ok(Some(n)) => self.len += n,
+                Ok(Some(_)) => {}
                 Ok(None) => return Step::Wait,
                 Err(_) => return Step::Close,
             }
