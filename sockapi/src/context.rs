@@ -382,6 +382,70 @@ impl Context {
         self.inner.state.try_borrow_mut().map_err(|_| busy())
     }
 
+    /// Inline: writes `bufs` into connection `conn`'s engine buffer now,
+    /// in order, until the engine takes less than offered; the bytes taken.
+    /// `None` when the stack is not on this thread (threaded), is in use
+    /// by a call on this thread, or does not take bytes for `conn` (then
+    /// the write goes through the connection's buffer and a sync job). The
+    /// caller holds no bytes of `conn` that were written earlier.
+    pub(crate) fn send_now(&self, conn: ConnId, bufs: &[std::io::IoSlice<'_>]) -> Option<usize> {
+        let mut link = self.inner.link.try_borrow_mut().ok()?;
+        let Link::Inline(stack) = &mut *link else { return None };
+        let mut taken = 0;
+        for buf in bufs.iter().filter(|b| !b.is_empty()) {
+            match stack.send_now(conn, buf) {
+                Some(n) => {
+                    taken += n;
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                None if taken == 0 => return None,
+                None => break,
+            }
+        }
+        Some(taken)
+    }
+
+    /// Inline: the jobs queued so far, then a connect, applied now; its
+    /// result, without the reply channel a `Job::Connect` needs to cross
+    /// threads. Threaded, `args` back (send the job instead).
+    pub(crate) fn connect_now(
+        &self,
+        args: crate::pump::ConnectArgs,
+    ) -> Result<io::Result<(ConnId, Option<std::net::SocketAddrV4>)>, crate::pump::ConnectArgs> {
+        let mut link = match self.inner.link.try_borrow_mut() {
+            Ok(link) => link,
+            Err(_) => return Ok(Err(busy())),
+        };
+        let Link::Inline(stack) = &mut *link else { return Err(args) };
+        let taken = self.state().map(|mut st| (std::mem::take(&mut st.jobs), std::mem::take(&mut st.keys)));
+        let (mut jobs, mut keys) = match taken {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        let res = stack.connect_now(&mut jobs, args, &mut keys);
+        drop(link);
+        match self.state() {
+            Ok(mut st) => {
+                st.dispatch(&keys);
+                keys.clear();
+                st.keys = keys;
+                st.jobs = jobs;
+            }
+            Err(e) => return Ok(Err(e)),
+        }
+        Ok(res.map_err(io::Error::from))
+    }
+
+    /// Inline: a renewed buffer of a connection that is over, for a new one.
+    pub(crate) fn spare_conn_buf(&self) -> Option<Arc<Mutex<ConnBuf>>> {
+        match &mut *self.inner.link.try_borrow_mut().ok()? {
+            Link::Inline(stack) => stack.spare_buf(),
+            _ => None,
+        }
+    }
+
     /// Queue a job for the stack's next batch.
     pub(crate) fn push_job(&self, job: Job) -> io::Result<()> {
         let full = {

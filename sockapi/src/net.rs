@@ -12,6 +12,7 @@ use crate::context::{Context, Sock, SockKind};
 use crate::engine::{ConnId, KeepAlive, ListenerId, SockOpt, error_kind};
 use crate::epoll::{Source, SourceId};
 use crate::job::Job;
+use crate::pump::ConnectArgs;
 use crate::slab::Key;
 
 /// Backlog of [`TcpListener::bind`].
@@ -145,7 +146,7 @@ impl TcpStream {
     pub fn connect_from(ctx: &Context, addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<TcpStream> {
         let remote = v4(addr)?;
         let local = local.map(v4).transpose()?;
-        let buf = Arc::new(Mutex::new(ConnBuf::new(DEFAULT_BUF, DEFAULT_BUF)));
+        let buf = ctx.spare_conn_buf().unwrap_or_else(|| Arc::new(Mutex::new(ConnBuf::new(DEFAULT_BUF, DEFAULT_BUF))));
         let placeholder = ConnId { index: u32::MAX, generation: u32::MAX };
         let key = ctx
             .state()?
@@ -153,7 +154,14 @@ impl TcpStream {
             .insert(Sock { kind: SockKind::Stream { conn: placeholder, buf: Arc::clone(&buf) }, regs: Vec::new() })
             .ok_or_else(table_full)?;
         let shared = Arc::clone(&buf);
-        match ctx.call(|reply| Job::Connect { key, remote, local, buf: shared, reply }) {
+        let args = ConnectArgs { key, remote, local, buf: shared };
+        let res = match ctx.connect_now(args) {
+            Ok(res) => res,
+            Err(ConnectArgs { key, remote, local, buf: shared }) => {
+                ctx.call(|reply| Job::Connect { key, remote, local, buf: shared, reply })
+            }
+        };
+        match res {
             Ok((conn, local)) => {
                 if let Some(Sock { kind: SockKind::Stream { conn: c, .. }, .. }) = ctx.state()?.socks.get_mut(key) {
                     *c = conn;
@@ -309,8 +317,21 @@ impl TcpStream {
         if !b.established || room == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
+        // Inline, with nothing of ours still buffered, the engine takes the
+        // bytes at once: no copy into `tx` and no sync job (the stack sends
+        // them at its next egress either way). What it has no room for is
+        // buffered as below.
+        let mut direct = 0;
+        if b.tx.is_empty() {
+            direct = self.ctx.send_now(self.conn, bufs).unwrap_or(0);
+        }
+        let mut skip = direct;
         let mut left = room;
         for src in bufs {
+            // The first `direct` bytes went to the engine.
+            let from = skip.min(src.len());
+            skip -= from;
+            let src = &src[from..];
             let k = src.len().min(left);
             b.tx.extend(&src[..k]);
             left -= k;
@@ -318,13 +339,15 @@ impl TcpStream {
                 break;
             }
         }
-        let job = !b.sync_queued;
-        b.sync_queued = true;
-        drop(b);
-        if job {
-            self.sync_job()?;
+        if left < room {
+            let job = !b.sync_queued;
+            b.sync_queued = true;
+            drop(b);
+            if job {
+                self.sync_job()?;
+            }
         }
-        Ok(room - left)
+        Ok(direct + room - left)
     }
 
     fn blocking<T>(&self, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
@@ -808,5 +831,63 @@ mod tests {
             }
         }
         assert_eq!(q.len(), want.len(), "nothing consumed");
+    }
+
+    /// Inline, a connect takes the buffer of a connection that is over
+    /// (renewed, with the memory its queues grew to) instead of a new one,
+    /// and the connection works as a fresh one.
+    #[test]
+    fn an_inline_connect_reuses_a_finished_connections_buffer() {
+        use crate::testing::TestNet;
+        use std::io::{Read, Write};
+        let ctx = Context::inline(TestNet::simulated().engine([10, 0, 0, 1].into()));
+        let at: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let l = TcpListener::bind(&ctx, at).unwrap();
+        let settle = |what: &str, mut cond: Box<dyn FnMut() -> bool + '_>| {
+            for _ in 0..10_000 {
+                if cond() {
+                    return;
+                }
+                ctx.step().unwrap();
+            }
+            panic!("stuck waiting for {what}");
+        };
+        let exchange = |c: &TcpStream| {
+            let mut s = None;
+            settle("accept", Box::new(|| l.accept().map(|(a, _)| s = Some(a)).is_ok()));
+            let s = s.unwrap();
+            settle("connected", Box::new(|| c.peer_addr().is_ok()));
+            (&*c).write_all(b"ping").unwrap();
+            let mut got = Vec::new();
+            settle(
+                "ping",
+                Box::new(|| {
+                    let mut b = [0u8; 8];
+                    if let Ok(n) = (&s).read(&mut b) {
+                        got.extend_from_slice(&b[..n]);
+                    }
+                    got.len() >= 4
+                }),
+            );
+            assert_eq!(got, b"ping");
+            s
+        };
+        let first = TcpStream::connect(&ctx, at).unwrap();
+        let s = exchange(&first);
+        // Weak handles: they keep the allocations from being reused by
+        // chance, and do not count as holders (a buffer with another
+        // holder is not recycled).
+        let old = [Arc::downgrade(&first.buf), Arc::downgrade(&s.buf)];
+        drop(first);
+        drop(s);
+        // Both ends closed: once the stack is done with them their buffers
+        // are spare (the accepted one's too).
+        settle("spare buffers", Box::new(|| ctx.quiesce().is_ok() && !ctx.stack_busy()));
+        let second = TcpStream::connect(&ctx, at).unwrap();
+        let reused = old.iter().any(|w| w.upgrade().is_some_and(|b| Arc::ptr_eq(&b, &second.buf)));
+        assert!(reused, "the second connect took a spare buffer");
+        assert!(lock(&second.buf).rx.is_empty() && lock(&second.buf).tx.is_empty());
+        let s = exchange(&second);
+        drop(s);
     }
 }

@@ -73,6 +73,29 @@ pub(crate) trait AnyPump {
     fn iteration_ns(&self) -> u64;
     fn next_wakeup_ns(&self) -> Option<u64>;
     fn busy(&self) -> bool;
+    /// Hands `data` to the engine for connection `conn` now, as its next
+    /// bytes (the caller checked that none of its are still buffered on
+    /// the application side); the bytes taken, `None` if the connection is
+    /// not this pump's or the application closed it, or the engine refused.
+    fn send_now(&mut self, conn: ConnId, data: &[u8]) -> Option<usize>;
+    /// `Job::Connect` without its reply channel: `jobs` (queued before,
+    /// applied first, in order), then the connect; its result at once.
+    fn connect_now(
+        &mut self,
+        jobs: &mut Vec<Job>,
+        connect: ConnectArgs,
+        out: &mut Vec<Key>,
+    ) -> Result<(ConnId, Option<SocketAddrV4>), EngineError>;
+    /// A renewed buffer of a finished connection, for a new one.
+    fn spare_buf(&mut self) -> Option<Arc<Mutex<ConnBuf>>>;
+}
+
+/// What `Job::Connect` carries but its reply.
+pub(crate) struct ConnectArgs {
+    pub key: Key,
+    pub remote: SocketAddrV4,
+    pub local: Option<SocketAddrV4>,
+    pub buf: Arc<Mutex<ConnBuf>>,
 }
 
 /// The longest step a virtual clock takes in one idle iteration: frames
@@ -294,24 +317,9 @@ impl<E: Engine> Pump<E> {
                 }
                 self.accept_some(listener, out)
             }
-            Job::Connect { key, remote, local, buf, reply } => match self.engine.connect(remote, local) {
-                Ok(id) => {
-                    let local = self.engine.local_addr(id).ok();
-                    *slot(&mut self.conns, id.index) = Some(StackConn {
-                        id,
-                        key: Some(key),
-                        buf,
-                        released: false,
-                        fin_sent: false,
-                        notified: Notified::default(),
-                    });
-                    let _ = reply.send(Ok((id, local)));
-                    self.sync(id, out);
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            Job::Connect { key, remote, local, buf, reply } => {
+                let _ = reply.send(self.connect(key, remote, local, buf, out));
+            }
             Job::Adopt { conn, key } => {
                 // Whatever happened before adoption was not reported (there was
                 // no key to report it to): report the socket once now.
@@ -360,6 +368,30 @@ impl<E: Engine> Pump<E> {
                 let _ = self.engine.set_option(conn, opt);
             }
         }
+    }
+
+    /// Opens a connection for the application's socket `key` with buffer
+    /// `buf`: its id and local address.
+    fn connect(
+        &mut self,
+        key: Key,
+        remote: SocketAddrV4,
+        local: Option<SocketAddrV4>,
+        buf: Arc<Mutex<ConnBuf>>,
+        out: &mut Vec<Key>,
+    ) -> Result<(ConnId, Option<SocketAddrV4>), EngineError> {
+        let id = self.engine.connect(remote, local)?;
+        let local = self.engine.local_addr(id).ok();
+        *slot(&mut self.conns, id.index) = Some(StackConn {
+            id,
+            key: Some(key),
+            buf,
+            released: false,
+            fin_sent: false,
+            notified: Notified::default(),
+        });
+        self.sync(id, out);
+        Ok((id, local))
     }
 
     fn listen(
@@ -738,5 +770,29 @@ impl<E: Engine> AnyPump for Pump<E> {
     }
     fn busy(&self) -> bool {
         Pump::busy(self)
+    }
+    fn send_now(&mut self, conn: ConnId, data: &[u8]) -> Option<usize> {
+        if self.conn_mut(conn)?.released {
+            return None;
+        }
+        self.engine.send(conn, data).ok()
+    }
+    fn connect_now(
+        &mut self,
+        jobs: &mut Vec<Job>,
+        c: ConnectArgs,
+        out: &mut Vec<Key>,
+    ) -> Result<(ConnId, Option<SocketAddrV4>), EngineError> {
+        // As `apply` with the connect as its last job.
+        self.batch += 1;
+        for job in jobs.drain(..) {
+            self.apply_one(job, out);
+        }
+        let res = self.connect(c.key, c.remote, c.local, c.buf, out);
+        self.collect(out);
+        res
+    }
+    fn spare_buf(&mut self) -> Option<Arc<Mutex<ConnBuf>>> {
+        self.spare_bufs.pop()
     }
 }

@@ -29,6 +29,7 @@ both_runtimes!(
     blocking_read_write_accept,
     options_round_trip,
     peek_and_bytes_readable,
+    writes_past_the_engine_buffer_arrive_whole_and_in_order,
 );
 on_models!(
     accept_connect_read_write,
@@ -47,6 +48,7 @@ on_models!(
     backlog_holds_connections_until_accepted,
     options_round_trip,
     peek_and_bytes_readable,
+    writes_past_the_engine_buffer_arrive_whole_and_in_order,
 );
 // Not on the models: `blocking_read_write_accept` listens on core 0 only and
 // connects from core 1; with real RSS the SYN reaches the server core that
@@ -477,5 +479,40 @@ fn peek_and_bytes_readable(mode: Mode) {
         let _ = server.close();
         assert!(server.bytes_readable().is_err(), "FIONREAD on a closed stream");
         assert!(server.peek(&mut buf).is_err(), "peek on a closed stream");
+    });
+}
+
+/// Writes that the engine cannot take whole (its send buffer is 1 KiB
+/// here): inline, a write hands what fits to the engine at once and
+/// buffers the rest, a vectored one may be cut inside a slice, and a write
+/// made while bytes are still buffered queues behind them. Every byte
+/// arrives, once and in order, and each write says how much it took.
+fn writes_past_the_engine_buffer_arrive_whole_and_in_order(mode: Mode) {
+    let cfg = TestConfig { send_buffer: 1024, ..TestConfig::default() };
+    one_core(mode, cfg, |env| {
+        let (c, s) = pair(env.ctx, 80);
+        let data: Vec<u8> = (0..9000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        // One vectored write of 300 + 900 + 2000 bytes, then plain ones.
+        let n = (&c)
+            .write_vectored(&[
+                IoSlice::new(&data[..300]),
+                IoSlice::new(&data[300..1200]),
+                IoSlice::new(&data[1200..3200]),
+            ])
+            .unwrap();
+        assert_eq!(n, 3200, "the connection's buffer has room for all of it");
+        assert_eq!((&c).write(&data[3200..3210]).unwrap(), 10);
+        write_all(env.ctx, &c, &data[3210..]);
+        let got = read_n(env.ctx, &s, data.len());
+        assert_eq!(got.len(), data.len());
+        if let Some(at) = got.iter().zip(&data).position(|(a, b)| a != b) {
+            panic!("byte {at} differs");
+        }
+        // Nothing more than what was written.
+        env.ctx.quiesce().unwrap();
+        assert_kind((&s).read(&mut [0; 16]), ErrorKind::WouldBlock);
+        // And again with the buffers drained: a write that fits goes whole.
+        assert_eq!((&c).write(b"tail").unwrap(), 4);
+        assert_eq!(read_n(env.ctx, &s, 4), b"tail");
     });
 }
