@@ -160,13 +160,13 @@ fn run(w: Workload, n: u64) -> io::Result<u64> {
     let measured = match w {
         Workload::EchoPersistent | Workload::EchoNewConn => {
             let one_shot = w == Workload::EchoNewConn;
-            let work = EchoWork { size: params.size, one_shot, opened: 0, seed_base: 0 };
+            let work = EchoWork::new(params.size, one_shot, 0);
             drive(&sim, EchoServer::new, work, cfg, n)?
         }
         Workload::HttpKeepAlive => {
             let site = Site::new(SiteConfig::default()).map_err(|e| io::Error::other(e.to_string()))?;
             let core = HttpCore::with_wall_clock(site, Limits::default(), fixed_date);
-            let work = HttpWork { plan: bench_plan(addr, true), budget: Rc::new(u64::MAX.into()), opened: 0 };
+            let work = HttpWork::new(bench_plan(addr, true), Rc::new(u64::MAX.into()));
             drive(&sim, || HttpServer::new(Rc::clone(&core)), work, cfg, n)?
         }
         other => return Err(bad(format!("{other:?} is not a workload of the cost harness"))),

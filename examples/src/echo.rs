@@ -139,6 +139,18 @@ impl EchoClient {
         }
     }
 
+    /// This session made new for another connection, as
+    /// [`new`](Self::new) with the same size and mode, keeping the memory
+    /// of its buffers.
+    pub fn restart(&mut self, seed: u64, opened: Instant) {
+        message(seed, 0, self.size, &mut self.msg);
+        self.seed = seed;
+        self.txn = 0;
+        self.sent = 0;
+        self.received = 0;
+        self.started = Some(opened);
+    }
+
     /// Transactions this session completed.
     pub fn completed(&self) -> u64 {
         self.txn
@@ -323,6 +335,37 @@ mod tests {
             message(7, 3, len, &mut d);
             assert_eq!(d, want, "length {len}");
         }
+    }
+
+    /// A session made new with `restart` (after a finished transaction
+    /// and after a failed one) sends and checks what a new one does.
+    #[test]
+    fn a_restarted_client_is_a_new_one() {
+        let now = Instant::now();
+        let run = |c: &mut EchoClient, echo: &[u8]| {
+            let mut s = Script::new();
+            s.feed(echo);
+            let mut t = Tally::default();
+            let step = c.drive(&mut s, &mut t, now);
+            (step, s.output, t.transactions, t.bytes_in, t.bytes_out, t.failure_line())
+        };
+        let msg = |seed| {
+            let mut m = Vec::new();
+            message(seed, 0, 100, &mut m);
+            m
+        };
+        let mut used = EchoClient::new(3, 100, true, now);
+        let first = run(&mut used, &msg(3));
+        assert_eq!((first.0, first.2), (Step::Close, 1));
+        used.restart(4, now);
+        let failed = run(&mut used, &[0xEE; 100]);
+        assert_eq!((failed.0, failed.2), (Step::Close, 0), "a wrong echo fails");
+        used.restart(5, now);
+        let mut fresh = EchoClient::new(5, 100, true, now);
+        let (a, b) = (run(&mut used, &msg(5)), run(&mut fresh, &msg(5)));
+        assert_eq!(a, b);
+        assert_eq!((a.0, &a.1, a.2), (Step::Close, &msg(5), 1));
+        assert_eq!(used.completed(), 1);
     }
 
     #[test]

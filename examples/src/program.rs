@@ -260,7 +260,7 @@ pub fn load_echo(
     }
     let cfg = ClientLoop { server: load.server, conns, timeout: Duration::from_secs(10) };
     let seed_base = load.seed.wrapping_add((index as u64) << 40);
-    let mut work = EchoWork { size: load.size, one_shot: load.new_conn, opened: 0, seed_base };
+    let mut work = EchoWork::new(load.size, load.new_conn, seed_base);
     run_clients(&mut r, &cfg, &mut work, until, &mut tally, gauge)?;
     Ok(tally)
 }
@@ -313,7 +313,7 @@ pub fn load_http(
         return Ok(tally);
     }
     let cfg = ClientLoop { server: load.server, conns, timeout: Duration::from_secs(10) };
-    let mut work = HttpWork { plan: Arc::clone(&load.plan), budget: Rc::new(Cell::new(requests)), opened: 0 };
+    let mut work = HttpWork::new(Arc::clone(&load.plan), Rc::new(Cell::new(requests)));
     run_clients(&mut r, &cfg, &mut work, until, &mut tally, gauge)?;
     Ok(tally)
 }

@@ -354,6 +354,11 @@ pub trait ClientWork {
     fn open(&mut self, now: Instant) -> Option<Self::Session>;
     /// A connection could not be opened (already counted as a failure).
     fn connect_failed(&mut self) {}
+    /// `session` finished and its connection was closed: `open` may reuse
+    /// its memory for the next one (by default it is dropped).
+    fn done(&mut self, session: Self::Session) {
+        drop(session);
+    }
 }
 
 /// How a client loop behaves.
@@ -520,6 +525,7 @@ impl<R: Reactor, S: Session> Clients<R, S> {
                 && let Some(s) = self.conns.remove(ev.token)
             {
                 reactor.close(s.stream);
+                work.done(s.session);
                 self.to_open += 1;
             }
         }

@@ -124,7 +124,7 @@ mod tests {
                 assert!(wait_listening(&[Arc::clone(&gauge)], Duration::from_secs(5)));
                 let cfg = ClientLoop { server: echo_addr, conns: 8, timeout: Duration::from_secs(5) };
                 for one_shot in [false, true] {
-                    let mut work = EchoWork { size: 1000, one_shot, opened: 0, seed_base: 0 };
+                    let mut work = EchoWork::new(1000, one_shot, 0);
                     // A fixed amount of work, not a time window: the test
                     // holds however slowly the machine runs it.
                     let done = Arc::new(Gauge::default());
@@ -161,11 +161,7 @@ mod tests {
                 }
                 assert!(wait_listening(&[Arc::clone(&gauge)], Duration::from_secs(5)));
                 for keep_alive in [true, false] {
-                    let mut work = HttpWork {
-                        plan: bench_plan(http_addr, keep_alive),
-                        budget: Rc::new(Cell::new(100)),
-                        opened: 0,
-                    };
+                    let mut work = HttpWork::new(bench_plan(http_addr, keep_alive), Rc::new(Cell::new(100)));
                     let cfg = ClientLoop { server: http_addr, conns: 4, timeout: Duration::from_secs(5) };
                     let until = Until::flag(Arc::new(AtomicBool::new(false)));
                     run_clients(&mut r, &cfg, &mut work, &until, &mut t, &Gauge::default())
@@ -197,7 +193,7 @@ mod tests {
 
         let mut echo = crate::reactor::Server::start(&mut rs, echo_addr, EchoServer::new, &sg).unwrap();
         for one_shot in [false, true] {
-            let mut work = EchoWork { size: 1000, one_shot, opened: 0, seed_base: 0 };
+            let mut work = EchoWork::new(1000, one_shot, 0);
             let mut clients = crate::reactor::Clients::new(cfg(echo_addr));
             let goal = ct.transactions + 150;
             let mut steps = 0;
@@ -219,8 +215,7 @@ mod tests {
             crate::reactor::Server::start(&mut rs, http_addr, || HttpServer::new(Rc::clone(&core)), &sg).unwrap();
         let before = ct.transactions;
         for keep_alive in [true, false] {
-            let mut work =
-                HttpWork { plan: bench_plan(http_addr, keep_alive), budget: Rc::new(Cell::new(100)), opened: 0 };
+            let mut work = HttpWork::new(bench_plan(http_addr, keep_alive), Rc::new(Cell::new(100)));
             let mut clients = crate::reactor::Clients::new(cfg(http_addr));
             let mut steps = 0;
             // The budget ends the loop: `step` says false when all are done.

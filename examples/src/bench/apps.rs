@@ -16,6 +16,10 @@ use crate::http::site::{BUILTIN_PAGE, Site, SiteConfig};
 use crate::reactor::{ClientLoop, ClientWork, Gauge, Reactor, Until, run_clients, serve};
 use crate::session::Tally;
 
+/// Finished client sessions a core keeps for its next connections: a new
+/// connection per transaction then allocates nothing for its session.
+const SPARE_SESSIONS: usize = 1024;
+
 /// Echo clients: `seed_base` keeps the message contents of cores apart.
 #[derive(Debug)]
 pub struct EchoWork {
@@ -27,13 +31,35 @@ pub struct EchoWork {
     pub opened: u64,
     /// Added to every seed.
     pub seed_base: u64,
+    /// Sessions of closed connections, for the next ones.
+    spare: Vec<EchoClient>,
+}
+
+impl EchoWork {
+    /// Clients sending `size`-byte messages, one per connection with
+    /// `one_shot`, seeds starting after `seed_base`.
+    pub fn new(size: usize, one_shot: bool, seed_base: u64) -> EchoWork {
+        EchoWork { size, one_shot, opened: 0, seed_base, spare: Vec::new() }
+    }
 }
 
 impl ClientWork for EchoWork {
     type Session = EchoClient;
     fn open(&mut self, now: Instant) -> Option<EchoClient> {
         self.opened += 1;
-        Some(EchoClient::new(self.seed_base + self.opened, self.size, self.one_shot, now))
+        let seed = self.seed_base + self.opened;
+        Some(match self.spare.pop() {
+            Some(mut c) => {
+                c.restart(seed, now);
+                c
+            }
+            None => EchoClient::new(seed, self.size, self.one_shot, now),
+        })
+    }
+    fn done(&mut self, session: EchoClient) {
+        if self.spare.len() < SPARE_SESSIONS {
+            self.spare.push(session);
+        }
     }
 }
 
@@ -46,6 +72,15 @@ pub struct HttpWork {
     pub budget: Rc<Cell<u64>>,
     /// Connections opened so far (spreads the first target).
     pub opened: usize,
+    /// Sessions of closed connections, for the next ones.
+    spare: Vec<HttpClient>,
+}
+
+impl HttpWork {
+    /// Clients following `plan`, sharing `budget`.
+    pub fn new(plan: Arc<ClientPlan>, budget: Rc<Cell<u64>>) -> HttpWork {
+        HttpWork { plan, budget, opened: 0, spare: Vec::new() }
+    }
 }
 
 impl ClientWork for HttpWork {
@@ -55,7 +90,18 @@ impl ClientWork for HttpWork {
             return None;
         }
         self.opened += 1;
-        Some(HttpClient::new(Arc::clone(&self.plan), Rc::clone(&self.budget), self.opened, now))
+        Some(match self.spare.pop() {
+            Some(mut c) => {
+                c.restart(self.opened, now);
+                c
+            }
+            None => HttpClient::new(Arc::clone(&self.plan), Rc::clone(&self.budget), self.opened, now),
+        })
+    }
+    fn done(&mut self, session: HttpClient) {
+        if self.spare.len() < SPARE_SESSIONS {
+            self.spare.push(session);
+        }
     }
     fn connect_failed(&mut self) {
         // A request that could not even connect is a finished (failed) one,
@@ -155,17 +201,16 @@ pub fn client_part<R: Reactor>(
     let seed_base = (index as u64) << 40;
     match w {
         Workload::EchoPersistent | Workload::EchoIdle => {
-            let mut work = EchoWork { size: params.size, one_shot: false, opened: 0, seed_base };
+            let mut work = EchoWork::new(params.size, false, seed_base);
             run_clients(reactor, &cfg, &mut work, until, &mut tally, gauge)?;
         }
         Workload::EchoNewConn => {
-            let mut work = EchoWork { size: params.size, one_shot: true, opened: 0, seed_base };
+            let mut work = EchoWork::new(params.size, true, seed_base);
             run_clients(reactor, &cfg, &mut work, until, &mut tally, gauge)?;
         }
         Workload::HttpKeepAlive | Workload::HttpNewConn => {
             let keep_alive = w == Workload::HttpKeepAlive;
-            let mut work =
-                HttpWork { plan: bench_plan(server, keep_alive), budget: Rc::new(Cell::new(u64::MAX)), opened: 0 };
+            let mut work = HttpWork::new(bench_plan(server, keep_alive), Rc::new(Cell::new(u64::MAX)));
             run_clients(reactor, &cfg, &mut work, until, &mut tally, gauge)?;
         }
         Workload::Bulk => {

@@ -321,6 +321,22 @@ impl HttpClient {
         }
     }
 
+    /// This session made new for another connection, as
+    /// [`new`](Self::new) with the same plan and budget, keeping the memory
+    /// of its buffers.
+    pub fn restart(&mut self, first_target: usize, opened: Instant) {
+        self.next = first_target % self.plan.targets.len().max(1);
+        self.out.clear();
+        self.out_pos = 0;
+        self.inflight.clear();
+        self.sent = 0;
+        self.opened = Some(opened);
+        self.input.consume(usize::MAX);
+        self.parser = ResponseParser::new();
+        self.first.iter_mut().for_each(|f| *f = None);
+        self.server_closes = false;
+    }
+
     fn fill(&mut self, now: Instant) {
         let depth = if self.plan.keep_alive { self.plan.pipeline.max(1) } else { 1 };
         while self.inflight.len() < depth

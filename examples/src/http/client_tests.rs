@@ -217,3 +217,45 @@ fn a_server_closing_early_is_counted() {
     assert_eq!(c.drive(&mut s, &mut t, Instant::now()), Step::Close);
     assert_eq!(t.failures(Failure::Closed), 1);
 }
+
+/// A session made new with `restart` (after a keep-alive run through a
+/// large body, and after one cut off in the middle of a response) does
+/// what a new one does: the same requests, transactions and bytes.
+#[test]
+fn a_restarted_client_is_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(dir.path().join("big"), &big).unwrap();
+    std::fs::write(dir.path().join("page"), b"a small page").unwrap();
+    let plan = Arc::new(ClientPlan {
+        host: "x".into(),
+        targets: vec![target("/big", 200, Some(&big)), target("/page", 200, Some(b"a small page"))].into(),
+        keep_alive: true,
+        pipeline: 2,
+    });
+    let summary = |t: &Tally| (t.transactions, t.bytes_in, t.bytes_out, t.failure_line());
+    let budget = Rc::new(Cell::new(6));
+    let mut used = HttpClient::new(Arc::clone(&plan), Rc::clone(&budget), 0, Instant::now());
+    let (ct, _, step) = converse(&mut used, &mut server(Some(dir.path())), 1000);
+    assert_eq!((step, ct.transactions, ct.total_failures()), (Step::Close, 6, 0));
+    // Cut off inside a body: requests in flight, the parser mid-response.
+    budget.set(3);
+    used.restart(1, Instant::now());
+    let (mut s, mut t) = (Script::new(), Tally::default());
+    assert_eq!(used.drive(&mut s, &mut t, Instant::now()), Step::Wait);
+    s.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    s.eof = true;
+    assert_eq!(used.drive(&mut s, &mut t, Instant::now()), Step::Close);
+    assert_eq!(t.failures(Failure::Closed), 1);
+    for first in [0, 1] {
+        budget.set(5);
+        used.restart(first, Instant::now());
+        let again = converse(&mut used, &mut server(Some(dir.path())), 700);
+        budget.set(5);
+        let mut fresh = HttpClient::new(Arc::clone(&plan), Rc::clone(&budget), first, Instant::now());
+        let new = converse(&mut fresh, &mut server(Some(dir.path())), 700);
+        assert_eq!((again.2, summary(&again.0)), (new.2, summary(&new.0)), "first target {first}");
+        assert_eq!(summary(&again.1), summary(&new.1), "the server saw the same");
+        assert_eq!(again.0.transactions, 5);
+    }
+}
