@@ -86,9 +86,11 @@ pub struct StackConfig {
     /// (16 KiB for 9000; see [`buffer_size`](Self::buffer_size)); every
     /// host on the link must use the same MTU.
     pub mtu: usize,
-    /// Receive buffer of each connection, bytes.
+    /// Receive buffer of each connection, bytes (the most it announces as
+    /// its window). Default 16 KiB; raise it to the bandwidth-delay
+    /// product for bulk transfers.
     pub socket_rx_buffer: usize,
-    /// Send buffer of each connection, bytes.
+    /// Send buffer of each connection, bytes. Default 16 KiB.
     pub socket_tx_buffer: usize,
     /// Most connections (sockets) per core, including those in SYN-RECEIVED.
     pub max_connections: usize,
@@ -201,8 +203,15 @@ impl Default for StackConfig {
             mempool_size: 4096,
             rx_burst: 64,
             mtu: 1500,
-            socket_rx_buffer: 64 * 1024,
-            socket_tx_buffer: 64 * 1024,
+            // Small, for many short connections: smoltcp's receive ring
+            // does not go back to its start when it empties, so each
+            // segment lands further on, and the rings of the connections
+            // in use together are the memory their data passes through.
+            // At 64 KiB, 64 echo connections walked 4 MiB (more than this
+            // machine's 2 MiB L2): 16 KiB served 15 % more echo
+            // transactions per second. Bulk transfers set more.
+            socket_rx_buffer: 16 * 1024,
+            socket_tx_buffer: 16 * 1024,
             max_connections: 1024,
             preallocate: false,
             backlog: 128,
