@@ -36,32 +36,39 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// The media type for a file name, by its extension.
+/// Media types by file extension (compared without regard to case).
+const MEDIA_TYPES: &[(&str, &str)] = &[
+    ("html", "text/html; charset=utf-8"),
+    ("htm", "text/html; charset=utf-8"),
+    ("css", "text/css; charset=utf-8"),
+    ("js", "text/javascript; charset=utf-8"),
+    ("mjs", "text/javascript; charset=utf-8"),
+    ("json", "application/json"),
+    ("txt", "text/plain; charset=utf-8"),
+    ("md", "text/plain; charset=utf-8"),
+    ("csv", "text/csv; charset=utf-8"),
+    ("xml", "application/xml"),
+    ("svg", "image/svg+xml"),
+    ("png", "image/png"),
+    ("jpg", "image/jpeg"),
+    ("jpeg", "image/jpeg"),
+    ("gif", "image/gif"),
+    ("webp", "image/webp"),
+    ("ico", "image/vnd.microsoft.icon"),
+    ("pdf", "application/pdf"),
+    ("wasm", "application/wasm"),
+    ("woff2", "font/woff2"),
+    ("gz", "application/gzip"),
+    ("zip", "application/zip"),
+    ("tar", "application/x-tar"),
+    ("mp4", "video/mp4"),
+];
+
+/// The media type for a file name, by its extension (without allocating:
+/// this runs once per response).
 pub fn content_type(path: &str) -> &'static str {
-    let ext = path.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
-    match ext.to_ascii_lowercase().as_str() {
-        "html" | "htm" => "text/html; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "json" => "application/json",
-        "txt" | "md" => "text/plain; charset=utf-8",
-        "csv" => "text/csv; charset=utf-8",
-        "xml" => "application/xml",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "ico" => "image/vnd.microsoft.icon",
-        "pdf" => "application/pdf",
-        "wasm" => "application/wasm",
-        "woff2" => "font/woff2",
-        "gz" => "application/gzip",
-        "zip" => "application/zip",
-        "tar" => "application/x-tar",
-        "mp4" => "video/mp4",
-        _ => "application/octet-stream",
-    }
+    let ext = path.rsplit_once('.').map_or("", |(_, e)| e);
+    MEDIA_TYPES.iter().find(|(e, _)| e.eq_ignore_ascii_case(ext)).map_or("application/octet-stream", |&(_, t)| t)
 }
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for `Date:` headers.

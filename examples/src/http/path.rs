@@ -10,6 +10,7 @@
 //! leaves the root. Symbolic links inside the root that point outside it
 //! are caught later, by [`site`](super::site), on the canonical path.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a target was refused.
@@ -88,8 +89,12 @@ pub fn resolve(target: &str) -> Result<Resolved, PathError> {
     Ok(Resolved { directory: last_was_dir, path: out })
 }
 
-/// Percent-decodes one segment.
-fn decode(raw: &str) -> Result<String, PathError> {
+/// Percent-decodes one segment (a segment with nothing to decode is
+/// borrowed: most are, and this runs for every request).
+fn decode(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    if !raw.bytes().any(|c| c == b'%' || c == b'\\' || c == 0) {
+        return Ok(Cow::Borrowed(raw));
+    }
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -112,7 +117,7 @@ fn decode(raw: &str) -> Result<String, PathError> {
     if out.iter().any(|&c| c == b'/' || c == b'\\' || c == 0) {
         return Err(PathError::Malformed("an encoded /, \\ or NUL in the path"));
     }
-    String::from_utf8(out).map_err(|_| PathError::Malformed("the path is not UTF-8"))
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| PathError::Malformed("the path is not UTF-8"))
 }
 
 fn hex_value(c: u8) -> Option<u8> {
