@@ -52,10 +52,13 @@
 //!   readiness may have changed, and [`Epoll`] turns those into events.
 //! - Bytes do not travel in jobs: each connection has a receive and a send
 //!   buffer shared by the two sides. `write` copies into the send buffer and
-//!   the stack moves it into the engine at its next iteration; the stack
-//!   moves received bytes from the engine's buffer straight into the
-//!   receive buffer, where `read` finds them (one copy between the stack's
-//!   buffer and the application's).
+//!   the stack moves it into the engine at its next iteration (inline, with
+//!   nothing of the connection's still in the send buffer, `write` hands
+//!   the bytes to the engine itself, and only what the engine has no room
+//!   for is buffered); the stack moves received bytes from the engine's
+//!   buffer straight into the receive buffer, where `read` finds them (one
+//!   copy between the stack's buffer and the application's). Inline, a
+//!   connect is applied at once, with the jobs queued before it.
 //!
 //! Two runtimes run this same code ([`Runtime`], [`Mode`]):
 //!
