@@ -77,6 +77,16 @@ impl EchoServer {
 }
 
 impl Session for EchoServer {
+    fn renew(&mut self) -> bool {
+        self.start = 0;
+        self.end = 0;
+        // A buffer a bulk peer grew is let go: a new connection may idle.
+        if self.buf.len() > Self::FIRST_BUFFER {
+            self.buf = Vec::new();
+        }
+        true
+    }
+
     fn drive<S: Read + Write>(&mut self, stream: &mut S, tally: &mut Tally, _now: Instant) -> Step {
         loop {
             if self.start < self.end {
@@ -366,6 +376,31 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!((a.0, &a.1, a.2), (Step::Close, &msg(5), 1));
         assert_eq!(used.completed(), 1);
+    }
+
+    /// A renewed server session echoes the next connection's bytes as a
+    /// new one would, and lets go of a buffer a bulk peer grew.
+    #[test]
+    fn a_renewed_server_is_a_new_one() {
+        let now = Instant::now();
+        let mut used = EchoServer::new();
+        let mut s = Script::new();
+        s.feed(&[7u8; 5000]);
+        s.write_room = 100;
+        let mut t = Tally::default();
+        assert_eq!(used.drive(&mut s, &mut t, now), Step::Wait, "the peer is not reading");
+        assert!(used.buf.len() > EchoServer::FIRST_BUFFER);
+        assert!(used.renew());
+        assert_eq!((used.start, used.end, used.buf.len()), (0, 0, 0));
+        let run = |e: &mut EchoServer| {
+            let mut s = Script::new();
+            s.feed(b"hello");
+            s.eof = true;
+            let mut t = Tally::default();
+            (e.drive(&mut s, &mut t, now), s.output, t.bytes_in, t.bytes_out)
+        };
+        assert_eq!(run(&mut used), run(&mut EchoServer::new()));
+        assert_eq!(run(&mut used).1, b"hello");
     }
 
     #[test]

@@ -222,12 +222,19 @@ pub fn serve<R: Reactor, S: Session>(
     Ok(())
 }
 
+/// Finished sessions an event loop keeps for its next connections (a
+/// server's renewed ones, a client's through [`ClientWork::done`]): a new
+/// connection per transaction then allocates nothing for its session.
+pub const SPARE_SESSIONS: usize = 1024;
+
 /// [`serve`], one iteration at a time: for a harness that runs several
 /// loops, each on its own context, from one thread (a deterministic
 /// simulation), with `step(…, Some(Duration::ZERO), …)`.
 pub struct Server<R: Reactor, S, F> {
     listener: R::Listener,
     conns: Slots<R::Stream, S>,
+    /// Sessions of closed connections, renewed, for the next accepted ones.
+    spare: Vec<S>,
     ready: Vec<Ready>,
     accept_errors: u64,
     new_session: F,
@@ -244,6 +251,7 @@ impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
         Ok(Server {
             listener,
             conns: Slots::new(),
+            spare: Vec::new(),
             ready: Vec::with_capacity(1024),
             accept_errors: 0,
             new_session,
@@ -286,7 +294,8 @@ impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
                 loop {
                     match reactor.accept(&self.listener) {
                         Ok(Some(stream)) => {
-                            let slot = Slot { stream, session: (self.new_session)(), connected: true, last: now };
+                            let session = self.spare.pop().unwrap_or_else(&mut self.new_session);
+                            let slot = Slot { stream, session, connected: true, last: now };
                             let token = self.conns.insert(slot);
                             tally.connections += 1;
                             if let Some(s) = self.conns.get(token)
@@ -312,9 +321,12 @@ impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
             }
             let Some(slot) = self.conns.get(ev.token) else { continue };
             if slot.session.drive(&mut slot.stream, tally, now) == Step::Close
-                && let Some(s) = self.conns.remove(ev.token)
+                && let Some(mut s) = self.conns.remove(ev.token)
             {
                 reactor.close(s.stream);
+                if self.spare.len() < SPARE_SESSIONS && s.session.renew() {
+                    self.spare.push(s.session);
+                }
             }
         }
         gauge.publish(tally, self.conns.open);

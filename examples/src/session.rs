@@ -187,6 +187,14 @@ pub trait Session {
     /// reason of its own (timeout, hang-up seen before the session noticed),
     /// so that a client can count an unfinished transaction.
     fn abandon(&mut self, _tally: &mut Tally, _why: Failure) {}
+
+    /// Makes this session, whose connection the event loop closed after
+    /// [`drive`](Self::drive) said [`Step::Close`], what the loop's factory
+    /// would make for its next connection, keeping the memory it holds.
+    /// False (the default) when it cannot: the loop makes a new one.
+    fn renew(&mut self) -> bool {
+        false
+    }
 }
 
 /// Writes as much of `buf[*pos..]` as the stream takes; `Ok(true)` once all

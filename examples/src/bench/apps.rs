@@ -13,12 +13,8 @@ use crate::echo::{BulkSink, BulkSource, EchoClient, EchoServer};
 use crate::http::client::{ClientPlan, Expect, HttpClient, Target};
 use crate::http::server::{HttpCore, HttpServer, Limits};
 use crate::http::site::{BUILTIN_PAGE, Site, SiteConfig};
-use crate::reactor::{ClientLoop, ClientWork, Gauge, Reactor, Until, run_clients, serve};
+use crate::reactor::{ClientLoop, ClientWork, Gauge, Reactor, SPARE_SESSIONS, Until, run_clients, serve};
 use crate::session::Tally;
-
-/// Finished client sessions a core keeps for its next connections: a new
-/// connection per transaction then allocates nothing for its session.
-const SPARE_SESSIONS: usize = 1024;
 
 /// Echo clients: `seed_base` keeps the message contents of cores apart.
 #[derive(Debug)]

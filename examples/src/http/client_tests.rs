@@ -259,3 +259,34 @@ fn a_restarted_client_is_a_new_one() {
         assert_eq!(again.0.transactions, 5);
     }
 }
+
+/// A server session renewed after a keep-alive run and after a request cut
+/// off in its middle serves the next connection as a new one would.
+#[test]
+fn a_renewed_server_is_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..50_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    std::fs::write(dir.path().join("big"), &big).unwrap();
+    let plan = Arc::new(ClientPlan {
+        host: "x".into(),
+        targets: vec![target("/big", 200, Some(&big)), target("/nope", 404, None)].into(),
+        keep_alive: true,
+        pipeline: 2,
+    });
+    let summary = |t: &Tally| (t.transactions, t.bytes_in, t.bytes_out, t.failure_line());
+    let mut used = server(Some(dir.path()));
+    let client = |n| HttpClient::new(Arc::clone(&plan), Rc::new(Cell::new(n)), 0, Instant::now());
+    let (ct, st, _) = converse(&mut client(4), &mut used, 900);
+    assert_eq!((ct.transactions, st.transactions, ct.total_failures()), (4, 4, 0));
+    // Cut off inside a request head, with the end of stream seen.
+    assert!(used.renew());
+    let (mut s, mut t) = (Script::new(), Tally::default());
+    s.feed(b"GET /big HTTP/1.1\r\nHo");
+    s.eof = true;
+    assert_eq!(used.drive(&mut s, &mut t, Instant::now()), Step::Close);
+    assert!(used.renew());
+    let again = converse(&mut client(5), &mut used, 700);
+    let new = converse(&mut client(5), &mut server(Some(dir.path())), 700);
+    assert_eq!((again.2, summary(&again.0), summary(&again.1)), (new.2, summary(&new.0), summary(&new.1)));
+    assert_eq!(again.1.transactions, 5);
+}

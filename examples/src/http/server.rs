@@ -443,6 +443,21 @@ impl HttpServer {
 }
 
 impl Session for HttpServer {
+    /// New for the next connection of the same [`HttpCore`] (the factory a
+    /// server loop has makes them all with one core).
+    fn renew(&mut self) -> bool {
+        self.limits = self.core.borrow().limits;
+        self.input.consume(usize::MAX);
+        self.discard = 0;
+        self.out.clear();
+        self.chunk.clear();
+        self.chunk_pos = 0;
+        self.closing = false;
+        self.read_closed = false;
+        self.now = None;
+        true
+    }
+
     fn drive<S: Read + Write>(&mut self, stream: &mut S, tally: &mut Tally, now: Instant) -> Step {
         loop {
             let sent_all = match self.flush(stream, tally) {
