@@ -223,9 +223,35 @@ pub fn serve<R: Reactor, S: Session>(
 }
 
 /// Finished sessions an event loop keeps for its next connections (a
-/// server's renewed ones, a client's through [`ClientWork::done`]): a new
-/// connection per transaction then allocates nothing for its session.
-pub const SPARE_SESSIONS: usize = 1024;
+/// server's renewed ones, a client's through [`ClientWork::done`]), at most
+/// [`Spares::MAX`]: a new connection per transaction then allocates nothing
+/// for its session.
+#[derive(Debug)]
+pub struct Spares<S>(Vec<S>);
+
+impl<S> Default for Spares<S> {
+    fn default() -> Self {
+        Spares(Vec::new())
+    }
+}
+
+impl<S> Spares<S> {
+    /// Most sessions kept.
+    pub const MAX: usize = 1024;
+
+    /// A kept session, if there is one.
+    pub fn take(&mut self) -> Option<S> {
+        self.0.pop()
+    }
+
+    /// Keeps `session` for a next connection, unless [`MAX`](Self::MAX)
+    /// are kept already.
+    pub fn keep(&mut self, session: S) {
+        if self.0.len() < Self::MAX {
+            self.0.push(session);
+        }
+    }
+}
 
 /// [`serve`], one iteration at a time: for a harness that runs several
 /// loops, each on its own context, from one thread (a deterministic
@@ -234,7 +260,7 @@ pub struct Server<R: Reactor, S, F> {
     listener: R::Listener,
     conns: Slots<R::Stream, S>,
     /// Sessions of closed connections, renewed, for the next accepted ones.
-    spare: Vec<S>,
+    spare: Spares<S>,
     ready: Vec<Ready>,
     accept_errors: u64,
     new_session: F,
@@ -251,7 +277,7 @@ impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
         Ok(Server {
             listener,
             conns: Slots::new(),
-            spare: Vec::new(),
+            spare: Spares::default(),
             ready: Vec::with_capacity(1024),
             accept_errors: 0,
             new_session,
@@ -294,7 +320,7 @@ impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
                 loop {
                     match reactor.accept(&self.listener) {
                         Ok(Some(stream)) => {
-                            let session = self.spare.pop().unwrap_or_else(&mut self.new_session);
+                            let session = self.spare.take().unwrap_or_else(&mut self.new_session);
                             let slot = Slot { stream, session, connected: true, last: now };
                             let token = self.conns.insert(slot);
                             tally.connections += 1;
@@ -324,8 +350,8 @@ impl<R: Reactor, S: Session, F: FnMut() -> S> Server<R, S, F> {
                 && let Some(mut s) = self.conns.remove(ev.token)
             {
                 reactor.close(s.stream);
-                if self.spare.len() < SPARE_SESSIONS && s.session.renew() {
-                    self.spare.push(s.session);
+                if s.session.renew() {
+                    self.spare.keep(s.session);
                 }
             }
         }
@@ -570,5 +596,25 @@ impl<R: Reactor, S: Session> Clients<R, S> {
             }
         }
         gauge.publish(tally, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spares;
+
+    #[test]
+    fn spares_keep_at_most_their_bound_and_give_back_the_last_kept_first() {
+        let mut s = Spares::default();
+        assert_eq!(s.take(), None);
+        for i in 0..Spares::<usize>::MAX + 5 {
+            s.keep(i);
+        }
+        assert_eq!(s.take(), Some(Spares::<usize>::MAX - 1), "the ones past the bound were dropped");
+        let mut n = 1;
+        while s.take().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, Spares::<usize>::MAX);
     }
 }

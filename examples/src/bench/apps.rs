@@ -13,7 +13,7 @@ use crate::echo::{BulkSink, BulkSource, EchoClient, EchoServer};
 use crate::http::client::{ClientPlan, Expect, HttpClient, Target};
 use crate::http::server::{HttpCore, HttpServer, Limits};
 use crate::http::site::{BUILTIN_PAGE, Site, SiteConfig};
-use crate::reactor::{ClientLoop, ClientWork, Gauge, Reactor, SPARE_SESSIONS, Until, run_clients, serve};
+use crate::reactor::{ClientLoop, ClientWork, Gauge, Reactor, Spares, Until, run_clients, serve};
 use crate::session::Tally;
 
 /// Echo clients: `seed_base` keeps the message contents of cores apart.
@@ -28,14 +28,14 @@ pub struct EchoWork {
     /// Added to every seed.
     pub seed_base: u64,
     /// Sessions of closed connections, for the next ones.
-    spare: Vec<EchoClient>,
+    spare: Spares<EchoClient>,
 }
 
 impl EchoWork {
     /// Clients sending `size`-byte messages, one per connection with
     /// `one_shot`, seeds starting after `seed_base`.
     pub fn new(size: usize, one_shot: bool, seed_base: u64) -> EchoWork {
-        EchoWork { size, one_shot, opened: 0, seed_base, spare: Vec::new() }
+        EchoWork { size, one_shot, opened: 0, seed_base, spare: Spares::default() }
     }
 }
 
@@ -44,7 +44,7 @@ impl ClientWork for EchoWork {
     fn open(&mut self, now: Instant) -> Option<EchoClient> {
         self.opened += 1;
         let seed = self.seed_base + self.opened;
-        Some(match self.spare.pop() {
+        Some(match self.spare.take() {
             Some(mut c) => {
                 c.restart(seed, now);
                 c
@@ -53,9 +53,7 @@ impl ClientWork for EchoWork {
         })
     }
     fn done(&mut self, session: EchoClient) {
-        if self.spare.len() < SPARE_SESSIONS {
-            self.spare.push(session);
-        }
+        self.spare.keep(session);
     }
 }
 
@@ -69,13 +67,13 @@ pub struct HttpWork {
     /// Connections opened so far (spreads the first target).
     pub opened: usize,
     /// Sessions of closed connections, for the next ones.
-    spare: Vec<HttpClient>,
+    spare: Spares<HttpClient>,
 }
 
 impl HttpWork {
     /// Clients following `plan`, sharing `budget`.
     pub fn new(plan: Arc<ClientPlan>, budget: Rc<Cell<u64>>) -> HttpWork {
-        HttpWork { plan, budget, opened: 0, spare: Vec::new() }
+        HttpWork { plan, budget, opened: 0, spare: Spares::default() }
     }
 }
 
@@ -86,7 +84,7 @@ impl ClientWork for HttpWork {
             return None;
         }
         self.opened += 1;
-        Some(match self.spare.pop() {
+        Some(match self.spare.take() {
             Some(mut c) => {
                 c.restart(self.opened, now);
                 c
@@ -95,9 +93,7 @@ impl ClientWork for HttpWork {
         })
     }
     fn done(&mut self, session: HttpClient) {
-        if self.spare.len() < SPARE_SESSIONS {
-            self.spare.push(session);
-        }
+        self.spare.keep(session);
     }
     fn connect_failed(&mut self) {
         // A request that could not even connect is a finished (failed) one,
