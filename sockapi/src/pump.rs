@@ -252,6 +252,16 @@ impl<E: Engine> Pump<E> {
 
     /// Apply a batch of jobs, in order.
     pub fn apply(&mut self, jobs: &mut Vec<Job>, out: &mut Vec<Key>) {
+        self.apply_then(jobs, out, |_, _| ());
+    }
+
+    /// [`apply`](Self::apply) with `last` run after the jobs, as one more.
+    fn apply_then<T>(
+        &mut self,
+        jobs: &mut Vec<Job>,
+        out: &mut Vec<Key>,
+        last: impl FnOnce(&mut Self, &mut Vec<Key>) -> T,
+    ) -> T {
         // The keys this call produces reach the application as a batch of
         // their own (inline, `Context::flush` dispatches them at once), so
         // notifications made before must not suppress these: a connection
@@ -260,8 +270,10 @@ impl<E: Engine> Pump<E> {
         for job in jobs.drain(..) {
             self.apply_one(job, out);
         }
+        let res = last(self, out);
         // Jobs such as abort or close may produce engine events at once.
         self.collect(out);
+        res
     }
 
     fn collect(&mut self, out: &mut Vec<Key>) -> bool {
@@ -783,14 +795,7 @@ impl<E: Engine> AnyPump for Pump<E> {
         c: ConnectArgs,
         out: &mut Vec<Key>,
     ) -> Result<(ConnId, Option<SocketAddrV4>), EngineError> {
-        // As `apply` with the connect as its last job.
-        self.batch += 1;
-        for job in jobs.drain(..) {
-            self.apply_one(job, out);
-        }
-        let res = self.connect(c.key, c.remote, c.local, c.buf, out);
-        self.collect(out);
-        res
+        self.apply_then(jobs, out, |pump, out| pump.connect(c.key, c.remote, c.local, c.buf, out))
     }
     fn spare_buf(&mut self) -> Option<Arc<Mutex<ConnBuf>>> {
         self.spare_bufs.pop()
