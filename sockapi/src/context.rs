@@ -131,9 +131,34 @@ pub(crate) struct CtxState {
     pub next_reg_seq: u64,
     /// The context's [`Waker`](crate::Waker)s.
     pub wakers: Vec<Key>,
+    /// Emptied registration lists of removed sockets, for new ones: most
+    /// sockets have one registration, and a new connection per
+    /// transaction would otherwise allocate one list per connection.
+    spare_regs: Vec<Vec<Reg>>,
 }
 
+/// Registration lists [`CtxState::remove_sock`] keeps.
+const SPARE_REGS: usize = 256;
+
 impl CtxState {
+    /// Adds a socket to the table (with a kept registration list); `None`
+    /// when the table is full.
+    pub fn insert_sock(&mut self, kind: SockKind) -> Option<Key> {
+        let regs = self.spare_regs.pop().unwrap_or_default();
+        self.socks.insert(Sock { kind, regs })
+    }
+
+    /// Takes a socket out of the table, keeping its registration list for
+    /// the next one.
+    pub fn remove_sock(&mut self, key: Key) -> Option<SockKind> {
+        let Sock { kind, mut regs } = self.socks.remove(key)?;
+        if regs.capacity() > 0 && self.spare_regs.len() < SPARE_REGS {
+            regs.clear();
+            self.spare_regs.push(regs);
+        }
+        Some(kind)
+    }
+
     /// Queue the sockets in `keys` on every epoll they are registered with.
     pub fn dispatch(&mut self, keys: &[Key]) {
         for &key in keys {
@@ -640,8 +665,8 @@ impl Context {
         let Ok(mut st) = self.state() else { return };
         let mut jobs = Vec::new();
         for key in st.socks.keys() {
-            if let Some(sock) = st.socks.remove(key) {
-                match sock.kind {
+            if let Some(kind) = st.remove_sock(key) {
+                match kind {
                     SockKind::Stream { conn, buf } => {
                         let mut b = lock(&buf);
                         if !b.app_closed {
@@ -667,5 +692,34 @@ impl Context {
             }
         }
         st.jobs.append(&mut jobs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::epoll::{Interest, Token, Trigger};
+
+    /// A removed socket's registration list (emptied) serves the next
+    /// socket, so a new connection per transaction allocates none.
+    #[test]
+    fn a_removed_sockets_registration_list_serves_the_next_socket() {
+        let mut st = CtxState::default();
+        let stream = || SockKind::Stream {
+            conn: ConnId { index: 0, generation: 0 },
+            buf: Arc::new(Mutex::new(ConnBuf::new(64, 64))),
+        };
+        let ep = st.epolls.insert(EpollState::default()).unwrap();
+        let key = st.insert_sock(stream()).unwrap();
+        let reg = Reg::new(ep, 0, Token(7), Interest::READABLE, Trigger::EDGE);
+        st.socks.get_mut(key).unwrap().regs.push(reg);
+        let list = st.socks.get(key).unwrap().regs.as_ptr();
+        assert!(matches!(st.remove_sock(key), Some(SockKind::Stream { .. })));
+        assert!(st.socks.get(key).is_none());
+        assert_eq!(st.remove_sock(key).map(|_| ()), None, "removed once");
+        let next = st.insert_sock(stream()).unwrap();
+        let regs = &st.socks.get(next).unwrap().regs;
+        assert!(regs.is_empty(), "the kept list comes back empty");
+        assert_eq!(regs.as_ptr(), list, "and is the removed socket's");
     }
 }

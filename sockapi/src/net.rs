@@ -150,8 +150,7 @@ impl TcpStream {
         let placeholder = ConnId { index: u32::MAX, generation: u32::MAX };
         let key = ctx
             .state()?
-            .socks
-            .insert(Sock { kind: SockKind::Stream { conn: placeholder, buf: Arc::clone(&buf) }, regs: Vec::new() })
+            .insert_sock(SockKind::Stream { conn: placeholder, buf: Arc::clone(&buf) })
             .ok_or_else(table_full)?;
         let shared = Arc::clone(&buf);
         let args = ConnectArgs { key, remote, local, buf: shared };
@@ -174,7 +173,7 @@ impl TcpStream {
                 Ok(TcpStream::from_parts(ctx, key, conn, buf))
             }
             Err(e) => {
-                ctx.state()?.socks.remove(key);
+                ctx.state()?.remove_sock(key);
                 Err(e)
             }
         }
@@ -400,7 +399,7 @@ impl TcpStream {
             b.app_closed = true;
             !b.rx.is_empty()
         };
-        self.ctx.state()?.socks.remove(self.key);
+        self.ctx.state()?.remove_sock(self.key);
         let conn = self.conn;
         self.ctx.push_job(if unread { Job::Abort { conn } } else { Job::Close { conn } })
     }
@@ -415,7 +414,7 @@ impl TcpStream {
             }
             b.app_closed = true;
         }
-        self.ctx.state()?.socks.remove(self.key);
+        self.ctx.state()?.remove_sock(self.key);
         self.ctx.push_job(Job::Abort { conn: self.conn })
     }
 
@@ -702,11 +701,7 @@ impl TcpListener {
         let placeholder = ListenerId { index: u32::MAX, generation: u32::MAX };
         let key = ctx
             .state()?
-            .socks
-            .insert(Sock {
-                kind: SockKind::Listener { id: placeholder, shared: Arc::clone(&shared) },
-                regs: Vec::new(),
-            })
+            .insert_sock(SockKind::Listener { id: placeholder, shared: Arc::clone(&shared) })
             .ok_or_else(table_full)?;
         let q = Arc::clone(&shared);
         match ctx.call(|reply| Job::Listen { key, addr, backlog, shared: q, reply }) {
@@ -717,7 +712,7 @@ impl TcpListener {
                 Ok(TcpListener { ctx: ctx.clone(), key, id, shared, addr: bound, nonblocking: Cell::new(true) })
             }
             Err(e) => {
-                ctx.state()?.socks.remove(key);
+                ctx.state()?.remove_sock(key);
                 Err(e)
             }
         }
@@ -764,8 +759,8 @@ impl TcpListener {
             (acc, more)
         };
         let peer = lock(&acc.buf).peer.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-        let sock = Sock { kind: SockKind::Stream { conn: acc.conn, buf: Arc::clone(&acc.buf) }, regs: Vec::new() };
-        let key = match self.ctx.state()?.socks.insert(sock) {
+        let kind = SockKind::Stream { conn: acc.conn, buf: Arc::clone(&acc.buf) };
+        let key = match self.ctx.state()?.insert_sock(kind) {
             Some(k) => k,
             None => {
                 self.ctx.push_job(Job::Abort { conn: acc.conn })?;
@@ -789,7 +784,7 @@ impl TcpListener {
             }
             q.closed = true;
         }
-        self.ctx.state()?.socks.remove(self.key);
+        self.ctx.state()?.remove_sock(self.key);
         self.ctx.push_job(Job::CloseListener { listener: self.id })
     }
 }

@@ -152,8 +152,7 @@ impl UdpSocket {
         let placeholder = UdpId { index: u32::MAX, generation: u32::MAX };
         let key = ctx
             .state()?
-            .socks
-            .insert(Sock { kind: SockKind::Udp { id: placeholder, buf: Arc::clone(&buf) }, regs: Vec::new() })
+            .insert_sock(SockKind::Udp { id: placeholder, buf: Arc::clone(&buf) })
             .ok_or_else(table_full)?;
         let shared = Arc::clone(&buf);
         match ctx.call(|reply| Job::UdpBind { key, addr, peer, shared, reply }) {
@@ -164,7 +163,7 @@ impl UdpSocket {
                 Ok(UdpSocket { ctx: ctx.clone(), key, id, buf, nonblocking: Cell::new(true) })
             }
             Err(e) => {
-                ctx.state()?.socks.remove(key);
+                ctx.state()?.remove_sock(key);
                 Err(e)
             }
         }
@@ -397,7 +396,7 @@ impl UdpSocket {
             b.app_closed = true;
             b.rx.clear();
         }
-        self.ctx.state()?.socks.remove(self.key);
+        self.ctx.state()?.remove_sock(self.key);
         self.ctx.push_job(Job::UdpClose { id: self.id })
     }
 }

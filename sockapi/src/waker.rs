@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::context::{Context, Sock, SockKind};
+use crate::context::{Context, SockKind};
 use crate::epoll::{Source, SourceId};
 use crate::slab::Key;
 
@@ -131,8 +131,7 @@ impl Waker {
         let key = {
             let mut st = ctx.state()?;
             let key = st
-                .socks
-                .insert(Sock { kind: SockKind::Waker { shared: Arc::clone(&shared) }, regs: Vec::new() })
+                .insert_sock(SockKind::Waker { shared: Arc::clone(&shared) })
                 .ok_or_else(|| io::Error::new(io::ErrorKind::OutOfMemory, "the context's socket table is full"))?;
             st.wakers.push(key);
             key
@@ -180,7 +179,7 @@ impl Source for Waker {
 impl Drop for Waker {
     fn drop(&mut self) {
         if let Ok(mut st) = self.ctx.state() {
-            st.socks.remove(self.key);
+            st.remove_sock(self.key);
             st.wakers.retain(|&k| k != self.key);
         }
     }
