@@ -105,6 +105,28 @@ impl Progress {
     }
 }
 
+/// One stack's run of a row: its figures, with its failures (or why it
+/// could not run) noted on the row as `stack: …`.
+fn measured(
+    stack: &str,
+    res: std::io::Result<(ixtcp_examples::bench::Measured, Vec<ixtcp_examples::session::Tally>)>,
+    notes: &mut Vec<String>,
+) -> Option<ixtcp_examples::bench::Measured> {
+    match res {
+        Ok((m, tallies)) => {
+            if m.failures > 0 {
+                let first: Vec<String> = tallies.iter().flat_map(|t| t.first_failures.clone()).take(3).collect();
+                notes.push(format!("{stack}: {} failures, first: {}", m.failures, first.join("; ")));
+            }
+            Some(m)
+        }
+        Err(e) => {
+            notes.push(format!("{stack}: failed: {e}"));
+            None
+        }
+    }
+}
+
 fn main() {
     let args = Args::parse();
     if let Some(spec) = &args.hold_idle {
@@ -190,32 +212,14 @@ fn main() {
                     }
                     let label = format!("ixtcp:  {}", row.title);
                     progress.show(&label, 0.0);
-                    match ixtcp_side::run(w, &split, &params, mtu, &mut |f| progress.show(&label, f)) {
-                        Ok((m, tallies)) => {
-                            if m.failures > 0 {
-                                let first: Vec<String> =
-                                    tallies.iter().flat_map(|t| t.first_failures.clone()).take(3).collect();
-                                row.notes.push(format!("ixtcp: {} failures, first: {}", m.failures, first.join("; ")));
-                            }
-                            a = Some(m);
-                        }
-                        Err(e) => row.notes.push(format!("ixtcp: failed: {e}")),
-                    }
+                    let res = ixtcp_side::run(w, &split, &params, mtu, &mut |f| progress.show(&label, f));
+                    a = measured("ixtcp", res, &mut row.notes).or(a);
                 } else if !ixtcp_turn && run_kernel {
                     progress.step += 1;
                     let label = format!("kernel: {}", row.title);
                     progress.show(&label, 0.0);
-                    match kernel_side::run(w, &split, &params, &hold_idle, &mut |f| progress.show(&label, f)) {
-                        Ok((m, tallies)) => {
-                            if m.failures > 0 {
-                                let first: Vec<String> =
-                                    tallies.iter().flat_map(|t| t.first_failures.clone()).take(3).collect();
-                                row.notes.push(format!("kernel: {} failures, first: {}", m.failures, first.join("; ")));
-                            }
-                            b = Some(m);
-                        }
-                        Err(e) => row.notes.push(format!("kernel: failed: {e}")),
-                    }
+                    let res = kernel_side::run(w, &split, &params, &hold_idle, &mut |f| progress.show(&label, f));
+                    b = measured("kernel", res, &mut row.notes).or(b);
                 }
             }
             if let (Some(a), Some(b)) = (&a, &b)
