@@ -17,8 +17,17 @@
 //!
 //! On hardware this share is done by the 82599's silicon; the rest of the
 //! core is the stack, the driver and the application.
+//!
+//! The share also depends on where the machine puts the two cores: every
+//! frame on the in-memory link is written on one core and read on the
+//! other, and that cache-line transfer is the model's time. On a VM the
+//! host may move a vCPU to another core complex between runs, which here
+//! multiplied the transfer's cost by five and nearly doubled the share, so
+//! the bench measures the transfer ([`cache_line_round_trip_ns`]) before
+//! each ixtcp run and prints it beside the share.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use ixtcp_driver::model::Model82599;
 
@@ -111,9 +120,96 @@ impl Drop for ServerTime {
     }
 }
 
+/// Nanoseconds a cache line takes to go from the core of one thread to the
+/// core of another and back: two threads, on cores `a` and `b` when `pin`
+/// (else wherever the scheduler puts them), hand a counter back and forth
+/// `trips` times, each waiting for the other's store. `None` when a thread
+/// could not be pinned or `trips` is 0.
+///
+/// A waiting thread spins, and yields after a while so that unpinned
+/// threads sharing one CPU still make progress (the figure is then
+/// scheduling, not a cache line).
+pub fn cache_line_round_trip_ns(a: usize, b: usize, pin: bool, trips: u32) -> Option<f64> {
+    /// Its own cache line, so the counter shares it with nothing.
+    #[repr(align(128))]
+    struct Line(AtomicU64);
+    /// Stored by a side that gives up, so the other stops waiting.
+    const GAVE_UP: u64 = u64::MAX;
+    impl Line {
+        /// Waits until the counter is `value`; false if the other side gave up.
+        fn wait_for(&self, value: u64) -> bool {
+            let mut spins = 0u32;
+            loop {
+                match self.0.load(Ordering::Acquire) {
+                    v if v == value => return true,
+                    GAVE_UP => return false,
+                    _ if spins < 4096 => {
+                        spins += 1;
+                        std::hint::spin_loop();
+                    }
+                    _ => std::thread::yield_now(),
+                }
+            }
+        }
+    }
+    if trips == 0 {
+        return None;
+    }
+    let pinned = |core| !pin || core_affinity::set_for_current(core_affinity::CoreId { id: core });
+    let line = Line(AtomicU64::new(0));
+    let trips = u64::from(trips);
+    std::thread::scope(|s| {
+        let far = s.spawn(|| {
+            if !pinned(b) {
+                line.0.store(GAVE_UP, Ordering::Release);
+                return false;
+            }
+            (0..trips).all(|i| {
+                let ok = line.wait_for(2 * i + 1);
+                if ok {
+                    line.0.store(2 * i + 2, Ordering::Release);
+                }
+                ok
+            })
+        });
+        let near = s.spawn(|| {
+            if !pinned(a) {
+                line.0.store(GAVE_UP, Ordering::Release);
+                return None;
+            }
+            let start = Instant::now();
+            for i in 0..trips {
+                // From the value the far side left, or not at all when it
+                // gave up meanwhile.
+                if line.0.compare_exchange(2 * i, 2 * i + 1, Ordering::AcqRel, Ordering::Acquire).is_err()
+                    || !line.wait_for(2 * i + 2)
+                {
+                    return None;
+                }
+            }
+            Some(start.elapsed().as_nanos() as f64 / trips as f64)
+        });
+        let ns = near.join().ok().flatten();
+        let far_ok = far.join().unwrap_or(false);
+        ns.filter(|_| far_ok)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cache_line_round_trip_is_timed_between_two_threads() {
+        // Unpinned (tests share the cores), and few trips: the figure is
+        // whatever the scheduler makes of it, so only its sanity is checked.
+        let ns = cache_line_round_trip_ns(0, 0, false, 200).expect("two unpinned threads always run");
+        assert!(ns.is_finite() && ns > 0.0, "{ns}");
+        assert_eq!(cache_line_round_trip_ns(0, 0, false, 0), None, "no trip, no figure");
+        // Cores this machine does not have: neither side can be pinned, and
+        // neither waits for the other.
+        assert_eq!(cache_line_round_trip_ns(1000, 1001, true, 10), None);
+    }
 
     #[test]
     fn schedstat_fields_and_bad_text() {

@@ -280,6 +280,7 @@ pub fn measured(total: f64, per_core: f64, tallies: &[Tally], w: Workload) -> Me
         p50_us: lat.map(|l| l.p50.as_secs_f64() * 1e6),
         p99_us: lat.map(|l| l.p99.as_secs_f64() * 1e6),
         nic_share: None,
+        core_rtt_ns: None,
     }
 }
 

@@ -206,6 +206,12 @@ pub struct Measured {
     /// NIC model (the software 82599 and its link), measured over the same
     /// window ([`cpu`]); what an 82599 does in silicon.
     pub nic_share: Option<f64>,
+    /// ixtcp only, pinned runs: a cache line's round trip between the first
+    /// server and the first client core, in ns, measured just before the
+    /// run ([`cpu::cache_line_round_trip_ns`]); every frame on the
+    /// in-memory link crosses between those cores, so the NIC share
+    /// follows it.
+    pub core_rtt_ns: Option<f64>,
 }
 
 /// A row of the table.
@@ -282,8 +288,8 @@ impl Report {
             self.params.warmup.as_secs_f64()
         );
         let _ = writeln!(out);
-        let _ = writeln!(out, "| workload | ixtcp | Linux kernel | ratio | NIC model share |");
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        let _ = writeln!(out, "| workload | ixtcp | Linux kernel | ratio | NIC model share | core round trip |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
         for r in &self.rows {
             let cell = |m: &Option<Measured>| match m {
                 Some(m) if m.failures > 0 => format!("{} ({} failures)", fmt_figure(m.per_core, r.unit), m.failures),
@@ -301,7 +307,10 @@ impl Report {
             };
             let share =
                 r.ixtcp.as_ref().and_then(|m| m.nic_share).map_or("–".to_string(), |x| format!("{:.0}%", x * 100.0));
-            let _ = writeln!(out, "| {} | {} | {} | {ratio} | {share} |", r.title, cell(&r.ixtcp), cell(&r.kernel));
+            let rtt =
+                r.ixtcp.as_ref().and_then(|m| m.core_rtt_ns).map_or("–".to_string(), |ns| format!("{ns:.0} ns"));
+            let _ =
+                writeln!(out, "| {} | {} | {} | {ratio} | {share} | {rtt} |", r.title, cell(&r.ixtcp), cell(&r.kernel));
         }
         if self.rows.iter().any(|r| r.round_ratios.len() > 1) {
             let _ = writeln!(
@@ -316,6 +325,15 @@ impl Report {
              the software 82599 (its pump, DMA, register handling and the in-memory link). On hardware \
              the 82599's silicon does this work; the rest is the stack, the driver and the application."
         );
+        if self.rows.iter().any(|r| r.ixtcp.as_ref().is_some_and(|m| m.core_rtt_ns.is_some())) {
+            let _ = writeln!(
+                out,
+                "\nCore round trip: a cache line from the first server core to the first client core and \
+                 back, measured just before the ixtcp run. Each frame on the in-memory link is written on \
+                 one of those cores and read on the other, inside the model, so the NIC model share rises \
+                 with this figure (a VM's host may move a vCPU between runs)."
+            );
+        }
         if self.rows.iter().any(|r| r.mtu.is_some()) {
             let _ = writeln!(
                 out,
@@ -416,7 +434,17 @@ mod tests {
 
     #[test]
     fn table_has_ratios_and_dashes() {
-        let m = |x| Some(Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None, nic_share: None });
+        let m = |x| {
+            Some(Measured {
+                total: x,
+                per_core: x,
+                failures: 0,
+                p50_us: None,
+                p99_us: None,
+                nic_share: None,
+                core_rtt_ns: None,
+            })
+        };
         let report = Report {
             machine: "test".into(),
             loopback_mtu: Some(65536),
@@ -456,7 +484,15 @@ mod tests {
 
     #[test]
     fn rounds_give_the_median_and_the_spread_of_ratios() {
-        let m = |x| Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None, nic_share: None };
+        let m = |x| Measured {
+            total: x,
+            per_core: x,
+            failures: 0,
+            p50_us: None,
+            p99_us: None,
+            nic_share: None,
+            core_rtt_ns: None,
+        };
         assert_eq!(median(vec![m(3.0), m(1.0), m(2.0)]).map(|r| r.per_core), Some(2.0));
         assert_eq!(median(vec![m(4.0), m(1.0), m(2.0), m(3.0)]).map(|r| r.per_core), Some(3.0), "the upper middle");
         assert!(median(vec![]).is_none());
@@ -488,8 +524,15 @@ mod tests {
     #[test]
     fn table_has_the_nic_share_and_names_each_bulk_mtu() {
         let p = Params::quick();
-        let measured =
-            |x, nic_share| Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None, nic_share };
+        let measured = |x, nic_share| Measured {
+            total: x,
+            per_core: x,
+            failures: 0,
+            p50_us: None,
+            p99_us: None,
+            nic_share,
+            core_rtt_ns: nic_share.map(|_| 61.4),
+        };
         let bulk = |mtu: usize, ixtcp: Option<Measured>, notes: Vec<String>| Row {
             workload: Workload::Bulk,
             title: Workload::Bulk.title_at(&p, Some(mtu)),
@@ -511,9 +554,10 @@ mod tests {
             loopback_mtu: Some(65536),
         };
         let t = report.table();
-        assert!(t.contains("| workload | ixtcp | Linux kernel | ratio | NIC model share |"), "{t}");
-        assert!(t.contains("| bulk transfer, MTU 1500 | 2.50 Gbit/s | 10.00 Gbit/s | 0.25x | 41% |"), "{t}");
-        assert!(t.contains("| bulk transfer, MTU 9000 | – | 10.00 Gbit/s | – | – |"), "{t}");
+        assert!(t.contains("| workload | ixtcp | Linux kernel | ratio | NIC model share | core round trip |"), "{t}");
+        assert!(t.contains("| bulk transfer, MTU 1500 | 2.50 Gbit/s | 10.00 Gbit/s | 0.25x | 41% | 61 ns |"), "{t}");
+        assert!(t.contains("| bulk transfer, MTU 9000 | – | 10.00 Gbit/s | – | – | – |"), "{t}");
+        assert!(t.contains("Core round trip: a cache line"), "the round trip is explained: {t}");
         assert!(t.contains("bulk transfer, MTU 9000: ixtcp: skipped, needs mtu 9000 support"), "{t}");
         assert!(t.contains("silicon"), "the share is explained: {t}");
         assert!(t.contains("loopback at its MTU of 65536"), "{t}");
@@ -522,5 +566,6 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
         assert_eq!(j["rows"][1]["mtu"], 9000);
         assert_eq!(j["rows"][0]["ixtcp"]["nic_share"], 0.414);
+        assert_eq!(j["rows"][0]["ixtcp"]["core_rtt_ns"], 61.4);
     }
 }

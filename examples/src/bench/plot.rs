@@ -99,7 +99,17 @@ mod tests {
 
     #[test]
     fn svg_has_a_bar_per_ratio_and_escapes_text() {
-        let m = |x| Some(Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None, nic_share: None });
+        let m = |x| {
+            Some(Measured {
+                total: x,
+                per_core: x,
+                failures: 0,
+                p50_us: None,
+                p99_us: None,
+                nic_share: None,
+                core_rtt_ns: None,
+            })
+        };
         let report = Report {
             loopback_mtu: None,
             machine: "CPU <test> & co".into(),
