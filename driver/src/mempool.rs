@@ -200,18 +200,21 @@ struct Local {
 /// The pool itself, shared by the [`Mempool`] handle and every buffer, and
 /// freed when `refs` reaches zero.
 struct PoolCore {
-    /// One region per 2 MiB (hugepages are only contiguous per page).
+    /// One region per 2 MiB (hugepages are only contiguous per page):
+    /// the memory of every entry, freed with the pool.
     regions: Vec<DmaRegion>,
     /// Device address of each entry, looked up per packet by the rings.
     iovas: Box<[u64]>,
+    /// Address of each entry's first byte, looked up per access to a
+    /// buffer's data (several per packet): one load instead of finding the
+    /// region and checking the offset against it.
+    virts: Box<[NonNull<u8>]>,
     /// Each entry's checksum offload request ([`TxOffload::to_bits`]),
     /// valid while its buffer has [`TX_OFFLOAD`] set. Kept here, not in
     /// the handle, so that the handle stays 16 bytes. Only the buffer's
     /// holder reads or writes its entry's word; relaxed atomics make that
     /// plain loads and stores without `unsafe`.
     offloads: Box<[AtomicU32]>,
-    /// log2 of entries per region.
-    region_shift: u32,
     /// log2 of the entry size.
     entry_shift: u32,
     num_entries: u32,
@@ -467,12 +470,13 @@ impl PoolCore {
         unsafe { PoolCore::release(core, RESERVATION - keep) };
     }
 
-    /// Entry `index`'s region and byte offset in it.
+    /// The address of entry `index`'s first byte.
     #[inline(always)]
-    fn locate(&self, index: u32) -> (&DmaRegion, usize) {
-        let region = &self.regions[(index >> self.region_shift) as usize];
-        let mask = (1u32 << self.region_shift) - 1;
-        (region, ((index & mask) as usize) << self.entry_shift)
+    fn virt(&self, index: u32) -> NonNull<u8> {
+        debug_assert!(index < self.num_entries);
+        // SAFETY: as in `iova`: the index is below `num_entries`, the
+        // table's length.
+        unsafe { *self.virts.get_unchecked(index as usize) }
     }
 
     /// The device address of entry `index`'s first byte.
@@ -566,6 +570,7 @@ impl fmt::Debug for Mempool {
             .field("entry_size", &self.entry_size())
             .field("num_entries", &self.capacity())
             .field("free", &self.free_count())
+            .field("regions", &self.core().regions.len())
             .finish()
     }
 }
@@ -615,12 +620,21 @@ impl Mempool {
                 region.iova() + (u64::from(i & (entries_per_region - 1)) << entry_shift)
             })
             .collect();
+        let virts = (0..num_entries)
+            .map(|i| {
+                let region = &regions[(i >> region_shift) as usize];
+                let offset = ((i & (entries_per_region - 1)) as usize) << entry_shift;
+                // SAFETY: the entry lies inside its region (`n` entries of
+                // `entry_size` bytes were allocated for it).
+                unsafe { region.virt().add(offset) }
+            })
+            .collect();
         let offloads = (0..num_entries).map(|_| AtomicU32::new(0)).collect();
         let core = Box::new(PoolCore {
             regions,
             iovas,
+            virts,
             offloads,
-            region_shift,
             entry_shift,
             num_entries,
             owner: AtomicU64::new(NO_OWNER),
@@ -1044,18 +1058,30 @@ impl PacketBuf {
 
     /// The data.
     pub fn data(&self) -> &[u8] {
-        let (region, base) = self.core().locate(self.entry());
-        // SAFETY: the entry is owned by this handle: it is not in the free
-        // list and not in any ring, so neither the CPU nor the device writes
-        // it while `&self` lives.
-        unsafe { region.slice(base + usize::from(self.offset), usize::from(self.len)) }
+        let start = self.data_start();
+        // SAFETY: the bytes lie inside the entry (`data_start`), which is
+        // owned by this handle: it is not in the free list and not in any
+        // ring, so neither the CPU nor the device writes it while `&self`
+        // lives.
+        unsafe { std::slice::from_raw_parts(start.as_ptr(), usize::from(self.len)) }
     }
 
     /// The data, mutably.
     pub fn data_mut(&mut self) -> &mut [u8] {
-        let (region, base) = self.core().locate(self.entry());
+        let start = self.data_start();
         // SAFETY: as in `data`, and `&mut self` makes this the only borrow.
-        unsafe { region.slice_mut(base + usize::from(self.offset), usize::from(self.len)) }
+        unsafe { std::slice::from_raw_parts_mut(start.as_ptr(), usize::from(self.len)) }
+    }
+
+    /// Where the data starts, after checking that it ends inside the entry
+    /// (the handle's methods keep it so; the check keeps a slip from
+    /// reaching the next entry).
+    #[inline(always)]
+    fn data_start(&self) -> NonNull<u8> {
+        let (offset, len) = (usize::from(self.offset), usize::from(self.len));
+        assert!(offset + len <= self.entry_size(), "buffer data {offset}+{len} outside its entry");
+        // SAFETY: `offset` is inside the entry (just checked).
+        unsafe { self.core().virt(self.entry()).add(offset) }
     }
 
     /// Number of data bytes.
@@ -1244,6 +1270,34 @@ mod tests {
         assert_eq!(pool.alloc_failures(), 1);
         drop(bufs);
         assert_eq!(pool.free_count(), 4);
+    }
+
+    #[test]
+    fn each_buffer_sees_its_own_entry_across_regions() {
+        // Three regions of 2 MiB / 2 KiB entries, the last one partial:
+        // every entry's bytes are its own, at the address the device sees.
+        let n = 2 * 1024 + 5;
+        let pool = Mempool::new(&HeapDma, n, 2048).unwrap();
+        let mut bufs: Vec<PacketBuf> = (0..n).map(|_| pool.alloc().unwrap()).collect();
+        for (i, b) in bufs.iter_mut().enumerate() {
+            assert!(b.set_len(b.capacity()));
+            b.data_mut().fill(i as u8);
+        }
+        let mut iovas = std::collections::HashSet::new();
+        for (i, b) in bufs.iter().enumerate() {
+            assert!(b.data().iter().all(|&x| x == i as u8), "entry {} was written by another", b.entry());
+            assert!(iovas.insert(b.iova()), "two entries at {:#x}", b.iova());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "outside its entry")]
+    fn data_past_the_entry_is_refused() {
+        let pool = Mempool::new(&HeapDma, 1, 2048).unwrap();
+        let mut b = pool.alloc().unwrap();
+        // What no method of the handle lets happen: the check still holds.
+        b.len = 2048;
+        let _ = b.data();
     }
 
     #[test]
