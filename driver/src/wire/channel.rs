@@ -243,6 +243,13 @@ impl<T> Receiver<T> {
         staged.pop()
     }
 
+    /// The item the next [`recv`](Self::recv) returns, if it is already
+    /// taken from the sender's batches.
+    #[inline]
+    pub(crate) fn peek(&self) -> Option<&T> {
+        self.staged.last()
+    }
+
     /// Has the sender ring `bell` after each batch it publishes from now
     /// on. A channel takes one doorbell for its lifetime: false (and `bell`
     /// is never rung by it) if it already has one.
@@ -298,6 +305,7 @@ mod tests {
         for i in 0..10 {
             assert_eq!(rx.recv(), Some(i));
         }
+        assert_eq!(rx.peek(), Some(&10), "the next item, left in place");
         for i in n..n + 10 {
             tx.send(i);
         }

@@ -468,6 +468,12 @@ impl RxSide {
                 None => return false,
                 Some(Sent { arrival_ns, frame, overtaken_by: None }) if arrival_ns <= now_ns => {
                     self.hand_out(frame, buf);
+                    // The next frame was written on the sender's core: one
+                    // load of its first byte now starts fetching it while
+                    // this one is processed (nothing waits for the load).
+                    if let Some(next) = self.chan.peek() {
+                        std::hint::black_box(next.frame.first().copied());
+                    }
                     return true;
                 }
                 Some(sent) => self.accept(sent),
