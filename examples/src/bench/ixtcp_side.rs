@@ -116,12 +116,14 @@ pub fn run(
     progress: &mut dyn FnMut(f64),
 ) -> io::Result<(Measured, Vec<Tally>)> {
     let (server_cfg, client_cfg) = host_configs(w, split, params, mtu);
-    // Before any host thread runs, while both cores are free (pinned runs
-    // only: tests share their cores and never busy-poll them).
-    let core_rtt_ns = match (split.pin, split.server.first(), split.client.first()) {
+    // Before any host thread runs and after they all ended, while both
+    // cores are free (pinned runs only: tests share their cores and never
+    // busy-poll them).
+    let core_rtt = || match (split.pin, split.server.first(), split.client.first()) {
         (true, Some(&a), Some(&b)) if a != b => super::cpu::cache_line_round_trip_ns(a, b, true, CORE_RTT_TRIPS),
         _ => None,
     };
+    let rtt_before = core_rtt();
     let hosts = LinkedHosts::start(server_cfg, client_cfg)?;
     let server_time = ServerTime::new(hosts.server.model(), split.server.len());
     let addr = SocketAddrV4::new(SERVER_IP, PORT);
@@ -209,6 +211,7 @@ pub fn run(
             .map_err(|e| io::Error::new(e.kind(), format!("ixtcp client: {e}")))?;
         let (total, per_core, nic_share) =
             figures.ok_or_else(|| io::Error::other("the ixtcp clients never started (timed out)"))?;
+        let core_rtt_ns = rtt_before.zip(core_rtt()).map(|(before, after)| [before, after]);
         Ok((Measured { nic_share, core_rtt_ns, ..measured(total, per_core, &tallies, w) }, tallies))
     })
 }

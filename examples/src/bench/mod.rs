@@ -207,11 +207,22 @@ pub struct Measured {
     /// window ([`cpu`]); what an 82599 does in silicon.
     pub nic_share: Option<f64>,
     /// ixtcp only, pinned runs: a cache line's round trip between the first
-    /// server and the first client core, in ns, measured just before the
-    /// run ([`cpu::cache_line_round_trip_ns`]); every frame on the
-    /// in-memory link crosses between those cores, so the NIC share
-    /// follows it.
-    pub core_rtt_ns: Option<f64>,
+    /// server and the first client core, in ns, measured just before and
+    /// just after the run ([`cpu::cache_line_round_trip_ns`]); every frame
+    /// on the in-memory link crosses between those cores, so the NIC share
+    /// follows it, and two figures far apart mean the cores moved during
+    /// the run.
+    pub core_rtt_ns: Option<[f64; 2]>,
+}
+
+/// The core round trip's table cell: one figure when before and after agree
+/// within a quarter, both when the cores moved in between.
+fn rtt_cell(rtt: Option<[f64; 2]>) -> String {
+    match rtt {
+        None => "–".to_string(),
+        Some([before, after]) if (after - before).abs() <= before.max(after) / 4.0 => format!("{before:.0} ns"),
+        Some([before, after]) => format!("{before:.0} → {after:.0} ns"),
+    }
 }
 
 /// A row of the table.
@@ -307,8 +318,7 @@ impl Report {
             };
             let share =
                 r.ixtcp.as_ref().and_then(|m| m.nic_share).map_or("–".to_string(), |x| format!("{:.0}%", x * 100.0));
-            let rtt =
-                r.ixtcp.as_ref().and_then(|m| m.core_rtt_ns).map_or("–".to_string(), |ns| format!("{ns:.0} ns"));
+            let rtt = rtt_cell(r.ixtcp.as_ref().and_then(|m| m.core_rtt_ns));
             let _ =
                 writeln!(out, "| {} | {} | {} | {ratio} | {share} | {rtt} |", r.title, cell(&r.ixtcp), cell(&r.kernel));
         }
@@ -329,7 +339,8 @@ impl Report {
             let _ = writeln!(
                 out,
                 "\nCore round trip: a cache line from the first server core to the first client core and \
-                 back, measured just before the ixtcp run. Each frame on the in-memory link is written on \
+                 back, measured just before the ixtcp run (and after it, shown too when the two differ by more \
+                 than a quarter: the cores moved meanwhile). Each frame on the in-memory link is written on \
                  one of those cores and read on the other, inside the model, so the NIC model share rises \
                  with this figure (a VM's host may move a vCPU between runs)."
             );
@@ -531,7 +542,7 @@ mod tests {
             p50_us: None,
             p99_us: None,
             nic_share,
-            core_rtt_ns: nic_share.map(|_| 61.4),
+            core_rtt_ns: nic_share.map(|_| [61.4, 58.0]),
         };
         let bulk = |mtu: usize, ixtcp: Option<Measured>, notes: Vec<String>| Row {
             workload: Workload::Bulk,
@@ -566,6 +577,8 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
         assert_eq!(j["rows"][1]["mtu"], 9000);
         assert_eq!(j["rows"][0]["ixtcp"]["nic_share"], 0.414);
-        assert_eq!(j["rows"][0]["ixtcp"]["core_rtt_ns"], 61.4);
+        assert_eq!(j["rows"][0]["ixtcp"]["core_rtt_ns"][0], 61.4);
+        assert_eq!(rtt_cell(Some([320.0, 61.0])), "320 → 61 ns", "the cores moved during the run");
+        assert_eq!(rtt_cell(None), "–");
     }
 }
