@@ -614,26 +614,22 @@ impl Mempool {
         }
         let region_shift = entries_per_region.trailing_zeros();
         let entry_shift = entry_size.trailing_zeros();
-        let iovas = (0..num_entries)
-            .map(|i| {
-                let region = &regions[(i >> region_shift) as usize];
-                region.iova() + (u64::from(i & (entries_per_region - 1)) << entry_shift)
-            })
-            .collect();
-        let virts = (0..num_entries)
+        // Each entry's device address and address, from its region and
+        // its place in it.
+        let (iovas, virts): (Vec<u64>, Vec<NonNull<u8>>) = (0..num_entries)
             .map(|i| {
                 let region = &regions[(i >> region_shift) as usize];
                 let offset = ((i & (entries_per_region - 1)) as usize) << entry_shift;
                 // SAFETY: the entry lies inside its region (`n` entries of
                 // `entry_size` bytes were allocated for it).
-                unsafe { region.virt().add(offset) }
+                (region.iova() + offset as u64, unsafe { region.virt().add(offset) })
             })
-            .collect();
+            .unzip();
         let offloads = (0..num_entries).map(|_| AtomicU32::new(0)).collect();
         let core = Box::new(PoolCore {
             regions,
-            iovas,
-            virts,
+            iovas: iovas.into_boxed_slice(),
+            virts: virts.into_boxed_slice(),
             offloads,
             entry_shift,
             num_entries,
