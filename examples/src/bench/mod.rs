@@ -215,6 +215,14 @@ pub struct Measured {
     pub core_rtt_ns: Option<[f64; 2]>,
 }
 
+#[cfg(test)]
+impl Measured {
+    /// `x` per second on one core, nothing else measured (the tables' tests).
+    pub(crate) fn of(x: f64) -> Measured {
+        Measured { total: x, per_core: x, failures: 0, p50_us: None, p99_us: None, nic_share: None, core_rtt_ns: None }
+    }
+}
+
 /// The core round trip's table cell: one figure when before and after agree
 /// within a quarter, both when the cores moved in between.
 fn rtt_cell(rtt: Option<[f64; 2]>) -> String {
@@ -445,17 +453,7 @@ mod tests {
 
     #[test]
     fn table_has_ratios_and_dashes() {
-        let m = |x| {
-            Some(Measured {
-                total: x,
-                per_core: x,
-                failures: 0,
-                p50_us: None,
-                p99_us: None,
-                nic_share: None,
-                core_rtt_ns: None,
-            })
-        };
+        let m = |x| Some(Measured::of(x));
         let report = Report {
             machine: "test".into(),
             loopback_mtu: Some(65536),
@@ -495,15 +493,7 @@ mod tests {
 
     #[test]
     fn rounds_give_the_median_and_the_spread_of_ratios() {
-        let m = |x| Measured {
-            total: x,
-            per_core: x,
-            failures: 0,
-            p50_us: None,
-            p99_us: None,
-            nic_share: None,
-            core_rtt_ns: None,
-        };
+        let m = Measured::of;
         assert_eq!(median(vec![m(3.0), m(1.0), m(2.0)]).map(|r| r.per_core), Some(2.0));
         assert_eq!(median(vec![m(4.0), m(1.0), m(2.0), m(3.0)]).map(|r| r.per_core), Some(3.0), "the upper middle");
         assert!(median(vec![]).is_none());
@@ -535,14 +525,10 @@ mod tests {
     #[test]
     fn table_has_the_nic_share_and_names_each_bulk_mtu() {
         let p = Params::quick();
-        let measured = |x, nic_share| Measured {
-            total: x,
-            per_core: x,
-            failures: 0,
-            p50_us: None,
-            p99_us: None,
+        let measured = |x, nic_share: Option<f64>| Measured {
             nic_share,
             core_rtt_ns: nic_share.map(|_| [61.4, 58.0]),
+            ..Measured::of(x)
         };
         let bulk = |mtu: usize, ixtcp: Option<Measured>, notes: Vec<String>| Row {
             workload: Workload::Bulk,

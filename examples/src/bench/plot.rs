@@ -99,17 +99,7 @@ mod tests {
 
     #[test]
     fn svg_has_a_bar_per_ratio_and_escapes_text() {
-        let m = |x| {
-            Some(Measured {
-                total: x,
-                per_core: x,
-                failures: 0,
-                p50_us: None,
-                p99_us: None,
-                nic_share: None,
-                core_rtt_ns: None,
-            })
-        };
+        let m = |x| Some(Measured::of(x));
         let report = Report {
             loopback_mtu: None,
             machine: "CPU <test> & co".into(),
