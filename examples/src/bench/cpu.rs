@@ -24,7 +24,7 @@
 //! host may move a vCPU to another core complex between runs, which here
 //! multiplied the transfer's cost by five and nearly doubled the share, so
 //! the bench measures the transfer ([`cache_line_round_trip_ns`]) before
-//! each ixtcp run and prints it beside the share.
+//! and after each ixtcp run and prints it beside the share.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

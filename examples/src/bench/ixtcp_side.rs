@@ -50,8 +50,9 @@ pub const IDLE_SOCKET_BUFFER: usize = 16 * 1024;
 /// sizes its own buffers on demand.
 pub const BULK_SOCKET_BUFFER: usize = 1 << 20;
 
-/// Round trips timed for the core round trip before each run: 100 000
-/// take 6 ms at 60 ns and 32 ms at 320 ns, the two figures seen here.
+/// Round trips timed for the core round trip before and after each run:
+/// 100 000 take 6 ms at 60 ns and 32 ms at 320 ns, the two figures seen
+/// here.
 const CORE_RTT_TRIPS: u32 = 100_000;
 
 /// Why the stack's configuration refuses `mtu`, when it does (a build
