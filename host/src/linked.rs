@@ -93,11 +93,25 @@ impl LinkedHosts {
         let stop = server.stop_handle();
         std::thread::scope(|s| {
             let srv = s.spawn(|| server.run(server_app));
+            // The server is told to stop however the client side ends: a
+            // client application that panics would otherwise leave the
+            // scope waiting for server applications nobody stops, and a
+            // failing test would hang instead of failing.
+            let stop_server = StopOnDrop(stop);
             let cli = client.run(client_app);
-            stop.stop();
+            drop(stop_server);
             let srv = srv.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             Ok((srv?, cli?))
         })
+    }
+}
+
+/// Stops a host when dropped, on the way out of a panic too.
+struct StopOnDrop(StopHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 

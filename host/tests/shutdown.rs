@@ -263,3 +263,40 @@ fn cores_attached_from_application_threads() {
     server.join().expect("server join");
     assert_eq!(stats.total().conns_reset, 0, "{:?}", stats.total());
 }
+
+/// A client application that panics stops the server all the same: `run`
+/// passes the panic on instead of waiting for a server that nobody stops
+/// (a failing test used to hang here). The servers block in a read that
+/// only the stop ends. The run happens on a thread of its own so that a
+/// regression is a failure after a generous bound, not a hung test.
+fn a_panicking_client_stops_the_server(mode: Mode) {
+    let linger = Duration::from_millis(100);
+    let hosts = LinkedHosts::start(config(SERVER, 1, mode, linger), config(CLIENT, 1, mode, linger)).expect("start");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            hosts.run(
+                |ctx| {
+                    let s = ixtcp_sockapi::UdpSocket::bind(ctx, (SERVER, 9).into()).expect("bind");
+                    s.set_nonblocking(false);
+                    // Blocks until the stop: nothing is ever sent here.
+                    s.recv_from(&mut [0u8; 16]).is_err()
+                },
+                |_| panic!("the client application fails"),
+            )
+        }));
+        let _ = tx.send(outcome.is_err());
+    });
+    let panicked = rx.recv_timeout(Duration::from_secs(120)).expect("run did not return: the server was never stopped");
+    assert!(panicked, "the client's panic reaches the caller of run");
+}
+
+#[test]
+fn a_panicking_client_stops_the_server_threaded() {
+    a_panicking_client_stops_the_server(Mode::Threaded);
+}
+
+#[test]
+fn a_panicking_client_stops_the_server_inline() {
+    a_panicking_client_stops_the_server(Mode::Inline);
+}
