@@ -8,7 +8,9 @@
 //! its readiness events.
 //!
 //! Readiness contract: events are edge-triggered, one per change of a
-//! connection's [`Readiness`]. After a `READABLE` event, read until
+//! connection's [`Readiness`] and one per arrival of data (also when
+//! earlier data is still unread, as Linux's edge-triggered epoll reports
+//! each arrival). After a `READABLE` event, read until
 //! [`StackError::WouldBlock`]; after `WRITABLE`, write until it. An
 //! `Acceptable` event comes once until the accept queue has been drained
 //! (accept until `None`). A connection handed out by `accept` may already
@@ -87,7 +89,7 @@ impl<P: PacketIo> StackCore<P> {
         c.listener = None;
         c.in_accept_queue = false;
         c.phase = Phase::App;
-        c.last_ready = c.readiness();
+        c.note_seen();
         Some(c.id(idx as u32))
     }
 
@@ -156,6 +158,7 @@ impl<P: PacketIo> StackCore<P> {
         c.phase = Phase::App;
         c.last_state = State::SynSent;
         c.last_ready = Readiness::default();
+        c.rx_seen = 0;
         let id = c.id(idx as u32);
         self.flows.insert(key, idx as u32);
         self.port.stats.conns_open += 1;
@@ -183,12 +186,12 @@ impl<P: PacketIo> StackCore<P> {
         }
         match s.send_slice(data) {
             Ok(0) => {
-                c.last_ready = c.readiness();
+                c.note_seen();
                 self.port.stats.send_buffer_full += 1;
                 Err(StackError::WouldBlock)
             }
             Ok(n) => {
-                c.last_ready = c.readiness();
+                c.note_seen();
                 if n < data.len() {
                     self.port.stats.send_buffer_full += 1;
                 }
@@ -202,6 +205,14 @@ impl<P: PacketIo> StackCore<P> {
     /// Reads into `buf`. `Ok(0)`: the peer closed and everything was read.
     /// `Err(WouldBlock)`: nothing yet.
     pub fn recv(&mut self, id: ConnId, buf: &mut [u8]) -> Result<usize, StackError> {
+        self.recv_more(id, buf).map(|(n, _)| n)
+    }
+
+    /// [`recv`](Self::recv), and whether the connection is still readable
+    /// after it (more bytes, the end of the stream or a failure for the
+    /// next read): a reader that takes bytes straight from here knows
+    /// without asking again whether to come back before the next event.
+    pub fn recv_more(&mut self, id: ConnId, buf: &mut [u8]) -> Result<(usize, bool), StackError> {
         let idx = self.slot_of(id)?;
         let c = &mut self.conns[idx];
         let s = c.sock_mut();
@@ -219,8 +230,9 @@ impl<P: PacketIo> StackCore<P> {
             },
         };
         let c = &mut self.conns[idx];
-        c.last_ready = c.readiness();
-        r
+        c.note_seen();
+        let more = c.last_ready.contains(Readiness::READABLE);
+        r.map(|n| (n, more))
     }
 
     /// Hands up to `max` received bytes to `sink`, straight from the
@@ -263,7 +275,7 @@ impl<P: PacketIo> StackCore<P> {
             self.mark_dirty(idx);
         }
         let c = &mut self.conns[idx];
-        c.last_ready = c.readiness();
+        c.note_seen();
         r
     }
 

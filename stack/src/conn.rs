@@ -220,6 +220,10 @@ pub(crate) struct Conn {
     pub established: bool,
     pub last_state: State,
     pub last_ready: Readiness,
+    /// Bytes in the receive buffer when the connection was last looked at
+    /// ([`note_seen`](Self::note_seen)): more than this at the next look
+    /// means data arrived, an event even if readiness did not change.
+    pub rx_seen: usize,
     pub reason: Option<CloseReason>,
     /// `abort` was called: a Closed state is our doing.
     pub aborted: bool,
@@ -262,6 +266,7 @@ impl Conn {
             established: false,
             last_state: State::Closed,
             last_ready: Readiness::default(),
+            rx_seen: 0,
             reason: None,
             aborted: false,
             sent: Sent::default(),
@@ -305,6 +310,7 @@ impl Conn {
         s.set_keep_alive((cfg.keepalive_ms > 0).then(|| Duration::from_millis(cfg.keepalive_ms)));
         self.established = false;
         self.last_ready = Readiness::default();
+        self.rx_seen = 0;
         self.reason = None;
         self.aborted = false;
         self.sent = Sent::default();
@@ -357,6 +363,14 @@ impl Conn {
         }
     }
 
+    /// Records what the application has been told (or has seen for
+    /// itself, by its own call): the readiness now and the bytes waiting
+    /// to be read. Events report changes from here on.
+    pub fn note_seen(&mut self) {
+        self.last_ready = self.readiness();
+        self.rx_seen = self.sock().recv_queue();
+    }
+
     /// Readiness as the application sees it.
     pub fn readiness(&self) -> Readiness {
         self.status().ready
@@ -375,6 +389,11 @@ impl Conn {
         }
         if s.can_send() {
             r |= Readiness::WRITABLE;
+        }
+        if state == State::Established && self.reason.is_none() {
+            // The common case, asked several times per transaction: none of
+            // the closing and failure rules below applies.
+            return ConnStatus { state, ready: r, reason: None };
         }
         // smoltcp's `may_recv` is false once the peer's FIN is in and the
         // buffer drained (or in any state past that); the handshake

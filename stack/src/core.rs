@@ -917,7 +917,13 @@ impl<P: PacketIo> StackCore<P> {
         match c.phase {
             Phase::App => {
                 let r = c.readiness();
-                if r != c.last_ready {
+                // Data that arrived while earlier data is still unread
+                // changes no readiness bit, but is news to a reader that
+                // takes bytes straight from the socket.
+                let queued = c.sock().recv_queue();
+                let arrived = queued > c.rx_seen;
+                c.rx_seen = queued;
+                if r != c.last_ready || arrived {
                     c.last_ready = r;
                     if cause != Cause::App {
                         let id = c.id(idx as u32);

@@ -173,3 +173,69 @@ fn pcap_file_holds_arp_and_tcp_frames_as_on_the_wire() {
         assert!(text.contains("ARP") && text.contains("TCP"), "{text}");
     }
 }
+
+#[test]
+fn each_arrival_of_data_is_an_event_even_while_earlier_data_is_unread() {
+    let mut w = world(1, 7, |_| {});
+    w.core(1, 0).listen(7, None).unwrap();
+    let client = w.core(0, 0).connect(SocketAddrV4::new(B, 7), None).unwrap();
+    let mut server: Option<ConnId> = None;
+    // Server-side data events, and the unread bytes at each.
+    let mut seen: Vec<usize> = Vec::new();
+    let mut writes = 0;
+    let end = w.now_ns + 2_000_000_000;
+    while w.now_ns < end && seen.len() < 3 {
+        w.step(&mut |h, c| {
+            if h == 1 {
+                if server.is_none() {
+                    server = c.accept(7);
+                    // Data in before the accept is not an event (look once).
+                    if let Some(n) = server.map(|id| c.recv_queue(id).unwrap()).filter(|&n| n > 0) {
+                        seen.push(n);
+                    }
+                }
+                for e in events(c) {
+                    if let (Some(id), Event::Conn { id: i, .. }) = (server, e) {
+                        let unread = c.recv_queue(id).unwrap();
+                        if i == id && unread > seen.last().copied().unwrap_or(0) {
+                            seen.push(unread);
+                        }
+                    }
+                }
+            } else {
+                let _ = events(c);
+                // One write per arrival seen, so each is a segment of its own;
+                // the server never reads.
+                if writes == seen.len()
+                    && writes < 3
+                    && c.readiness(client).is_ok_and(|r| r.contains(Readiness::WRITABLE))
+                {
+                    assert_eq!(c.send(client, b"ping").unwrap(), 4);
+                    writes += 1;
+                }
+            }
+        });
+    }
+    // Readiness stayed READABLE after the first: the second and third
+    // arrivals are events all the same.
+    assert_eq!(seen, [4, 8, 12], "data events with the bytes unread at each");
+    // Reading everything and then getting more is an event again.
+    let id = server.unwrap();
+    let mut b = [0u8; 64];
+    let (n, more) = w.core(1, 0).recv_more(id, &mut b).unwrap();
+    assert_eq!((n, more), (12, false), "read everything: nothing more for now");
+    let _ = events(w.core(1, 0));
+    assert_eq!(w.core(0, 0).send(client, b"pong").unwrap(), 4);
+    let mut again = false;
+    let end = w.now_ns + 1_000_000_000;
+    while w.now_ns < end && !again {
+        w.step(&mut |h, c| {
+            let e = events(c);
+            if h == 1 {
+                again |= e.iter().any(|e| matches!(e, Event::Conn { id: i, .. } if *i == id));
+            }
+        });
+    }
+    assert!(again, "no event for data after a drained buffer");
+    assert_eq!(w.core(1, 0).recv_more(id, &mut b), Ok((4, false)));
+}
