@@ -736,14 +736,15 @@ impl State {
     }
 
     /// The redirection table in RETA, rebuilt on first use after a change.
-    pub(crate) fn reta(&mut self) -> Reta {
-        if let Some(r) = self.rss.reta {
-            return r;
+    /// (A reference, not a copy: this runs for every received frame, and the
+    /// table is 128 bytes.)
+    pub(crate) fn reta(&mut self) -> &Reta {
+        if self.rss.reta.is_none() {
+            let words: [u32; 32] = std::array::from_fn(|i| self.reg(regs::RETA(i as u32)));
+            self.rss.reta = Some(Reta::from_registers(&words));
         }
-        let words: [u32; 32] = std::array::from_fn(|i| self.reg(regs::RETA(i as u32)));
-        let reta = Reta::from_registers(&words);
-        self.rss.reta = Some(reta);
-        reta
+        let RssCache { reta, .. } = &mut self.rss;
+        reta.get_or_insert_with(|| Reta::from_registers(&[0; 32]))
     }
 
     /// Largest frame without FCS the MAC accepts or sends: 1518 with FCS,
