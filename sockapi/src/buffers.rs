@@ -52,6 +52,18 @@ pub(crate) struct ConnBuf {
     pub sync_queued: bool,
     /// The stack stopped pulling because `rx` was full: the engine may hold more.
     pub engine_has_more: bool,
+    /// Inline runtime: the engine holds something for a read (bytes, the
+    /// end of the stream, a failure), which the application's read takes
+    /// straight from the engine's buffer instead of `rx` (set by the stack
+    /// side at an event, cleared by the read that empties the engine).
+    pub engine_unread: bool,
+    /// Inline runtime: the peer's FIN is in at the engine, perhaps behind
+    /// unread bytes there (`peer_fin` is set when a read reaches it).
+    pub fin_in: bool,
+    /// Inline runtime: a read could not reach the engine (the context was
+    /// in use); the stack side moves the engine's bytes into `rx` at its
+    /// next sync instead, and reports the socket.
+    pub pull_asked: bool,
     /// The application closed or aborted its handle.
     pub app_closed: bool,
     /// Bumped by whichever side makes a change that may make the socket
@@ -77,6 +89,9 @@ impl ConnBuf {
             error: None,
             sync_queued: false,
             engine_has_more: false,
+            engine_unread: false,
+            fin_in: false,
+            pull_asked: false,
             app_closed: false,
             changes: Changes::default(),
             local: None,
@@ -115,10 +130,10 @@ impl ConnBuf {
     /// Readiness as the application sees it ([`readiness::stream`]).
     pub fn readiness(&self) -> Readiness {
         readiness::stream(StreamState {
-            unread: !self.rx.is_empty(),
+            unread: !self.rx.is_empty() || self.engine_unread,
             room: self.tx.len() < self.tx_cap,
             established: self.established,
-            peer_fin: self.peer_fin,
+            peer_fin: self.peer_fin || self.fin_in,
             write_shut: self.write_shut,
             read_shut: self.read_shut,
             failed: self.failed.is_some(),

@@ -14,7 +14,7 @@ use crossbeam_channel::bounded;
 use crate::batch::{BatchRx, BatchTx};
 
 use crate::buffers::{ConnBuf, ListenBuf, UdpBuf, lock};
-use crate::engine::{ConnId, Engine, ListenerId, Readiness, UdpId};
+use crate::engine::{ConnId, Engine, EngineError, ListenerId, Readiness, UdpId};
 use crate::job::{Job, Reply};
 use crate::pump::{AnyPump, Pump};
 use crate::readiness::{self, Changes, Reg};
@@ -272,14 +272,14 @@ impl Context {
     /// assert_eq!(ctx.core(), 0);
     /// ```
     pub fn inline<E: Engine + 'static>(engine: E) -> Context {
-        Context::with_link(0, Link::Inline(Box::new(Pump::new(engine))), StopHandle::default())
+        Context::with_link(0, Link::Inline(Box::new(Pump::direct(engine))), StopHandle::default())
     }
 
     /// An inline context for core `core` of a set that share `stop`: for
     /// harnesses that drive several cores' stacks from one thread (such as
     /// `ixtcp_host::Stepped`); [`inline`](Self::inline) is core 0 alone.
     pub fn inline_core<E: Engine + 'static>(core: usize, engine: E, stop: StopHandle) -> Context {
-        Context::with_link(core, Link::Inline(Box::new(Pump::new(engine))), stop)
+        Context::with_link(core, Link::Inline(Box::new(Pump::direct(engine))), stop)
     }
 
     pub(crate) fn threaded(core: usize, jobs: BatchTx<Job>, events: BatchRx<Key>, stop: StopHandle) -> Context {
@@ -430,6 +430,32 @@ impl Context {
             }
         }
         Some(taken)
+    }
+
+    /// Inline: reads received bytes of `conn` into `bufs` straight from
+    /// the engine (the stream's own buffer holds none); the count and
+    /// whether anything is left for a read. `None` when the stack is not
+    /// on this thread, is in use by a call on this thread, or does not
+    /// read for `conn`.
+    pub(crate) fn recv_now(
+        &self,
+        conn: ConnId,
+        bufs: &mut [std::io::IoSliceMut<'_>],
+    ) -> Option<Result<(usize, bool), EngineError>> {
+        let mut link = self.inner.link.try_borrow_mut().ok()?;
+        let Link::Inline(stack) = &mut *link else { return None };
+        stack.recv_now(conn, bufs)
+    }
+
+    /// Inline: moves what the engine holds for `conn` into the stream's
+    /// buffer now. False when the stack could not be reached (see
+    /// [`recv_now`](Self::recv_now)). The caller does not hold the
+    /// stream's buffer locked.
+    pub(crate) fn pull_now(&self, conn: ConnId) -> bool {
+        let Ok(mut link) = self.inner.link.try_borrow_mut() else { return false };
+        let Link::Inline(stack) = &mut *link else { return false };
+        stack.pull_now(conn);
+        true
     }
 
     /// Inline: the jobs queued so far, then a connect, applied now; its
@@ -721,5 +747,52 @@ mod tests {
         let regs = &st.socks.get(next).unwrap().regs;
         assert!(regs.is_empty(), "the kept list comes back empty");
         assert_eq!(regs.as_ptr(), list, "and is the removed socket's");
+    }
+
+    /// Inline, a read takes bytes straight from the engine; when it cannot
+    /// reach the stack (the context is in use), it says `WouldBlock`, and
+    /// the stack side moves the bytes into the stream's buffer at its next
+    /// iteration and reports the socket again, so an edge-triggered reader
+    /// loses nothing.
+    #[test]
+    fn a_read_that_cannot_reach_the_stack_gets_its_bytes_at_the_next_event() {
+        use crate::{Epoll, Events, TcpListener, TcpStream, testing::TestNet};
+        use std::io::Read;
+        use std::io::Write;
+        let ctx = Context::inline(TestNet::new().engine([10, 0, 0, 1].into()));
+        let addr = "10.0.0.1:7".parse().unwrap();
+        let listener = TcpListener::bind(&ctx, addr).unwrap();
+        listener.set_nonblocking(false);
+        let client = TcpStream::connect(&ctx, addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let ep = Epoll::new(&ctx).unwrap();
+        ep.add(&server, Token(1), Interest::READABLE, Trigger::EDGE).unwrap();
+        (&client).write_all(b"hello").unwrap();
+        let mut events = Events::with_capacity(4);
+        let mut wait_readable = || {
+            for _ in 0..1000 {
+                ep.wait(&mut events, Some(Duration::from_millis(1))).unwrap();
+                if events.iter().any(|e| e.token() == Token(1) && e.is_readable()) {
+                    return;
+                }
+            }
+            panic!("no readable event");
+        };
+        wait_readable();
+        assert!(lock(&server.buf).engine_unread, "inline: the bytes wait in the engine");
+        let mut buf = [0u8; 16];
+        {
+            let _in_use = ctx.inner.link.borrow_mut();
+            let e = (&server).read(&mut buf).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+            assert!(lock(&server.buf).pull_asked);
+        }
+        wait_readable();
+        let b = lock(&server.buf);
+        assert_eq!((b.rx.len(), b.engine_unread, b.pull_asked), (5, false, false), "moved into the stream's buffer");
+        drop(b);
+        assert_eq!((&server).read(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        assert_eq!((&server).read(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -254,8 +254,9 @@ impl From<EngineError> for io::Error {
 ///   the connection failed or the peer went away: like a file descriptor, the
 ///   id is released by its owner, not by the network. Calls with a released
 ///   or unknown id return [`EngineError::InvalidHandle`].
-/// - **Events.** Whenever a connection's readiness may have changed, or a
-///   listener has a connection to accept, the engine queues an event, which
+/// - **Events.** Whenever a connection's readiness may have changed, data
+///   arrived for it (also while earlier data is unread), or a listener has
+///   a connection to accept, the engine queues an event, which
 ///   [`take_events`](Engine::take_events) hands out. Spurious and coalesced
 ///   events are fine; missing ones are not (sockapi does not poll).
 /// - **Data.** `send` copies as much as fits into the send buffer and returns
@@ -348,6 +349,14 @@ pub trait Engine {
     /// buffer is the one copy between the engine and the application's
     /// read.)
     fn recv(&mut self, conn: ConnId, into: &mut VecDeque<u8>, max: usize) -> Result<usize, EngineError>;
+
+    /// Copies received bytes into `into`, straight from the engine's own
+    /// receive buffer (the application's read buffer, in the inline
+    /// runtime: no copy in between), as [`recv`](Self::recv) does; with
+    /// the count, whether a read would still return anything but
+    /// `WouldBlock` afterwards (bytes, the end of the stream, a failure).
+    /// `into` is not empty.
+    fn recv_slice(&mut self, conn: ConnId, into: &mut [u8]) -> Result<(usize, bool), EngineError>;
 
     /// Send FIN after the queued data; receiving goes on.
     fn shutdown_write(&mut self, conn: ConnId) -> Result<(), EngineError>;
@@ -485,6 +494,9 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn recv(&mut self, conn: ConnId, into: &mut VecDeque<u8>, max: usize) -> Result<usize, EngineError> {
         (**self).recv(conn, into, max)
+    }
+    fn recv_slice(&mut self, conn: ConnId, into: &mut [u8]) -> Result<(usize, bool), EngineError> {
+        (**self).recv_slice(conn, into)
     }
     fn shutdown_write(&mut self, conn: ConnId) -> Result<(), EngineError> {
         (**self).shutdown_write(conn)

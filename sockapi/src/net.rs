@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::buffers::{ConnBuf, DEFAULT_BUF, ListenBuf, lock};
 use crate::context::{Context, Sock, SockKind};
-use crate::engine::{ConnId, KeepAlive, ListenerId, SockOpt, error_kind};
+use crate::engine::{ConnId, EngineError, KeepAlive, ListenerId, SockOpt, error_kind};
 use crate::epoll::{Source, SourceId};
 use crate::job::Job;
 use crate::pump::ConnectArgs;
@@ -101,7 +101,7 @@ pub struct TcpStream {
     ctx: Context,
     key: Key,
     conn: ConnId,
-    buf: Arc<Mutex<ConnBuf>>,
+    pub(crate) buf: Arc<Mutex<ConnBuf>>,
     nonblocking: Cell<bool>,
     nodelay: Cell<bool>,
     keepalive: Cell<Option<Duration>>,
@@ -237,11 +237,25 @@ impl TcpStream {
     /// up to the socket's receive buffer. Errors only if the stream was
     /// closed by the application.
     pub fn bytes_readable(&self) -> io::Result<usize> {
+        self.pull_engine_bytes();
         let b = lock(&self.buf);
         if b.app_closed {
             return Err(closed());
         }
         Ok(b.rx.len())
+    }
+
+    /// Inline, where reads take bytes straight from the engine: moves what
+    /// the engine holds into the stream's own buffer, for the calls that
+    /// look at that buffer (peek, the readable count).
+    fn pull_engine_bytes(&self) {
+        let unread = {
+            let b = lock(&self.buf);
+            b.rx.is_empty() && b.engine_unread && !b.app_closed
+        };
+        if unread {
+            self.ctx.pull_now(self.conn);
+        }
     }
 
     fn sync_job(&self) -> io::Result<()> {
@@ -250,12 +264,51 @@ impl TcpStream {
 
     /// Reads into `bufs`; with `peek`, leaves what it copied in the buffer.
     fn try_read(&self, bufs: &mut [IoSliceMut<'_>], peek: bool) -> io::Result<usize> {
+        if peek {
+            self.pull_engine_bytes();
+        }
         let mut b = lock(&self.buf);
         if b.app_closed {
             return Err(closed());
         }
         if bufs.iter().all(|d| d.is_empty()) {
             return Ok(0);
+        }
+        if b.rx.is_empty() && b.engine_unread && !b.read_shut && !peek {
+            // Inline: the bytes are read straight from the engine's buffer.
+            match self.ctx.recv_now(self.conn, bufs) {
+                Some(Ok((0, _))) => {
+                    b.engine_unread = false;
+                    b.peer_fin = true;
+                    return Ok(0);
+                }
+                Some(Ok((n, more))) => {
+                    b.engine_unread = more;
+                    return Ok(n);
+                }
+                Some(Err(EngineError::Failed(f))) => {
+                    // Reported below, by this read; the stack side's sync
+                    // finds it recorded.
+                    b.engine_unread = false;
+                    if b.fail(f) {
+                        b.changes.record(true, true);
+                    }
+                }
+                // Nothing after all, or the engine no longer knows the
+                // connection (its failure comes with the next sync).
+                Some(Err(_)) => b.engine_unread = false,
+                None => {
+                    // The stack cannot be reached now: it moves the bytes
+                    // into `rx` at its next sync, and reports the socket.
+                    let job = !b.sync_queued;
+                    (b.pull_asked, b.sync_queued) = (true, true);
+                    drop(b);
+                    if job {
+                        self.sync_job()?;
+                    }
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+            }
         }
         if !b.rx.is_empty() {
             let mut n = 0;
@@ -379,6 +432,8 @@ impl TcpStream {
         if matches!(how, Shutdown::Read | Shutdown::Both) {
             b.read_shut = true;
             b.rx.clear();
+            // What the engine still holds is dropped at the sync below.
+            b.engine_unread = false;
             b.changes.readable();
         }
         b.sync_queued = true;
@@ -544,6 +599,9 @@ impl TcpStream {
     }
 
     /// Size the receive side, as [`set_send_buffer_size`](Self::set_send_buffer_size).
+    /// (Inline, received bytes wait in the engine's buffer alone until read:
+    /// reads take them from there, and the stream buffers them only for a
+    /// peek or [`bytes_readable`](Self::bytes_readable).)
     pub fn set_recv_buffer_size(&self, size: usize) -> io::Result<()> {
         self.resize(size, false)
     }

@@ -4,10 +4,14 @@
 //! queues), and turns engine events into application events
 //! (the keys of sockets whose readiness may have changed).
 //!
-//! Both runtimes run this same code; they differ only in where it runs (the
-//! stack thread, or the application's thread inside `Epoll::wait`) and in how
-//! job and event batches travel.
+//! Both runtimes run this same code; they differ in where it runs (the
+//! stack thread, or the application's thread inside `Epoll::wait`), in how
+//! job and event batches travel, and in who takes received bytes from the
+//! engine: inline, the application's read does ([`AnyPump::recv_now`]) and
+//! a sync only notes that there is something to read; threaded, a sync
+//! moves them into the connection's shared buffer.
 
+use std::io::IoSliceMut;
 use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,6 +92,16 @@ pub(crate) trait AnyPump {
     ) -> Result<(ConnId, Option<SocketAddrV4>), EngineError>;
     /// A renewed buffer of a finished connection, for a new one.
     fn spare_buf(&mut self) -> Option<Arc<Mutex<ConnBuf>>>;
+    /// Reads received bytes of connection `conn` into `bufs`, in order,
+    /// straight from the engine's buffer (the caller's `rx` for it is
+    /// empty): as [`Engine::recv_slice`] over several buffers, the count
+    /// and whether anything is left for a read. `None` if the connection
+    /// is not this pump's or the application closed it.
+    fn recv_now(&mut self, conn: ConnId, bufs: &mut [IoSliceMut<'_>]) -> Option<Result<(usize, bool), EngineError>>;
+    /// Moves what the engine holds for `conn` into its `rx` now, as a
+    /// sync of a runtime without direct reads would (for a peek, or the
+    /// count of readable bytes, which look at `rx`).
+    fn pull_now(&mut self, conn: ConnId);
 }
 
 /// What `Job::Connect` carries but its reply.
@@ -132,6 +146,11 @@ pub(crate) struct Pump<E> {
     spare_bufs: Vec<Arc<Mutex<ConnBuf>>>,
     /// `accept_some`'s list, kept between calls.
     accepted: Vec<(ConnId, Arc<Mutex<ConnBuf>>)>,
+    /// The application reads straight from the engine
+    /// ([`AnyPump::recv_now`]): the inline runtime, where it runs on this
+    /// thread. A sync then only notes that there is something to read;
+    /// otherwise it moves the bytes into the connection's `rx`.
+    direct: bool,
 }
 
 fn slot<T>(v: &mut Vec<Option<T>>, index: u32) -> &mut Option<T> {
@@ -158,7 +177,14 @@ impl<E: Engine> Pump<E> {
             quiesce: Vec::new(),
             spare_bufs: Vec::new(),
             accepted: Vec::new(),
+            direct: false,
         }
+    }
+
+    /// A pump whose application reads straight from the engine (the
+    /// inline runtime's: see [`AnyPump::recv_now`]).
+    pub fn direct(engine: E) -> Pump<E> {
+        Pump { direct: true, ..Pump::new(engine) }
     }
 
     /// A buffer for a newly accepted connection: a spare one if there is.
@@ -290,7 +316,7 @@ impl<E: Engine> Pump<E> {
         let any = !events.is_empty();
         for ev in events.drain(..) {
             match ev {
-                EngineEvent::Conn { id, .. } => self.sync(id, out),
+                EngineEvent::Conn { id, .. } => self.sync_with(id, out, true),
                 EngineEvent::Acceptable { listener } => self.accept_some(listener, out),
                 EngineEvent::Udp { id } => self.sync_udp(id, out),
             }
@@ -616,8 +642,18 @@ impl<E: Engine> Pump<E> {
 
     /// Bring one connection up to date: failure and handshake state, bytes
     /// from the app's `tx` into the engine, bytes from the engine into the
-    /// app's `rx`, FIN after a write shutdown, release after close.
+    /// app's `rx` (or, when the application reads straight from the
+    /// engine, whether there is something to read), FIN after a write
+    /// shutdown, release after close.
     fn sync(&mut self, id: ConnId, out: &mut Vec<Key>) {
+        self.sync_with(id, out, false)
+    }
+
+    /// [`sync`](Self::sync); `event`: the engine raised an event for the
+    /// connection (data may have arrived, which a direct reader must hear
+    /// of even while earlier bytes wait in the engine).
+    fn sync_with(&mut self, id: ConnId, out: &mut Vec<Key>, event: bool) {
+        let direct = self.direct;
         let engine = &mut self.engine;
         let Some(Some(c)) = self.conns.get_mut(id.index as usize) else { return };
         if c.id != id {
@@ -638,14 +674,7 @@ impl<E: Engine> Pump<E> {
         match engine.state(id) {
             Ok(st) => {
                 readable = st.ready.contains(Readiness::READABLE);
-                fin_possible = !matches!(
-                    st.tcp,
-                    TcpState::Established
-                        | TcpState::FinWait1
-                        | TcpState::FinWait2
-                        | TcpState::SynSent
-                        | TcpState::SynReceived
-                );
+                fin_possible = self::fin_possible(st.tcp);
                 if let Some(f) = st.failure {
                     if b.fail(f) {
                         (rx, tx) = (true, true);
@@ -693,42 +722,23 @@ impl<E: Engine> Pump<E> {
         }
 
         if !c.released && b.failed.is_none() {
-            b.engine_has_more = false;
-            while readable && !b.peer_fin {
-                // After a read shutdown arriving bytes are taken and dropped.
-                let room = if b.read_shut { DISCARD } else { b.rx_cap.saturating_sub(b.rx.len()) };
-                if room == 0 {
-                    b.engine_has_more = true;
-                    break;
+            if direct && !b.read_shut && !b.pull_asked {
+                // The application's read takes the bytes from the engine:
+                // only say that there is something, and that it is news
+                // when the engine raised an event (data arrived) or the
+                // end of the stream is new.
+                b.engine_unread = readable;
+                if readable && event {
+                    rx = true;
                 }
-                let b = &mut *b;
-                match engine.recv(id, &mut b.rx, room) {
-                    Ok(0) => {
-                        b.peer_fin = true;
-                        rx = true;
-                    }
-                    Ok(n) => {
-                        if b.read_shut {
-                            b.rx.clear();
-                        } else {
-                            rx = true;
-                        }
-                        // Less than asked for: the engine is drained (a
-                        // core's `recv` hands over both pieces of its ring
-                        // at once), unless the end of the stream may still
-                        // be there to read.
-                        if n < room && !fin_possible {
-                            break;
-                        }
-                    }
-                    Err(EngineError::Failed(f)) => {
-                        // Only reached while not failed: `fail` records it.
-                        b.fail(f);
-                        (rx, tx) = (true, true);
-                        break;
-                    }
-                    Err(_) => break,
+                if fin_possible && !b.fin_in {
+                    b.fin_in = true;
+                    rx = true;
                 }
+            } else {
+                b.pull_asked = false;
+                let (r, t) = pull(engine, id, &mut b, readable, fin_possible);
+                (rx, tx) = (rx || r, tx || t);
             }
         }
 
@@ -750,6 +760,51 @@ impl<E: Engine> Pump<E> {
             }
         }
     }
+}
+
+/// Moves the bytes the engine holds for connection `id` into its `rx`, up
+/// to `rx`'s bound (after a read shutdown they are taken and dropped), and
+/// the end of the stream or a failure into its flags; `readable`: the
+/// engine has something for `recv`; `fin_possible`: the peer may have sent
+/// its FIN. The directions that changed (read, write).
+fn pull<E: Engine>(engine: &mut E, id: ConnId, b: &mut ConnBuf, readable: bool, fin_possible: bool) -> (bool, bool) {
+    let (mut rx, mut tx) = (false, false);
+    b.engine_has_more = false;
+    b.engine_unread = false;
+    while readable && !b.peer_fin {
+        let room = if b.read_shut { DISCARD } else { b.rx_cap.saturating_sub(b.rx.len()) };
+        if room == 0 {
+            b.engine_has_more = true;
+            break;
+        }
+        match engine.recv(id, &mut b.rx, room) {
+            Ok(0) => {
+                b.peer_fin = true;
+                rx = true;
+            }
+            Ok(n) => {
+                if b.read_shut {
+                    b.rx.clear();
+                } else {
+                    rx = true;
+                }
+                // Less than asked for: the engine is drained (a core's
+                // `recv` hands over both pieces of its ring at once),
+                // unless the end of the stream may still be there to read.
+                if n < room && !fin_possible {
+                    break;
+                }
+            }
+            Err(EngineError::Failed(f)) => {
+                // Only reached while not failed: `fail` records it.
+                b.fail(f);
+                (rx, tx) = (true, true);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    (rx, tx)
 }
 
 impl<E: Engine> AnyPump for Pump<E> {
@@ -800,4 +855,49 @@ impl<E: Engine> AnyPump for Pump<E> {
     fn spare_buf(&mut self) -> Option<Arc<Mutex<ConnBuf>>> {
         self.spare_bufs.pop()
     }
+    fn recv_now(&mut self, conn: ConnId, bufs: &mut [IoSliceMut<'_>]) -> Option<Result<(usize, bool), EngineError>> {
+        if self.conn_mut(conn)?.released {
+            return None;
+        }
+        let (mut total, mut more) = (0, true);
+        for buf in bufs.iter_mut().filter(|b| !b.is_empty()) {
+            match self.engine.recv_slice(conn, buf) {
+                // The end of the stream: reported once the bytes before it are.
+                Ok((0, _)) => break,
+                Ok((n, left)) => {
+                    (total, more) = (total + n, left);
+                    if n < buf.len() || !left {
+                        break;
+                    }
+                }
+                // Bytes first; the engine says the rest at the next read.
+                Err(_) if total > 0 => break,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok((total, more)))
+    }
+    fn pull_now(&mut self, conn: ConnId) {
+        let engine = &mut self.engine;
+        let Some(Some(c)) = self.conns.get_mut(conn.index as usize) else { return };
+        if c.id != conn || c.released {
+            return;
+        }
+        let Ok(st) = engine.state(conn) else { return };
+        let mut b = lock(&c.buf);
+        if b.failed.is_some() {
+            return;
+        }
+        let readable = st.ready.contains(Readiness::READABLE);
+        pull(engine, conn, &mut b, readable, fin_possible(st.tcp));
+    }
+}
+
+/// Whether the peer may have sent its FIN: any TCP state but those in
+/// which it has not.
+fn fin_possible(tcp: TcpState) -> bool {
+    !matches!(
+        tcp,
+        TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2 | TcpState::SynSent | TcpState::SynReceived
+    )
 }

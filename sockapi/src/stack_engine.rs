@@ -358,6 +358,16 @@ impl<P: PacketIo> Engine for StackEngine<P> {
         }
     }
 
+    fn recv_slice(&mut self, conn: ConnId, into: &mut [u8]) -> Result<(usize, bool), EngineError> {
+        match self.core.recv_more(conn, into) {
+            Ok(got) => Ok(got),
+            Err(StackError::NotConnected) if self.core.close_reason(conn) == Ok(Some(CloseReason::Normal)) => {
+                Ok((0, true))
+            }
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
     fn shutdown_write(&mut self, conn: ConnId) -> Result<(), EngineError> {
         self.core.shutdown_write(conn).map_err(engine_error)
     }

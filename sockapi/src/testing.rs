@@ -856,6 +856,28 @@ impl Engine for TestEngine {
         })
     }
 
+    fn recv_slice(&mut self, conn: ConnId, into: &mut [u8]) -> Result<(usize, bool), EngineError> {
+        self.with(|net, me| {
+            let (k, side) = net.resolve(me, conn)?;
+            let e = net.end(k, side).ok_or(EngineError::InvalidHandle)?;
+            if e.rcv.is_empty() {
+                return match (e.peer_fin, e.failure) {
+                    (_, Some(f)) => Err(EngineError::Failed(f)),
+                    (true, None) => Ok((0, true)),
+                    (false, None) => Err(EngineError::WouldBlock),
+                };
+            }
+            let n = into.len().min(e.rcv.len());
+            for (d, s) in into.iter_mut().zip(e.rcv.drain(..n)) {
+                *d = s;
+            }
+            let more = !e.rcv.is_empty() || e.peer_fin || e.failure.is_some();
+            // Room freed: the peer may send more at its next egress.
+            net.mark_dirty(k, 1 - side);
+            Ok((n, more))
+        })
+    }
+
     fn shutdown_write(&mut self, conn: ConnId) -> Result<(), EngineError> {
         self.with(|net, me| {
             let (k, side) = net.resolve(me, conn)?;

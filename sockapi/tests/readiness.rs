@@ -29,6 +29,8 @@ both_runtimes!(
     wait_times_out,
     stop_wakes_blocked_wait,
     large_write_completes_through_writable_events,
+    fin_behind_unread_data_is_read_closed_then_data_then_end,
+    peek_and_readable_count_then_reads_keep_the_order,
 );
 on_models!(
     level_triggered_reports_while_condition_holds,
@@ -41,6 +43,8 @@ on_models!(
     wait_times_out,
     stop_wakes_blocked_wait,
     large_write_completes_through_writable_events,
+    fin_behind_unread_data_is_read_closed_then_data_then_end,
+    peek_and_readable_count_then_reads_keep_the_order,
 );
 // Not on the models:
 // - `blocked_wait_wakes_on_data` listens on core 0 only and connects from
@@ -176,8 +180,11 @@ fn writable_edge_after_buffer_was_full(mode: Mode) {
         ep.add(&c, Token(1), Interest::WRITABLE, Trigger::EDGE).unwrap();
         assert!(wait_token(&ep, Token(1)).is_writable(), "writable once connected");
         // Fill everything: the client's buffer and engine send buffer, the
-        // server's engine receive buffer and its buffer, 4 KiB each.
-        const CAPACITY: usize = 4 * 4096;
+        // server's engine receive buffer and, threaded, its stream's buffer,
+        // 4 KiB each (inline, reads take bytes straight from the engine's
+        // buffer, so the stream buffers none).
+        let buffers = if env.mode == Mode::Inline { 3 } else { 4 };
+        let capacity = buffers * 4096;
         let mut written = 0;
         settle(env.ctx, "buffers full", || {
             loop {
@@ -187,7 +194,7 @@ fn writable_edge_after_buffer_was_full(mode: Mode) {
                     Err(e) => panic!("{e}"),
                 }
             }
-            written == CAPACITY
+            written == capacity
         });
         assert!(poll_tokens(&ep).is_empty(), "full: no writable event");
         // The reader frees room: one writable edge.
@@ -252,6 +259,60 @@ fn read_closed_and_hang_up_events(mode: Mode) {
         c.abort().unwrap();
         let ev = wait_token(&ep, Token(2));
         assert!(ev.is_error() && ev.is_hang_up() && !ev.is_read_closed());
+    });
+}
+
+/// Waits on `ep` until an event for `token` has every bit `want` checks.
+fn wait_until(ep: &Epoll, token: Token, what: &str, want: impl Fn(&Event) -> bool) {
+    let ctx_events = &mut Events::with_capacity(4);
+    for _ in 0..100 {
+        if wait_for(ep, ctx_events).iter().any(|e| e.token() == token && want(e)) {
+            return;
+        }
+    }
+    panic!("no event with {what} for {token:?}");
+}
+
+fn fin_behind_unread_data_is_read_closed_then_data_then_end(mode: Mode) {
+    one_core(mode, TestConfig::default(), |env| {
+        let (c, s) = pair(env.ctx, 80);
+        let ep = Epoll::new(env.ctx).unwrap();
+        ep.add(&s, Token(1), Interest::READABLE, Trigger::EDGE).unwrap();
+        (&c).write_all(b"abc").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        // The FIN is in while the bytes before it are unread: read-closed
+        // already (Linux's EPOLLRDHUP), and the reads still return the bytes.
+        wait_until(&ep, Token(1), "read-closed", |e| e.is_readable() && e.is_read_closed());
+        let mut two = [0u8; 2];
+        assert_eq!((&s).read(&mut two).unwrap(), 2);
+        assert_eq!(&two, b"ab");
+        assert_eq!((&s).read(&mut two).unwrap(), 1);
+        assert_eq!(two[0], b'c');
+        assert_eq!((&s).read(&mut two).unwrap(), 0, "end of stream after the bytes");
+        assert_eq!((&s).read(&mut two).unwrap(), 0, "and it stays");
+        assert!(is_readable(&s), "at end of stream a socket stays readable");
+    });
+}
+
+fn peek_and_readable_count_then_reads_keep_the_order(mode: Mode) {
+    one_core(mode, TestConfig::default(), |env| {
+        let (c, s) = pair(env.ctx, 80);
+        let ep = Epoll::new(env.ctx).unwrap();
+        ep.add(&s, Token(1), Interest::READABLE, Trigger::EDGE).unwrap();
+        (&c).write_all(b"hello").unwrap();
+        assert!(wait_token(&ep, Token(1)).is_readable());
+        assert_eq!(s.bytes_readable().unwrap(), 5);
+        let mut two = [0u8; 2];
+        assert_eq!(s.peek(&mut two).unwrap(), 2);
+        assert_eq!(&two, b"he");
+        // More arrives while the first bytes wait (peeked, not read): an edge.
+        (&c).write_all(b", world").unwrap();
+        assert!(wait_token(&ep, Token(1)).is_readable());
+        let mut got = Vec::new();
+        assert_eq!(drain(&s, &mut got).unwrap(), Some(12));
+        assert_eq!(got, b"hello, world");
+        assert_eq!(s.bytes_readable().unwrap(), 0);
+        assert!(poll_tokens(&ep).is_empty(), "drained: no event");
     });
 }
 

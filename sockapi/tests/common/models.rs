@@ -305,6 +305,10 @@ impl Engine for PairEngine {
         let (h, id) = self.half_mut(conn);
         h.recv(id, into, max)
     }
+    fn recv_slice(&mut self, conn: ConnId, into: &mut [u8]) -> Result<(usize, bool), EngineError> {
+        let (h, id) = self.half_mut(conn);
+        h.recv_slice(id, into)
+    }
     fn shutdown_write(&mut self, conn: ConnId) -> Result<(), EngineError> {
         let (h, id) = self.half_mut(conn);
         h.shutdown_write(id)
