@@ -794,5 +794,17 @@ mod tests {
         assert_eq!((&server).read(&mut buf).unwrap(), 5);
         assert_eq!(&buf[..5], b"hello");
         assert_eq!((&server).read(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        // A peek looks at the stream's buffer: unable to fill it from the
+        // engine now, it finds nothing, and the next sync fills it.
+        (&client).write_all(b"again").unwrap();
+        wait_readable();
+        {
+            let _in_use = ctx.inner.link.borrow_mut();
+            assert_eq!(server.peek(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        }
+        wait_readable();
+        assert_eq!(server.peek(&mut buf).unwrap(), 5);
+        assert_eq!((&server).read(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"again");
     }
 }

@@ -247,15 +247,30 @@ impl TcpStream {
 
     /// Inline, where reads take bytes straight from the engine: moves what
     /// the engine holds into the stream's own buffer, for the calls that
-    /// look at that buffer (peek, the readable count).
+    /// look at that buffer (peek, the readable count). When the stack
+    /// cannot be reached now, its next sync does it and reports the socket.
     fn pull_engine_bytes(&self) {
         let unread = {
             let b = lock(&self.buf);
             b.rx.is_empty() && b.engine_unread && !b.app_closed
         };
-        if unread {
-            self.ctx.pull_now(self.conn);
+        if unread && !self.ctx.pull_now(self.conn) {
+            // Failing only with a context in use or gone, which the
+            // caller's own call then reports.
+            let _ = self.ask_pull();
         }
+    }
+
+    /// Asks the stack side to move the engine's bytes into `rx` at its next
+    /// sync (and so to report the socket), queueing that sync once.
+    fn ask_pull(&self) -> io::Result<()> {
+        let job = {
+            let mut b = lock(&self.buf);
+            let job = !b.sync_queued;
+            (b.pull_asked, b.sync_queued) = (true, true);
+            job
+        };
+        if job { self.sync_job() } else { Ok(()) }
     }
 
     fn sync_job(&self) -> io::Result<()> {
@@ -300,12 +315,8 @@ impl TcpStream {
                 None => {
                     // The stack cannot be reached now: it moves the bytes
                     // into `rx` at its next sync, and reports the socket.
-                    let job = !b.sync_queued;
-                    (b.pull_asked, b.sync_queued) = (true, true);
                     drop(b);
-                    if job {
-                        self.sync_job()?;
-                    }
+                    self.ask_pull()?;
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
             }
