@@ -345,9 +345,9 @@ pub trait Engine {
     /// Append up to `max` received bytes to `into`, straight from the
     /// engine's own receive buffer, and say how many; `Ok(0)` means end of
     /// stream. Callers pass a `max` of at least 1. Fewer than `max` bytes
-    /// means the engine has handed over all it had. (The application-side
-    /// buffer is the one copy between the engine and the application's
-    /// read.)
+    /// means the engine has handed over all it had. (The threaded runtime
+    /// reads this way into the stream's shared buffer; inline, the
+    /// application's read uses [`recv_slice`](Self::recv_slice).)
     fn recv(&mut self, conn: ConnId, into: &mut VecDeque<u8>, max: usize) -> Result<usize, EngineError>;
 
     /// Copies received bytes into `into`, straight from the engine's own
