@@ -653,6 +653,16 @@ impl TestEngine {
     }
 }
 
+/// What a read of an end with no bytes queued finds: its failure, the end
+/// of the stream (`Ok`), or nothing yet.
+fn nothing_queued(e: &End) -> Result<(), EngineError> {
+    match (e.peer_fin, e.failure) {
+        (_, Some(f)) => Err(EngineError::Failed(f)),
+        (true, None) => Ok(()),
+        (false, None) => Err(EngineError::WouldBlock),
+    }
+}
+
 impl Engine for TestEngine {
     fn now_ns(&self) -> u64 {
         match &self.clock {
@@ -842,11 +852,7 @@ impl Engine for TestEngine {
             let (k, side) = net.resolve(me, conn)?;
             let e = net.end(k, side).ok_or(EngineError::InvalidHandle)?;
             if e.rcv.is_empty() {
-                return match (e.peer_fin, e.failure) {
-                    (_, Some(f)) => Err(EngineError::Failed(f)),
-                    (true, None) => Ok(0),
-                    (false, None) => Err(EngineError::WouldBlock),
-                };
+                return nothing_queued(e).map(|()| 0);
             }
             let n = max.min(e.rcv.len());
             into.extend(e.rcv.drain(..n));
@@ -861,11 +867,7 @@ impl Engine for TestEngine {
             let (k, side) = net.resolve(me, conn)?;
             let e = net.end(k, side).ok_or(EngineError::InvalidHandle)?;
             if e.rcv.is_empty() {
-                return match (e.peer_fin, e.failure) {
-                    (_, Some(f)) => Err(EngineError::Failed(f)),
-                    (true, None) => Ok((0, true)),
-                    (false, None) => Err(EngineError::WouldBlock),
-                };
+                return nothing_queued(e).map(|()| (0, true));
             }
             let n = into.len().min(e.rcv.len());
             for (d, s) in into.iter_mut().zip(e.rcv.drain(..n)) {
