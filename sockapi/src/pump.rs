@@ -591,39 +591,51 @@ impl<E: Engine> Pump<E> {
         }
         let shared = Arc::clone(&l.shared);
         let mut accepted = std::mem::take(&mut self.accepted);
+        // Only this side adds to the queue, so its room can only grow
+        // while the connections are taken and brought up to date.
+        let room = {
+            let q = lock(&shared);
+            q.backlog.saturating_sub(q.queue.len())
+        };
+        while accepted.len() < room {
+            match self.engine.accept(id) {
+                Ok(conn) => {
+                    let buf = self.conn_buf();
+                    accepted.push((conn, buf));
+                }
+                Err(_) => break,
+            }
+        }
+        // Each connection is synced (handshake state, addresses, data)
+        // before the application can take it from the queue: threaded, an
+        // accept on the other thread must not find a buffer the stack has
+        // not filled in yet (it returned 0.0.0.0:0 as the peer).
+        for (conn, buf) in &accepted {
+            *slot(&mut self.conns, conn.index) = Some(StackConn {
+                id: *conn,
+                key: None,
+                buf: Arc::clone(buf),
+                released: false,
+                fin_sent: false,
+                notified: Notified::default(),
+            });
+            self.sync(*conn, out);
+        }
+        let any = !accepted.is_empty();
         {
             let mut q = lock(&shared);
-            while q.queue.len() < q.backlog {
-                match self.engine.accept(id) {
-                    Ok(conn) => {
-                        let buf = self.conn_buf();
-                        q.queue.push_back(Accepted { conn, buf: Arc::clone(&buf) });
-                        accepted.push((conn, buf));
-                    }
-                    Err(_) => break,
-                }
-            }
-            q.more = q.queue.len() >= q.backlog;
-            if !accepted.is_empty() {
+            // Stopped for want of room: the engine may hold more.
+            q.more = accepted.len() >= room;
+            q.queue.extend(accepted.drain(..).map(|(conn, buf)| Accepted { conn, buf }));
+            if any {
                 q.changes.readable();
             }
         }
         let batch = self.batch;
         if let Some(Some(l)) = self.listeners.get_mut(id.index as usize) {
-            if !accepted.is_empty() && l.notified.first_in(batch) {
+            if any && l.notified.first_in(batch) {
                 out.push(l.key);
             }
-        }
-        for (conn, buf) in accepted.drain(..) {
-            *slot(&mut self.conns, conn.index) = Some(StackConn {
-                id: conn,
-                key: None,
-                buf,
-                released: false,
-                fin_sent: false,
-                notified: Notified::default(),
-            });
-            self.sync(conn, out);
         }
         self.accepted = accepted;
     }
