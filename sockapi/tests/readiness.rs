@@ -264,9 +264,9 @@ fn read_closed_and_hang_up_events(mode: Mode) {
 
 /// Waits on `ep` until an event for `token` has every bit `want` checks.
 fn wait_until(ep: &Epoll, token: Token, what: &str, want: impl Fn(&Event) -> bool) {
-    let ctx_events = &mut Events::with_capacity(4);
+    let events = &mut Events::with_capacity(4);
     for _ in 0..100 {
-        if wait_for(ep, ctx_events).iter().any(|e| e.token() == token && want(e)) {
+        if wait_for(ep, events).iter().any(|e| e.token() == token && want(e)) {
             return;
         }
     }
