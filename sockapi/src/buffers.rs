@@ -2,17 +2,18 @@
 //! buffers, per-listener accept queues and per-UDP-socket datagram queues. (The jobs that cross from one
 //! side to the other are in `crate::job`.)
 //!
-//! Each connection has one `Mutex<ConnBuf>`. The application locks it for one
-//! `read`/`write` (a memcpy); the stack locks it once per connection per loop
-//! iteration in which that connection changed. The two sides meet on the same
-//! connection only when both touch it in the same few microseconds, so the
-//! lock is uncontended in practice, and it is never held across a call into
-//! the other side or across a channel operation. mTCP guards its per-stream
-//! buffers the same way.
+//! Each connection has one `ConnBuf`, shared as its runtime shares buffers
+//! (`crate::share`: a mutex threaded, a `RefCell` inline). The application
+//! takes it for one `read`/`write` (a memcpy); the stack takes it once per
+//! connection per loop iteration in which that connection changed. Threaded,
+//! the two sides meet on the same connection only when both touch it in the
+//! same few microseconds, so the lock is uncontended in practice (mTCP
+//! guards its per-stream buffers the same way). Neither side holds a buffer
+//! across a call into the other side or across a channel operation.
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::engine::{CloseReason, ConnId, EngineError, Readiness};
 use crate::readiness::{self, Changes, StreamState};
@@ -143,17 +144,17 @@ impl ConnBuf {
 }
 
 /// A connection the stack accepted from the engine, waiting for the
-/// application's `accept`.
+/// application's `accept`, with its buffer (`B`: as the runtime shares it).
 #[derive(Debug)]
-pub(crate) struct Accepted {
+pub(crate) struct Accepted<B> {
     pub conn: ConnId,
-    pub buf: Arc<Mutex<ConnBuf>>,
+    pub buf: B,
 }
 
 /// One listener's accept queue, filled by the stack, drained by the app.
 #[derive(Debug)]
-pub(crate) struct ListenBuf {
-    pub queue: VecDeque<Accepted>,
+pub(crate) struct ListenBuf<B> {
+    pub queue: VecDeque<Accepted<B>>,
     /// The stack keeps at most this many accepted connections here.
     pub backlog: usize,
     /// The stack stopped accepting because the queue was full: the engine may
@@ -167,8 +168,8 @@ pub(crate) struct ListenBuf {
     pub changes: Changes,
 }
 
-impl ListenBuf {
-    pub fn new(backlog: usize) -> ListenBuf {
+impl<B> ListenBuf<B> {
+    pub fn new(backlog: usize) -> ListenBuf<B> {
         ListenBuf {
             queue: VecDeque::new(),
             backlog,
@@ -177,6 +178,11 @@ impl ListenBuf {
             closed: false,
             changes: Changes::default(),
         }
+    }
+
+    /// Connections queued, and the change counters.
+    pub fn queued(&self) -> (usize, Changes) {
+        (self.queue.len(), self.changes)
     }
 }
 

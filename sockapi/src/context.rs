@@ -5,19 +5,20 @@ use std::cell::Cell;
 use std::cell::{RefCell, RefMut};
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 
 use crate::batch::{BatchRx, BatchTx};
 
-use crate::buffers::{ConnBuf, ListenBuf, UdpBuf, lock};
+use crate::buffers::ConnBuf;
 use crate::engine::{ConnId, Engine, EngineError, ListenerId, Readiness, UdpId};
 use crate::job::{Job, Reply};
-use crate::pump::{AnyPump, Pump};
+use crate::pump::{AnyPump, Open, Opened, Pump};
 use crate::readiness::{self, Changes, Reg};
+use crate::share::{ConnRef, ListenRef, Local, Share, Shared, Threaded, UdpRef};
 use crate::slab::{Key, Slab};
 use crate::waker::{CtxWake, WakerShared};
 
@@ -63,16 +64,16 @@ impl StopHandle {
 pub(crate) enum SockKind {
     Stream {
         conn: ConnId,
-        buf: Arc<Mutex<ConnBuf>>,
+        buf: ConnRef,
     },
     Listener {
         id: ListenerId,
-        shared: Arc<Mutex<ListenBuf>>,
+        shared: ListenRef,
     },
     /// A [`UdpSocket`](crate::UdpSocket).
     Udp {
         id: UdpId,
-        buf: Arc<Mutex<UdpBuf>>,
+        buf: UdpRef,
     },
     /// A [`Waker`](crate::Waker): readable while woken.
     Waker {
@@ -93,15 +94,15 @@ impl Sock {
     pub fn readiness(&self) -> (Readiness, Changes) {
         match &self.kind {
             SockKind::Stream { buf, .. } => {
-                let b = lock(buf);
+                let b = buf.lock();
                 (b.readiness(), b.changes)
             }
             SockKind::Listener { shared, .. } => {
-                let q = lock(shared);
-                (readiness::listener(q.queue.len()), q.changes)
+                let (queued, changes) = shared.queued();
+                (readiness::listener(queued), changes)
             }
             SockKind::Udp { buf, .. } => {
-                let b = lock(buf);
+                let b = buf.lock();
                 (b.readiness(), b.changes)
             }
             SockKind::Waker { shared } => {
@@ -206,6 +207,8 @@ pub(crate) struct CtxInner {
     core: usize,
     pub state: RefCell<CtxState>,
     link: RefCell<Link>,
+    /// The link was made inline (it stays so until it is closed).
+    inline: bool,
     stop: StopHandle,
     /// Threaded: the clock of waits and timeouts (the stack's is on its
     /// thread). Inline, the stack's clock is used.
@@ -292,6 +295,7 @@ impl Context {
                 id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
                 core,
                 state: RefCell::new(CtxState::default()),
+                inline: matches!(link, Link::Inline(_)),
                 link: RefCell::new(link),
                 stop,
                 epoch: Instant::now(),
@@ -458,43 +462,48 @@ impl Context {
         true
     }
 
-    /// Inline: the jobs queued so far, then a connect, applied now; its
-    /// result, without the reply channel a `Job::Connect` needs to cross
-    /// threads. Threaded, `args` back (send the job instead).
-    pub(crate) fn connect_now(
-        &self,
-        args: crate::pump::ConnectArgs,
-    ) -> Result<io::Result<(ConnId, Option<std::net::SocketAddrV4>)>, crate::pump::ConnectArgs> {
-        let mut link = match self.inner.link.try_borrow_mut() {
-            Ok(link) => link,
-            Err(_) => return Ok(Err(busy())),
-        };
-        let Link::Inline(stack) = &mut *link else { return Err(args) };
-        let taken = self.state().map(|mut st| (std::mem::take(&mut st.jobs), std::mem::take(&mut st.keys)));
-        let (mut jobs, mut keys) = match taken {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(e)),
-        };
-        let res = stack.connect_now(&mut jobs, args, &mut keys);
-        drop(link);
-        match self.state() {
-            Ok(mut st) => {
-                st.dispatch(&keys);
-                keys.clear();
-                st.keys = keys;
-                st.jobs = jobs;
-            }
-            Err(e) => return Ok(Err(e)),
-        }
-        Ok(res.map_err(io::Error::from))
+    /// True if the stack runs on this thread (the inline runtime): the
+    /// sockets' buffers are then shared without locks
+    /// ([`Local`](crate::share::Local)) and opened with
+    /// [`open_now`](Self::open_now).
+    pub(crate) fn is_inline(&self) -> bool {
+        self.inner.inline
     }
 
-    /// Inline: a renewed buffer of a connection that is over, for a new one.
-    pub(crate) fn spare_conn_buf(&self) -> Option<Arc<Mutex<ConnBuf>>> {
-        match &mut *self.inner.link.try_borrow_mut().ok()? {
-            Link::Inline(stack) => stack.spare_buf(),
-            _ => None,
+    /// Inline: the jobs queued so far, then `open` (a listen, connect or
+    /// UDP bind with inline buffers), applied now; its result, without the
+    /// reply channel its job needs to cross threads. `WouldBlock` when the
+    /// stack is in use by a call on this thread, `NotConnected` when it is
+    /// gone or not inline.
+    pub(crate) fn open_now(&self, open: Open) -> io::Result<Opened> {
+        let mut link = self.inner.link.try_borrow_mut().map_err(|_| busy())?;
+        let Link::Inline(stack) = &mut *link else { return Err(gone()) };
+        let (mut jobs, mut keys) = {
+            let mut st = self.state()?;
+            (std::mem::take(&mut st.jobs), std::mem::take(&mut st.keys))
+        };
+        let res = stack.open_now(&mut jobs, open, &mut keys);
+        drop(link);
+        let mut st = self.state()?;
+        st.dispatch(&keys);
+        keys.clear();
+        st.keys = keys;
+        st.jobs = jobs;
+        res.map_err(io::Error::from)
+    }
+
+    /// A buffer for a new connection of this context: inline, a renewed
+    /// one of a connection that is over if there is.
+    pub(crate) fn new_conn_buf(&self) -> ConnRef {
+        let new = || ConnBuf::new(crate::buffers::DEFAULT_BUF, crate::buffers::DEFAULT_BUF);
+        if !self.is_inline() {
+            return Shared::Threaded(Threaded::cell(new()));
         }
+        let spare = match self.inner.link.try_borrow_mut().as_deref_mut() {
+            Ok(Link::Inline(stack)) => stack.spare_buf(),
+            _ => None,
+        };
+        Shared::Local(spare.unwrap_or_else(|| Local::cell(new())))
     }
 
     /// Queue a job for the stack's next batch.
@@ -694,7 +703,7 @@ impl Context {
             if let Some(kind) = st.remove_sock(key) {
                 match kind {
                     SockKind::Stream { conn, buf } => {
-                        let mut b = lock(&buf);
+                        let mut b = buf.lock();
                         if !b.app_closed {
                             b.app_closed = true;
                             let unread = !b.rx.is_empty();
@@ -702,11 +711,11 @@ impl Context {
                         }
                     }
                     SockKind::Listener { id, shared } => {
-                        lock(&shared).closed = true;
+                        shared.close();
                         jobs.push(Job::CloseListener { listener: id });
                     }
                     SockKind::Udp { id, buf } => {
-                        let mut b = lock(&buf);
+                        let mut b = buf.lock();
                         if !b.app_closed {
                             b.app_closed = true;
                             jobs.push(Job::UdpClose { id });
@@ -733,7 +742,7 @@ mod tests {
         let mut st = CtxState::default();
         let stream = || SockKind::Stream {
             conn: ConnId { index: 0, generation: 0 },
-            buf: Arc::new(Mutex::new(ConnBuf::new(64, 64))),
+            buf: ConnRef::new(true, ConnBuf::new(64, 64)),
         };
         let ep = st.epolls.insert(EpollState::default()).unwrap();
         let key = st.insert_sock(stream()).unwrap();
@@ -779,16 +788,16 @@ mod tests {
             panic!("no readable event");
         };
         wait_readable();
-        assert!(lock(&server.buf).engine_unread, "inline: the bytes wait in the engine");
+        assert!(server.buf.lock().engine_unread, "inline: the bytes wait in the engine");
         let mut buf = [0u8; 16];
         {
             let _in_use = ctx.inner.link.borrow_mut();
             let e = (&server).read(&mut buf).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
-            assert!(lock(&server.buf).pull_asked);
+            assert!(server.buf.lock().pull_asked);
         }
         wait_readable();
-        let b = lock(&server.buf);
+        let b = server.buf.lock();
         assert_eq!((b.rx.len(), b.engine_unread, b.pull_asked), (5, false, false), "moved into the stream's buffer");
         drop(b);
         assert_eq!((&server).read(&mut buf).unwrap(), 5);

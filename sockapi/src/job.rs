@@ -3,19 +3,20 @@
 //! after a read or write moved bytes in its shared buffers (`crate::buffers`).
 
 use std::net::SocketAddrV4;
-use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
 
-use crate::buffers::{ConnBuf, ListenBuf, UdpBuf};
 use crate::engine::{ConnId, EngineError, ListenerId, SockOpt, UdpId};
+use crate::share::{ConnCell, ListenCell, Threaded, UdpCell};
 use crate::slab::Key;
 
 /// Answer to a synchronous job.
 pub(crate) type Reply<T> = Sender<Result<T, EngineError>>;
 
 /// Work the application hands to the stack. Jobs travel in batches (a `Vec`
-/// per flush) and are applied in order between ingress and egress.
+/// per flush) and are applied in order between ingress and egress. The
+/// jobs that carry a buffer carry a threaded runtime's: inline, sockets are
+/// opened by a direct call instead (`AnyPump::open_now`).
 #[derive(Debug)]
 pub(crate) enum Job {
     /// Open a listener; answered with its id and bound address.
@@ -23,7 +24,7 @@ pub(crate) enum Job {
         key: Key,
         addr: SocketAddrV4,
         backlog: usize,
-        shared: Arc<Mutex<ListenBuf>>,
+        shared: ListenCell<Threaded>,
         reply: Reply<(ListenerId, SocketAddrV4)>,
     },
     /// Stop listening; reset connections not yet accepted.
@@ -35,7 +36,7 @@ pub(crate) enum Job {
         key: Key,
         remote: SocketAddrV4,
         local: Option<SocketAddrV4>,
-        buf: Arc<Mutex<ConnBuf>>,
+        buf: ConnCell<Threaded>,
         reply: Reply<(ConnId, Option<SocketAddrV4>)>,
     },
     /// The app accepted `conn` as socket `key`: send its events there.
@@ -55,7 +56,7 @@ pub(crate) enum Job {
         key: Key,
         addr: SocketAddrV4,
         peer: Option<SocketAddrV4>,
-        shared: Arc<Mutex<UdpBuf>>,
+        shared: UdpCell<Threaded>,
         reply: Reply<(UdpId, SocketAddrV4, usize)>,
     },
     /// The UDP socket's `tx` has datagrams or `rx` has room: sync it.

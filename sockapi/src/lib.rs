@@ -13,8 +13,9 @@
 //!          ── Epoll (several allowed)          applies jobs between ingress
 //!     │ jobs, in batches ─────────────────▶    and egress; moves bytes between
 //!     │ ◀─────── socket keys, in batches       the engine and the per-connection
-//!     └─ per-connection buffers (Mutex<ConnBuf>, shared) ─┘
-//!        and per-UDP-socket datagram queues (Mutex<UdpBuf>)
+//!     └─ per-connection buffers (ConnBuf, shared) ────────┘
+//!        and per-UDP-socket datagram queues (UdpBuf): behind a mutex
+//!        threaded, a RefCell inline (no lock on the inline data path)
 //! ```
 //!
 //! The files, one concern each:
@@ -30,6 +31,7 @@
 //! | `waker.rs` | [`Waker`], [`WakeHandle`]: waking a context's wait from another thread |
 //! | `readiness.rs` | the readiness mechanism: what makes a socket ready, change tracking, registrations, dispatch, filtering |
 //! | `buffers.rs` | the per-connection, per-listener and per-UDP-socket buffers both sides share |
+//! | `share.rs` | how a runtime shares them: `Arc<Mutex<_>>` threaded, `Rc<RefCell<_>>` inline |
 //! | `job.rs` | the jobs the application sends to its stack side |
 //! | `pump.rs` | the stack side: applies jobs, moves bytes, reports changed sockets |
 //! | `batch.rs` | the threaded runtime's channels, in recycled vectors |
@@ -203,6 +205,7 @@ mod net;
 mod pump;
 mod readiness;
 mod runtime;
+mod share;
 mod slab;
 pub mod stack_engine;
 #[cfg(any(test, feature = "test-utils"))]

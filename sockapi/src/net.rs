@@ -4,15 +4,15 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::buffers::{ConnBuf, DEFAULT_BUF, ListenBuf, lock};
 use crate::context::{Context, Sock, SockKind};
 use crate::engine::{ConnId, EngineError, KeepAlive, ListenerId, SockOpt, error_kind};
 use crate::epoll::{Source, SourceId};
 use crate::job::Job;
-use crate::pump::ConnectArgs;
+use crate::pump::{Open, Opened};
+use crate::share::{ConnRef, ListenRef, Shared};
+
 use crate::slab::Key;
 
 /// Backlog of [`TcpListener::bind`].
@@ -101,7 +101,7 @@ pub struct TcpStream {
     ctx: Context,
     key: Key,
     conn: ConnId,
-    pub(crate) buf: Arc<Mutex<ConnBuf>>,
+    pub(crate) buf: ConnRef,
     nonblocking: Cell<bool>,
     nodelay: Cell<bool>,
     keepalive: Cell<Option<Duration>>,
@@ -146,26 +146,22 @@ impl TcpStream {
     pub fn connect_from(ctx: &Context, addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<TcpStream> {
         let remote = v4(addr)?;
         let local = local.map(v4).transpose()?;
-        let buf = ctx.spare_conn_buf().unwrap_or_else(|| Arc::new(Mutex::new(ConnBuf::new(DEFAULT_BUF, DEFAULT_BUF))));
+        let buf = ctx.new_conn_buf();
         let placeholder = ConnId { index: u32::MAX, generation: u32::MAX };
         let key = ctx
             .state()?
-            .insert_sock(SockKind::Stream { conn: placeholder, buf: Arc::clone(&buf) })
+            .insert_sock(SockKind::Stream { conn: placeholder, buf: buf.clone() })
             .ok_or_else(table_full)?;
-        let shared = Arc::clone(&buf);
-        let args = ConnectArgs { key, remote, local, buf: shared };
-        let res = match ctx.connect_now(args) {
-            Ok(res) => res,
-            Err(ConnectArgs { key, remote, local, buf: shared }) => {
-                ctx.call(|reply| Job::Connect { key, remote, local, buf: shared, reply })
-            }
+        let res = match buf.clone() {
+            Shared::Local(buf) => ctx.open_now(Open::Connect { key, remote, local, buf }).and_then(Opened::conn),
+            Shared::Threaded(buf) => ctx.call(|reply| Job::Connect { key, remote, local, buf, reply }),
         };
         match res {
             Ok((conn, local)) => {
                 if let Some(Sock { kind: SockKind::Stream { conn: c, .. }, .. }) = ctx.state()?.socks.get_mut(key) {
                     *c = conn;
                 }
-                let mut b = lock(&buf);
+                let mut b = buf.lock();
                 if b.local.is_none() {
                     b.local = local;
                 }
@@ -179,7 +175,7 @@ impl TcpStream {
         }
     }
 
-    fn from_parts(ctx: &Context, key: Key, conn: ConnId, buf: Arc<Mutex<ConnBuf>>) -> TcpStream {
+    fn from_parts(ctx: &Context, key: Key, conn: ConnId, buf: ConnRef) -> TcpStream {
         TcpStream {
             ctx: ctx.clone(),
             key,
@@ -238,7 +234,7 @@ impl TcpStream {
     /// closed by the application.
     pub fn bytes_readable(&self) -> io::Result<usize> {
         self.pull_engine_bytes();
-        let b = lock(&self.buf);
+        let b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -251,7 +247,7 @@ impl TcpStream {
     /// cannot be reached now, its next sync does it and reports the socket.
     fn pull_engine_bytes(&self) {
         let unread = {
-            let b = lock(&self.buf);
+            let b = self.buf.lock();
             b.rx.is_empty() && b.engine_unread && !b.app_closed
         };
         if unread && !self.ctx.pull_now(self.conn) {
@@ -268,7 +264,7 @@ impl TcpStream {
     #[cold]
     fn ask_pull(&self) -> io::Result<()> {
         let job = {
-            let mut b = lock(&self.buf);
+            let mut b = self.buf.lock();
             let job = !b.sync_queued;
             (b.pull_asked, b.sync_queued) = (true, true);
             job
@@ -285,7 +281,7 @@ impl TcpStream {
         if peek {
             self.pull_engine_bytes();
         }
-        let mut b = lock(&self.buf);
+        let mut b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -362,7 +358,7 @@ impl TcpStream {
     }
 
     fn try_write(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut b = lock(&self.buf);
+        let mut b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -430,7 +426,7 @@ impl TcpStream {
     /// return 0 and drops data that arrives. `NotConnected` before the
     /// handshake completed or after the connection failed.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        let mut b = lock(&self.buf);
+        let mut b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -461,7 +457,7 @@ impl TcpStream {
     /// buffered is sent, then FIN. `NotConnected` if already closed.
     pub fn close(&self) -> io::Result<()> {
         let unread = {
-            let mut b = lock(&self.buf);
+            let mut b = self.buf.lock();
             if b.app_closed {
                 return Err(closed());
             }
@@ -477,7 +473,7 @@ impl TcpStream {
     /// dropped. `NotConnected` if already closed.
     pub fn abort(&self) -> io::Result<()> {
         {
-            let mut b = lock(&self.buf);
+            let mut b = self.buf.lock();
             if b.app_closed {
                 return Err(closed());
             }
@@ -489,7 +485,7 @@ impl TcpStream {
 
     /// The local address (known from `connect` on, for an active open).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        let b = lock(&self.buf);
+        let b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -499,7 +495,7 @@ impl TcpStream {
     /// The peer's address; `NotConnected` before the handshake completed or
     /// after the connection failed.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        let b = lock(&self.buf);
+        let b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -512,7 +508,7 @@ impl TcpStream {
     /// The pending error of a failed connection, cleared by this call
     /// (`SO_ERROR`): `ConnectionRefused`, `ConnectionReset` or `TimedOut`.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        let mut b = lock(&self.buf);
+        let mut b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -520,7 +516,7 @@ impl TcpStream {
     }
 
     fn check_open(&self) -> io::Result<()> {
-        if lock(&self.buf).app_closed { Err(closed()) } else { Ok(()) }
+        if self.buf.lock().app_closed { Err(closed()) } else { Ok(()) }
     }
 
     fn set_opt(&self, opt: SockOpt) -> io::Result<()> {
@@ -625,7 +621,7 @@ impl TcpStream {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer size must not be zero"));
         }
         {
-            let mut b = lock(&self.buf);
+            let mut b = self.buf.lock();
             if b.app_closed {
                 return Err(closed());
             }
@@ -644,13 +640,13 @@ impl TcpStream {
 
     /// The stream's send buffer size.
     pub fn send_buffer_size(&self) -> io::Result<usize> {
-        let b = lock(&self.buf);
+        let b = self.buf.lock();
         if b.app_closed { Err(closed()) } else { Ok(b.tx_cap) }
     }
 
     /// The stream's receive buffer size.
     pub fn recv_buffer_size(&self) -> io::Result<usize> {
-        let b = lock(&self.buf);
+        let b = self.buf.lock();
         if b.app_closed { Err(closed()) } else { Ok(b.rx_cap) }
     }
 }
@@ -714,7 +710,7 @@ impl Source for TcpStream {
 
 impl Drop for TcpStream {
     fn drop(&mut self) {
-        let open = !lock(&self.buf).app_closed;
+        let open = !self.buf.lock().app_closed;
         if open {
             let _ = self.close();
         }
@@ -744,7 +740,7 @@ pub struct TcpListener {
     ctx: Context,
     key: Key,
     id: ListenerId,
-    shared: Arc<Mutex<ListenBuf>>,
+    shared: ListenRef,
     addr: SocketAddrV4,
     nonblocking: Cell<bool>,
 }
@@ -769,14 +765,17 @@ impl TcpListener {
     pub fn bind_with_backlog(ctx: &Context, addr: SocketAddr, backlog: usize) -> io::Result<TcpListener> {
         let addr = v4(addr)?;
         let backlog = backlog.max(1);
-        let shared = Arc::new(Mutex::new(ListenBuf::new(backlog)));
+        let shared = ListenRef::new(ctx.is_inline(), backlog);
         let placeholder = ListenerId { index: u32::MAX, generation: u32::MAX };
         let key = ctx
             .state()?
-            .insert_sock(SockKind::Listener { id: placeholder, shared: Arc::clone(&shared) })
+            .insert_sock(SockKind::Listener { id: placeholder, shared: shared.clone() })
             .ok_or_else(table_full)?;
-        let q = Arc::clone(&shared);
-        match ctx.call(|reply| Job::Listen { key, addr, backlog, shared: q, reply }) {
+        let res = match shared.clone() {
+            Shared::Local(q) => ctx.open_now(Open::Listen { key, addr, backlog, shared: q }).and_then(Opened::listener),
+            Shared::Threaded(q) => ctx.call(|reply| Job::Listen { key, addr, backlog, shared: q, reply }),
+        };
+        match res {
             Ok((id, bound)) => {
                 if let Some(Sock { kind: SockKind::Listener { id: slot, .. }, .. }) = ctx.state()?.socks.get_mut(key) {
                     *slot = id;
@@ -792,7 +791,7 @@ impl TcpListener {
 
     /// The bound address (with the real port if 0 was asked).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        if lock(&self.shared).closed {
+        if self.shared.is_closed() {
             return Err(closed());
         }
         Ok(SocketAddr::V4(self.addr))
@@ -820,18 +819,14 @@ impl TcpListener {
     }
 
     fn try_accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (acc, more) = {
-            let mut q = lock(&self.shared);
-            if q.closed {
-                return Err(closed());
-            }
-            let Some(acc) = q.queue.pop_front() else { return Err(io::ErrorKind::WouldBlock.into()) };
-            let more = q.more && !q.more_queued;
-            q.more_queued |= more;
-            (acc, more)
+        let acc = match self.shared.take() {
+            Err(()) => return Err(closed()),
+            Ok(None) => return Err(io::ErrorKind::WouldBlock.into()),
+            Ok(Some(acc)) => acc,
         };
-        let peer = lock(&acc.buf).peer.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-        let kind = SockKind::Stream { conn: acc.conn, buf: Arc::clone(&acc.buf) };
+        let more = acc.ask_more;
+        let peer = acc.buf.lock().peer.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+        let kind = SockKind::Stream { conn: acc.conn, buf: acc.buf.clone() };
         let key = match self.ctx.state()?.insert_sock(kind) {
             Some(k) => k,
             None => {
@@ -849,12 +844,8 @@ impl TcpListener {
     /// Stop listening; connections not yet accepted are reset.
     /// `NotConnected` if already closed.
     pub fn close(&self) -> io::Result<()> {
-        {
-            let mut q = lock(&self.shared);
-            if q.closed {
-                return Err(closed());
-            }
-            q.closed = true;
+        if !self.shared.close() {
+            return Err(closed());
         }
         self.ctx.state()?.remove_sock(self.key);
         self.ctx.push_job(Job::CloseListener { listener: self.id })
@@ -869,7 +860,7 @@ impl Source for TcpListener {
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        let open = !lock(&self.shared).closed;
+        let open = !self.shared.is_closed();
         if open {
             let _ = self.close();
         }
@@ -898,6 +889,47 @@ mod tests {
             }
         }
         assert_eq!(q.len(), want.len(), "nothing consumed");
+    }
+
+    /// Every buffer an inline context's sockets share with their stack
+    /// side is a `RefCell` (no lock, no atomic per packet); a threaded
+    /// context's are behind mutexes, as the two threads need.
+    #[test]
+    fn inline_sockets_share_their_buffers_without_locks_and_threaded_ones_with() {
+        use crate::share::Shared;
+        use crate::testing::TestNet;
+        use crate::{Mode, Runtime, UdpSocket};
+        let kinds = |ctx: &Context| {
+            let at: SocketAddr = "10.0.0.1:80".parse().unwrap();
+            let l = TcpListener::bind(ctx, at).unwrap();
+            l.set_nonblocking(false);
+            let c = TcpStream::connect(ctx, at).unwrap();
+            let (s, _) = l.accept().unwrap();
+            let u = UdpSocket::bind(ctx, "10.0.0.1:53".parse().unwrap()).unwrap();
+            let local = [
+                matches!(l.shared, Shared::Local(_)),
+                matches!(c.buf, Shared::Local(_)),
+                matches!(s.buf, Shared::Local(_)),
+                matches!(u.buf, Shared::Local(_)),
+            ];
+            let threaded = [
+                matches!(l.shared, Shared::Threaded(_)),
+                matches!(c.buf, Shared::Threaded(_)),
+                matches!(s.buf, Shared::Threaded(_)),
+                matches!(u.buf, Shared::Threaded(_)),
+            ];
+            (local, threaded)
+        };
+        let ctx = Context::inline(TestNet::simulated().engine([10, 0, 0, 1].into()));
+        assert_eq!(kinds(&ctx), ([true; 4], [false; 4]), "inline: listener, connected, accepted, UDP");
+        drop(ctx);
+        let net = TestNet::new();
+        let rt = Runtime::builder().mode(Mode::Threaded).build(1, |_| Ok(net.engine([10, 0, 0, 1].into()))).unwrap();
+        let started = rt.start().unwrap();
+        let ctx = started.attach(0).unwrap();
+        assert_eq!(kinds(&ctx), ([false; 4], [true; 4]), "threaded: listener, connected, accepted, UDP");
+        drop(ctx);
+        started.join().unwrap();
     }
 
     /// Inline, a connect takes the buffer of a connection that is over
@@ -944,16 +976,20 @@ mod tests {
         // Weak handles: they keep the allocations from being reused by
         // chance, and do not count as holders (a buffer with another
         // holder is not recycled).
-        let old = [Arc::downgrade(&first.buf), Arc::downgrade(&s.buf)];
+        let local = |b: &ConnRef| match b {
+            Shared::Local(c) => std::rc::Rc::clone(c),
+            Shared::Threaded(_) => panic!("an inline context's buffer is not behind a mutex"),
+        };
+        let old = [std::rc::Rc::downgrade(&local(&first.buf)), std::rc::Rc::downgrade(&local(&s.buf))];
         drop(first);
         drop(s);
         // Both ends closed: once the stack is done with them their buffers
         // are spare (the accepted one's too).
         settle("spare buffers", Box::new(|| ctx.quiesce().is_ok() && !ctx.stack_busy()));
         let second = TcpStream::connect(&ctx, at).unwrap();
-        let reused = old.iter().any(|w| w.upgrade().is_some_and(|b| Arc::ptr_eq(&b, &second.buf)));
+        let reused = old.iter().any(|w| w.upgrade().is_some_and(|b| std::rc::Rc::ptr_eq(&b, &local(&second.buf))));
         assert!(reused, "the second connect took a spare buffer");
-        assert!(lock(&second.buf).rx.is_empty() && lock(&second.buf).tx.is_empty());
+        assert!(second.buf.lock().rx.is_empty() && second.buf.lock().tx.is_empty());
         let s = exchange(&second);
         drop(s);
     }

@@ -13,13 +13,13 @@
 
 use std::io::IoSliceMut;
 use std::net::SocketAddrV4;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::buffers::{Accepted, ConnBuf, Datagram, ListenBuf, UdpBuf, lock};
+use crate::buffers::{Accepted, ConnBuf, Datagram};
 use crate::engine::{ConnId, Engine, EngineError, EngineEvent, ListenerId, Readiness, TcpState, UdpId, udp_error_kind};
 use crate::job::{Job, Reply};
 use crate::readiness::Notified;
+use crate::share::{ConnCell, ListenCell, Local, Share, UdpCell};
 use crate::slab::Key;
 
 /// Bytes taken from the engine per call to be dropped after a read shutdown.
@@ -34,12 +34,12 @@ const SPARE_BUFS: usize = 256;
 /// this much (a bulk transfer's grown queues are let go instead).
 const SPARE_BUF_MAX_BYTES: usize = 16 * 1024;
 
-struct StackConn {
+struct StackConn<S: Share> {
     id: ConnId,
     /// The application's socket, once it has one (accepted connections wait
     /// in a listener's queue without).
     key: Option<Key>,
-    buf: Arc<Mutex<ConnBuf>>,
+    buf: ConnCell<S>,
     /// The application closed it; the stack finishes sending, then releases it.
     released: bool,
     fin_sent: bool,
@@ -47,23 +47,24 @@ struct StackConn {
     notified: Notified,
 }
 
-struct StackListener {
+struct StackListener<S: Share> {
     id: ListenerId,
     key: Key,
-    shared: Arc<Mutex<ListenBuf>>,
+    shared: ListenCell<S>,
     notified: Notified,
 }
 
-struct StackUdp {
+struct StackUdp<S: Share> {
     id: UdpId,
     key: Key,
-    buf: Arc<Mutex<UdpBuf>>,
+    buf: UdpCell<S>,
     /// The application closed it: send what is queued, then unbind.
     closing: bool,
     notified: Notified,
 }
 
-/// Type-erased view used by the inline runtime.
+/// Type-erased view used by the inline runtime (whose buffers are
+/// [`Local`]).
 pub(crate) trait AnyPump {
     /// Ingress, then at once what it owes that the application cannot
     /// answer ([`Engine::egress_unanswerable`]): inline, the application
@@ -82,16 +83,12 @@ pub(crate) trait AnyPump {
     /// the application side); the bytes taken, `None` if the connection is
     /// not this pump's or the application closed it, or the engine refused.
     fn send_now(&mut self, conn: ConnId, data: &[u8]) -> Option<usize>;
-    /// `Job::Connect` without its reply channel: `jobs` (queued before,
-    /// applied first, in order), then the connect; its result at once.
-    fn connect_now(
-        &mut self,
-        jobs: &mut Vec<Job>,
-        connect: ConnectArgs,
-        out: &mut Vec<Key>,
-    ) -> Result<(ConnId, Option<SocketAddrV4>), EngineError>;
+    /// `Job::Listen`, `Job::Connect` or `Job::UdpBind` without the reply
+    /// channel and with inline buffers: `jobs` (queued before, applied
+    /// first, in order), then the open; its result at once.
+    fn open_now(&mut self, jobs: &mut Vec<Job>, open: Open, out: &mut Vec<Key>) -> Result<Opened, EngineError>;
     /// A renewed buffer of a finished connection, for a new one.
-    fn spare_buf(&mut self) -> Option<Arc<Mutex<ConnBuf>>>;
+    fn spare_buf(&mut self) -> Option<ConnCell<Local>>;
     /// Reads received bytes of connection `conn` into `bufs`, in order,
     /// straight from the engine's buffer (the caller's `rx` for it is
     /// empty): as [`Engine::recv_slice`] over several buffers, the count
@@ -104,12 +101,36 @@ pub(crate) trait AnyPump {
     fn pull_now(&mut self, conn: ConnId);
 }
 
-/// What `Job::Connect` carries but its reply.
-pub(crate) struct ConnectArgs {
-    pub key: Key,
-    pub remote: SocketAddrV4,
-    pub local: Option<SocketAddrV4>,
-    pub buf: Arc<Mutex<ConnBuf>>,
+/// What `Job::Listen`, `Job::Connect` and `Job::UdpBind` carry but their
+/// replies, with the inline runtime's buffers.
+pub(crate) enum Open {
+    Listen { key: Key, addr: SocketAddrV4, backlog: usize, shared: ListenCell<Local> },
+    Connect { key: Key, remote: SocketAddrV4, local: Option<SocketAddrV4>, buf: ConnCell<Local> },
+    UdpBind { key: Key, addr: SocketAddrV4, peer: Option<SocketAddrV4>, shared: UdpCell<Local> },
+}
+
+/// What an [`Open`] answers (as the jobs' replies do).
+#[derive(Debug)]
+pub(crate) enum Opened {
+    Listener(ListenerId, SocketAddrV4),
+    Conn(ConnId, Option<SocketAddrV4>),
+    /// A UDP socket's id (its bound address and largest payload are in its buffer).
+    Udp(UdpId),
+}
+
+impl Opened {
+    fn mismatch(self, asked: &str) -> std::io::Error {
+        std::io::Error::other(format!("the stack answered {asked} with {self:?}"))
+    }
+    pub fn listener(self) -> std::io::Result<(ListenerId, SocketAddrV4)> {
+        if let Opened::Listener(id, at) = self { Ok((id, at)) } else { Err(self.mismatch("a listen")) }
+    }
+    pub fn conn(self) -> std::io::Result<(ConnId, Option<SocketAddrV4>)> {
+        if let Opened::Conn(id, at) = self { Ok((id, at)) } else { Err(self.mismatch("a connect")) }
+    }
+    pub fn udp(self) -> std::io::Result<UdpId> {
+        if let Opened::Udp(id) = self { Ok(id) } else { Err(self.mismatch("a UDP bind")) }
+    }
 }
 
 /// The longest step a virtual clock takes in one idle iteration: frames
@@ -121,12 +142,13 @@ const MAX_VIRTUAL_STEP_NS: u64 = 1_000_000;
 /// wakeup that is due but finds nothing to do cannot hold time still.
 const MIN_VIRTUAL_STEP_NS: u64 = 1_000;
 
-/// One core's stack side.
-pub(crate) struct Pump<E> {
+/// One core's stack side; `S`: how its buffers are shared with the
+/// application (a mutex threaded, a `RefCell` inline).
+pub(crate) struct Pump<E, S: Share> {
     engine: E,
-    conns: Vec<Option<StackConn>>,
-    listeners: Vec<Option<StackListener>>,
-    udps: Vec<Option<StackUdp>>,
+    conns: Vec<Option<StackConn<S>>>,
+    listeners: Vec<Option<StackListener<S>>>,
+    udps: Vec<Option<StackUdp<S>>>,
     /// UDP sockets with datagrams the engine had no room for: tried again
     /// at the next iteration, after an egress emptied its transmit batch.
     udp_retry: Vec<UdpId>,
@@ -143,9 +165,9 @@ pub(crate) struct Pump<E> {
     quiesce: Vec<Reply<()>>,
     /// Buffers of finished connections nobody else holds, renewed, for the
     /// next accepted ones (at most [`SPARE_BUFS`]).
-    spare_bufs: Vec<Arc<Mutex<ConnBuf>>>,
+    spare_bufs: Vec<ConnCell<S>>,
     /// `accept_some`'s list, kept between calls.
-    accepted: Vec<(ConnId, Arc<Mutex<ConnBuf>>)>,
+    accepted: Vec<(ConnId, ConnCell<S>)>,
     /// The application reads straight from the engine
     /// ([`AnyPump::recv_now`]): the inline runtime, where it runs on this
     /// thread. A sync then only notes that there is something to read;
@@ -161,8 +183,8 @@ fn slot<T>(v: &mut Vec<Option<T>>, index: u32) -> &mut Option<T> {
     &mut v[i]
 }
 
-impl<E: Engine> Pump<E> {
-    pub fn new(engine: E) -> Pump<E> {
+impl<E: Engine, S: Share> Pump<E, S> {
+    pub fn new(engine: E) -> Pump<E, S> {
         Pump {
             engine,
             conns: Vec::new(),
@@ -183,26 +205,26 @@ impl<E: Engine> Pump<E> {
 
     /// A pump whose application reads straight from the engine (the
     /// inline runtime's: see [`AnyPump::recv_now`]).
-    pub fn direct(engine: E) -> Pump<E> {
+    pub fn direct(engine: E) -> Pump<E, S> {
         Pump { direct: true, ..Pump::new(engine) }
     }
 
     /// A buffer for a newly accepted connection: a spare one if there is.
-    fn conn_buf(&mut self) -> Arc<Mutex<ConnBuf>> {
-        self.spare_bufs.pop().unwrap_or_else(|| {
-            Arc::new(Mutex::new(ConnBuf::new(crate::buffers::DEFAULT_BUF, crate::buffers::DEFAULT_BUF)))
-        })
+    fn conn_buf(&mut self) -> ConnCell<S> {
+        self.spare_bufs
+            .pop()
+            .unwrap_or_else(|| S::cell(ConnBuf::new(crate::buffers::DEFAULT_BUF, crate::buffers::DEFAULT_BUF)))
     }
 
     /// Keeps a finished connection's buffer for the next one, if this was
     /// its last holder (the application's handle and its context's table
     /// let go of theirs when it closed) and it did not grow large.
-    fn recycle(&mut self, buf: Arc<Mutex<ConnBuf>>) {
-        if self.spare_bufs.len() >= SPARE_BUFS || Arc::strong_count(&buf) != 1 {
+    fn recycle(&mut self, buf: ConnCell<S>) {
+        if self.spare_bufs.len() >= SPARE_BUFS || !S::sole(&buf) {
             return;
         }
         {
-            let mut b = lock(&buf);
+            let mut b = S::lock(&buf);
             if b.held_bytes() > SPARE_BUF_MAX_BYTES {
                 return;
             }
@@ -342,7 +364,10 @@ impl<E: Engine> Pump<E> {
         match job {
             Job::Quiesce { reply } => self.quiesce.push(reply),
             Job::Listen { key, addr, backlog, shared, reply } => {
-                let res = self.listen(key, addr, backlog, shared);
+                let res = match S::listen_from(shared) {
+                    Some(shared) => self.listen(key, addr, backlog, shared),
+                    None => Err(EngineError::Unsupported),
+                };
                 // The app may have given up waiting (stopped): nothing to do then.
                 let _ = reply.send(res);
             }
@@ -350,13 +375,17 @@ impl<E: Engine> Pump<E> {
             Job::AcceptMore { listener } => {
                 if let Some(Some(l)) = self.listeners.get(listener.index as usize) {
                     if l.id == listener {
-                        lock(&l.shared).more_queued = false;
+                        S::lock(&l.shared).more_queued = false;
                     }
                 }
                 self.accept_some(listener, out)
             }
             Job::Connect { key, remote, local, buf, reply } => {
-                let _ = reply.send(self.connect(key, remote, local, buf, out));
+                let res = match S::conn_from(buf) {
+                    Some(buf) => self.connect(key, remote, local, buf, out),
+                    None => Err(EngineError::Unsupported),
+                };
+                let _ = reply.send(res);
             }
             Job::Adopt { conn, key } => {
                 // Whatever happened before adoption was not reported (there was
@@ -389,7 +418,10 @@ impl<E: Engine> Pump<E> {
                 }
             }
             Job::UdpBind { key, addr, peer, shared, reply } => {
-                let res = self.udp_bind(key, addr, peer, shared);
+                let res = match S::udp_from(shared) {
+                    Some(shared) => self.udp_bind(key, addr, peer, shared),
+                    None => Err(EngineError::Unsupported),
+                };
                 let _ = reply.send(res);
             }
             Job::UdpSync { id } => self.sync_udp(id, out),
@@ -415,7 +447,7 @@ impl<E: Engine> Pump<E> {
         key: Key,
         remote: SocketAddrV4,
         local: Option<SocketAddrV4>,
-        buf: Arc<Mutex<ConnBuf>>,
+        buf: ConnCell<S>,
         out: &mut Vec<Key>,
     ) -> Result<(ConnId, Option<SocketAddrV4>), EngineError> {
         let id = self.engine.connect(remote, local)?;
@@ -437,7 +469,7 @@ impl<E: Engine> Pump<E> {
         key: Key,
         addr: SocketAddrV4,
         backlog: usize,
-        shared: Arc<Mutex<ListenBuf>>,
+        shared: ListenCell<S>,
     ) -> Result<(ListenerId, SocketAddrV4), EngineError> {
         let id = self.engine.listen(addr, backlog)?;
         let bound = match self.engine.listener_addr(id) {
@@ -456,7 +488,7 @@ impl<E: Engine> Pump<E> {
         key: Key,
         addr: SocketAddrV4,
         peer: Option<SocketAddrV4>,
-        shared: Arc<Mutex<UdpBuf>>,
+        shared: UdpCell<S>,
     ) -> Result<(UdpId, SocketAddrV4, usize), EngineError> {
         let id = self.engine.udp_bind(addr, peer)?;
         let local = match self.engine.udp_local_addr(id) {
@@ -468,7 +500,7 @@ impl<E: Engine> Pump<E> {
         };
         let max = self.engine.udp_max_payload();
         {
-            let mut b = lock(&shared);
+            let mut b = S::lock(&shared);
             b.local = local;
             b.max_payload = max;
         }
@@ -491,7 +523,7 @@ impl<E: Engine> Pump<E> {
         if u.id != id {
             return;
         }
-        let mut b = lock(&u.buf);
+        let mut b = S::lock(&u.buf);
         b.sync_queued = false;
         let (mut rx, mut tx) = (false, false);
         if let Ok(Some(err)) = engine.udp_take_error(id) {
@@ -574,7 +606,7 @@ impl<E: Engine> Pump<E> {
         let _ = self.engine.close_listener(id);
         // Connections accepted from the engine but not by the application are
         // reset, as Linux does when a listening socket with a queue is closed.
-        let pending: Vec<Accepted> = lock(&l.shared).queue.drain(..).collect();
+        let pending: Vec<Accepted<ConnCell<S>>> = S::lock(&l.shared).queue.drain(..).collect();
         for a in pending {
             if self.take_conn(a.conn).is_some() {
                 let _ = self.engine.abort(a.conn);
@@ -589,12 +621,12 @@ impl<E: Engine> Pump<E> {
         if l.id != id {
             return;
         }
-        let shared = Arc::clone(&l.shared);
+        let shared = l.shared.clone();
         let mut accepted = std::mem::take(&mut self.accepted);
         // Only this side adds to the queue, so its room can only grow
         // while the connections are taken and brought up to date.
         let room = {
-            let q = lock(&shared);
+            let q = S::lock(&shared);
             q.backlog.saturating_sub(q.queue.len())
         };
         while accepted.len() < room {
@@ -614,7 +646,7 @@ impl<E: Engine> Pump<E> {
             *slot(&mut self.conns, conn.index) = Some(StackConn {
                 id: *conn,
                 key: None,
-                buf: Arc::clone(buf),
+                buf: buf.clone(),
                 released: false,
                 fin_sent: false,
                 notified: Notified::default(),
@@ -623,7 +655,7 @@ impl<E: Engine> Pump<E> {
         }
         let any = !accepted.is_empty();
         {
-            let mut q = lock(&shared);
+            let mut q = S::lock(&shared);
             // Stopped for want of room: the engine may hold more.
             q.more = accepted.len() >= room;
             q.queue.extend(accepted.drain(..).map(|(conn, buf)| Accepted { conn, buf }));
@@ -640,14 +672,14 @@ impl<E: Engine> Pump<E> {
         self.accepted = accepted;
     }
 
-    fn conn_mut(&mut self, id: ConnId) -> Option<&mut StackConn> {
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut StackConn<S>> {
         match self.conns.get_mut(id.index as usize) {
             Some(Some(c)) if c.id == id => Some(c),
             _ => None,
         }
     }
 
-    fn take_conn(&mut self, id: ConnId) -> Option<StackConn> {
+    fn take_conn(&mut self, id: ConnId) -> Option<StackConn<S>> {
         let entry = self.conns.get_mut(id.index as usize)?;
         if entry.as_ref().is_some_and(|c| c.id == id) { entry.take() } else { None }
     }
@@ -671,7 +703,7 @@ impl<E: Engine> Pump<E> {
         if c.id != id {
             return;
         }
-        let mut b = lock(&c.buf);
+        let mut b = S::lock(&c.buf);
         b.sync_queued = false;
         // Which directions changed (for edge-triggered epolls).
         let (mut rx, mut tx) = (false, false);
@@ -819,7 +851,7 @@ fn pull<E: Engine>(engine: &mut E, id: ConnId, b: &mut ConnBuf, readable: bool, 
     (rx, tx)
 }
 
-impl<E: Engine> AnyPump for Pump<E> {
+impl<E: Engine> AnyPump for Pump<E, Local> {
     fn ingress(&mut self, out: &mut Vec<Key>) -> bool {
         self.batch += 1;
         self.now = self.engine.now_ns();
@@ -856,15 +888,20 @@ impl<E: Engine> AnyPump for Pump<E> {
         }
         self.engine.send(conn, data).ok()
     }
-    fn connect_now(
-        &mut self,
-        jobs: &mut Vec<Job>,
-        c: ConnectArgs,
-        out: &mut Vec<Key>,
-    ) -> Result<(ConnId, Option<SocketAddrV4>), EngineError> {
-        self.apply_then(jobs, out, |pump, out| pump.connect(c.key, c.remote, c.local, c.buf, out))
+    fn open_now(&mut self, jobs: &mut Vec<Job>, open: Open, out: &mut Vec<Key>) -> Result<Opened, EngineError> {
+        self.apply_then(jobs, out, |pump, out| match open {
+            Open::Listen { key, addr, backlog, shared } => {
+                pump.listen(key, addr, backlog, shared).map(|(id, at)| Opened::Listener(id, at))
+            }
+            Open::Connect { key, remote, local, buf } => {
+                pump.connect(key, remote, local, buf, out).map(|(id, at)| Opened::Conn(id, at))
+            }
+            Open::UdpBind { key, addr, peer, shared } => {
+                pump.udp_bind(key, addr, peer, shared).map(|(id, ..)| Opened::Udp(id))
+            }
+        })
     }
-    fn spare_buf(&mut self) -> Option<Arc<Mutex<ConnBuf>>> {
+    fn spare_buf(&mut self) -> Option<ConnCell<Local>> {
         self.spare_bufs.pop()
     }
     fn recv_now(&mut self, conn: ConnId, bufs: &mut [IoSliceMut<'_>]) -> Option<Result<(usize, bool), EngineError>> {
@@ -896,7 +933,7 @@ impl<E: Engine> AnyPump for Pump<E> {
             return;
         }
         let Ok(st) = engine.state(conn) else { return };
-        let mut b = lock(&c.buf);
+        let mut b = Local::lock(&c.buf);
         if b.failed.is_some() {
             return;
         }

@@ -22,6 +22,7 @@ use crate::context::{Context, StopHandle};
 use crate::engine::Engine;
 use crate::job::Job;
 use crate::pump::Pump;
+use crate::share::Threaded;
 use crate::slab::Key;
 
 /// Which runtime to start.
@@ -436,7 +437,7 @@ const QUIESCE_BOUND: u32 = 100_000;
 
 /// The stack thread of the threaded runtime.
 fn stack_loop<E: Engine>(engine: E, jobs: BatchRx<Job>, events: BatchTx<Key>, stop: StopHandle, linger: Duration) {
-    let mut side = Pump::new(engine);
+    let mut side = Pump::<_, Threaded>::new(engine);
     let mut out: Vec<Key> = Vec::new();
     let mut pending: Option<Vec<Job>> = None;
     let mut open = true;

@@ -45,14 +45,15 @@
 use std::cell::Cell;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
-use std::sync::{Arc, Mutex};
 
-use crate::buffers::{UdpBuf, lock};
+use crate::buffers::UdpBuf;
 use crate::context::{Context, Sock, SockKind};
 use crate::engine::UdpId;
 use crate::epoll::{Source, SourceId};
 use crate::job::Job;
 use crate::net::{closed, table_full, v4};
+use crate::pump::{Open, Opened};
+use crate::share::{Shared, UdpRef};
 use crate::slab::Key;
 
 /// What one receive took: how much was copied, the datagram's whole
@@ -118,7 +119,7 @@ pub struct UdpSocket {
     ctx: Context,
     key: Key,
     id: UdpId,
-    buf: Arc<Mutex<UdpBuf>>,
+    pub(crate) buf: UdpRef,
     nonblocking: Cell<bool>,
 }
 
@@ -143,20 +144,23 @@ impl UdpSocket {
     pub fn bind_for_peer(ctx: &Context, peer: SocketAddr) -> io::Result<UdpSocket> {
         let peer = UdpSocket::destination(peer)?;
         let s = UdpSocket::open(ctx, SocketAddrV4::new([0, 0, 0, 0].into(), 0), Some(peer))?;
-        lock(&s.buf).peer = Some(peer);
+        s.buf.lock().peer = Some(peer);
         Ok(s)
     }
 
     fn open(ctx: &Context, addr: SocketAddrV4, peer: Option<SocketAddrV4>) -> io::Result<UdpSocket> {
-        let buf = Arc::new(Mutex::new(UdpBuf::new(addr, 0)));
+        let buf = UdpRef::new(ctx.is_inline(), UdpBuf::new(addr, 0));
         let placeholder = UdpId { index: u32::MAX, generation: u32::MAX };
-        let key = ctx
-            .state()?
-            .insert_sock(SockKind::Udp { id: placeholder, buf: Arc::clone(&buf) })
-            .ok_or_else(table_full)?;
-        let shared = Arc::clone(&buf);
-        match ctx.call(|reply| Job::UdpBind { key, addr, peer, shared, reply }) {
-            Ok((id, _, _)) => {
+        let key =
+            ctx.state()?.insert_sock(SockKind::Udp { id: placeholder, buf: buf.clone() }).ok_or_else(table_full)?;
+        let res = match buf.clone() {
+            Shared::Local(shared) => ctx.open_now(Open::UdpBind { key, addr, peer, shared }).and_then(Opened::udp),
+            Shared::Threaded(shared) => {
+                ctx.call(|reply| Job::UdpBind { key, addr, peer, shared, reply }).map(|(id, ..)| id)
+            }
+        };
+        match res {
+            Ok(id) => {
                 if let Some(Sock { kind: SockKind::Udp { id: i, .. }, .. }) = ctx.state()?.socks.get_mut(key) {
                     *i = id;
                 }
@@ -205,7 +209,7 @@ impl UdpSocket {
     /// reported. May be called again to change it.
     pub fn connect(&self, peer: SocketAddr) -> io::Result<()> {
         let peer = UdpSocket::destination(peer)?;
-        let mut b = lock(&self.buf);
+        let mut b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -224,7 +228,7 @@ impl UdpSocket {
     /// Send to the connected peer; `NotConnected` if there is none.
     pub fn send(&self, data: &[u8]) -> io::Result<usize> {
         let peer = {
-            let b = lock(&self.buf);
+            let b = self.buf.lock();
             if b.app_closed {
                 return Err(closed());
             }
@@ -234,7 +238,7 @@ impl UdpSocket {
     }
 
     fn try_send(&self, data: &[u8], to: SocketAddrV4) -> io::Result<usize> {
-        let mut b = lock(&self.buf);
+        let mut b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -276,7 +280,7 @@ impl UdpSocket {
     }
 
     fn try_recv(&self, buf: &mut [u8]) -> io::Result<RecvMeta> {
-        let mut b = lock(&self.buf);
+        let mut b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -295,13 +299,13 @@ impl UdpSocket {
 
     /// The bound address (with the actual port if 0 was asked).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        let b = lock(&self.buf);
+        let b = self.buf.lock();
         if b.app_closed { Err(closed()) } else { Ok(SocketAddr::V4(b.local)) }
     }
 
     /// The connected peer; `NotConnected` if none.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        let b = lock(&self.buf);
+        let b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -311,7 +315,7 @@ impl UdpSocket {
     /// The largest datagram [`send_to`](Self::send_to) takes: the engine's
     /// MTU less the IPv4 and UDP headers (1472 on Ethernet).
     pub fn max_payload(&self) -> io::Result<usize> {
-        let b = lock(&self.buf);
+        let b = self.buf.lock();
         if b.app_closed { Err(closed()) } else { Ok(b.max_payload) }
     }
 
@@ -319,7 +323,7 @@ impl UdpSocket {
     /// about a datagram to the connected peer, else the engine's last
     /// refusal of a datagram (`InvalidInput`).
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        let mut b = lock(&self.buf);
+        let mut b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -336,7 +340,7 @@ impl UdpSocket {
 
     /// The socket's counters.
     pub fn stats(&self) -> io::Result<UdpStats> {
-        let b = lock(&self.buf);
+        let b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -357,7 +361,7 @@ impl UdpSocket {
         if len == 0 {
             return Err(invalid("queue length must not be zero"));
         }
-        let mut b = lock(&self.buf);
+        let mut b = self.buf.lock();
         if b.app_closed {
             return Err(closed());
         }
@@ -374,13 +378,13 @@ impl UdpSocket {
 
     /// The receive queue's bound, in datagrams.
     pub fn recv_queue_len(&self) -> io::Result<usize> {
-        let b = lock(&self.buf);
+        let b = self.buf.lock();
         if b.app_closed { Err(closed()) } else { Ok(b.rx_cap) }
     }
 
     /// The send queue's bound, in datagrams.
     pub fn send_queue_len(&self) -> io::Result<usize> {
-        let b = lock(&self.buf);
+        let b = self.buf.lock();
         if b.app_closed { Err(closed()) } else { Ok(b.tx_cap) }
     }
 
@@ -389,7 +393,7 @@ impl UdpSocket {
     /// `NotConnected` if already closed.
     pub fn close(&self) -> io::Result<()> {
         {
-            let mut b = lock(&self.buf);
+            let mut b = self.buf.lock();
             if b.app_closed {
                 return Err(closed());
             }
@@ -409,7 +413,7 @@ impl Source for UdpSocket {
 
 impl Drop for UdpSocket {
     fn drop(&mut self) {
-        let open = !lock(&self.buf).app_closed;
+        let open = !self.buf.lock().app_closed;
         if open {
             let _ = self.close();
         }
