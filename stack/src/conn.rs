@@ -367,8 +367,9 @@ impl Conn {
     /// itself, by its own call): the readiness now and the bytes waiting
     /// to be read. Events report changes from here on.
     pub fn note_seen(&mut self) {
-        self.last_ready = self.readiness();
-        self.rx_seen = self.sock().recv_queue();
+        let s = self.sock();
+        let (ready, queued) = (self.status_of(s).ready, s.recv_queue());
+        (self.last_ready, self.rx_seen) = (ready, queued);
     }
 
     /// Readiness as the application sees it.
@@ -378,7 +379,13 @@ impl Conn {
 
     /// TCP state, readiness and close reason, from one look at the socket.
     pub fn status(&self) -> ConnStatus {
-        let s = self.sock();
+        self.status_of(self.sock())
+    }
+
+    /// [`status`](Self::status) with the socket already in hand (`s` is
+    /// this connection's: each look-up in the set costs a bounds check and
+    /// a downcast).
+    pub fn status_of(&self, s: &tcp::Socket<'static>) -> ConnStatus {
         let state = s.state();
         let mut r = Readiness::EMPTY;
         if self.established {

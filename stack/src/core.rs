@@ -900,8 +900,8 @@ impl<P: PacketIo> StackCore<P> {
             // it is armed only while data or our FIN is outstanding (smoltcp
             // counts from the first transmission after the buffer was
             // empty), and is the idle timeout, if any, otherwise.
-            let outstanding =
-                c.sock().send_queue() > 0 || matches!(st, State::FinWait1 | State::Closing | State::LastAck);
+            let s = c.sock();
+            let outstanding = s.send_queue() > 0 || matches!(st, State::FinWait1 | State::Closing | State::LastAck);
             let (user, idle) = (c.user_timeout_ms.unwrap_or(self.cfg.user_timeout_ms), self.cfg.idle_timeout_ms);
             let ms = match (outstanding && user > 0, idle > 0) {
                 (true, true) => Some(user.min(idle)),
@@ -910,17 +910,18 @@ impl<P: PacketIo> StackCore<P> {
                 (false, false) => None,
             };
             let t = ms.map(smoltcp::time::Duration::from_millis);
-            if c.sock().timeout() != t {
+            if s.timeout() != t {
                 c.sock_mut().set_timeout(t);
             }
         }
         match c.phase {
             Phase::App => {
-                let r = c.readiness();
+                let s = c.sock();
+                let r = c.status_of(s).ready;
                 // Data that arrived while earlier data is still unread
                 // changes no readiness bit, but is news to a reader that
                 // takes bytes straight from the socket.
-                let queued = c.sock().recv_queue();
+                let queued = s.recv_queue();
                 let arrived = queued > c.rx_seen;
                 c.rx_seen = queued;
                 if r != c.last_ready || arrived {
