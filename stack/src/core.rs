@@ -1102,14 +1102,27 @@ impl<P: PacketIo> StackCore<P> {
         }
         crate::conn::set_tsval(self.now_ns / 1_000_000, c.seq.ts_offset);
         let iface = self.pmtu.iface(&mut self.iface, c.path.slot);
+        let mut known = None;
         while sent < burst && self.port.tx_room() > 0 {
             let mut phy = Phy::new(&mut self.port).for_conn(&mut c.seq, &mut c.sent);
             match iface.poll_egress(now, &mut phy, &mut c.set) {
                 PollResult::None => break,
                 PollResult::SocketStateChanged => sent += 1,
             }
+            // After the first segment, ask smoltcp when it wants to send
+            // next (its `poll_at` mirrors the start of its dispatch): a
+            // request's or a response's segment is usually alone, and a
+            // `poll_egress` that finds nothing to send costs about what one
+            // that sends does. A bulk sender is told "now" and goes on.
+            if sent == 1 {
+                let at = iface.poll_at(now, &c.set);
+                if !matches!(at, Some(t) if t <= now) {
+                    known = Some(at);
+                    break;
+                }
+            }
         }
-        let at = iface.poll_at(now, &c.set);
+        let at = known.unwrap_or_else(|| iface.poll_at(now, &c.set));
         let owed = matches!(at, Some(t) if t <= now);
         let tick = self.now_ns / 1_000_000;
         match at {
