@@ -1103,18 +1103,23 @@ impl<P: PacketIo> StackCore<P> {
         crate::conn::set_tsval(self.now_ns / 1_000_000, c.seq.ts_offset);
         let iface = self.pmtu.iface(&mut self.iface, c.path.slot);
         let mut known = None;
+        // At most one segment's payload at this MTU (IPv4 and TCP headers
+        // without options): what a request or response usually is.
+        let lone = self.cfg.mtu.saturating_sub(40);
         while sent < burst && self.port.tx_room() > 0 {
             let mut phy = Phy::new(&mut self.port).for_conn(&mut c.seq, &mut c.sent);
             match iface.poll_egress(now, &mut phy, &mut c.set) {
                 PollResult::None => break,
                 PollResult::SocketStateChanged => sent += 1,
             }
-            // After the first segment, ask smoltcp when it wants to send
-            // next (its `poll_at` mirrors the start of its dispatch): a
-            // request's or a response's segment is usually alone, and a
-            // `poll_egress` that finds nothing to send costs about what one
-            // that sends does. A bulk sender is told "now" and goes on.
-            if sent == 1 {
+            // After a first segment that leaves at most a segment's worth
+            // of bytes in the send buffer (sent or not), ask smoltcp when it
+            // wants to send next (its `poll_at` mirrors the start of its
+            // dispatch): a request's or a response's segment is usually
+            // alone, and a `poll_egress` that finds nothing to send costs
+            // about what one that sends does. A bulk sender, with more
+            // queued, goes on without asking.
+            if sent == 1 && c.sock().send_queue() <= lone {
                 let at = iface.poll_at(now, &c.set);
                 if !matches!(at, Some(t) if t <= now) {
                     known = Some(at);
