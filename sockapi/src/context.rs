@@ -275,14 +275,14 @@ impl Context {
     /// assert_eq!(ctx.core(), 0);
     /// ```
     pub fn inline<E: Engine + 'static>(engine: E) -> Context {
-        Context::with_link(0, Link::Inline(Box::new(Pump::direct(engine))), StopHandle::default())
+        Context::with_link(0, Link::Inline(Box::new(Pump::<_, Local>::new(engine))), StopHandle::default())
     }
 
     /// An inline context for core `core` of a set that share `stop`: for
     /// harnesses that drive several cores' stacks from one thread (such as
     /// `ixtcp_host::Stepped`); [`inline`](Self::inline) is core 0 alone.
     pub fn inline_core<E: Engine + 'static>(core: usize, engine: E, stop: StopHandle) -> Context {
-        Context::with_link(core, Link::Inline(Box::new(Pump::direct(engine))), stop)
+        Context::with_link(core, Link::Inline(Box::new(Pump::<_, Local>::new(engine))), stop)
     }
 
     pub(crate) fn threaded(core: usize, jobs: BatchTx<Job>, events: BatchRx<Key>, stop: StopHandle) -> Context {

@@ -168,11 +168,6 @@ pub(crate) struct Pump<E, S: Share> {
     spare_bufs: Vec<ConnCell<S>>,
     /// `accept_some`'s list, kept between calls.
     accepted: Vec<(ConnId, ConnCell<S>)>,
-    /// The application reads straight from the engine
-    /// ([`AnyPump::recv_now`]): the inline runtime, where it runs on this
-    /// thread. A sync then only notes that there is something to read;
-    /// otherwise it moves the bytes into the connection's `rx`.
-    direct: bool,
 }
 
 fn slot<T>(v: &mut Vec<Option<T>>, index: u32) -> &mut Option<T> {
@@ -199,14 +194,7 @@ impl<E: Engine, S: Share> Pump<E, S> {
             quiesce: Vec::new(),
             spare_bufs: Vec::new(),
             accepted: Vec::new(),
-            direct: false,
         }
-    }
-
-    /// A pump whose application reads straight from the engine (the
-    /// inline runtime's: see [`AnyPump::recv_now`]).
-    pub fn direct(engine: E) -> Pump<E, S> {
-        Pump { direct: true, ..Pump::new(engine) }
     }
 
     /// A buffer for a newly accepted connection: a spare one if there is.
@@ -697,7 +685,10 @@ impl<E: Engine, S: Share> Pump<E, S> {
     /// connection (data may have arrived, which a direct reader must hear
     /// of even while earlier bytes wait in the engine).
     fn sync_with(&mut self, id: ConnId, out: &mut Vec<Key>, event: bool) {
-        let direct = self.direct;
+        // Inline, the application's read takes the bytes from the engine
+        // itself (`AnyPump::recv_now`): a sync only notes that there is
+        // something to read. Threaded, it moves them into `rx`.
+        let direct = S::DIRECT_READS;
         let engine = &mut self.engine;
         let Some(Some(c)) = self.conns.get_mut(id.index as usize) else { return };
         if c.id != id {

@@ -28,6 +28,10 @@ pub(crate) trait Share: Sized + 'static {
     type Cell<T: 'static>: Clone;
     /// One side's access to it.
     type Guard<'a, T: 'static>: DerefMut<Target = T>;
+    /// The application runs on the stack side's thread and reads received
+    /// bytes straight from the engine (`AnyPump::recv_now`); a sync then
+    /// only notes that there is something to read.
+    const DIRECT_READS: bool;
     fn cell<T: 'static>(value: T) -> Self::Cell<T>;
     fn lock<T: 'static>(cell: &Self::Cell<T>) -> Self::Guard<'_, T>;
     /// True if `cell` is its buffer's only holder.
@@ -58,6 +62,7 @@ pub(crate) enum Local {}
 impl Share for Threaded {
     type Cell<T: 'static> = Arc<Mutex<T>>;
     type Guard<'a, T: 'static> = MutexGuard<'a, T>;
+    const DIRECT_READS: bool = false;
     fn cell<T: 'static>(value: T) -> Arc<Mutex<T>> {
         Arc::new(Mutex::new(value))
     }
@@ -81,6 +86,7 @@ impl Share for Threaded {
 impl Share for Local {
     type Cell<T: 'static> = Rc<RefCell<T>>;
     type Guard<'a, T: 'static> = RefMut<'a, T>;
+    const DIRECT_READS: bool = true;
     fn cell<T: 'static>(value: T) -> Rc<RefCell<T>> {
         Rc::new(RefCell::new(value))
     }
