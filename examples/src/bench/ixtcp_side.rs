@@ -236,16 +236,23 @@ mod tests {
         };
         // Other tests run on the same cores: no pinning, no busy polling.
         let split = Split::floating(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let timed = cpu::thread_id().is_some_and(|t| cpu::scheduled_ns(t).is_some());
+        let mut shares = Vec::new();
         for w in Workload::ALL {
             let (m, tallies) = run(w, &split, &params, None, &mut |_| {}).unwrap();
             let failures: Vec<_> = tallies.iter().flat_map(|t| t.first_failures.clone()).collect();
             assert_eq!(m.failures, 0, "{w:?}: {failures:?}");
             assert!(m.total > 0.0, "{w:?}");
-            if cpu::thread_id().is_some_and(|t| cpu::scheduled_ns(t).is_some()) {
+            if timed {
                 let share = m.nic_share.unwrap_or_else(|| panic!("{w:?}: no NIC model share"));
-                assert!(share > 0.0 && share <= 1.0, "{w:?}: NIC model share {share}");
+                assert!((0.0..=1.0).contains(&share), "{w:?}: NIC model share {share}");
+                shares.push(share);
             }
         }
+        // The model times a random eighth of its calls: in a short window
+        // on a loaded machine one workload may have none timed (CI saw a
+        // bulk share of 0), but the accounting must show in some.
+        assert!(!timed || shares.iter().any(|&s| s > 0.0), "no workload shows NIC model time: {shares:?}");
     }
 
     #[test]
